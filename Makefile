@@ -1,0 +1,32 @@
+# Two commands for a fresh machine (README): `make demo` runs the main job, `make test`
+# the test suite. Both create .venv with the pinned dependencies first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# One persistent XLA compilation cache for every run: a second run skips most compiles.
+export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0
+export JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES ?= -1
+
+.PHONY: demo test test-slow venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m videofusion_jax.sample --config=configs/demo.py --workdir=runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 tests
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow tests
+
+clean:
+	rm -rf $(VENV) .cache runs

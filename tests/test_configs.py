@@ -1,0 +1,50 @@
+"""Layered configs build valid models; typos and bad values fail loudly by name."""
+
+import pytest
+
+from configs import base, demo
+from videofusion_jax.models import presets
+from videofusion_jax.models.from_config import videofusion_config
+
+
+def test_base_config_is_the_papers_table8():
+  vf = videofusion_config(base.get_config())
+  assert vf.base.block_out_channels == presets.table8().base.block_out_channels
+  assert vf.residual.block_out_channels == (128, 256, 384, 640)
+  assert vf.lam == 0.5 and vf.objective == "eps"
+
+
+def test_demo_overrides_only_sizes():
+  vf = videofusion_config(demo.get_config())
+  assert vf.base.block_out_channels == (32, 64)
+  assert vf.residual_unet().in_channels == 6  # frame + centre estimate
+
+
+def test_mistyped_field_suggests_the_right_one():
+  config = base.get_config()
+  config.lock()
+  with pytest.raises(AttributeError, match="Did you mean.*lam"):
+    config.diffusion.lamm = 0.3
+
+
+@pytest.mark.parametrize("path,value,match", [
+    (("diffusion", "lam"), 2.0, "lam=2.0"),
+    (("diffusion", "objective"), "x", "objective"),
+    (("model", "residual_context"), "video", "residual_context"),
+])
+def test_bad_values_are_named(path, value, match):
+  config = base.get_config()
+  config[path[0]][path[1]] = value
+  with pytest.raises(ValueError, match=match):
+    videofusion_config(config)
+
+
+def test_unknown_and_derived_unet_fields_are_rejected():
+  config = demo.get_config()
+  config.model.base.widths = (1, 2)
+  with pytest.raises(ValueError, match="model.base has unknown field.*widths"):
+    videofusion_config(config)
+  config = demo.get_config()
+  config.model.residual.in_channels = 6
+  with pytest.raises(ValueError, match="model.residual.in_channels is derived"):
+    videofusion_config(config)

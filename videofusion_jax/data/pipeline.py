@@ -1,0 +1,39 @@
+"""grain input pipeline: a random-access clip source -> shuffled, batched numpy dicts.
+
+Each process reads only its share of the source (`ds[index::count]`); shuffling is
+seeded and re-drawn every epoch (shuffle, then repeat, keeps epochs apart); the
+iterator's state is a small dict that checkpoints with the model, so a resumed run
+continues with exactly the next batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import grain
+import jax
+
+
+def make_dataset(source: Sequence[dict[str, Any]], *, global_batch_size: int, seed: int,
+                 worker_count: int = 0, prefetch: int = 2,
+                 process_index: int | None = None, process_count: int | None = None
+                 ) -> grain.IterDataset:
+  """Batches of `{"video": (b, N, H, W, C) float32, ...}`, b = this process's share."""
+  index = jax.process_index() if process_index is None else process_index
+  count = jax.process_count() if process_count is None else process_count
+  if global_batch_size % count:
+    raise ValueError(f"train.batch_size={global_batch_size} does not divide over "
+                     f"{count} processes")
+  per_process = global_batch_size // count
+  if len(source) < count * per_process:
+    raise ValueError(f"the data source holds {len(source)} clips; a batch of "
+                     f"{global_batch_size} needs at least that many")
+  ds = grain.MapDataset.source(source)[index::count]
+  ds = ds.shuffle(seed=seed).repeat(None)
+  ds = ds.batch(per_process, drop_remainder=True)
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(1, prefetch),
+                                            prefetch_buffer_size=prefetch))
+  if worker_count > 0:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+  return it
+

@@ -1,0 +1,105 @@
+"""Writing and reading videos: mp4 through PyAV, GIF and PNG frame strips through Pillow.
+
+Videos are uint8 arrays `(N, H, W, 3)`; `to_uint8` maps model outputs in [-1, 1].
+Files are written to a temporary name and renamed, so a crash never leaves a
+half-written video under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+
+def to_uint8(video: np.ndarray) -> np.ndarray:
+  """[-1, 1] floats -> [0, 255] uint8, rounding to nearest."""
+  return np.round((np.clip(np.asarray(video, np.float32), -1.0, 1.0) + 1.0) * 127.5).astype(
+      np.uint8)
+
+
+def _check_video(video: np.ndarray) -> np.ndarray:
+  video = np.asarray(video)
+  if video.ndim != 4 or video.shape[-1] not in (1, 3) or video.dtype != np.uint8:
+    raise ValueError(f"video has shape {video.shape} dtype {video.dtype}; expected uint8 "
+                     "(N, H, W, 3) or (N, H, W, 1)")
+  return np.repeat(video, 3, axis=-1) if video.shape[-1] == 1 else video
+
+
+@contextlib.contextmanager
+def _atomic(path: str | os.PathLike):
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  finally:
+    tmp.unlink(missing_ok=True)
+
+
+def write_mp4(path: str | os.PathLike, video: np.ndarray, fps: int = 8) -> Path:
+  """H.264 mp4 (yuv444p keeps small frames' colours exact enough to inspect)."""
+  video = _check_video(video)
+  n, h, w, _ = video.shape
+  with _atomic(path) as tmp:
+    with av.open(str(tmp), mode="w") as container:
+      stream = container.add_stream("libx264", rate=fps)
+      stream.width, stream.height = w, h
+      stream.pix_fmt = "yuv444p"
+      stream.options = {"crf": "10"}
+      for frame in video:
+        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+          container.mux(packet)
+      for packet in stream.encode():
+        container.mux(packet)
+  return Path(path)
+
+
+def write_gif(path: str | os.PathLike, video: np.ndarray, fps: int = 8) -> Path:
+  video = _check_video(video)
+  frames = [Image.fromarray(f) for f in video]
+  with _atomic(path) as tmp:
+    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                   duration=max(1, round(1000 / fps)), loop=0)
+  return Path(path)
+
+
+def frame_strip(videos: np.ndarray, scale: int = 1, gap: int = 1) -> np.ndarray:
+  """(K, N, H, W, 3) or (N, H, W, 3) uint8 -> one image: a row of frames per video."""
+  videos = np.asarray(videos)
+  if videos.ndim == 4:
+    videos = videos[None]
+  k, n, h, w, c = videos.shape
+  canvas = np.full((k * (h + gap) - gap, n * (w + gap) - gap, c), 255, np.uint8)
+  for i in range(k):
+    for j in range(n):
+      canvas[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = videos[i, j]
+  if scale > 1:
+    canvas = np.repeat(np.repeat(canvas, scale, axis=0), scale, axis=1)
+  return canvas
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
+  with _atomic(path) as tmp:
+    Image.fromarray(np.asarray(image, np.uint8)).save(tmp, format="PNG")
+  return Path(path)
+
+
+def read_video(path: str | os.PathLike) -> np.ndarray:
+  """Decode every frame of a video file -> uint8 (N, H, W, 3)."""
+  path = Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f"video file {path} does not exist")
+  try:
+    with av.open(str(path)) as container:
+      frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+  except (av.error.FFmpegError, ValueError) as e:
+    raise ValueError(f"cannot decode video file {path}: {e}") from e
+  if not frames:
+    raise ValueError(f"video file {path} holds no frames")
+  return np.stack(frames)

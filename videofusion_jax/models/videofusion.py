@@ -1,0 +1,121 @@
+"""VideoFusion: a base generator on the centre frame and a residual generator on the rest.
+
+The module only wires the two U-Nets into `diffusion.decomposed_denoise`, which holds
+all of the decomposition math (Eq. 12-13): one base call on the centre frame and one
+residual call over the other N-1 frames, folded into the batch, per denoising step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from videofusion_jax import diffusion
+from videofusion_jax.models.unet import UNet, UNetConfig
+
+RESIDUAL_CONTEXTS = ("centre_estimate", "none")
+OBJECTIVES = ("eps", "v")
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoFusionConfig:
+  """The two generators and the decomposition they implement.
+
+  The U-Nets' `in_channels`/`out_channels` and the residual's `frame_conditioned` are
+  derived here from `channels`, `residual_context` and `learned_variance`, so the two
+  networks always agree with the decomposition.
+  """
+  base: UNetConfig = UNetConfig()
+  residual: UNetConfig = UNetConfig(block_out_channels=(128, 256, 384, 640),
+                                    temporal="attention")
+  channels: int = 3
+  lam: float = 0.5                     # share of the base noise in non-centre frames
+  objective: str = "eps"               # what each network predicts: eps, or v of its part
+  residual_context: str = "centre_estimate"  # what ties residual frames to the content
+  learned_variance: bool = False       # networks also predict the DDPM variance
+
+  def validate(self) -> None:
+    if not 0.0 <= self.lam <= 1.0:
+      raise ValueError(f"model.lam={self.lam}; expected 0 <= lam <= 1")
+    if self.objective not in OBJECTIVES:
+      raise ValueError(f"model.objective={self.objective!r}; expected one of {OBJECTIVES}")
+    if self.residual_context not in RESIDUAL_CONTEXTS:
+      raise ValueError(f"model.residual_context={self.residual_context!r}; expected one of "
+                       f"{RESIDUAL_CONTEXTS}")
+    if self.channels < 1:
+      raise ValueError(f"model.channels={self.channels}; expected >= 1")
+    self.base_unet().validate("model.base")
+    self.residual_unet().validate("model.residual")
+
+  def base_unet(self) -> UNetConfig:
+    out = self.channels * (2 if self.learned_variance else 1)
+    return dataclasses.replace(self.base, in_channels=self.channels, out_channels=out)
+
+  def residual_unet(self) -> UNetConfig:
+    cin = self.channels * (2 if self.residual_context == "centre_estimate" else 1)
+    out = self.channels * (2 if self.learned_variance else 1)
+    return dataclasses.replace(self.residual, in_channels=cin, out_channels=out,
+                               frame_conditioned=True)
+
+  def check_video(self, shape, name: str = "z_t") -> None:
+    """Shape check for a video `(B, N, H, W, C)` before any compile."""
+    if len(shape) != 5:
+      raise ValueError(f"{name} has shape {tuple(shape)}; expected (B, N, H, W, C)")
+    b, n, h, w, c = shape
+    if n < 2:
+      raise ValueError(f"{name} has {n} frame(s); VideoFusion needs num_frames >= 2")
+    if c != self.channels:
+      raise ValueError(f"{name} has {c} channels; model.channels={self.channels}")
+    self.base_unet().check_input((b, h, w, c), name=f"{name} frames")
+
+
+def _per_frame(tree: Mapping[str, Any] | None, frames: int) -> dict:
+  """Repeat each batch entry of a condition once per frame (frames folded into B)."""
+  return {k: jnp.repeat(v, frames, axis=0) for k, v in (tree or {}).items()}
+
+
+class VideoFusion(nnx.Module):
+  """Decomposed video denoiser: `base` (image U-Net) + `residual` (frame U-Net)."""
+
+  def __init__(self, config: VideoFusionConfig, *, rngs: nnx.Rngs):
+    config.validate()
+    self.config = config
+    self.base = UNet(config.base_unet(), rngs=rngs)
+    self.residual = UNet(config.residual_unet(), rngs=rngs)
+
+  def __call__(self, z_t: jax.Array, t: jax.Array, alphas_cumprod: jax.Array, *,
+               cond: Mapping[str, jax.Array] | None = None, stop_base_grad: bool = True,
+               rngs: nnx.Rngs | None = None) -> diffusion.DenoiseOutput:
+    """Predict the noise of `z_t` (B, N, H, W, C) at timesteps `t` (B,).
+
+    `cond` holds optional U-Net condition inputs (`class_labels`, `context`) with batch
+    axis B; `alphas_cumprod` is the schedule's (T,) array.
+    """
+    cfg = self.config
+    cfg.check_video(z_t.shape)  # static shapes: fails at trace time, before compiling
+    b, n, h, w, c = z_t.shape
+    others = np.asarray(diffusion.other_frame_indices(n))
+    m = len(others)
+
+    def base_fn(z_centre):
+      return self.base(z_centre, t, **(cond or {}), rngs=rngs)
+
+    def residual_fn(z_others, centre_estimate):
+      x = z_others
+      if cfg.residual_context == "centre_estimate":
+        context = jnp.broadcast_to(centre_estimate[:, None], z_others.shape)
+        x = jnp.concatenate([z_others, context], axis=-1)
+      out = self.residual(
+          x.reshape(b * m, h, w, x.shape[-1]), jnp.repeat(t, m),
+          frame_index=jnp.tile(jnp.asarray(others, jnp.int32), b), num_frames=m,
+          **_per_frame(cond, m), rngs=rngs)
+      return out.reshape(b, m, h, w, out.shape[-1])
+
+    return diffusion.decomposed_denoise(
+        z_t, alphas_cumprod[t], cfg.lam, base_fn, residual_fn, objective=cfg.objective,
+        stop_base_grad=stop_base_grad, learned_variance=cfg.learned_variance)

@@ -1,0 +1,68 @@
+"""The train step: a pure, jitted function of (state, ema, batch, key).
+
+`state` is `nnx.state((model, optimizer))`, `ema` the exponential moving average of the
+model's parameters (a separate tree, updated inside the step; `optax.ema` would average
+updates, not parameters). The state and EMA are donated, so a step updates in place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from videofusion_jax import diffusion
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+  """Static settings of the train step."""
+  lam: float = 0.5
+  noise_mode: str = "decomposed"      # "standard": independent noise (VDM baseline)
+  base_stop_gradient: bool = True     # False: Table 7's "w/o stop gradient" ablation
+  ema_decay: float = 0.999
+
+
+def ema_update(ema: nnx.State, params: nnx.State, decay: float) -> nnx.State:
+  return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+
+
+def loss_fn(model, video: jax.Array, key: jax.Array, schedule: diffusion.Schedule,
+            config: StepConfig, cond=None):
+  """Eq. 14 on one batch: noise at random timesteps, denoise, MSE against the noise."""
+  b = video.shape[0]
+  t_key, base_key, residual_key, dropout_key = jax.random.split(key, 4)
+  t = jax.random.randint(t_key, (b,), 0, schedule.num_timesteps)
+  eps = diffusion.sample_noise(config.noise_mode, base_key, residual_key, video.shape,
+                               config.lam)
+  z_t = diffusion.q_sample(video, t, eps, schedule.alphas_cumprod)
+  out = model(z_t, t, schedule.alphas_cumprod, cond=cond,
+              stop_base_grad=config.base_stop_gradient, rngs=nnx.Rngs(dropout=dropout_key))
+  losses = diffusion.decomposed_loss(eps, out.eps)
+  return losses["loss"], losses
+
+
+def make_train_step(graphdef: nnx.GraphDef, config: StepConfig,
+                    learning_rate: Callable | None = None) -> Callable:
+  """-> jitted `train_step(state, ema, batch, key, schedule) -> (state, ema, metrics)`."""
+
+  @functools.partial(jax.jit, donate_argnums=(0, 1))
+  def train_step(state, ema, batch, key, schedule):
+    model, optimizer = nnx.merge(graphdef, state)
+    grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
+    (_, metrics), grads = grad_fn(model, batch["video"], key, schedule, config,
+                                  batch.get("cond"))
+    step = optimizer.step[...]
+    optimizer.update(model, grads)
+    ema = ema_update(ema, nnx.state(model, nnx.Param), config.ema_decay)
+    metrics = dict(metrics, grad_norm=optax.global_norm(grads))
+    if learning_rate is not None:
+      metrics["lr"] = jnp.asarray(learning_rate(step), jnp.float32)
+    return nnx.state((model, optimizer)), ema, metrics
+
+  return train_step
