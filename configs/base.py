@@ -17,9 +17,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.seed = 0                          # parameter initialisation and data order
 
   c.data = ml_collections.ConfigDict()
+  c.data.source = "synthetic"         # "synthetic": built-in moving shapes (no files)
   c.data.num_frames = 16              # frames per clip; the centre frame is (N - 1) // 2
   c.data.image_size = 128             # square frames, H = W
   c.data.channels = 3                 # RGB
+  c.data.num_clips = 100_000          # size of the synthetic set (clips are made on read)
+  c.data.synthetic_speed = 0.5        # synthetic shapes' speed, pixels per frame
+  c.data.worker_count = 0             # grain worker processes (0: read in the main one)
 
   paper = presets.table8()
   c.model = ml_collections.ConfigDict()
@@ -37,6 +41,29 @@ def get_config() -> ml_collections.ConfigDict:
   c.diffusion.lam = 0.5               # base-noise share of non-centre frames (0.9 Weizmann)
   c.diffusion.objective = "eps"       # "eps" (paper) or "v" (each network's own v)
   c.diffusion.noise_mode = "decomposed"  # "standard": independent noise (VDM baseline)
+
+  c.train = ml_collections.ConfigDict()
+  c.train.num_steps = 200_000         # optimizer steps in all (a resume continues to it)
+  c.train.batch_size = 64             # global batch, in clips
+  c.train.ema_decay = 0.9999          # EMA of parameters, used for sampling
+  c.train.base_stop_gradient = True   # Eq. 14; False is Table 7's "w/o stop gradient"
+  c.train.log_every = 100             # steps between metric lines
+  c.train.checkpoint_every = 5_000    # steps between checkpoints (also at the end/SIGTERM)
+  c.train.max_checkpoints = 3         # checkpoints kept in WORKDIR/checkpoints
+  c.train.sample_every = 20_000       # steps between EMA sample videos (0: only CLI)
+  c.train.tensorboard = True          # TensorBoard events in WORKDIR/tensorboard
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.lr = 1e-4                   # peak learning rate of the residual generator
+  c.optim.schedule = "constant"       # after warmup: "constant" or "cosine" to 0
+  c.optim.warmup_steps = 1_000
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.999
+  c.optim.eps = 1e-8
+  c.optim.weight_decay = 0.0
+  c.optim.grad_clip = 1.0             # global-norm clipping (0: off)
+  c.optim.base_lr_scale = 0.1         # base generator's lr = lr * scale (paper: small lr)
+  c.optim.freeze_base = False         # True: Table 7's "fixed" base generator
 
   c.sample = ml_collections.ConfigDict()
   c.sample.sampler = "ddim"           # "ddim" or "ddpm" (Algorithm 1, all T steps)

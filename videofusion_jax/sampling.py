@@ -8,13 +8,21 @@ runs the whole DDIM/DDPM loop as one `lax.scan`.
 from __future__ import annotations
 
 import dataclasses
+import sys
+import time
+from pathlib import Path
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
 from flax import nnx
 
 from videofusion_jax import diffusion
+from videofusion_jax.checkpoint import Checkpoints, abstract_like
+from videofusion_jax.data import video_io
+from videofusion_jax.models.from_config import videofusion_config
 from videofusion_jax.models.videofusion import VideoFusion
 
 SAMPLERS = ("ddim", "ddpm")
@@ -74,31 +82,106 @@ def make_sample_fn(graphdef: nnx.GraphDef, shape: tuple[int, ...], lam: float,
   return sample_fn
 
 
-def sample_videos(model: VideoFusion, schedule: diffusion.Schedule, *, num_videos: int,
-                  batch_size: int, num_frames: int, image_size: int, config: SamplerConfig,
-                  base_seed: int, residual_seed: int, progress: Callable | None = None):
-  """Yield batches of videos (B, N, H, W, C) in [-1, 1], `num_videos` in all.
+class VideoSampler:
+  """Build the jitted sampler for one video shape once; call it for batch after batch."""
 
-  Batch j draws its noise from `fold_in(PRNGKey(base_seed), j)` and
-  `fold_in(PRNGKey(residual_seed), j)`: the same base seed gives the same base noise,
-  hence the same content, whatever the residual seed.
-  """
-  vf = model.config
-  config.validate(vf.learned_variance)
-  if num_videos < 1 or batch_size < 1:
-    raise ValueError(f"num_videos={num_videos}, batch_size={batch_size}; expected >= 1")
-  shape = (min(batch_size, num_videos), num_frames, image_size, image_size, vf.channels)
-  vf.check_video(shape, name="sampled video")
-  diffusion.frame_lambdas(num_frames, vf.lam)  # validates lam and num_frames early
-  graphdef, state = nnx.split(model)
-  sample_fn = make_sample_fn(graphdef, shape, vf.lam, config)
-  base, residual = jax.random.key(base_seed), jax.random.key(residual_seed)
-  done, batch = 0, 0
-  while done < num_videos:
-    videos = sample_fn(state, schedule, jax.random.fold_in(base, batch),
-                       jax.random.fold_in(residual, batch))
-    take = min(shape[0], num_videos - done)
-    done, batch = done + take, batch + 1
-    if progress is not None:
-      progress(done, num_videos)
-    yield jax.device_get(videos[:take])
+  def __init__(self, graphdef: nnx.GraphDef, model_config, *, num_frames: int,
+               image_size: int, batch_size: int, config: SamplerConfig):
+    config.validate(model_config.learned_variance)
+    if batch_size < 1:
+      raise ValueError(f"sample.batch_size={batch_size}; expected >= 1")
+    self.shape = (batch_size, num_frames, image_size, image_size, model_config.channels)
+    model_config.check_video(self.shape, name="sampled video")
+    diffusion.frame_lambdas(num_frames, model_config.lam)  # validates lam and N early
+    self.sample_fn = make_sample_fn(graphdef, self.shape, model_config.lam, config)
+
+  def batches(self, state: nnx.State, schedule: diffusion.Schedule, *, num_videos: int,
+              base_seed: int, residual_seed: int, progress: Callable | None = None):
+    """Yield batches of videos (b, N, H, W, C) in [-1, 1], `num_videos` in all.
+
+    Batch j draws its noise from `fold_in(key(base_seed), j)` and
+    `fold_in(key(residual_seed), j)`: the same base seed gives the same base noise,
+    hence the same content, whatever the residual seed.
+    """
+    if num_videos < 1:
+      raise ValueError(f"num_videos={num_videos}; expected >= 1")
+    base, residual = jax.random.key(base_seed), jax.random.key(residual_seed)
+    done, batch = 0, 0
+    while done < num_videos:
+      videos = self.sample_fn(state, schedule, jax.random.fold_in(base, batch),
+                              jax.random.fold_in(residual, batch))
+      take = min(self.shape[0], num_videos - done)
+      done, batch = done + take, batch + 1
+      if progress is not None:
+        progress(done, num_videos)
+      yield jax.device_get(videos[:take])
+
+
+def sampler_config(config: ml_collections.ConfigDict) -> SamplerConfig:
+  s = config.sample
+  return SamplerConfig(sampler=s.sampler, num_steps=s.num_steps, eta=s.eta,
+                       clip_x0=s.clip_x0, ddpm_variance=s.ddpm_variance,
+                       noise_mode=config.diffusion.noise_mode)
+
+
+def _progress_line(start: float):
+  def show(done: int, total: int):
+    elapsed = time.time() - start
+    bar = "#" * (20 * done // total)
+    eta = elapsed / done * (total - done)
+    sys.stderr.write(f"\rsampling [{bar:<20}] {done}/{total} videos, {elapsed:.0f}s "
+                     f"elapsed, ETA {eta:.0f}s")
+    if done == total:
+      sys.stderr.write("\n")
+    sys.stderr.flush()
+  return show
+
+
+def write_samples(batches, out_dir: Path, *, fps: int, image_size: int) -> list[Path]:
+  """Write each video as mp4 + gif and all of them as one strip.png; return the paths."""
+  written, videos = [], []
+  for batch in batches:
+    for video in video_io.to_uint8(batch):
+      name = f"video_{len(videos):03d}"
+      written.append(video_io.write_mp4(out_dir / f"{name}.mp4", video, fps=fps))
+      video_io.write_gif(out_dir / f"{name}.gif", video, fps=fps)
+      videos.append(video)
+  scale = max(1, 64 // image_size)
+  written.append(video_io.write_png(out_dir / "strip.png",
+                                    video_io.frame_strip(np.stack(videos), scale=scale)))
+  return written
+
+
+def load_ema_params(vf, config: ml_collections.ConfigDict, workdir: str):
+  """(graphdef, EMA parameters) of the latest checkpoint in WORKDIR, or of a fresh model."""
+  graphdef, state = nnx.split(VideoFusion(vf, rngs=nnx.Rngs(config.seed)))
+  ckpt = Checkpoints(workdir)
+  try:
+    step = ckpt.latest_step()
+    if step is None:
+      logging.warning("No checkpoint in %s: sampling from freshly initialised weights "
+                      "(seed %d), so the videos will look like noise.", ckpt.directory,
+                      config.seed)
+      return graphdef, state
+    ckpt.check_compatible(step, config)
+    logging.info("Sampling with the EMA parameters of step %d in %s.", step, ckpt.directory)
+    return graphdef, ckpt.restore(step, ema=abstract_like(state))["ema"]
+  finally:
+    ckpt.close()
+
+
+def sample(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
+  """Generate `config.sample.num_videos` videos into WORKDIR/samples; return the paths."""
+  vf = videofusion_config(config)
+  schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
+  graphdef, state = load_ema_params(vf, config, workdir)
+  s = config.sample
+  sampler = VideoSampler(graphdef, vf, num_frames=config.data.num_frames,
+                         image_size=config.data.image_size,
+                         batch_size=min(s.batch_size, s.num_videos),
+                         config=sampler_config(config))
+  batches = sampler.batches(state, schedule, num_videos=s.num_videos, base_seed=s.base_seed,
+                            residual_seed=s.residual_seed,
+                            progress=_progress_line(time.time()))
+  return write_samples(batches, Path(workdir) / "samples", fps=s.fps,
+                       image_size=config.data.image_size)

@@ -108,10 +108,10 @@ def ddpm_sample(eps_fn: Callable, schedule: Schedule, shape, base_key, residual_
   def body(z, t):
     out = eps_fn(z, jnp.full((batch,), t, jnp.int32))
     eps, v = out if learned else (out, None)
-    alpha, ab_t, ab_prev, beta = s.alphas[t], s.alphas_cumprod[t], s.alphas_cumprod_prev[t], s.betas[t]
+    alpha, ab_t, beta = s.alphas[t], s.alphas_cumprod[t], s.betas[t]
     if clip_x0:
       x0 = jnp.clip(predict_x0(z, eps, ab_t), -1.0, 1.0)
-      mu = (jnp.sqrt(ab_prev) * beta * x0 + jnp.sqrt(alpha) * (1.0 - ab_prev) * z) / (1.0 - ab_t)
+      mu = s.posterior_mean_coef1[t] * x0 + s.posterior_mean_coef2[t] * z
     else:
       mu = (z - (1.0 - alpha) / jnp.sqrt(1.0 - ab_t) * eps) / jnp.sqrt(alpha)
     if learned:

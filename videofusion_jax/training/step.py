@@ -60,7 +60,7 @@ def make_train_step(graphdef: nnx.GraphDef, config: StepConfig,
     step = optimizer.step[...]
     optimizer.update(model, grads)
     ema = ema_update(ema, nnx.state(model, nnx.Param), config.ema_decay)
-    metrics = dict(metrics, grad_norm=optax.global_norm(grads))
+    metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
     if learning_rate is not None:
       metrics["lr"] = jnp.asarray(learning_rate(step), jnp.float32)
     return nnx.state((model, optimizer)), ema, metrics

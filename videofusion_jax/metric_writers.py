@@ -1,0 +1,75 @@
+"""Where training metrics go: TensorBoard events, WORKDIR/metrics.jsonl, and the log.
+
+clu's metric writers need TensorFlow for TensorBoard events, which this project keeps
+out of its core dependencies; tensorboardX writes the same event files without it.
+Only process 0 writes files; the others only log.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Mapping
+
+import jax
+import numpy as np
+from absl import logging
+
+
+class MetricWriter:
+  """`write(step, scalars)` to TensorBoard + JSONL (process 0) and the absl log."""
+
+  def __init__(self, workdir: str | Path, *, tensorboard: bool = True):
+    self.files = jax.process_index() == 0
+    self.jsonl = None
+    self.tb = None
+    if self.files:
+      workdir = Path(workdir)
+      workdir.mkdir(parents=True, exist_ok=True)
+      self.jsonl = open(workdir / "metrics.jsonl", "a", buffering=1)
+      if tensorboard:
+        from tensorboardX import SummaryWriter  # imported lazily: optional at sample time
+        self.tb = SummaryWriter(str(workdir / "tensorboard"))
+
+  def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    scalars = {k: float(np.asarray(v)) for k, v in scalars.items()}
+    logging.info("step %d: %s", step,
+                 ", ".join(f"{k}={v:.5g}" for k, v in sorted(scalars.items())))
+    if self.jsonl is not None:
+      self.jsonl.write(json.dumps({"step": int(step), **scalars}) + "\n")
+    if self.tb is not None:
+      for k, v in scalars.items():
+        self.tb.add_scalar(k, v, step)
+
+  def close(self) -> None:
+    if self.jsonl is not None:
+      self.jsonl.close()
+    if self.tb is not None:
+      self.tb.close()
+
+
+class ProgressLine:
+  """One carriage-returned line: step, steps/s, ETA, loss (process 0 only)."""
+
+  def __init__(self, total_steps: int, first_step: int = 0, stream=sys.stderr):
+    self.total, self.first = total_steps, first_step
+    self.start = time.time()
+    self.stream = stream
+    self.show = jax.process_index() == 0
+
+  def update(self, step: int, loss: float | None = None) -> float:
+    done = max(step - self.first, 1)
+    rate = done / max(time.time() - self.start, 1e-9)
+    if self.show:
+      eta = (self.total - step) / rate if rate > 0 else math.inf
+      bar = "#" * int(30 * step / max(self.total, 1))
+      loss_text = "" if loss is None else f" loss {loss:.4f}"
+      self.stream.write(f"\rtrain [{bar:<30}] {step}/{self.total} {rate:.2f} steps/s "
+                        f"ETA {eta:.0f}s{loss_text}  ")
+      if step >= self.total:
+        self.stream.write("\n")
+      self.stream.flush()
+    return rate

@@ -1,0 +1,34 @@
+"""Train VideoFusion.
+
+  python -m videofusion_jax.train --config=configs/demo.py --workdir=runs/demo
+
+Resumes from the latest checkpoint in --workdir. Override any config field on the
+command line, e.g. `--config.train.num_steps=1000`.
+"""
+
+from __future__ import annotations
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from videofusion_jax.training.loop import train
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, samples.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.info("JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(),
+               jax.devices())
+  metrics = train(_CONFIG.value, _WORKDIR.value)
+  print(f"training done in {_WORKDIR.value}: " +
+        ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(main)
