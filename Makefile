@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	$(PY) -m videofusion_jax.train --config=configs/demo.py --workdir=runs/demo
 	$(PY) -m videofusion_jax.sample --config=configs/demo.py --workdir=runs/demo
 
 test: $(STAMP)

@@ -17,7 +17,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.seed = 0                          # parameter initialisation and data order
 
   c.data = ml_collections.ConfigDict()
-  c.data.source = "synthetic"         # "synthetic": built-in moving shapes (no files)
+  c.data.source = "synthetic"         # "synthetic": built-in moving shapes (no files);
+                                      # "folder": videos under data.path (configs/folder.py)
+  c.data.path = ""                    # folder of videos / frame folders for "folder"
+  c.data.frame_stride = 1             # take every k-th frame of a video
+  c.data.random_start = False         # clip start: centre of the video, or random per clip
+  c.data.split_file = ""              # optional list of videos to keep (UCF101 splits)
+  c.data.download = ""                # where to get the data (said if data.path is missing)
   c.data.num_frames = 16              # frames per clip; the centre frame is (N - 1) // 2
   c.data.image_size = 128             # square frames, H = W
   c.data.channels = 3                 # RGB

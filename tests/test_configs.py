@@ -48,3 +48,13 @@ def test_unknown_and_derived_unet_fields_are_rejected():
   config.model.residual.in_channels = 6
   with pytest.raises(ValueError, match="model.residual.in_channels is derived"):
     videofusion_config(config)
+
+
+@pytest.mark.parametrize("name", ["ucf101", "sky_timelapse", "taichi", "weizmann"])
+def test_dataset_configs_say_where_to_put_missing_data(name, tmp_path):
+  import importlib
+  from videofusion_jax.data.sources import make_source
+  config = importlib.import_module(f"configs.{name}").get_config(str(tmp_path / "absent"))
+  videofusion_config(config)  # the model part is valid
+  with pytest.raises(FileNotFoundError, match="absent does not exist.*(Download|Get|Build)"):
+    make_source(config.data, seed=0)

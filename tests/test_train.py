@@ -66,3 +66,39 @@ def test_incompatible_checkpoint_is_refused_by_field(tmp_path):
                                        "\\[32, 32\\]"):
     train(config, str(tmp_path))
   assert Checkpoints(tmp_path).latest_step() == 2  # nothing lost
+
+
+def test_one_step_on_a_folder_of_real_video_files(tmp_path):
+  from configs import folder
+  frames = np.zeros((10, 24, 32, 3), np.uint8)
+  for i in range(10):
+    frames[i, 6:14, 2 + 2 * i:10 + 2 * i] = (30, 200, 90)
+  for name in ("a", "b"):
+    video_io.write_mp4(tmp_path / "videos" / "cls" / f"{name}.mp4", frames)
+  config = folder.get_config(str(tmp_path / "videos"))
+  for field in ("num_steps", "batch_size", "checkpoint_every"):
+    config.train[field] = tiny_config().train[field]
+  config.data.num_frames = 4
+  config.train.num_steps = 1
+  metrics = train(config, str(tmp_path / "run"))
+  assert np.isfinite(metrics["loss"]) and Checkpoints(tmp_path / "run").latest_step() == 1
+
+
+def test_missing_data_folder_fails_before_anything_is_written(tmp_path):
+  from configs import folder
+  config = folder.get_config(str(tmp_path / "absent"))
+  with pytest.raises(FileNotFoundError, match="absent does not exist"):
+    train(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+
+
+def test_a_checkpoint_killed_mid_save_is_never_resumed_from(tmp_path):
+  train(tiny_config(2), str(tmp_path))
+  # What a save killed before orbax's final rename leaves: a temporary step directory.
+  partial = tmp_path / "checkpoints" / "3.orbax-checkpoint-tmp-1700000000000000"
+  (partial / "state").mkdir(parents=True)
+  (partial / "state" / "half_written").write_bytes(b"\x00" * 10)
+  assert Checkpoints(tmp_path).latest_step() == 2
+  assert not partial.exists()  # cleaned up when the manager opens the directory
+  assert np.isfinite(train(tiny_config(3), str(tmp_path))["loss"])
+  assert Checkpoints(tmp_path).latest_step() == 3

@@ -8,6 +8,7 @@ Only process 0 writes files; the others only log.
 from __future__ import annotations
 
 import json
+import logging as logging_lib
 import math
 import sys
 import time
@@ -73,3 +74,15 @@ class ProgressLine:
         self.stream.write("\n")
       self.stream.flush()
     return rate
+
+
+class _LibraryInfoFilter(logging_lib.Filter):
+  """Drops INFO lines from orbax/grain (a few per checkpoint) that bury the progress line."""
+
+  def filter(self, record: logging_lib.LogRecord) -> bool:
+    noisy = any(f"/{lib}/" in record.pathname for lib in ("orbax", "grain"))
+    return record.levelno >= logging_lib.WARNING or not noisy
+
+
+def quiet_library_logs() -> None:
+  logging.get_absl_handler().addFilter(_LibraryInfoFilter())

@@ -9,10 +9,14 @@ Override sampling settings on the command line, e.g. `--config.sample.num_videos
 
 from __future__ import annotations
 
+import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from videofusion_jax.sampling import sample
+from videofusion_jax.metric_writers import quiet_library_logs
+
+from videofusion_jax.data import video_io
+from videofusion_jax.sampling import frame_change, sample
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -23,9 +27,11 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory with checkpoints; sam
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  quiet_library_logs()
   paths = sample(_CONFIG.value, _WORKDIR.value)
-  print(f"wrote {len(paths) - 1} videos (mp4 + gif) and a frame strip to "
-        f"{paths[-1].parent}/")
+  videos = np.stack([video_io.read_video(p) for p in paths if p.suffix == ".mp4"])
+  print(f"wrote {len(videos)} videos (mp4 + gif) and a frame strip to {paths[-1].parent}/ "
+        f"(frame-to-frame change {frame_change(videos):.1f}/255)")
 
 
 if __name__ == "__main__":

@@ -137,6 +137,12 @@ def _progress_line(start: float):
   return show
 
 
+def frame_change(videos: np.ndarray) -> float:
+  """Mean absolute change between consecutive frames, in 0..255 units: how much a
+  video moves (or flickers). uint8 (K, N, H, W, C)."""
+  return float(np.abs(np.diff(videos.astype(np.float32), axis=1)).mean())
+
+
 def write_samples(batches, out_dir: Path, *, fps: int, image_size: int) -> list[Path]:
   """Write each video as mp4 + gif and all of them as one strip.png; return the paths."""
   written, videos = [], []

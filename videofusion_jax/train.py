@@ -12,6 +12,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from videofusion_jax.metric_writers import quiet_library_logs
+
 from videofusion_jax.training.loop import train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
@@ -22,6 +24,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  quiet_library_logs()
   logging.info("JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(),
                jax.devices())
   metrics = train(_CONFIG.value, _WORKDIR.value)

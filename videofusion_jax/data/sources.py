@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import ml_collections
 
+from videofusion_jax.data.folders import VideoFolder
 from videofusion_jax.data.synthetic import SyntheticShapes
 
-SOURCES = ("synthetic",)
+SOURCES = ("synthetic", "folder")
 
 
 def make_source(data: ml_collections.ConfigDict, *, seed: int):
@@ -16,4 +17,13 @@ def make_source(data: ml_collections.ConfigDict, *, seed: int):
       raise ValueError(f"data.channels={data.channels}; the synthetic set is RGB (3)")
     return SyntheticShapes(num_clips=data.num_clips, num_frames=data.num_frames,
                            image_size=data.image_size, speed=data.synthetic_speed, seed=seed)
+  if data.source == "folder":
+    if data.channels != 3:
+      raise ValueError(f"data.channels={data.channels}; video folders are read as RGB (3)")
+    if not data.path:
+      raise ValueError("data.path is empty; set it to a folder of videos, e.g. "
+                       "--config=configs/folder.py:/path/to/videos")
+    return VideoFolder(data.path, num_frames=data.num_frames, image_size=data.image_size,
+                       frame_stride=data.frame_stride, random_start=data.random_start,
+                       seed=seed, split_file=data.split_file, download=data.download)
   raise ValueError(f"data.source={data.source!r}; expected one of {SOURCES}")

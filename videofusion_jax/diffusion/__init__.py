@@ -9,7 +9,7 @@ from videofusion_jax.diffusion.decomposition import (
     frame_lambdas, merge_centre, other_frame_indices, q_sample, remove_base_noise,
     sample_noise, split_centre, standard_denoise, standard_noise, v_target)
 from videofusion_jax.diffusion.guidance import classifier_free_guidance
-from videofusion_jax.diffusion.losses import decomposed_loss
+from videofusion_jax.diffusion.losses import decomposed_loss, standard_loss
 from videofusion_jax.diffusion.samplers import (DDPM_VARIANCES, ddim_sample, ddim_step,
                                                 ddpm_sample, predict_x0)
 from videofusion_jax.diffusion.schedules import (SCHEDULE_NAMES, Schedule, ddim_timesteps,

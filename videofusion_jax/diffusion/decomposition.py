@@ -67,30 +67,47 @@ def decomposed_noise_parts(base_key, residual_key, shape):
 
 
 def compose_noise(b, r, lams) -> jnp.ndarray:
-  """Eq. 7 with a shared base: sqrt(lam_i) b + sqrt(1 - lam_i) r_i."""
+  """Eq. 7 with a shared base: sqrt(lam_i) b + sqrt(1 - lam_i) r_i.
+
+  b (B, 1, H, W, C) (or anything broadcasting against r), r (B, N, H, W, C), lams (N,)
+  -> (B, N, H, W, C). Kept apart from the drawing so that a Weizmann minibatch can share
+  b across clips of one identity and r across clips of one action.
+  """
   lams = _frames_axis(lams)
   return jnp.sqrt(lams) * b + jnp.sqrt(1.0 - lams) * r
 
 
 def decomposed_noise(base_key, residual_key, shape, lam: float) -> jnp.ndarray:
-  """Noise for a video: standard normal per frame, corr(eps_i, eps_j) = sqrt(lam_i lam_j)."""
+  """Noise of `shape` (B, N, H, W, C): standard normal per frame, with
+  corr(eps_i, eps_j) = sqrt(lam_i lam_j) between frames (eps_c = b exactly)."""
   b, r = decomposed_noise_parts(base_key, residual_key, shape)
   return compose_noise(b, r, frame_lambdas(shape[1], lam))
 
 
 def standard_noise(key, shape) -> jnp.ndarray:
-  """Independent noise per frame: the standard process of the VDM baseline."""
+  """Independent N(0, 1) noise of `shape` (B, N, H, W, C): the VDM baseline's process."""
   _check_video_shape(shape)
   return jax.random.normal(key, tuple(shape))
 
 
+def check_noise_mode(mode: str) -> None:
+  if mode not in NOISE_MODES:
+    raise ValueError(f"diffusion.noise_mode={mode!r}; expected one of {NOISE_MODES}")
+
+
 def sample_noise(mode: str, base_key, residual_key, shape, lam: float) -> jnp.ndarray:
-  """`decomposed` noise, or `standard` noise drawn from `residual_key` alone."""
+  """Noise of `shape` (B, N, H, W, C) for the process `mode`.
+
+  "decomposed": Eq. 7 with b from `base_key` and r from `residual_key`. "standard":
+  independent per-frame noise drawn from `residual_key` alone, so `base_key` has no
+  effect there (a standard video has no content/motion split of its noise). `lam` is
+  validated in both modes, so a config error surfaces whichever process runs.
+  """
+  check_noise_mode(mode)
+  check_lam(lam)
   if mode == "decomposed":
     return decomposed_noise(base_key, residual_key, shape, lam)
-  if mode == "standard":
-    return standard_noise(residual_key, shape)
-  raise ValueError(f"diffusion.noise_mode={mode!r}; expected one of {NOISE_MODES}")
+  return standard_noise(residual_key, shape)
 
 
 def _per_sample(a: jnp.ndarray) -> jnp.ndarray:
@@ -99,13 +116,18 @@ def _per_sample(a: jnp.ndarray) -> jnp.ndarray:
 
 
 def q_sample(x0, t, eps, alphas_cumprod) -> jnp.ndarray:
-  """Forward noising (Eq. 9): sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, `t` (B,) integers."""
+  """Forward noising (Eq. 9): z_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps.
+
+  x0, eps (B, N, H, W, C); t (B,) integer timesteps; alphas_cumprod (T,).
+  """
   ab = _per_sample(alphas_cumprod[t])
   return jnp.sqrt(ab) * x0 + jnp.sqrt(1.0 - ab) * eps
 
 
 def remove_base_noise(z_t, b_hat, lams, ab_t) -> jnp.ndarray:
   """Eq. 12 on all N frames: z_t - sqrt(lam_i) sqrt(1 - ab_t) b_hat.
+
+  z_t (B, N, H, W, C), b_hat (B, H, W, C), lams (N,), ab_t (B,) -> (B, N, H, W, C).
 
   For the centre frame (lam = 1) this is sqrt(ab_t) * x0_hat[c], the base generator's
   estimate of the clean centre frame at the input's signal scale.
@@ -116,8 +138,9 @@ def remove_base_noise(z_t, b_hat, lams, ab_t) -> jnp.ndarray:
 def compose_eps(b_hat, r_hat, lams) -> jnp.ndarray:
   """Eq. 13: eps_hat[c] = b_hat, eps_hat[i] = sqrt(lam_i) b_hat + sqrt(1 - lam_i) r_hat[i].
 
-  `r_hat` is (B, N, H, W, C); its centre entry is never used (replaced by `b_hat`
-  through `jnp.where`, so even a NaN there cannot leak).
+  b_hat (B, H, W, C), r_hat (B, N, H, W, C), lams (N,) -> (B, N, H, W, C). The centre
+  entry of `r_hat` is never used: it is replaced by `b_hat` through `jnp.where`, not
+  multiplied by sqrt(1 - 1) = 0, so even a NaN or inf there cannot leak.
   """
   n = r_hat.shape[1]
   eps = compose_noise(b_hat[:, None], r_hat, lams)
@@ -126,13 +149,15 @@ def compose_eps(b_hat, r_hat, lams) -> jnp.ndarray:
 
 
 def split_centre(x):
-  """(B, N, ...) -> centre (B, ...), others (B, N-1, ...)."""
-  n = x.shape[1]
-  return x[:, centre_index(n)], x[:, other_frame_indices(n)]
+  """(B, N, ...) -> centre (B, ...), others (B, N-1, ...) in frame order."""
+  c = centre_index(x.shape[1])
+  # Two static slices rather than a gather with `other_frame_indices`: XLA keeps
+  # slices and concatenation as cheap copies on every backend.
+  return x[:, c], jnp.concatenate([x[:, :c], x[:, c + 1:]], axis=1)
 
 
 def merge_centre(x_centre, x_others):
-  """Inverse of `split_centre`."""
+  """Inverse of `split_centre`: (B, ...), (B, N-1, ...) -> (B, N, ...)."""
   c = centre_index(x_others.shape[1] + 1)
   return jnp.concatenate([x_others[:, :c], x_centre[:, None], x_others[:, c:]], axis=1)
 
@@ -159,10 +184,22 @@ class DenoiseOutput(NamedTuple):
   r_hat: jnp.ndarray | None         # (B, N-1, H, W, C) predicted residual noise
 
 
-def _split_variance(out, channels: int, learned_variance: bool):
+def _split_variance(out, expected_shape, learned_variance: bool, name: str):
+  """Check a network's output shape (static, so at trace time) and split off the
+  learned-range variance values (improved-diffusion: the last C channels)."""
+  channels = expected_shape[-1]
+  want = tuple(expected_shape[:-1]) + ((2 * channels,) if learned_variance else (channels,))
+  if tuple(out.shape) != want:
+    raise ValueError(f"{name} returned shape {tuple(out.shape)}; expected {want} "
+                     f"(learned_variance={learned_variance})")
   if learned_variance:
     return out[..., :channels], out[..., channels:]
   return out, None
+
+
+def _check_objective(objective: str) -> None:
+  if objective not in OBJECTIVES:
+    raise ValueError(f"diffusion.objective={objective!r}; expected one of {OBJECTIVES}")
 
 
 def decomposed_denoise(z_t, ab_t, lam: float, base_fn: Callable, residual_fn: Callable, *,
@@ -175,27 +212,42 @@ def decomposed_denoise(z_t, ab_t, lam: float, base_fn: Callable, residual_fn: Ca
     base_fn: z_centre (B, H, W, C) -> (B, H, W, C or 2C); sees only the centre frame.
     residual_fn: (z_res of the N-1 other frames (B, N-1, H, W, C), centre estimate
       sqrt(ab) x0_hat[c] (B, H, W, C)) -> (B, N-1, H, W, C or 2C).
-    objective: "eps", or "v": each network predicts v of its own sub-problem.
-    stop_base_grad: the base prediction enters the non-centre frames through
-      `stop_gradient` (Eq. 14), so the base learns only from the centre frame.
+    objective: "eps", or "v": each network predicts v of its own sub-problem, the base
+      for z_c = sqrt(ab) x_c + sqrt(1-ab) b, the residual for
+      z_res[i] = sqrt(ab) x_i + sqrt((1-ab)(1-lam)) r_i; converted to b_hat / r_hat here.
+    stop_base_grad: the base prediction enters the non-centre frames (z_res and
+      eps_hat) through `stop_gradient` (Eq. 14), so the base learns only from the
+      centre frame; False is Table 7's "w/o stop gradient". eps_hat[c] = b_hat always
+      keeps its gradient, and the centre estimate is always under `stop_gradient`.
+    learned_variance: the networks return 2C channels; the last C are learned-range
+      variance values in [-1, 1] (the centre's from the base, the others' from the
+      residual network).
+
+  Both callables already close over t and the conditions; each is called exactly once,
+  so under `jax.jit` they are traced once. Returns `DenoiseOutput`: eps (B, N, H, W, C),
+  var_values (B, N, H, W, C) or None, b_hat (B, H, W, C), r_hat (B, N-1, H, W, C).
   """
   _check_video_shape(z_t.shape, "z_t")
-  if objective not in OBJECTIVES:
-    raise ValueError(f"diffusion.objective={objective!r}; expected one of {OBJECTIVES}")
-  n, ch = z_t.shape[1], z_t.shape[-1]
+  _check_objective(objective)
+  n = z_t.shape[1]
   lams = frame_lambdas(n, lam)
   a = _per_sample(jnp.sqrt(ab_t))[:, 0]           # (B, 1, 1, 1) for single frames
   s = _per_sample(jnp.sqrt(1.0 - ab_t))[:, 0]
-  z_centre, _ = split_centre(z_t)
+  z_centre = z_t[:, centre_index(n)]
 
-  b_out, b_var = _split_variance(base_fn(z_centre), ch, learned_variance)
+  b_out, b_var = _split_variance(base_fn(z_centre), z_centre.shape, learned_variance,
+                                 "base_fn")
   b_hat = eps_from_v(z_centre, b_out, a, s) if objective == "v" else b_out
   b_sg = jax.lax.stop_gradient(b_hat) if stop_base_grad else b_hat
 
   z_res = remove_base_noise(z_t, b_sg, lams, ab_t)
   centre_estimate, z_res_others = split_centre(z_res)
+  # The centre estimate is context for the residual network, never a path for its
+  # loss into the base network (even with stop_base_grad=False, which only concerns
+  # the base noise in z_res and eps_hat, Table 7).
   r_out, r_var = _split_variance(
-      residual_fn(z_res_others, jax.lax.stop_gradient(centre_estimate)), ch, learned_variance)
+      residual_fn(z_res_others, jax.lax.stop_gradient(centre_estimate)), z_res_others.shape,
+      learned_variance, "residual_fn")
   lam_others = lams[other_frame_indices(n)]
   if objective == "v":
     # Residual sub-problem: z_res[i] = sqrt(ab) x[i] + sqrt((1 - ab)(1 - lam)) r[i].
@@ -212,11 +264,12 @@ def decomposed_denoise(z_t, ab_t, lam: float, base_fn: Callable, residual_fn: Ca
 
 def standard_denoise(z_t, ab_t, model_fn: Callable, *, objective: str = "eps",
                      learned_variance: bool = False) -> DenoiseOutput:
-  """Per-frame prediction of a standard (VDM) denoiser `model_fn(z_t) -> eps or v`."""
+  """A standard (VDM baseline) denoiser: `model_fn(z_t (B, N, H, W, C))` returns eps, or
+  v of z_t = sqrt(ab) x + sqrt(1-ab) eps, per frame (2C channels with
+  `learned_variance`). -> `DenoiseOutput` with b_hat = r_hat = None."""
   _check_video_shape(z_t.shape, "z_t")
-  if objective not in OBJECTIVES:
-    raise ValueError(f"diffusion.objective={objective!r}; expected one of {OBJECTIVES}")
-  out, var = _split_variance(model_fn(z_t), z_t.shape[-1], learned_variance)
+  _check_objective(objective)
+  out, var = _split_variance(model_fn(z_t), z_t.shape, learned_variance, "model_fn")
   if objective == "v":
     out = eps_from_v(z_t, out, _per_sample(jnp.sqrt(ab_t)), _per_sample(jnp.sqrt(1 - ab_t)))
   return DenoiseOutput(out, var, None, None)

@@ -7,7 +7,6 @@ NamedTuple, hence a pytree that jitted functions take as an argument). Timesteps
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax.numpy as jnp
@@ -35,9 +34,11 @@ class Schedule(NamedTuple):
 
 def _cosine_betas(num_timesteps: int, s: float = 0.008, max_beta: float = 0.999):
   """Nichol & Dhariwal 2021: alpha_bar(t) = cos^2(((t/T + s)/(1 + s)) pi/2)."""
-  f = lambda u: math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
-  return np.array([min(1 - f((i + 1) / num_timesteps) / f(i / num_timesteps), max_beta)
-                   for i in range(num_timesteps)], np.float64)
+  # improved-diffusion's betas_for_alpha_bar: beta_t = 1 - f((t+1)/T) / f(t/T), clipped
+  # because f(1) = 0 would make the last beta 1 (alpha_bar exactly 0, x0 unrecoverable).
+  f = lambda u: np.cos((u + s) / (1 + s) * np.pi / 2) ** 2
+  t = np.arange(num_timesteps, dtype=np.float64)
+  return np.minimum(1 - f((t + 1) / num_timesteps) / f(t / num_timesteps), max_beta)
 
 
 def _linear_betas(num_timesteps: int):

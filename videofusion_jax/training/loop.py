@@ -101,7 +101,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   sampler = None
   preemption = _Preemption()
   train_key = jax.random.key(config.seed + 1)
-  metrics, last = {}, {}
+  last = {}
   step = start
   try:
     while step < t.num_steps and not preemption.requested:

@@ -1,0 +1,142 @@
+"""Clips from a local folder of videos (mp4/avi/webm/mov/mkv/gif) or of frame folders.
+
+  root/                       root/
+    class_a/clip1.mp4           clip1/000001.jpg ...
+    class_b/clip2.avi           clip2/000001.jpg ...
+
+Labels are the sorted names of the first-level sub-folders (0 without sub-folders).
+A clip is `num_frames` frames `frame_stride` apart, starting at the centre of the video
+(or at a start drawn per clip index with `random_start`), resized so the short side is
+`image_size` and centre-cropped. Files that fail to decode, or are shorter than a clip,
+are skipped with a logged warning naming them; the next clip is returned instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+
+import av
+import numpy as np
+from absl import logging
+from PIL import Image
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mov", ".mkv", ".gif")
+FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+
+def _is_frame_folder(path: Path) -> bool:
+  return path.is_dir() and any(p.suffix.lower() in FRAME_EXTENSIONS for p in path.iterdir())
+
+
+def find_videos(root: Path) -> list[Path]:
+  """Video files and frame folders under `root`, sorted (the order defines indices)."""
+  found = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS]
+  found += [p for p in [root, *root.rglob("*")] if _is_frame_folder(p)]
+  return sorted(found)
+
+
+def _keep_listed(paths: list[Path], root: Path, split_file: Path) -> list[Path]:
+  """Videos named in a split list: one relative path per line, optionally followed by a
+  label (UCF101's `ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1`)."""
+  if not split_file.is_file():
+    raise FileNotFoundError(f"data.split_file={split_file} does not exist")
+  listed = {line.split()[0] for line in split_file.read_text().splitlines() if line.strip()}
+  kept = [p for p in paths if p.relative_to(root).as_posix() in listed]
+  if not kept:
+    raise ValueError(f"none of the {len(listed)} videos listed in data.split_file="
+                     f"{split_file} is under data.path={root}")
+  return kept
+
+
+def read_frames(path: Path) -> list[np.ndarray]:
+  """All frames of a video file or frame folder, uint8 (H, W, 3) each."""
+  if path.is_dir():
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in FRAME_EXTENSIONS)
+    return [np.asarray(Image.open(f).convert("RGB")) for f in files]
+  with av.open(str(path)) as container:
+    return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def resize_and_crop(frame: np.ndarray, size: int) -> np.ndarray:
+  """Short side to `size` (antialiased bilinear), then a centre square crop."""
+  h, w = frame.shape[:2]
+  scale = size / min(h, w)
+  nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+  img = Image.fromarray(frame).resize((nw, nh), Image.BILINEAR)
+  top, left = (nh - size) // 2, (nw - size) // 2
+  return np.asarray(img)[top:top + size, left:left + size]
+
+
+@dataclasses.dataclass
+class VideoFolder:
+  """Random-access source of {"video": (N, H, W, 3) float32 in [-1, 1], "label": int32}."""
+  root: str
+  num_frames: int
+  image_size: int
+  frame_stride: int = 1
+  random_start: bool = False
+  seed: int = 0
+  split_file: str = ""       # keep only the videos listed (e.g. UCF101's trainlist01.txt)
+  download: str = ""         # where to get the data, said when the folder is missing
+
+  def __post_init__(self):
+    root = Path(self.root)
+    if not root.is_dir():
+      hint = f" {self.download}" if self.download else ""
+      raise FileNotFoundError(
+          f"data.path={self.root} does not exist or is not a folder; put the videos there "
+          f"(files {', '.join(VIDEO_EXTENSIONS)} or folders of frames) or point data.path "
+          f"at them.{hint}")
+    self.paths = find_videos(root)
+    if self.split_file:
+      self.paths = _keep_listed(self.paths, root, Path(self.split_file))
+    if not self.paths:
+      raise ValueError(f"data.path={self.root} holds no videos (looked for "
+                       f"{', '.join(VIDEO_EXTENSIONS)} files and folders of "
+                       f"{', '.join(FRAME_EXTENSIONS)} frames)")
+    classes = sorted({p.relative_to(root).parts[0] for p in self.paths
+                      if len(p.relative_to(root).parts) > 1})
+    self.classes = classes
+    self.labels = [classes.index(p.relative_to(root).parts[0])
+                   if len(p.relative_to(root).parts) > 1 else 0 for p in self.paths]
+    self._lock = threading.Lock()
+    self.skipped: set[Path] = set()
+
+  def __len__(self) -> int:
+    return len(self.paths)
+
+  def clip(self, index: int) -> np.ndarray:
+    """uint8 (N, image_size, image_size, 3) of clip `index`; raises ValueError if bad."""
+    path = self.paths[index]
+    try:
+      frames = read_frames(path)
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+      raise ValueError(f"cannot decode {path}: {e}") from e
+    span = (self.num_frames - 1) * self.frame_stride + 1
+    if len(frames) < span:
+      raise ValueError(f"{path} has {len(frames)} frames; a clip needs {span} "
+                       f"({self.num_frames} frames, stride {self.frame_stride})")
+    if self.random_start:
+      start = int(np.random.default_rng([self.seed, index]).integers(0, len(frames) - span + 1))
+    else:
+      start = (len(frames) - span) // 2
+    picked = frames[start:start + span:self.frame_stride]
+    return np.stack([resize_and_crop(f, self.image_size) for f in picked])
+
+  def __getitem__(self, index: int) -> dict:
+    for offset in range(len(self.paths)):
+      i = (index + offset) % len(self.paths)
+      try:
+        video = self.clip(i)
+      except ValueError as e:
+        with self._lock:
+          if self.paths[i] not in self.skipped:
+            self.skipped.add(self.paths[i])
+            logging.warning("Skipping %s (%d skipped so far)", e, len(self.skipped))
+        continue
+      return {"video": video.astype(np.float32) / 127.5 - 1.0,
+              "label": np.int32(self.labels[i])}
+    raise ValueError(f"no video under data.path={self.root} could be read as a clip of "
+                     f"{self.num_frames} frames; {len(self.skipped)} files skipped")
