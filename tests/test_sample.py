@@ -62,3 +62,20 @@ def test_video_io_round_trip_is_close():
   assert np.abs(decoded.astype(int) - video).mean() < 4.0
   with pytest.raises(FileNotFoundError, match="missing.mp4"):
     video_io.read_video("/tmp/missing.mp4")
+
+
+def test_sample_cli_flags(tmp_path):
+  import subprocess
+  import sys
+  from pathlib import Path
+  root = Path(__file__).parents[1]
+  cmd = [sys.executable, "-m", "videofusion_jax.sample", "--config=configs/demo.py",
+         f"--workdir={tmp_path}", "--num_videos=2", "--base_seed=5", "--residual_seed=6",
+         "--config.data.num_frames=4", "--config.sample.num_steps=2"]
+  out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "wrote 2 videos" in out.stdout
+  assert video_io.read_video(tmp_path / "samples" / "video_001.mp4").shape == (4, 16, 16, 3)
+  bad = subprocess.run(cmd[:4] + ["--config.diffusion.lamm=0.3"], cwd=root,
+                       capture_output=True, text=True, timeout=600)
+  assert bad.returncode != 0 and "Did you mean" in bad.stderr

@@ -99,6 +99,5 @@ def test_a_checkpoint_killed_mid_save_is_never_resumed_from(tmp_path):
   (partial / "state").mkdir(parents=True)
   (partial / "state" / "half_written").write_bytes(b"\x00" * 10)
   assert Checkpoints(tmp_path).latest_step() == 2
-  assert not partial.exists()  # cleaned up when the manager opens the directory
   assert np.isfinite(train(tiny_config(3), str(tmp_path))["loss"])
   assert Checkpoints(tmp_path).latest_step() == 3

@@ -22,13 +22,22 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config fil
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory with checkpoints; samples go "
                                "to WORKDIR/samples.")
+# Shorthands for the config fields users change most (config.sample.*).
+_BASE_SEED = flags.DEFINE_integer("base_seed", None, "Base-noise seed: the content.")
+_RESIDUAL_SEED = flags.DEFINE_integer("residual_seed", None, "Residual-noise seed: motion.")
+_NUM_VIDEOS = flags.DEFINE_integer("num_videos", None, "How many videos to write.")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   quiet_library_logs()
-  paths = sample(_CONFIG.value, _WORKDIR.value)
+  config = _CONFIG.value  # locked: existing fields can change, new ones cannot appear
+  for flag, field in ((_BASE_SEED, "base_seed"), (_RESIDUAL_SEED, "residual_seed"),
+                      (_NUM_VIDEOS, "num_videos")):
+    if flag.value is not None:
+      config.sample[field] = flag.value
+  paths = sample(config, _WORKDIR.value)
   videos = np.stack([video_io.read_video(p) for p in paths if p.suffix == ".mp4"])
   print(f"wrote {len(videos)} videos (mp4 + gif) and a frame strip to {paths[-1].parent}/ "
         f"(frame-to-frame change {frame_change(videos):.1f}/255)")
