@@ -138,3 +138,19 @@ def test_bad_input_shapes_are_named(shape, match):
 def test_bad_configs_are_named(change, match):
   with pytest.raises(ValueError, match=match):
     UNet(dataclasses.replace(TINY, **change), rngs=nnx.Rngs(0))
+
+
+def test_deepfloyd_resnet_options():
+  from videofusion_jax.models.layers import ResnetBlock2D
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 16))
+  temb = jax.random.normal(jax.random.key(1), (2, 32))
+  plain = ResnetBlock2D(16, 16, 32, groups=4, rngs=nnx.Rngs(0))
+  scaled = ResnetBlock2D(16, 16, 32, groups=4, output_scale_factor=1.414, rngs=nnx.Rngs(0))
+  np.testing.assert_allclose(scaled(x, temb), plain(x, temb) / 1.414, rtol=1e-5, atol=1e-6)
+  skip = ResnetBlock2D(16, 16, 32, groups=4, skip_time_act=True, rngs=nnx.Rngs(0))
+  # Equal except for the embedding path: with a non-negative temb SiLU and identity differ.
+  assert float(jnp.abs(skip(x, temb) - plain(x, temb)).max()) > 1e-4
+  net = UNet(dataclasses.replace(TINY, resnet_out_scale_factor=1.414, resnet_skip_time_act=True),
+             rngs=nnx.Rngs(0))
+  assert net.down_blocks[0].resnets[0].output_scale_factor == 1.414
+  assert net.up_blocks[1].resnets[0].skip_time_act

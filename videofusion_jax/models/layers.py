@@ -88,18 +88,22 @@ class ResnetBlock2D(nnx.Module):
   `time_embedding_norm="scale_shift"` is ADM's FiLM (`h = norm2(h) * (1 + s) + b`);
   `"default"` adds the projected embedding before `norm2`. `up`/`down` resample inside
   the block (BigGAN style, diffusers' `ResnetDownsampleBlock2D` / `ResnetUpsampleBlock2D`).
+  `output_scale_factor` divides the residual sum and `skip_time_act` drops the SiLU before
+  `time_emb_proj` (DeepFloyd IF's `resnet_out_scale_factor` / `resnet_skip_time_act`).
   """
 
   def __init__(self, in_channels: int, out_channels: int, temb_channels: int, *,
                groups: int = 32, eps: float = 1e-5, dropout: float = 0.0,
                time_embedding_norm: str = "default", up: bool = False, down: bool = False,
-               output_scale_factor: float = 1.0, rngs: nnx.Rngs):
+               output_scale_factor: float = 1.0, skip_time_act: bool = False,
+               rngs: nnx.Rngs):
     if time_embedding_norm not in ("default", "scale_shift"):
       raise ValueError(f"time_embedding_norm={time_embedding_norm!r}; expected 'default' or "
                        "'scale_shift'")
     self.scale_shift = time_embedding_norm == "scale_shift"
     self.up, self.down = up, down
     self.output_scale_factor = output_scale_factor
+    self.skip_time_act = skip_time_act
     self.norm1 = group_norm(in_channels, groups, eps, rngs)
     self.conv1 = nnx.Conv(in_channels, out_channels, (3, 3), padding=_PAD1, rngs=rngs)
     proj_out = 2 * out_channels if self.scale_shift else out_channels
@@ -118,7 +122,7 @@ class ResnetBlock2D(nnx.Module):
     elif self.down:
       x, h = _avg_pool2(x), _avg_pool2(h)
     h = self.conv1(h)
-    emb = self.time_emb_proj(nnx.silu(temb))[:, None, None, :]
+    emb = self.time_emb_proj(temb if self.skip_time_act else nnx.silu(temb))[:, None, None, :]
     if self.scale_shift:
       scale, shift = jnp.split(emb, 2, axis=-1)
       h = self.norm2(h) * (1.0 + scale) + shift

@@ -38,6 +38,8 @@ class UNetConfig:
   dropout: float = 0.0
   resnet_time_scale_shift: str = "scale_shift"  # "default" (additive) or ADM's FiLM
   resnet_updown: bool = False       # resample inside ResNet blocks (unCLIP / IF decoders)
+  resnet_out_scale_factor: float = 1.0  # ResNet output = (x + h) / factor (IF: 1.414)
+  resnet_skip_time_act: bool = False  # no SiLU before time_emb_proj (IF)
   flip_sin_to_cos: bool = True
   freq_shift: float = 0.0
   class_embed_type: str | None = None  # None, "embedding" (ids), "projection", "identity"
@@ -107,7 +109,9 @@ class UNet(nnx.Module):
         temb_channels=temb, groups=config.norm_num_groups, eps=config.norm_eps,
         dropout=config.dropout, time_embedding_norm=config.resnet_time_scale_shift,
         head_dim=config.attention_head_dim, cross_attention_dim=config.cross_attention_dim,
-        resnet_updown=config.resnet_updown, temporal=config.temporal)
+        resnet_updown=config.resnet_updown, temporal=config.temporal,
+        resnet_out_scale_factor=config.resnet_out_scale_factor,
+        resnet_skip_time_act=config.resnet_skip_time_act)
 
     self.conv_in = nnx.Conv(config.in_channels, chans[0], (3, 3), padding=((1, 1), (1, 1)),
                             rngs=rngs)

@@ -29,11 +29,14 @@ class BlockOptions:
   cross_attention_dim: int | None
   resnet_updown: bool
   temporal: str
+  resnet_out_scale_factor: float = 1.0
+  resnet_skip_time_act: bool = False
 
   def resnet(self, cin, cout, rngs, **kw):
     return ResnetBlock2D(cin, cout, self.temb_channels, groups=self.groups, eps=self.eps,
                          dropout=self.dropout, time_embedding_norm=self.time_embedding_norm,
-                         rngs=rngs, **kw)
+                         output_scale_factor=self.resnet_out_scale_factor,
+                         skip_time_act=self.resnet_skip_time_act, rngs=rngs, **kw)
 
   def attention(self, channels, rngs):
     return Attention(channels, head_dim=self.head_dim, groups=self.groups, eps=self.eps,
