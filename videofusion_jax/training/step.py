@@ -28,7 +28,14 @@ class StepConfig:
   ema_decay: float = 0.999
 
 
-def ema_update(ema: nnx.State, params: nnx.State, decay: float) -> nnx.State:
+def ema_decay_at(step, decay: float):
+  """min(decay, (1 + step) / (10 + step)): a short run's EMA does not keep a share of the
+  random initial weights (0.995 ** 600 = 5% of them after 600 steps without this)."""
+  step = jnp.asarray(step, jnp.float32)
+  return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
+def ema_update(ema: nnx.State, params: nnx.State, decay) -> nnx.State:
   return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
 
 
@@ -59,7 +66,7 @@ def make_train_step(graphdef: nnx.GraphDef, config: StepConfig,
                                   batch.get("cond"))
     step = optimizer.step[...]
     optimizer.update(model, grads)
-    ema = ema_update(ema, nnx.state(model, nnx.Param), config.ema_decay)
+    ema = ema_update(ema, nnx.state(model, nnx.Param), ema_decay_at(step, config.ema_decay))
     metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
     if learning_rate is not None:
       metrics["lr"] = jnp.asarray(learning_rate(step), jnp.float32)
