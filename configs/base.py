@@ -19,6 +19,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   c.data.source = "synthetic"         # "synthetic": built-in moving shapes (no files);
                                       # "folder": videos under data.path (configs/folder.py)
+                                      # "weizmann": person_action.avi files, grouped
+                                      # batches (configs/weizmann.py)
   c.data.path = ""                    # folder of videos / frame folders for "folder"
   c.data.frame_stride = 1             # take every k-th frame of a video
   c.data.random_start = False         # clip start: centre of the video, or random per clip
@@ -30,6 +32,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.num_clips = 100_000          # size of the synthetic set (clips are made on read)
   c.data.synthetic_speed = 0.5        # synthetic shapes' speed, pixels per frame
   c.data.worker_count = 0             # grain worker processes (0: read in the main one)
+  c.data.group_identities = 2         # "weizmann": identities per block of a batch, and
+  c.data.group_actions = 2            # actions per block (batch = blocks of I x A clips)
 
   paper = presets.table8()
   c.model = ml_collections.ConfigDict()
@@ -82,4 +86,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.sample.base_seed = 0              # base noise: content (same seed, same content)
   c.sample.residual_seed = 1          # residual noise: motion and per-frame detail
   c.sample.fps = 8                    # frame rate of the written mp4/gif
+  c.sample.vary = ""                  # seed grid instead: "residual" (one base seed),
+                                      # "base" (one residual seed) or "both" (K x K)
+  c.sample.num_frames = 0             # > data.num_frames: long videos of this many frames
+  c.sample.overlap = 0                # long videos: frames shared by windows (0: half)
+  c.sample.fixed_base = True          # long videos: one base noise for the whole video
   return c

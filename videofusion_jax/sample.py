@@ -5,6 +5,8 @@
 Loads the EMA parameters of the latest checkpoint in WORKDIR and writes
 `WORKDIR/samples/video_XXX.mp4`, `.gif` and one `strip.png` (a row of frames per video).
 Override sampling settings on the command line, e.g. `--config.sample.num_videos=16`.
+`--vary=residual|base|both` writes a seed grid (same content / same motion, paper
+Fig. 1); `--num_frames=512` writes long videos window by window (Sec 4.6).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ml_collections import config_flags
 
 from videofusion_jax.metric_writers import quiet_library_logs
 
+from videofusion_jax import controls
 from videofusion_jax.data import video_io
 from videofusion_jax.sampling import frame_change, sample
 
@@ -26,6 +29,13 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory with checkpoints; sam
 _BASE_SEED = flags.DEFINE_integer("base_seed", None, "Base-noise seed: the content.")
 _RESIDUAL_SEED = flags.DEFINE_integer("residual_seed", None, "Residual-noise seed: motion.")
 _NUM_VIDEOS = flags.DEFINE_integer("num_videos", None, "How many videos to write.")
+_VARY = flags.DEFINE_enum("vary", None, ["residual", "base", "both"],
+                         "Seed grid (Fig. 1): keep the base seed and vary the residual one, "
+                         "the reverse, or num_videos x num_videos of both.")
+_NUM_FRAMES = flags.DEFINE_integer("num_frames", None, "Frames per video; more than the "
+                                   "model's window makes long videos window by window.")
+_FIXED_BASE = flags.DEFINE_boolean("fixed_base", None, "Long videos: one base noise for the "
+                                   "whole video (false: fresh per window, the baseline).")
 
 
 def main(argv):
@@ -34,9 +44,20 @@ def main(argv):
   quiet_library_logs()
   config = _CONFIG.value  # locked: existing fields can change, new ones cannot appear
   for flag, field in ((_BASE_SEED, "base_seed"), (_RESIDUAL_SEED, "residual_seed"),
-                      (_NUM_VIDEOS, "num_videos")):
+                      (_NUM_VIDEOS, "num_videos"), (_VARY, "vary"),
+                      (_NUM_FRAMES, "num_frames"), (_FIXED_BASE, "fixed_base")):
     if flag.value is not None:
       config.sample[field] = flag.value
+  s = config.sample
+  if s.vary:
+    paths = controls.seed_grid(config, _WORKDIR.value)
+    print(f"wrote a {s.vary} seed grid of {len(paths) - 1} videos (mp4) and {paths[-1]}")
+    return
+  if s.num_frames and s.num_frames != config.data.num_frames:
+    paths = controls.long_videos(config, _WORKDIR.value)
+    print(f"wrote {len(paths)} videos of {s.num_frames} frames to {paths[-1].parent}/ "
+          f"(fixed_base={s.fixed_base})")
+    return
   paths = sample(config, _WORKDIR.value)
   videos = np.stack([video_io.read_video(p) for p in paths if p.suffix == ".mp4"])
   print(f"wrote {len(videos)} videos (mp4 + gif) and a frame strip to {paths[-1].parent}/ "

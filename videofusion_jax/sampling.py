@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -22,6 +23,7 @@ from flax import nnx
 from videofusion_jax import diffusion
 from videofusion_jax.checkpoint import Checkpoints, abstract_like
 from videofusion_jax.data import video_io
+from videofusion_jax.diffusion.noise_sharing import video_keys
 from videofusion_jax.models.from_config import videofusion_config
 from videofusion_jax.models.videofusion import VideoFusion
 
@@ -99,21 +101,33 @@ class VideoSampler:
               base_seed: int, residual_seed: int, progress: Callable | None = None):
     """Yield batches of videos (b, N, H, W, C) in [-1, 1], `num_videos` in all.
 
-    Batch j draws its noise from `fold_in(key(base_seed), j)` and
-    `fold_in(key(residual_seed), j)`: the same base seed gives the same base noise,
-    hence the same content, whatever the residual seed.
+    Video k draws its noise from its own keys, `fold_in(key(base_seed), k)` and
+    `fold_in(key(residual_seed), k)` (`noise_sharing.video_keys`): it is the same video
+    whatever the batch size, and the same base seed gives the same base noise, hence
+    the same content, whatever the residual seed.
     """
     if num_videos < 1:
       raise ValueError(f"num_videos={num_videos}; expected >= 1")
-    base, residual = jax.random.key(base_seed), jax.random.key(residual_seed)
-    done, batch = 0, 0
-    while done < num_videos:
-      videos = self.sample_fn(state, schedule, jax.random.fold_in(base, batch),
-                              jax.random.fold_in(residual, batch))
-      take = min(self.shape[0], num_videos - done)
-      done, batch = done + take, batch + 1
+    yield from self.keyed_batches(state, schedule, video_keys(base_seed, 0, num_videos),
+                                  video_keys(residual_seed, 0, num_videos), progress)
+
+  def keyed_batches(self, state: nnx.State, schedule: diffusion.Schedule, base_keys,
+                    residual_keys, progress: Callable | None = None):
+    """Yield batches of videos, video k from (base_keys[k], residual_keys[k]), (K,) each.
+
+    The last batch is padded with copies of the last keys (computed, not returned).
+    """
+    total, size = base_keys.shape[0], self.shape[0]
+    if residual_keys.shape != base_keys.shape or base_keys.ndim != 1:
+      raise ValueError(f"base_keys {base_keys.shape} and residual_keys "
+                       f"{residual_keys.shape}; expected two (K,) key arrays")
+    for done in range(0, total, size):
+      take = min(size, total - done)
+      pad = jnp.full((size - take,), done + take - 1, jnp.int32)
+      idx = jnp.concatenate([jnp.arange(done, done + take, dtype=jnp.int32), pad])
+      videos = self.sample_fn(state, schedule, base_keys[idx], residual_keys[idx])
       if progress is not None:
-        progress(done, num_videos)
+        progress(done + take, total)
       yield jax.device_get(videos[:take])
 
 

@@ -13,12 +13,21 @@ from typing import Any, Sequence
 import grain
 import jax
 
+from videofusion_jax.data.weizmann import WeizmannFolder, make_grouped_dataset
+
 
 def make_dataset(source: Sequence[dict[str, Any]], *, global_batch_size: int, seed: int,
                  worker_count: int = 0, prefetch: int = 2,
                  process_index: int | None = None, process_count: int | None = None
                  ) -> grain.IterDataset:
-  """Batches of `{"video": (b, N, H, W, C) float32, ...}`, b = this process's share."""
+  """Batches of `{"video": (b, N, H, W, C) float32, ...}`, b = this process's share.
+
+  A `WeizmannFolder` gives batches of identities x actions (`weizmann.py`) instead.
+  """
+  if isinstance(source, WeizmannFolder):
+    return make_grouped_dataset(source, global_batch_size=global_batch_size, seed=seed,
+                                worker_count=worker_count, prefetch=prefetch,
+                                process_index=process_index, process_count=process_count)
   index = jax.process_index() if process_index is None else process_index
   count = jax.process_count() if process_count is None else process_count
   if global_batch_size % count:

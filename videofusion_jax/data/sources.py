@@ -6,8 +6,9 @@ import ml_collections
 
 from videofusion_jax.data.folders import VideoFolder
 from videofusion_jax.data.synthetic import SyntheticShapes
+from videofusion_jax.data.weizmann import WeizmannFolder
 
-SOURCES = ("synthetic", "folder")
+SOURCES = ("synthetic", "folder", "weizmann")
 
 
 def make_source(data: ml_collections.ConfigDict, *, seed: int):
@@ -26,4 +27,12 @@ def make_source(data: ml_collections.ConfigDict, *, seed: int):
     return VideoFolder(data.path, num_frames=data.num_frames, image_size=data.image_size,
                        frame_stride=data.frame_stride, random_start=data.random_start,
                        seed=seed, split_file=data.split_file, download=data.download)
+  if data.source == "weizmann":
+    if data.channels != 3:
+      raise ValueError(f"data.channels={data.channels}; Weizmann videos are read as RGB (3)")
+    return WeizmannFolder(data.path, num_frames=data.num_frames, image_size=data.image_size,
+                          frame_stride=data.frame_stride, random_start=data.random_start,
+                          seed=seed, download=data.download,
+                          group_identities=data.group_identities,
+                          group_actions=data.group_actions)
   raise ValueError(f"data.source={data.source!r}; expected one of {SOURCES}")

@@ -103,3 +103,64 @@ def read_video(path: str | os.PathLike) -> np.ndarray:
   if not frames:
     raise ValueError(f"video file {path} holds no frames")
   return np.stack(frames)
+
+
+class Mp4Stream:
+  """An mp4 written frame batch by frame batch, so a long video never sits in memory.
+
+  Same encoding as `write_mp4`; the file appears under its final name only when the
+  stream closes without error (a crash leaves no half-written video).
+
+    with Mp4Stream("long.mp4", fps=8) as out:
+      for frames in windows:            # uint8 (n, H, W, 3) each
+        out.write(frames)
+  """
+
+  def __init__(self, path: str | os.PathLike, fps: int = 8):
+    self.path, self.fps, self.num_frames = Path(path), fps, 0
+    self._atomic = _atomic(self.path)
+    self._tmp = self._atomic.__enter__()
+    self._container = av.open(str(self._tmp), mode="w")
+    self._stream = None
+
+  def write(self, frames: np.ndarray) -> None:
+    frames = _check_video(frames)
+    if self._stream is None:
+      self._stream = self._container.add_stream("libx264", rate=self.fps)
+      self._stream.height, self._stream.width = frames.shape[1:3]
+      self._stream.pix_fmt = "yuv444p"
+      self._stream.options = {"crf": "10"}
+    elif (self._stream.height, self._stream.width) != frames.shape[1:3]:
+      raise ValueError(f"frames of {frames.shape[1:3]}; {self.path} holds "
+                       f"{(self._stream.height, self._stream.width)} frames")
+    for frame in frames:
+      for packet in self._stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+        self._container.mux(packet)
+    self.num_frames += len(frames)
+
+  def close(self, error: BaseException | None = None) -> Path:
+    """Finish the file (or, after `error`, remove the partial one); return the path."""
+    empty = error is None and self._stream is None
+    if empty:
+      error = ValueError(f"no frames were written to {self.path}")
+    try:
+      if error is None:
+        for packet in self._stream.encode():
+          self._container.mux(packet)
+    except BaseException as e:
+      error = e
+      raise
+    finally:
+      self._container.close()
+      self._atomic.__exit__(*((None, None, None) if error is None else
+                              (type(error), error, error.__traceback__)))
+    if empty:
+      raise error
+    return self.path
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, exc_type, exc, tb):
+    self.close(exc)
+    return False

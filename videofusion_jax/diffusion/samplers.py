@@ -6,7 +6,9 @@ learned variance (values in [-1, 1], used by DDPM's "learned_range", ignored oth
 
 Keys: the initial noise z_T comes from (base_key, residual_key) themselves; the fresh
 noise of the step that leaves timestep t from `fold_in(base_key, t)` and
-`fold_in(residual_key, t)`, in both samplers. So the same base key gives the same base
+`fold_in(residual_key, t)`, in both samplers. The keys are single keys (one draw for
+the batch) or (B,) arrays of typed keys, one per video (`noise_sharing.draw_noise`:
+video k's noise then depends on its own keys only). So the same base key gives the same base
 noise at every step whatever the residual key, and DDIM with eta = 1 over all T steps
 draws exactly DDPM's noise (the two then agree: a check on both).
 
@@ -22,8 +24,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from videofusion_jax.diffusion.decomposition import (check_lam, check_noise_mode,
-                                                     sample_noise)
+from videofusion_jax.diffusion.decomposition import check_lam, check_noise_mode
+from videofusion_jax.diffusion.noise_sharing import draw_noise, fold_in
 from videofusion_jax.diffusion.schedules import Schedule, ddim_timesteps
 
 DDPM_VARIANCES = ("fixed_small", "learned_range")
@@ -39,8 +41,7 @@ def _check(shape, lam, noise_mode) -> None:
 
 def _step_noise(noise_mode, base_key, residual_key, t, shape, lam):
   """Fresh noise for the step leaving timestep t (decomposed: new b and new r)."""
-  return sample_noise(noise_mode, jax.random.fold_in(base_key, t),
-                      jax.random.fold_in(residual_key, t), shape, lam)
+  return draw_noise(noise_mode, fold_in(base_key, t), fold_in(residual_key, t), shape, lam)
 
 
 def _split_output(out):
@@ -107,7 +108,7 @@ def ddim_sample(eps_fn: Callable, schedule: Schedule, shape, base_key, residual_
     z, x0 = ddim_step(z, eps, ab_t, ab_s, eta=eta, noise=noise, clip_x0=clip_x0)
     return z, (x0 if return_trajectory else None)
 
-  z = sample_noise(noise_mode, base_key, residual_key, shape, lam)
+  z = draw_noise(noise_mode, base_key, residual_key, shape, lam)
   z, traj = jax.lax.scan(body, z, (jnp.asarray(ts), ab_t, ab_s))
   return (z, traj) if return_trajectory else z
 
@@ -150,6 +151,6 @@ def ddpm_sample(eps_fn: Callable, schedule: Schedule, shape, base_key, residual_
     noise = _step_noise(noise_mode, base_key, residual_key, t, shape, lam)
     return mu + jnp.where(t > 0, std, 0.0) * noise, None
 
-  z = sample_noise(noise_mode, base_key, residual_key, shape, lam)
+  z = draw_noise(noise_mode, base_key, residual_key, shape, lam)
   z, _ = jax.lax.scan(body, z, jnp.arange(s.num_timesteps - 1, -1, -1, dtype=jnp.int32))
   return z

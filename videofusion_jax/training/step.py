@@ -17,6 +17,7 @@ import optax
 from flax import nnx
 
 from videofusion_jax import diffusion
+from videofusion_jax.diffusion.noise_sharing import training_noise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,13 +41,17 @@ def ema_update(ema: nnx.State, params: nnx.State, decay) -> nnx.State:
 
 
 def loss_fn(model, video: jax.Array, key: jax.Array, schedule: diffusion.Schedule,
-            config: StepConfig, cond=None):
-  """Eq. 14 on one batch: noise at random timesteps, denoise, MSE against the noise."""
+            config: StepConfig, cond=None, groups=None):
+  """Eq. 14 on one batch: noise at random timesteps, denoise, MSE against the noise.
+
+  groups: None, or (identity_ids, action_ids) (B,) each (Weizmann batches): the base
+  noise is then shared by clips of one identity, the residual by clips of one action.
+  """
   b = video.shape[0]
   t_key, base_key, residual_key, dropout_key = jax.random.split(key, 4)
   t = jax.random.randint(t_key, (b,), 0, schedule.num_timesteps)
-  eps = diffusion.sample_noise(config.noise_mode, base_key, residual_key, video.shape,
-                               config.lam)
+  eps = training_noise(config.noise_mode, base_key, residual_key, video.shape, config.lam,
+                       groups)
   z_t = diffusion.q_sample(video, t, eps, schedule.alphas_cumprod)
   out = model(z_t, t, schedule.alphas_cumprod, cond=cond,
               stop_base_grad=config.base_stop_gradient, rngs=nnx.Rngs(dropout=dropout_key))
@@ -62,8 +67,9 @@ def make_train_step(graphdef: nnx.GraphDef, config: StepConfig,
   def train_step(state, ema, batch, key, schedule):
     model, optimizer = nnx.merge(graphdef, state)
     grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
+    groups = (batch["identity"], batch["action"]) if "identity" in batch else None
     (_, metrics), grads = grad_fn(model, batch["video"], key, schedule, config,
-                                  batch.get("cond"))
+                                  batch.get("cond"), groups)
     step = optimizer.step[...]
     optimizer.update(model, grads)
     ema = ema_update(ema, nnx.state(model, nnx.Param), ema_decay_at(step, config.ema_decay))

@@ -1,0 +1,183 @@
+"""The controls the decomposition gives, from Python and behind `sample.py` flags.
+
+- `seed_grid(config, workdir)` (`--vary=residual|base|both`): videos that keep the base
+  seed and vary the residual seed (same content, new motion), the reverse, or a K x K
+  grid (row i: base seed i, column j: residual seed j) — the paper's Fig. 1 — written
+  as mp4s and one PNG with a row of frames per video.
+- `long_videos(config, workdir)` (`--num_frames=512`): videos longer than the model's
+  window, made window by window with the replacement method and the base noise fixed
+  for the whole video (`--fixed_base=false`: fresh base noise per window, the
+  baseline), streamed to mp4 as windows complete.
+
+Videos are keyed per video (`noise_sharing.video_keys`): video k of seed s is the same
+whatever the batch size, the grid layout or the length requested.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from videofusion_jax import diffusion
+from videofusion_jax.data import video_io
+from videofusion_jax.diffusion.long_video import (check_long_video, long_video_windows,
+                                                  window_step)
+from videofusion_jax.diffusion.noise_sharing import video_keys
+from videofusion_jax.models.from_config import videofusion_config
+from videofusion_jax.sampling import (SamplerConfig, VideoSampler, load_ema_params,
+                                      model_eps_fn, sampler_config)
+
+VARY = ("residual", "base", "both")
+
+
+def grid_keys(base_seed: int, residual_seed: int, size: int, vary: str):
+  """(base_keys, residual_keys, names) of a seed grid of `size` (K) per axis.
+
+  "residual": K videos with the base key of (base_seed, 0) and residual keys
+  (residual_seed, j); "base": the reverse; "both": K * K videos, video (i, j) with base
+  key (base_seed, i) and residual key (residual_seed, j), in row-major order.
+  """
+  if vary not in VARY:
+    raise ValueError(f"sample.vary={vary!r}; expected one of {VARY}")
+  if size < 1:
+    raise ValueError(f"sample.num_videos={size}; a seed grid needs >= 1 per axis")
+  bases, residuals = video_keys(base_seed, 0, size), video_keys(residual_seed, 0, size)
+  idx = np.arange(size)
+  if vary == "residual":
+    bi, ri = np.zeros_like(idx), idx
+  elif vary == "base":
+    bi, ri = idx, np.zeros_like(idx)
+  else:
+    bi, ri = np.repeat(idx, size), np.tile(idx, size)
+  names = [f"grid_{vary}_b{b}_r{r}" for b, r in zip(bi, ri)]
+  return bases[bi], residuals[ri], names
+
+
+def seed_grid(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
+  """Write the `config.sample.vary` grid to WORKDIR/samples: `grid_<vary>_b<i>_r<j>.mp4`
+  per video (i, j: which base / residual seed offset) and `grid_<vary>.png` (a row of
+  frames per video, in the same order); return the paths, the PNG last."""
+  vf = videofusion_config(config)
+  s = config.sample
+  base_keys, residual_keys, names = grid_keys(s.base_seed, s.residual_seed, s.num_videos,
+                                              s.vary)
+  schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
+  graphdef, state = load_ema_params(vf, config, workdir)
+  sampler = VideoSampler(graphdef, vf, num_frames=config.data.num_frames,
+                         image_size=config.data.image_size,
+                         batch_size=min(s.batch_size, len(names)), config=sampler_config(config))
+  out_dir = Path(workdir) / "samples"
+  videos = np.concatenate([video_io.to_uint8(b) for b in sampler.keyed_batches(
+      state, schedule, base_keys, residual_keys, _progress("seed grid", "videos"))])
+  paths = [video_io.write_mp4(out_dir / f"{name}.mp4", v, fps=s.fps)
+           for name, v in zip(names, videos)]
+  scale = max(1, 64 // config.data.image_size)
+  paths.append(video_io.write_png(out_dir / f"grid_{s.vary}.png",
+                                  video_io.frame_strip(videos, scale=scale)))
+  return paths
+
+
+def make_window_fn(graphdef: nnx.GraphDef, window_shape, overlap: int, lam: float,
+                   config: SamplerConfig):
+  """-> jitted `fn(state, schedule, base_key, residual_key, known, known_eps, use_known)
+  -> (window video, window noise)`: `diffusion.long_video.window_step` with the model."""
+  _check_ddim(config)
+
+  @jax.jit
+  def window_fn(state, schedule, base_key, residual_key, known, known_eps, use_known):
+    model = nnx.merge(graphdef, state)
+    eps_fn = model_eps_fn(model, schedule, with_variance=False)
+    return window_step(eps_fn, schedule, window_shape, base_key, residual_key, known,
+                       known_eps, use_known, lam=lam, num_steps=config.num_steps,
+                       eta=config.eta, clip_x0=config.clip_x0, noise_mode=config.noise_mode)
+
+  return window_fn
+
+
+def _check_ddim(config: SamplerConfig) -> None:
+  if config.sampler != "ddim":
+    raise ValueError(f"sample.sampler={config.sampler!r}; long videos use DDIM "
+                     "(sample.sampler='ddim')")
+
+
+def long_video_overlap(config: ml_collections.ConfigDict) -> int:
+  """`sample.overlap`, or half the window when it is 0."""
+  return int(config.sample.overlap) or config.data.num_frames // 2
+
+
+def long_videos(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
+  """Write `sample.num_videos` videos of `sample.num_frames` frames to
+  WORKDIR/samples/long_XXX.mp4, streaming each window's new frames; return the paths.
+
+  The window is the model's `data.num_frames`; windows overlap by `long_video_overlap`
+  frames, so `sample.num_frames` must be window + k * (window - overlap).
+  """
+  s = config.sample
+  window, size = config.data.num_frames, config.data.image_size
+  overlap = long_video_overlap(config)
+  num_windows = check_long_video(int(s.num_frames), window, overlap)
+  if s.num_videos < 1:
+    raise ValueError(f"sample.num_videos={s.num_videos}; expected >= 1")
+  vf = videofusion_config(config)
+  sc = sampler_config(config)
+  sc.validate(vf.learned_variance)
+  batch = min(s.batch_size, s.num_videos)
+  shape = (batch, window, size, size, vf.channels)
+  vf.check_video(shape, name="long-video window")
+  _check_ddim(sc)
+  schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
+  graphdef, state = load_ema_params(vf, config, workdir)
+  window_fn = make_window_fn(graphdef, shape, overlap, vf.lam, sc)
+  step = functools.partial(window_fn, state, schedule)
+  base_keys = video_keys(s.base_seed, 0, s.num_videos)
+  residual_keys = video_keys(s.residual_seed, 0, s.num_videos)
+  out_dir = Path(workdir) / "samples"
+  paths, start = [], time.time()
+  for first in range(0, s.num_videos, batch):
+    take = min(batch, s.num_videos - first)
+    idx = jnp.minimum(jnp.arange(first, first + batch), s.num_videos - 1)  # pad: repeat
+    streams = [video_io.Mp4Stream(out_dir / f"long_{first + k:03d}.mp4", fps=s.fps)
+               for k in range(take)]
+    try:
+      for w, frames in long_video_windows(step, int(s.num_frames), shape, overlap,
+                                          base_keys[idx], residual_keys[idx],
+                                          fixed_base=bool(s.fixed_base)):
+        frames = video_io.to_uint8(jax.device_get(frames))
+        for stream, video in zip(streams, frames):
+          stream.write(video)
+        _window_progress(start, w + 1, num_windows, first + take, s.num_videos,
+                         streams[0].num_frames, int(s.num_frames))
+    except BaseException as e:
+      for stream in streams:
+        stream.close(e)
+      raise
+    paths += [stream.close() for stream in streams]
+  return paths
+
+
+def _window_progress(start, window, num_windows, videos_done, num_videos, frames, total):
+  elapsed = time.time() - start
+  sys.stderr.write(f"\rlong video: window {window}/{num_windows}, {frames}/{total} frames "
+                   f"(videos up to {videos_done}/{num_videos}), {elapsed:.0f}s elapsed")
+  if window == num_windows:
+    sys.stderr.write("\n")
+  sys.stderr.flush()
+
+
+def _progress(what: str, unit: str):
+  start = time.time()
+
+  def show(done: int, total: int):
+    sys.stderr.write(f"\r{what}: {done}/{total} {unit}, {time.time() - start:.0f}s elapsed")
+    if done == total:
+      sys.stderr.write("\n")
+    sys.stderr.flush()
+  return show
