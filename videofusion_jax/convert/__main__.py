@@ -1,0 +1,39 @@
+"""Convert a PyTorch checkpoint into an orbax checkpoint for our NNX modules.
+
+  python -m videofusion_jax.convert diffusers-unet --src=MODEL_DIR --out=OUT_DIR
+
+MODEL_DIR is a diffusers model folder (`config.json` + `diffusion_pytorch_model.safetensors`
+or `.bin`) of a `UNet2DModel` or `UNet2DConditionModel`, e.g. Karlo's `decoder/`. OUT_DIR
+receives the parameters (orbax), `unet_config.json` and `config_snippet.py`; pass it to
+training as `--config.train.init_base_from=OUT_DIR`.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from videofusion_jax.convert.diffusers_unet import convert_diffusers_unet
+
+KINDS = ("diffusers-unet",)
+
+_SRC = flags.DEFINE_string("src", None, "Source model folder.")
+_OUT = flags.DEFINE_string("out", None, "Output folder (must not exist or be empty).")
+_VARIANT = flags.DEFINE_string("variant", None, "Weights variant, e.g. fp16 for "
+                               "diffusion_pytorch_model.fp16.safetensors.")
+_ALLOW_UNUSED = flags.DEFINE_multi_string(
+    "allow_unused", [], "Regex of torch keys that may be left unused (repeatable).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a non-empty --out.")
+
+
+def main(argv):
+  if len(argv) != 2 or argv[1] not in KINDS:
+    raise app.UsageError(f"expected one kind of conversion, one of {KINDS}; got {argv[1:]}")
+  if not _SRC.value or not _OUT.value:
+    raise app.UsageError("--src and --out are required")
+  out = convert_diffusers_unet(_SRC.value, _OUT.value, variant=_VARIANT.value,
+                               allow_unused=_ALLOW_UNUSED.value, overwrite=_OVERWRITE.value)
+  print(f"wrote {out}; config lines for model.base: {out / 'config_snippet.py'}")
+
+
+if __name__ == "__main__":
+  app.run(main)
