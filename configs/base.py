@@ -62,6 +62,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.max_checkpoints = 3         # checkpoints kept in WORKDIR/checkpoints
   c.train.sample_every = 20_000       # steps between EMA sample videos (0: only CLI)
   c.train.tensorboard = True          # TensorBoard events in WORKDIR/tensorboard
+  # Folders written by `python -m videofusion_jax.convert diffusers-unet` (README): start
+  # the base generator from a pretrained image U-Net (paper setup; model.base must match
+  # it, see the folder's config_snippet.py), and optionally the residual generator too
+  # (extra input channels and frame embedding output start at zero). "": random init.
+  c.train.init_base_from = ""
+  c.train.init_residual_from = ""
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 1e-4                   # peak learning rate of the residual generator

@@ -24,6 +24,7 @@ from videofusion_jax.metric_writers import MetricWriter, ProgressLine
 from videofusion_jax.models.from_config import videofusion_config
 from videofusion_jax.models.videofusion import VideoFusion, VideoFusionConfig
 from videofusion_jax.sampling import VideoSampler, sampler_config, write_samples
+from videofusion_jax.training import init_from
 from videofusion_jax.training.optimizer import learning_rate, make_optimizer
 from videofusion_jax.training.step import StepConfig, make_train_step
 
@@ -43,6 +44,7 @@ def create_state(vf: VideoFusionConfig, config: ml_collections.ConfigDict):
   # Committed to a device like restored arrays are: a fresh and a resumed run then hit
   # the same compiled train step (committed-ness is part of jit's cache key).
   state, ema = jax.device_put((state, ema), jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+  state, ema = init_from.apply(state, ema, vf, config.train)  # train.init_*_from
   return graphdef, state, ema, nnx.graphdef(model)
 
 
