@@ -11,6 +11,7 @@ dependency) and a truncated file fails naming the tensor that runs past its end.
 from __future__ import annotations
 
 import json
+import mmap
 import struct
 from pathlib import Path
 
@@ -37,7 +38,9 @@ def _as_float32(a: np.ndarray) -> np.ndarray:
 def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
   """name -> array (floats as float32) from one `.safetensors` file."""
   path = Path(path)
-  data = path.read_bytes()
+  with open(path, "rb") as f:  # mapped, not read: a multi-GB file is not copied first
+    data = (mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            if path.stat().st_size else b"")
   if len(data) < 8:
     raise ValueError(f"{path} is not a safetensors file: {len(data)} bytes, no header")
   (n,) = struct.unpack("<Q", data[:8])
@@ -45,7 +48,7 @@ def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
     raise ValueError(f"{path} is not a valid safetensors file: header length {n} with "
                      f"{len(data)} bytes in the file (truncated or another format)")
   try:
-    header = json.loads(data[8:8 + n])
+    header = json.loads(bytes(data[8:8 + n]))
   except (UnicodeDecodeError, json.JSONDecodeError) as e:
     raise ValueError(f"{path} has an unreadable safetensors header ({e})") from e
   body = memoryview(data)[8 + n:]
