@@ -30,6 +30,7 @@ from videofusion_jax.data.pipeline import make_dataset  # noqa: E402
 from videofusion_jax.data.sources import make_source  # noqa: E402
 from videofusion_jax.data.synthetic import SyntheticShapes  # noqa: E402
 from videofusion_jax.models.from_config import videofusion_config  # noqa: E402
+from videofusion_jax import parallel  # noqa: E402
 from videofusion_jax.training.loop import create_state  # noqa: E402
 from videofusion_jax.training.step import StepConfig, make_train_step  # noqa: E402
 
@@ -52,7 +53,9 @@ def pipeline_rate(config, steps: int) -> float:
 
 def train_rate(config, steps: int) -> tuple[float, float]:
   vf = videofusion_config(config)
-  graphdef, state, ema, _ = create_state(vf, config)
+  mesh = parallel.make_mesh(config.mesh, jax.devices()[:1])
+  ts = create_state(vf, config, mesh, parallel.rules_from_config(config.mesh.rules))
+  graphdef, state, ema = ts.graphdef, ts.state, ts.ema
   step_fn = make_train_step(graphdef, StepConfig(lam=vf.lam))
   schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
   d = config.data

@@ -44,6 +44,15 @@ def get_config() -> ml_collections.ConfigDict:
   # "none" is the paper's per-frame residual generator (ablation).
   c.model.residual_context = "centre_estimate"
   c.model.learned_variance = False    # True for converted checkpoints with 2C outputs
+  # Execution knobs (they change speed and memory, not the weights; a checkpoint loads
+  # whatever they are set to):
+  c.model.dtype = "float32"           # compute dtype: "bfloat16" on TPU/GPU (params stay
+                                      # model.param_dtype; the loss is computed in float32)
+  c.model.param_dtype = "float32"     # parameters, EMA and optimizer state
+  c.model.remat = False               # rematerialise each ResNet/attention/temporal block
+  c.model.remat_policy = "nothing_saveable"  # jax.checkpoint_policies name to keep saved
+  c.model.residual_chunks = 1         # run the residual generator over the batch in this
+                                      # many sequential chunks (bounds activation memory)
 
   c.diffusion = ml_collections.ConfigDict()
   c.diffusion.schedule = "cosine"     # "cosine" (paper) or "linear"
@@ -80,6 +89,31 @@ def get_config() -> ml_collections.ConfigDict:
   c.optim.grad_clip = 1.0             # global-norm clipping (0: off)
   c.optim.base_lr_scale = 0.1         # base generator's lr = lr * scale (paper: small lr)
   c.optim.freeze_base = False         # True: Table 7's "fixed" base generator
+
+  # Device mesh (parallel.py): axes (data, fsdp, tensor), -1 = the rest of the devices.
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1                    # data parallel: batch split, parameters replicated
+  c.mesh.fsdp = 1                     # batch split and parameters sharded (ZeRO-3 style)
+  c.mesh.tensor = 1                   # channels/heads of each layer split (Megatron)
+  c.mesh.num_slices = 1               # TPU multi-slice: the data axis spans slices (DCN)
+  # Logical axis -> mesh axes. A dimension that does not divide evenly stays replicated.
+  c.mesh.rules = (
+      ("batch", ("data", "fsdp")),
+      ("embed", "fsdp"),
+      ("mlp", "tensor"),
+      ("heads", "tensor"),
+      ("frames", None),
+      ("height", None),
+      ("width", None),
+  )
+
+  # Multi-host: jax.distributed.initialize() before anything touches the devices.
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.enabled = "auto"      # "auto" (TPU pod / SLURM / JAX_COORDINATOR_ADDRESS
+                                      # detected), "true" or "false"
+  c.distributed.coordinator_address = ""  # host:port of process 0 ("" = detect)
+  c.distributed.num_processes = -1    # -1 = detect
+  c.distributed.process_id = -1       # -1 = detect
 
   c.sample = ml_collections.ConfigDict()
   c.sample.sampler = "ddim"           # "ddim" or "ddpm" (Algorithm 1, all T steps)

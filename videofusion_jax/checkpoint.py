@@ -21,6 +21,9 @@ import orbax.checkpoint as ocp
 # Config sections that must match for a checkpoint to load: they fix parameter shapes
 # and the meaning of the weights. Training hyper-parameters may change across a resume.
 COMPATIBLE_SECTIONS = ("model", "diffusion")
+# ...except the fields that only change how the model runs (remat, dtypes, chunks).
+RUNTIME_FIELDS = ("model.dtype", "model.param_dtype", "model.remat", "model.remat_policy",
+                  "model.residual_chunks")
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -39,7 +42,7 @@ def config_differences(saved: dict, config: ml_collections.ConfigDict) -> list[s
   for section in COMPATIBLE_SECTIONS:
     a = _flatten(saved.get(section, {}), f"{section}.")
     b = _flatten(now.get(section, {}), f"{section}.")
-    for key in sorted(set(a) | set(b)):
+    for key in sorted((set(a) | set(b)) - set(RUNTIME_FIELDS)):
       if a.get(key, "<absent>") != b.get(key, "<absent>"):
         diffs.append(f"{key}: {a.get(key, '<absent>')} -> {b.get(key, '<absent>')}")
   return diffs
@@ -101,8 +104,3 @@ class Checkpoints:
     self.manager.wait_until_finished()
     self.manager.close()
 
-
-def abstract_like(tree):
-  """ShapeDtypeStructs (with shardings) of a concrete tree, as an orbax restore target."""
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-                      tree)

@@ -8,6 +8,7 @@ runs the whole DDIM/DDPM loop as one `lax.scan`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from pathlib import Path
@@ -20,8 +21,8 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from videofusion_jax import diffusion
-from videofusion_jax.checkpoint import Checkpoints, abstract_like
+from videofusion_jax import diffusion, parallel
+from videofusion_jax.checkpoint import Checkpoints
 from videofusion_jax.data import video_io
 from videofusion_jax.diffusion.noise_sharing import video_keys
 from videofusion_jax.models.from_config import videofusion_config
@@ -64,13 +65,22 @@ def model_eps_fn(model: VideoFusion, schedule: diffusion.Schedule, *, with_varia
 
 
 def make_sample_fn(graphdef: nnx.GraphDef, shape: tuple[int, ...], lam: float,
-                   config: SamplerConfig) -> Callable:
-  """-> jitted `sample_fn(state, schedule, base_key, residual_key) -> (B, N, H, W, C)`."""
+                   config: SamplerConfig, *, batch_sharding=None,
+                   out_sharding=None) -> Callable:
+  """-> jitted `sample_fn(state, schedule, base_key, residual_key) -> (B, N, H, W, C)`.
+
+  The parameters stay where `state` lives (e.g. FSDP shards); with `batch_sharding` the
+  per-video keys, hence the noise and every activation, are split over the data axes,
+  and `out_sharding` (replicated, in `VideoSampler`) lets every process read the videos.
+  """
   with_variance = config.sampler == "ddpm" and config.ddpm_variance == "learned_range"
 
-  @jax.jit
+  @functools.partial(jax.jit, out_shardings=out_sharding)
   def sample_fn(state, schedule, base_key, residual_key):
-    model = nnx.merge(graphdef, state)
+    if batch_sharding is not None and base_key.ndim == 1:
+      base_key, residual_key = jax.lax.with_sharding_constraint(
+          (base_key, residual_key), batch_sharding)
+    model = nnx.merge(graphdef, state).in_compute_dtype()
     eps_fn = model_eps_fn(model, schedule, with_variance=with_variance)
     if config.sampler == "ddim":
       return diffusion.ddim_sample(
@@ -88,14 +98,21 @@ class VideoSampler:
   """Build the jitted sampler for one video shape once; call it for batch after batch."""
 
   def __init__(self, graphdef: nnx.GraphDef, model_config, *, num_frames: int,
-               image_size: int, batch_size: int, config: SamplerConfig):
+               image_size: int, batch_size: int, config: SamplerConfig,
+               mesh=None, rules=None):
+    """With `mesh` and `rules` (parallel.py) each batch is split over the data axes."""
     config.validate(model_config.learned_variance)
     if batch_size < 1:
       raise ValueError(f"sample.batch_size={batch_size}; expected >= 1")
     self.shape = (batch_size, num_frames, image_size, image_size, model_config.channels)
     model_config.check_video(self.shape, name="sampled video")
     diffusion.frame_lambdas(num_frames, model_config.lam)  # validates lam and N early
-    self.sample_fn = make_sample_fn(graphdef, self.shape, model_config.lam, config)
+    layout = {}
+    if mesh is not None:
+      layout = dict(batch_sharding=parallel.batch_sharding(batch_size, rules, mesh),
+                    out_sharding=parallel.replicated(mesh))
+    self.sample_fn = make_sample_fn(graphdef, self.shape, model_config.lam, config,
+                                    **layout)
 
   def batches(self, state: nnx.State, schedule: diffusion.Schedule, *, num_videos: int,
               base_seed: int, residual_seed: int, progress: Callable | None = None):
@@ -158,7 +175,15 @@ def frame_change(videos: np.ndarray) -> float:
 
 
 def write_samples(batches, out_dir: Path, *, fps: int, image_size: int) -> list[Path]:
-  """Write each video as mp4 + gif and all of them as one strip.png; return the paths."""
+  """Write each video as mp4 + gif and all of them as one strip.png; return the paths.
+
+  Every process runs the sampler (it is one computation over the mesh); process 0
+  writes, the others return [].
+  """
+  if jax.process_index() != 0:
+    for _ in batches:
+      pass
+    return []
   written, videos = [], []
   for batch in batches:
     for video in video_io.to_uint8(batch):
@@ -172,9 +197,19 @@ def write_samples(batches, out_dir: Path, *, fps: int, image_size: int) -> list[
   return written
 
 
-def load_ema_params(vf, config: ml_collections.ConfigDict, workdir: str):
-  """(graphdef, EMA parameters) of the latest checkpoint in WORKDIR, or of a fresh model."""
-  graphdef, state = nnx.split(VideoFusion(vf, rngs=nnx.Rngs(config.seed)))
+def load_ema_params(vf, config: ml_collections.ConfigDict, workdir: str, mesh=None,
+                    rules=None):
+  """(graphdef, EMA parameters) of the latest checkpoint in WORKDIR, or of a fresh model.
+
+  The parameters land on their shardings over `mesh` (by default one device), so a
+  model saved on any mesh samples on the current one.
+  """
+  if mesh is None:
+    mesh = parallel.make_mesh(config.mesh, jax.devices()[:1])
+    rules = parallel.rules_from_config(config.mesh.rules)
+  create = lambda: VideoFusion(vf, rngs=nnx.Rngs(config.seed))
+  graphdef, abstract = nnx.split(nnx.eval_shape(create))
+  shardings = parallel.state_shardings(abstract, rules, mesh)
   ckpt = Checkpoints(workdir)
   try:
     step = ckpt.latest_step()
@@ -182,24 +217,29 @@ def load_ema_params(vf, config: ml_collections.ConfigDict, workdir: str):
       logging.warning("No checkpoint in %s: sampling from freshly initialised weights "
                       "(seed %d), so the videos will look like noise.", ckpt.directory,
                       config.seed)
-      return graphdef, state
+      return graphdef, jax.device_put(nnx.state(create()), shardings)
     ckpt.check_compatible(step, config)
     logging.info("Sampling with the EMA parameters of step %d in %s.", step, ckpt.directory)
-    return graphdef, ckpt.restore(step, ema=abstract_like(state))["ema"]
+    target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                          abstract, shardings)
+    return graphdef, ckpt.restore(step, ema=target)["ema"]
   finally:
     ckpt.close()
 
 
 def sample(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
   """Generate `config.sample.num_videos` videos into WORKDIR/samples; return the paths."""
+  parallel.maybe_initialize_distributed(config.distributed)  # before any device use
   vf = videofusion_config(config)
   schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-  graphdef, state = load_ema_params(vf, config, workdir)
+  mesh = parallel.make_mesh(config.mesh)
+  rules = parallel.rules_from_config(config.mesh.rules)
+  graphdef, state = load_ema_params(vf, config, workdir, mesh, rules)
   s = config.sample
   sampler = VideoSampler(graphdef, vf, num_frames=config.data.num_frames,
                          image_size=config.data.image_size,
                          batch_size=min(s.batch_size, s.num_videos),
-                         config=sampler_config(config))
+                         config=sampler_config(config), mesh=mesh, rules=rules)
   batches = sampler.batches(state, schedule, num_videos=s.num_videos, base_seed=s.base_seed,
                             residual_seed=s.residual_seed,
                             progress=_progress_line(time.time()))

@@ -12,6 +12,9 @@ from videofusion_jax.models.videofusion import VideoFusionConfig
 
 # Set by VideoFusionConfig from the data channels and the decomposition, never by hand.
 DERIVED_UNET_FIELDS = ("in_channels", "out_channels", "frame_conditioned")
+# `config.model` fields that change how the model runs, not its weights: a checkpoint
+# loads whatever they are set to.
+EXECUTION_FIELDS = ("dtype", "param_dtype", "remat", "remat_policy", "residual_chunks")
 
 
 def unet_fields(unet: UNetConfig) -> dict:
@@ -35,6 +38,7 @@ def videofusion_config(config: ml_collections.ConfigDict) -> VideoFusionConfig:
       residual=unet_config_from_dict(model.residual.to_dict(), "model.residual"),
       channels=config.data.channels, lam=config.diffusion.lam,
       objective=config.diffusion.objective, residual_context=model.residual_context,
-      learned_variance=model.learned_variance)
+      learned_variance=model.learned_variance,
+      **{k: model[k] for k in EXECUTION_FIELDS if k in model})
   vf.validate()
   return vf

@@ -100,7 +100,10 @@ class UNetConfig:
 class UNet(nnx.Module):
   """2D denoising U-Net; `(B, H, W, C)` in, `(B, H, W, out_channels)` out."""
 
-  def __init__(self, config: UNetConfig, *, rngs: nnx.Rngs):
+  def __init__(self, config: UNetConfig, *, remat_policy: str | None = None,
+               rngs: nnx.Rngs):
+    """`remat_policy`: rematerialise every block under that `jax.checkpoint_policies`
+    name (memory for compute; the parameters are the same either way)."""
     config.validate()
     self.config = config
     chans = tuple(config.block_out_channels)
@@ -111,7 +114,7 @@ class UNet(nnx.Module):
         head_dim=config.attention_head_dim, cross_attention_dim=config.cross_attention_dim,
         resnet_updown=config.resnet_updown, temporal=config.temporal,
         resnet_out_scale_factor=config.resnet_out_scale_factor,
-        resnet_skip_time_act=config.resnet_skip_time_act)
+        resnet_skip_time_act=config.resnet_skip_time_act, remat_policy=remat_policy)
 
     self.conv_in = nnx.Conv(config.in_channels, chans[0], (3, 3), padding=((1, 1), (1, 1)),
                             rngs=rngs)
@@ -159,24 +162,29 @@ class UNet(nnx.Module):
       rngs: dropout randomness; None runs deterministically.
     """
     cfg = self.config
+    # The network computes in its parameters' dtype (bfloat16 parameters cast from the
+    # float32 master copy give bfloat16 compute): inputs and embeddings follow them.
+    dtype = self.conv_in.kernel[...].dtype
     emb = self.time_embedding(timestep_embedding(
         t, cfg.block_out_channels[0], flip_sin_to_cos=cfg.flip_sin_to_cos,
-        freq_shift=cfg.freq_shift))
+        freq_shift=cfg.freq_shift).astype(dtype))
     if cfg.class_embed_type is not None:
       if class_labels is None:
         raise ValueError(f"class_labels required for class_embed_type={cfg.class_embed_type!r}")
       emb = emb + (class_labels.astype(emb.dtype) if self.class_embedding is None
-                   else self.class_embedding(class_labels))
+                   else self.class_embedding(_as_dtype(class_labels, dtype)))
     if self.frame_embedding is not None:
       if frame_index is None:
         raise ValueError("frame_index required by a frame_conditioned U-Net")
       emb = emb + self.frame_embedding(timestep_embedding(
           frame_index, cfg.block_out_channels[0], flip_sin_to_cos=cfg.flip_sin_to_cos,
-          freq_shift=cfg.freq_shift))
+          freq_shift=cfg.freq_shift).astype(dtype))
     if cfg.temporal != "none" and num_frames is None:
       raise ValueError(f"num_frames required by a U-Net with temporal={cfg.temporal!r}")
+    emb = emb.astype(dtype)
+    context = None if context is None else context.astype(dtype)
 
-    h = self.conv_in(x)
+    h = self.conv_in(x.astype(dtype))
     skips = [h]
     for block in self.down_blocks:
       h, block_skips = block(h, emb, context, num_frames, rngs)
@@ -185,3 +193,8 @@ class UNet(nnx.Module):
     for block in self.up_blocks:
       h = block(h, skips, emb, context, num_frames, rngs)
     return self.conv_out(nnx.silu(self.conv_norm_out(h)))
+
+
+def _as_dtype(labels: jax.Array, dtype) -> jax.Array:
+  """Class vectors follow the compute dtype; integer class ids stay integers."""
+  return labels if jnp.issubdtype(labels.dtype, jnp.integer) else labels.astype(dtype)

@@ -31,6 +31,7 @@ class BlockOptions:
   temporal: str
   resnet_out_scale_factor: float = 1.0
   resnet_skip_time_act: bool = False
+  remat_policy: str | None = None   # a jax.checkpoint_policies name; None: no remat
 
   def resnet(self, cin, cout, rngs, **kw):
     return ResnetBlock2D(cin, cout, self.temb_channels, groups=self.groups, eps=self.eps,
@@ -56,13 +57,26 @@ def _layers(opts: BlockOptions, channels: list[int], out: int, attention: bool, 
   return resnets, attentions, temp
 
 
+def checkpointed(fn, policy: str | None):
+  """`fn` rematerialised under `jax.checkpoint_policies.<policy>`, or `fn` for None:
+  the backward pass recomputes the block's activations instead of storing them."""
+  if policy is None:
+    return fn
+  return nnx.remat(fn, policy=getattr(jax.checkpoint_policies, policy))
+
+
 def _layer(block, j, h, temb, context, num_frames, rngs):
-  h = block.resnets[j](h, temb, rngs=rngs)
-  if block.attentions is not None:
-    h = block.attentions[j](h, context)
-  if block.temp_mixers is not None:
-    h = block.temp_mixers[j](h, num_frames)
-  return h
+  def run(resnet, attention, mixer, h, temb, context, rngs):
+    h = resnet(h, temb, rngs=rngs)
+    if attention is not None:
+      h = attention(h, context)
+    if mixer is not None:
+      h = mixer(h, num_frames)
+    return h
+  pick = lambda layers: None if layers is None else layers[j]
+  return checkpointed(run, block.remat_policy)(
+      block.resnets[j], pick(block.attentions), pick(block.temp_mixers), h, temb, context,
+      rngs)
 
 
 class DownBlock(nnx.Module):
@@ -70,6 +84,7 @@ class DownBlock(nnx.Module):
 
   def __init__(self, cin: int, cout: int, num_layers: int, *, attention: bool,
                downsample: bool, opts: BlockOptions, rngs: nnx.Rngs):
+    self.remat_policy = opts.remat_policy
     self.resnets, self.attentions, self.temp_mixers = _layers(
         opts, [cin] + [cout] * (num_layers - 1), cout, attention, rngs)
     if not downsample:
@@ -96,12 +111,18 @@ class MidBlock(nnx.Module):
   """ResNet, attention, ResNet at the lowest resolution (diffusers `UNetMidBlock2D`)."""
 
   def __init__(self, channels: int, *, attention: bool, opts: BlockOptions, rngs: nnx.Rngs):
+    self.remat_policy = opts.remat_policy
     self.resnets = nnx.List([opts.resnet(channels, channels, rngs) for _ in range(2)])
     self.attentions = nnx.List([opts.attention(channels, rngs)]) if attention else None
     self.temp_mixers = (nnx.List([opts.temporal_mixer(channels, rngs) for _ in range(2)])
                         if opts.temporal != "none" else None)
 
   def __call__(self, h, temb, context, num_frames, rngs):
+    def run(block, h, temb, context, rngs):  # num_frames stays a static Python int
+      return block._run(h, temb, context, num_frames, rngs)
+    return checkpointed(run, self.remat_policy)(self, h, temb, context, rngs)
+
+  def _run(self, h, temb, context, num_frames, rngs):
     h = self.resnets[0](h, temb, rngs=rngs)
     if self.temp_mixers is not None:
       h = self.temp_mixers[0](h, num_frames)
@@ -123,6 +144,7 @@ class UpBlock(nnx.Module):
     for j in range(num_layers):
       skip = cin if j == num_layers - 1 else cout
       channels.append((prev_cout if j == 0 else cout) + skip)
+    self.remat_policy = opts.remat_policy
     self.resnets, self.attentions, self.temp_mixers = _layers(opts, channels, cout,
                                                               attention, rngs)
     if not upsample:

@@ -20,6 +20,7 @@ from videofusion_jax.models.unet import UNet, UNetConfig
 
 RESIDUAL_CONTEXTS = ("centre_estimate", "none")
 OBJECTIVES = ("eps", "v")
+DTYPES = ("float32", "bfloat16")  # float16 would need loss scaling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +39,12 @@ class VideoFusionConfig:
   objective: str = "eps"               # what each network predicts: eps, or v of its part
   residual_context: str = "centre_estimate"  # what ties residual frames to the content
   learned_variance: bool = False       # networks also predict the DDPM variance
+  # Execution knobs: speed and memory only, the parameters are the same.
+  dtype: str = "float32"               # compute dtype ("bfloat16": params cast per call)
+  param_dtype: str = "float32"         # stored parameters (EMA and optimizer follow)
+  remat: bool = False                  # rematerialise every U-Net block in the backward
+  remat_policy: str = "nothing_saveable"  # which activations remat may keep
+  residual_chunks: int = 1             # residual generator in sequential batch chunks
 
   def validate(self) -> None:
     if not 0.0 <= self.lam <= 1.0:
@@ -49,6 +56,15 @@ class VideoFusionConfig:
                        f"{RESIDUAL_CONTEXTS}")
     if self.channels < 1:
       raise ValueError(f"model.channels={self.channels}; expected >= 1")
+    if not hasattr(jax.checkpoint_policies, self.remat_policy):
+      known = sorted(n for n in dir(jax.checkpoint_policies) if n.endswith("saveable"))
+      raise ValueError(f"model.remat_policy={self.remat_policy!r}; expected a "
+                       f"jax.checkpoint_policies name such as {known}")
+    for field in ("dtype", "param_dtype"):
+      if getattr(self, field) not in DTYPES:
+        raise ValueError(f"model.{field}={getattr(self, field)!r}; expected one of {DTYPES}")
+    if self.residual_chunks < 1:
+      raise ValueError(f"model.residual_chunks={self.residual_chunks}; expected >= 1")
     self.base_unet().validate("model.base")
     self.residual_unet().validate("model.residual")
 
@@ -74,6 +90,11 @@ class VideoFusionConfig:
     self.base_unet().check_input((b, h, w, c), name=f"{name} frames")
 
 
+def _cast_floats(tree, dtype: str):
+  return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating)
+                      else x, tree)
+
+
 def _per_frame(tree: Mapping[str, Any] | None, frames: int) -> dict:
   """Repeat each batch entry of a condition once per frame (frames folded into B)."""
   return {k: jnp.repeat(v, frames, axis=0) for k, v in (tree or {}).items()}
@@ -85,8 +106,19 @@ class VideoFusion(nnx.Module):
   def __init__(self, config: VideoFusionConfig, *, rngs: nnx.Rngs):
     config.validate()
     self.config = config
-    self.base = UNet(config.base_unet(), rngs=rngs)
-    self.residual = UNet(config.residual_unet(), rngs=rngs)
+    policy = config.remat_policy if config.remat else None
+    self.base = UNet(config.base_unet(), remat_policy=policy, rngs=rngs)
+    self.residual = UNet(config.residual_unet(), remat_policy=policy, rngs=rngs)
+    if config.param_dtype != "float32":
+      nnx.update(self, _cast_floats(nnx.state(self, nnx.Param), config.param_dtype))
+
+  def in_compute_dtype(self) -> "VideoFusion":
+    """This model, or a copy whose parameters are cast to `config.dtype` (gradients flow
+    back to the stored parameters through the cast): mixed precision at one boundary."""
+    if self.config.dtype == self.config.param_dtype:
+      return self
+    graphdef, params, rest = nnx.split(self, nnx.Param, ...)
+    return nnx.merge(graphdef, _cast_floats(params, self.config.dtype), rest)
 
   def __call__(self, z_t: jax.Array, t: jax.Array, alphas_cumprod: jax.Array, *,
                cond: Mapping[str, jax.Array] | None = None, stop_base_grad: bool = True,
@@ -110,12 +142,41 @@ class VideoFusion(nnx.Module):
       if cfg.residual_context == "centre_estimate":
         context = jnp.broadcast_to(centre_estimate[:, None], z_others.shape)
         x = jnp.concatenate([z_others, context], axis=-1)
-      out = self.residual(
+      out = self._residual_in_chunks(
           x.reshape(b * m, h, w, x.shape[-1]), jnp.repeat(t, m),
-          frame_index=jnp.tile(jnp.asarray(others, jnp.int32), b), num_frames=m,
-          **_per_frame(cond, m), rngs=rngs)
+          jnp.tile(jnp.asarray(others, jnp.int32), b), _per_frame(cond, m), m, rngs)
       return out.reshape(b, m, h, w, out.shape[-1])
 
     return diffusion.decomposed_denoise(
         z_t, alphas_cumprod[t], cfg.lam, base_fn, residual_fn, objective=cfg.objective,
         stop_base_grad=stop_base_grad, learned_variance=cfg.learned_variance)
+
+  def _residual_in_chunks(self, x, t, frame_index, cond, num_frames, rngs):
+    """The residual U-Net over (B*m, ...) inputs, in `residual_chunks` sequential parts.
+
+    Chunks hold whole clips, so temporal layers see all m frames of a clip; a
+    `lax.map` runs them one after another, so only one chunk's activations are live
+    (in training, together with `remat`, whose blocks keep only their inputs).
+    """
+    chunks = self.config.residual_chunks
+    if chunks == 1:
+      return self.residual(x, t, frame_index=frame_index, num_frames=num_frames, **cond,
+                           rngs=rngs)
+    clips = x.shape[0] // num_frames
+    if clips % chunks:
+      raise ValueError(f"model.residual_chunks={chunks} does not divide the {clips} clips "
+                       "of the batch")
+    graphdef, state = nnx.split(self.residual)
+    keys = (None if rngs is None
+            else jax.random.split(rngs.dropout(), chunks))
+    split = lambda a: a.reshape(chunks, a.shape[0] // chunks, *a.shape[1:])
+
+    def one(args):
+      x, t, frame_index, cond, key = args
+      return nnx.merge(graphdef, state)(
+          x, t, frame_index=frame_index, num_frames=num_frames, **cond,
+          rngs=None if key is None else nnx.Rngs(dropout=key))
+
+    out = jax.lax.map(one, (split(x), split(t), split(frame_index),
+                            jax.tree.map(split, cond), keys))
+    return out.reshape(x.shape[0], *out.shape[2:])

@@ -7,8 +7,10 @@ writes metrics (TensorBoard, metrics.jsonl, a progress line) and EMA sample vide
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -16,8 +18,8 @@ import ml_collections
 from absl import logging
 from flax import nnx
 
-from videofusion_jax import diffusion
-from videofusion_jax.checkpoint import Checkpoints, abstract_like
+from videofusion_jax import diffusion, parallel
+from videofusion_jax.checkpoint import Checkpoints
 from videofusion_jax.data.pipeline import make_dataset
 from videofusion_jax.data.sources import make_source
 from videofusion_jax.metric_writers import MetricWriter, ProgressLine
@@ -26,26 +28,51 @@ from videofusion_jax.models.videofusion import VideoFusion, VideoFusionConfig
 from videofusion_jax.sampling import VideoSampler, sampler_config, write_samples
 from videofusion_jax.training import init_from
 from videofusion_jax.training.optimizer import learning_rate, make_optimizer
-from videofusion_jax.training.step import StepConfig, make_train_step
+from videofusion_jax.training.step import StepConfig, StepShardings, make_train_step
 
 
-def create_state(vf: VideoFusionConfig, config: ml_collections.ConfigDict):
-  """-> (graphdef of (model, optimizer), its state, EMA params, model graphdef).
+@dataclasses.dataclass
+class TrainState:
+  """What `create_state` gives the loop: graphdefs, sharded arrays and their layout."""
+  graphdef: nnx.GraphDef          # of (model, optimizer)
+  model_graphdef: nnx.GraphDef    # of the model alone (for sampling from the EMA)
+  state: Any                      # nnx.State of (model, optimizer), or None when restoring
+  ema: Any                        # EMA of the parameters, or None when restoring
+  target: Any                     # (state, ema) as ShapeDtypeStructs with shardings
+  shardings: Any                  # (state, ema) NamedShardings
 
-  Created eagerly: with the persistent compilation cache this takes ~2 s on a CPU,
-  where one jitted init spends ~8 s tracing every time.
+
+def create_state(vf: VideoFusionConfig, config: ml_collections.ConfigDict, mesh, rules,
+                 *, allocate: bool = True) -> TrainState:
+  """Model, optimizer and EMA created directly in their shardings on `mesh`.
+
+  Shapes come first (`jax.eval_shape`), so `allocate=False` (a resume) only builds the
+  restore target. On one device the arrays are created eagerly and then placed: with
+  the persistent compilation cache that takes ~2 s on a CPU where tracing the whole
+  init takes ~8 s; on a mesh one jitted init writes each shard where it belongs, so
+  no device ever holds the whole model.
   """
-  model = VideoFusion(vf, rngs=nnx.Rngs(config.seed))
-  optimizer = nnx.Optimizer(model, make_optimizer(config.optim, config.train.num_steps),
-                            wrt=nnx.Param)
-  graphdef, state = nnx.split((model, optimizer))
-  # A copy, not a view: the train step donates the state and the EMA separately.
-  ema = jax.tree.map(jnp.copy, nnx.state(model, nnx.Param))
-  # Committed to a device like restored arrays are: a fresh and a resumed run then hit
-  # the same compiled train step (committed-ness is part of jit's cache key).
-  state, ema = jax.device_put((state, ema), jax.sharding.SingleDeviceSharding(jax.devices()[0]))
-  state, ema = init_from.apply(state, ema, vf, config.train)  # train.init_*_from
-  return graphdef, state, ema, nnx.graphdef(model)
+  tx = make_optimizer(config.optim, config.train.num_steps)
+
+  def build():
+    model = VideoFusion(vf, rngs=nnx.Rngs(config.seed))
+    return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+  def create():
+    model, optimizer = build()
+    # A copy, not a view: the train step donates the state and the EMA separately.
+    ema = jax.tree.map(jnp.copy, nnx.state(model, nnx.Param))
+    return nnx.state((model, optimizer)), ema
+
+  abstract_model, abstract_opt = nnx.eval_shape(build)
+  graphdef = nnx.graphdef((abstract_model, abstract_opt))
+  init, shardings = parallel.sharded_init(create, rules, mesh)
+  target = jax.eval_shape(init)
+  state = ema = None
+  if allocate:
+    state, ema = jax.device_put(create(), shardings) if mesh.size == 1 else init()
+    state, ema = init_from.apply(state, ema, vf, config.train)  # train.init_*_from
+  return TrainState(graphdef, nnx.graphdef(abstract_model), state, ema, target, shardings)
 
 
 class _Preemption:
@@ -74,30 +101,38 @@ def _check_train_config(config: ml_collections.ConfigDict) -> None:
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Train (or resume) until `train.num_steps`; return the last logged metrics."""
+  parallel.maybe_initialize_distributed(config.distributed)  # before any device use
   _check_train_config(config)
   vf = videofusion_config(config)
   t = config.train
   workdir = Path(workdir)
   schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
+  mesh = parallel.make_mesh(config.mesh)
+  rules = parallel.rules_from_config(config.mesh.rules)
+  parallel.batch_size_check(t.batch_size, rules, mesh, "train.batch_size")
   source = make_source(config.data, seed=config.seed)
   dataset = make_dataset(source, global_batch_size=t.batch_size, seed=config.seed,
                          worker_count=config.data.worker_count)
   data_iter = iter(dataset)
 
-  graphdef, state, ema, model_graphdef = create_state(vf, config)
   ckpt = Checkpoints(workdir, max_to_keep=t.max_checkpoints)
   start = ckpt.latest_step() or 0
   if start:
     ckpt.check_compatible(start, config)
-    restored = ckpt.restore(start, state=abstract_like(state), ema=abstract_like(ema),
-                            data_iter=data_iter)
+  ts = create_state(vf, config, mesh, rules, allocate=not start)
+  state, ema = ts.state, ts.ema
+  if start:
+    restored = ckpt.restore(start, state=ts.target[0], ema=ts.target[1], data_iter=data_iter)
     state, ema = restored["state"], restored["ema"]
     logging.info("Resumed from %s at step %d.", ckpt.directory, start)
 
+  batch_sharding = parallel.batch_sharding(t.batch_size, rules, mesh)
   lr = learning_rate(config.optim, t.num_steps)
-  step_fn = make_train_step(graphdef, StepConfig(
+  step_fn = make_train_step(ts.graphdef, StepConfig(
       lam=vf.lam, noise_mode=config.diffusion.noise_mode,
-      base_stop_gradient=t.base_stop_gradient, ema_decay=t.ema_decay), lr)
+      base_stop_gradient=t.base_stop_gradient, ema_decay=t.ema_decay), lr,
+      shardings=StepShardings(state=ts.shardings[0], ema=ts.shardings[1],
+                              batch=batch_sharding, replicated=parallel.replicated(mesh)))
   writer = MetricWriter(workdir, tensorboard=t.tensorboard)
   progress = ProgressLine(t.num_steps, start)
   sampler = None
@@ -107,9 +142,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   step = start
   try:
     while step < t.num_steps and not preemption.requested:
-      batch = next(data_iter)
-      state, ema, metrics = step_fn(state, ema, {"video": jnp.asarray(batch["video"])},
-                                    jax.random.fold_in(train_key, step), schedule)
+      batch = parallel.global_batch(next(data_iter), batch_sharding)
+      state, ema, metrics = step_fn(state, ema, batch, jax.random.fold_in(train_key, step),
+                                    schedule)
       step += 1
       if step % t.log_every == 0 or step == t.num_steps:
         last = {k: float(v) for k, v in jax.device_get(metrics).items()}
@@ -117,8 +152,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
         writer.write(step, dict(last, steps_per_sec=rate))
       if step % t.checkpoint_every == 0:
         ckpt.save(step, state, ema, data_iter, config)
-      if t.sample_every and step % t.sample_every == 0 and jax.process_index() == 0:
-        sampler = sampler or _make_sampler(model_graphdef, vf, config)
+      if t.sample_every and step % t.sample_every == 0:  # every process samples; 0 writes
+        sampler = sampler or _make_sampler(ts.model_graphdef, vf, config, mesh, rules)
         _write_ema_samples(sampler, ema, schedule, config, workdir / "samples" / f"{step:07d}")
     if step > start and ckpt.latest_step() != step:
       ckpt.save(step, state, ema, data_iter, config, force=True)
@@ -129,11 +164,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   return last
 
 
-def _make_sampler(model_graphdef, vf, config) -> VideoSampler:
+def _make_sampler(model_graphdef, vf, config, mesh, rules) -> VideoSampler:
   s = config.sample
   return VideoSampler(model_graphdef, vf, num_frames=config.data.num_frames,
                       image_size=config.data.image_size,
-                      batch_size=min(s.batch_size, s.num_videos), config=sampler_config(config))
+                      batch_size=min(s.batch_size, s.num_videos), config=sampler_config(config),
+                      mesh=mesh, rules=rules)
 
 
 def _write_ema_samples(sampler, ema, schedule, config, out_dir: Path):

@@ -8,8 +8,7 @@ updates, not parameters). The state and EMA are donated, so a step updates in pl
 from __future__ import annotations
 
 import dataclasses
-import functools
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -53,17 +52,31 @@ def loss_fn(model, video: jax.Array, key: jax.Array, schedule: diffusion.Schedul
   eps = training_noise(config.noise_mode, base_key, residual_key, video.shape, config.lam,
                        groups)
   z_t = diffusion.q_sample(video, t, eps, schedule.alphas_cumprod)
-  out = model(z_t, t, schedule.alphas_cumprod, cond=cond,
-              stop_base_grad=config.base_stop_gradient, rngs=nnx.Rngs(dropout=dropout_key))
-  losses = diffusion.decomposed_loss(eps, out.eps)
+  out = model.in_compute_dtype()(z_t, t, schedule.alphas_cumprod, cond=cond,
+                                 stop_base_grad=config.base_stop_gradient,
+                                 rngs=nnx.Rngs(dropout=dropout_key))
+  losses = diffusion.decomposed_loss(eps, out.eps.astype(eps.dtype))
   return losses["loss"], losses
 
 
-def make_train_step(graphdef: nnx.GraphDef, config: StepConfig,
-                    learning_rate: Callable | None = None) -> Callable:
-  """-> jitted `train_step(state, ema, batch, key, schedule) -> (state, ema, metrics)`."""
+@dataclasses.dataclass(frozen=True)
+class StepShardings:
+  """Where the train step's inputs and outputs live on the mesh (`parallel.py`)."""
+  state: Any                          # tree of NamedShardings like the (model, opt) state
+  ema: Any                            # ... like the parameters
+  batch: jax.sharding.Sharding        # every batch entry: leading axis over the data axes
+  replicated: jax.sharding.Sharding   # keys, the schedule, the metrics
 
-  @functools.partial(jax.jit, donate_argnums=(0, 1))
+
+def make_train_step(graphdef: nnx.GraphDef, config: StepConfig,
+                    learning_rate: Callable | None = None, *,
+                    shardings: StepShardings | None = None) -> Callable:
+  """-> jitted `train_step(state, ema, batch, key, schedule) -> (state, ema, metrics)`.
+
+  With `shardings`, inputs and outputs are pinned to them (the state stays where
+  `parallel.sharded_init` put it, step after step); without, jit follows the inputs.
+  """
+
   def train_step(state, ema, batch, key, schedule):
     model, optimizer = nnx.merge(graphdef, state)
     grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
@@ -78,4 +91,9 @@ def make_train_step(graphdef: nnx.GraphDef, config: StepConfig,
       metrics["lr"] = jnp.asarray(learning_rate(step), jnp.float32)
     return nnx.state((model, optimizer)), ema, metrics
 
-  return train_step
+  if shardings is None:
+    return jax.jit(train_step, donate_argnums=(0, 1))
+  sh = shardings
+  return jax.jit(train_step, donate_argnums=(0, 1),
+                 in_shardings=(sh.state, sh.ema, sh.batch, sh.replicated, sh.replicated),
+                 out_shardings=(sh.state, sh.ema, sh.replicated))

@@ -1,0 +1,109 @@
+"""Train-step throughput and MFU, with and without remat. (A benchmark, not a test.)
+
+  python benchmarks/train_throughput.py --config=configs/ucf101.py \
+      --config.data.image_size=64 --config.model.dtype=bfloat16 --batch=32 --peak_tflops=989
+  python benchmarks/train_throughput.py            # CPU smoke run: demo config, no MFU
+
+For each variant (remat off / on), in one process: compile once (time reported
+apart), then time `--steps` train steps after a warm-up, interleaving the variants so
+they see the same machine state. FLOPs per step come from XLA's cost analysis of the
+compiled step (forward + backward + optimizer, as executed, so remat's recompute is
+counted as work done; the "model FLOPs" column uses the no-remat count for both, the
+way MFU is usually defined). MFU = model FLOPs / step time / peak. Peak bf16 dense
+TFLOP/s per chip: H100/H200 SXM 989, A100 312, TPU v5p 459, v6e 918, v5e 197.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+from videofusion_jax import diffusion, parallel  # noqa: E402
+from videofusion_jax.models.from_config import videofusion_config  # noqa: E402
+from videofusion_jax.training.loop import create_state  # noqa: E402
+from videofusion_jax.training.step import StepConfig, StepShardings, make_train_step  # noqa
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Experiment config.")
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per variant and round.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved rounds; the median is reported.")
+_BATCH = flags.DEFINE_integer("batch", 0, "Global batch (0: the config's train.batch_size).")
+_PEAK = flags.DEFINE_float("peak_tflops", 0.0, "Peak bf16 TFLOP/s per device (0: no MFU).")
+
+
+def build(config, remat: bool):
+  config = config.copy_and_resolve_references()
+  config.model.remat = remat
+  vf = videofusion_config(config)
+  mesh = parallel.make_mesh(config.mesh)
+  rules = parallel.rules_from_config(config.mesh.rules)
+  ts = create_state(vf, config, mesh, rules)
+  batch_sh = parallel.batch_sharding(config.train.batch_size, rules, mesh)
+  step = make_train_step(ts.graphdef, StepConfig(lam=vf.lam), shardings=StepShardings(
+      state=ts.shardings[0], ema=ts.shardings[1], batch=batch_sh,
+      replicated=parallel.replicated(mesh)))
+  d = config.data
+  video = np.zeros((config.train.batch_size, d.num_frames, d.image_size, d.image_size,
+                    d.channels), np.float32)
+  batch = parallel.global_batch({"video": video}, batch_sh)
+  schedule = diffusion.make_schedule(config.diffusion.schedule,
+                                     config.diffusion.num_timesteps)
+  start = time.perf_counter()
+  compiled = step.lower(ts.state, ts.ema, batch, jax.random.key(0), schedule).compile()
+  compile_s = time.perf_counter() - start
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  memory = compiled.memory_analysis()
+  return dict(fn=compiled, state=ts.state, ema=ts.ema, batch=batch, schedule=schedule,
+              flops=float(cost.get("flops", 0.0)), compile_s=compile_s,
+              temp_gb=getattr(memory, "temp_size_in_bytes", 0) / 2**30)
+
+
+def run(v, steps: int) -> float:
+  state, ema = v["state"], v["ema"]
+  start = time.perf_counter()
+  for k in range(steps):
+    state, ema, metrics = v["fn"](state, ema, v["batch"], jax.random.key(k), v["schedule"])
+  jax.block_until_ready(metrics)
+  v["state"], v["ema"] = state, ema
+  return (time.perf_counter() - start) / steps
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  if _BATCH.value:
+    config.train.batch_size = _BATCH.value
+  print(f"jax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}, "
+        f"{platform.processor() or platform.machine()}; batch {config.train.batch_size} x "
+        f"{config.data.num_frames} x {config.data.image_size}^2, dtype {config.model.dtype}")
+  variants = {"no remat": build(config, False), "remat": build(config, True)}
+  for v in variants.values():
+    run(v, 1)  # warm-up
+  times = {name: [] for name in variants}
+  for _ in range(_ROUNDS.value):
+    for name, v in variants.items():
+      times[name].append(run(v, _STEPS.value))
+  model_flops = variants["no remat"]["flops"]
+  peak = _PEAK.value * 1e12 * jax.device_count()
+  base = np.median(times["no remat"])
+  print(f"{'variant':<10} {'step s':>8} {'vs no remat':>11} {'XLA TFLOP':>10} "
+        f"{'temp GiB':>9} {'compile s':>9} {'MFU':>6}")
+  for name, v in variants.items():
+    t = float(np.median(times[name]))
+    mfu = f"{model_flops / t / peak:6.1%}" if peak else "   n/a"
+    print(f"{name:<10} {t:8.4f} {t / base:11.2f} {v['flops'] / 1e12:10.3f} "
+          f"{v['temp_gb']:9.2f} {v['compile_s']:9.1f} {mfu}")
+
+
+if __name__ == "__main__":
+  app.run(main)
