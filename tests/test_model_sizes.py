@@ -26,7 +26,9 @@ def abstract_counts(config):
   return count(model.base), count(model.residual)
 
 
-@pytest.mark.parametrize("name,module", [("ucf101", ucf101), ("webvid", webvid)])
+# Tracing the 2.3B-parameter webvid init takes ~40 s on a CPU: `make test-slow` runs it.
+@pytest.mark.parametrize("name,module", [
+    ("ucf101", ucf101), pytest.param("webvid", webvid, marks=pytest.mark.slow)])
 def test_paper_configs_build_abstractly_at_paper_sizes(name, module):
   base, residual = abstract_counts(module.get_config())
   paper_base, paper_residual = PAPER[name]
