@@ -23,9 +23,9 @@ demo: $(STAMP)
 	$(PY) -m videofusion_jax.train --config=configs/demo.py --workdir=runs/demo
 	$(PY) -m videofusion_jax.sample --config=configs/demo.py --workdir=runs/demo
 
+# --dist loadfile: a module's fixtures (e.g. the 8-device run in tests/parallel/) run
+# once, on one worker, instead of once per worker.
 test: $(STAMP)
-	# --dist loadfile: a module's fixtures (e.g. the 8-device run in tests/parallel/) run
-	# once, on one worker, instead of once per worker.
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 test-slow: $(STAMP)
