@@ -159,15 +159,17 @@ def batch_size_check(global_batch: int, rules: Rules, mesh: Mesh, name: str) -> 
                      f"(mesh {dict(mesh.shape)})")
 
 
-def sharded_init(create: Callable[[], Any], rules: Rules, mesh: Mesh):
-  """-> (jitted `init()` returning `create()`'s arrays already sharded, its shardings).
+def sharded_init(create: Callable[[], Any], abstract, rules: Rules, mesh: Mesh):
+  """-> (jitted `init()` returning `create()`'s arrays already sharded, their shardings,
+  the restore target: ShapeDtypeStructs carrying those shardings).
 
-  `jax.eval_shape(init)` gives the restore target (shapes, dtypes and shardings)
-  without allocating anything.
+  `abstract` is `create()`'s output as shapes (e.g. from `nnx.eval_shape`), so the
+  (slow, for billions of parameters) trace of the initialisers happens once here.
   """
-  abstract = jax.eval_shape(create)
   shardings = state_shardings(abstract, rules, mesh)
-  return jax.jit(create, out_shardings=shardings), shardings
+  target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                        abstract, shardings)
+  return jax.jit(create, out_shardings=shardings), shardings, target
 
 
 def global_batch(local: Mapping[str, np.ndarray], sharding: NamedSharding) -> dict:

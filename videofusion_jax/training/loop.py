@@ -64,10 +64,10 @@ def create_state(vf: VideoFusionConfig, config: ml_collections.ConfigDict, mesh,
     ema = jax.tree.map(jnp.copy, nnx.state(model, nnx.Param))
     return nnx.state((model, optimizer)), ema
 
-  abstract_model, abstract_opt = nnx.eval_shape(build)
+  abstract_model, abstract_opt = nnx.eval_shape(build)  # the only trace of the init
   graphdef = nnx.graphdef((abstract_model, abstract_opt))
-  init, shardings = parallel.sharded_init(create, rules, mesh)
-  target = jax.eval_shape(init)
+  abstract = (nnx.state((abstract_model, abstract_opt)), nnx.state(abstract_model, nnx.Param))
+  init, shardings, target = parallel.sharded_init(create, abstract, rules, mesh)
   state = ema = None
   if allocate:
     state, ema = jax.device_put(create(), shardings) if mesh.size == 1 else init()
