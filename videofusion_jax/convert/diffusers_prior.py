@@ -1,0 +1,186 @@
+"""diffusers `PriorTransformer` folders (Karlo's / Kandinsky's prior) -> our NNX prior.
+
+  python -m videofusion_jax.convert diffusers-prior --src=PRIOR_DIR --out=OUT_DIR
+
+The key map reuses the U-Net converter's table (`param_table`: per layer type, torch
+name and transpose) for every sub-module; the prior's own raw tensors
+(`positional_embedding`, `prd_embedding`, `clip_mean`, `clip_std`) are copied by name.
+Every torch key must be used and every array filled at its shape. OUT_DIR holds
+`params/` (orbax, a nested dict of the model's parameters and statistics) and
+`prior_config.json`, written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from videofusion_jax.convert.diffusers_unet import TRANSFORMS, Entry, param_table
+from videofusion_jax.convert.weights import find_weights_file, read_weights
+from videofusion_jax.models.prior import PriorConfig, PriorTransformer
+
+PARAMS_DIR = "params"
+CONFIG_FILE = "prior_config.json"
+FORMAT_VERSION = 1
+# diffusers config.json fields that describe nothing we build.
+IGNORED_FIELDS = ("_class_name", "_diffusers_version", "_name_or_path", "_use_default_values")
+# Fields of PriorConfig that are ours, not diffusers' (a converted prior has them off).
+OUR_FIELDS = ("num_classes", "learned_null", "norm_eps")
+
+
+def prior_config_from_diffusers(hf: Mapping[str, Any]) -> PriorConfig:
+  """A PriorTransformer config.json -> PriorConfig (missing fields: diffusers defaults)."""
+  name = hf.get("_class_name", "PriorTransformer")
+  if name != "PriorTransformer":
+    raise ValueError(f"_class_name={name!r}; expected 'PriorTransformer' (a diffusers prior "
+                     "folder, e.g. Karlo's prior/)")
+  known = {f.name for f in dataclasses.fields(PriorConfig)} - set(OUR_FIELDS)
+  unknown = sorted(k for k in hf if k not in known and k not in IGNORED_FIELDS)
+  if unknown:
+    raise ValueError(f"PriorTransformer config fields we do not build: {unknown}")
+  return PriorConfig(**{k: v for k, v in hf.items() if k in known}).validate()
+
+
+def prior_param_table(module: PriorTransformer) -> list[Entry]:
+  """One Entry per array of the prior (parameters and clip_mean/clip_std statistics)."""
+  entries = []
+  for name, value in sorted(vars(module).items()):
+    if isinstance(value, nnx.Variable):        # positional/prd embeddings, clip stats
+      entries.append(Entry((name,), name, "copy", tuple(value.shape)))
+    elif isinstance(value, (nnx.Module, nnx.List)):
+      entries += [Entry((name,) + e.path, f"{name}.{e.torch_key}", e.transform, e.shape)
+                  for e in param_table(value)]
+  return entries
+
+
+def convert_prior_state_dict(state_dict: Mapping[str, np.ndarray], module: PriorTransformer,
+                             *, allow_unused: Iterable[str] = ()) -> dict:
+  """A diffusers PriorTransformer state dict -> the pure state (nested dict) of `module`."""
+  table = prior_param_table(module)
+  used = {e.torch_key for e in table}
+  missing = [e.torch_key for e in table if e.torch_key not in state_dict]
+  unused = sorted(k for k in state_dict if k not in used
+                  and not any(re.fullmatch(p, k) for p in allow_unused))
+  if missing or unused:
+    parts = ([f"missing torch keys {missing}"] if missing else []) + (
+        [f"unused torch keys {unused} (pass allow_unused to skip them)"] if unused else [])
+    raise ValueError("state dict does not match the prior: " + "; ".join(parts))
+  out: dict = {}
+  for e in table:
+    w = np.asarray(state_dict[e.torch_key])
+    value = TRANSFORMS[e.transform](w)
+    if value.shape != e.shape:
+      raise ValueError(f"torch key {e.torch_key!r} has shape {tuple(w.shape)}, which gives "
+                       f"{tuple(value.shape)} for {'.'.join(map(str, e.path))}; expected "
+                       f"{e.shape}")
+    node = out
+    for p in e.path[:-1]:
+      node = node.setdefault(p, {})
+    node[e.path[-1]] = np.ascontiguousarray(value, dtype=np.float32)
+  return out
+
+
+def abstract_prior(config: PriorConfig) -> PriorTransformer:
+  return nnx.eval_shape(lambda: PriorTransformer(config, rngs=nnx.Rngs(0)))
+
+
+def prior_with_params(config: PriorConfig, params: Mapping) -> PriorTransformer:
+  """`PriorTransformer(config)` holding `params` (pure nested dict), no random init."""
+  abstract = abstract_prior(config)
+  state = nnx.state(abstract)
+  nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, dict(params)))
+  return nnx.merge(nnx.graphdef(abstract), state)
+
+
+def read_diffusers_prior(src: str | Path, *, variant: str | None = None,
+                         allow_unused: Iterable[str] = ()) -> tuple[PriorConfig, dict, dict]:
+  """A diffusers prior folder -> (PriorConfig, pure params, config.json as a dict)."""
+  src = Path(src)
+  if not src.is_dir():
+    raise FileNotFoundError(f"--src={src} is not a directory (expected a diffusers "
+                            "PriorTransformer folder with config.json and weights)")
+  config_file = src / "config.json"
+  if not config_file.is_file():
+    raise FileNotFoundError(f"{config_file} is missing: {src} is not a diffusers model "
+                            "folder (for an unCLIP pipeline, pass its prior/ subfolder)")
+  try:
+    hf = json.loads(config_file.read_text())
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{config_file} is not valid JSON ({e})") from e
+  config = prior_config_from_diffusers(hf)
+  weights = read_weights(find_weights_file(src, variant=variant))
+  params = convert_prior_state_dict(weights, abstract_prior(config),
+                                    allow_unused=allow_unused)
+  return config, params, hf
+
+
+def save_converted_prior(out_dir: str | Path, params: Mapping, config: PriorConfig, *,
+                         source: Mapping[str, Any], overwrite: bool = False) -> Path:
+  out_dir = Path(out_dir).absolute()
+  if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+    raise FileExistsError(f"{out_dir} exists and is not empty; choose a new --out or pass "
+                          "--overwrite")
+  out_dir.parent.mkdir(parents=True, exist_ok=True)
+  tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+  try:
+    with ocp.StandardCheckpointer() as ckptr:
+      ckptr.save(tmp / PARAMS_DIR, dict(params))
+      ckptr.wait_until_finished()
+    (tmp / CONFIG_FILE).write_text(json.dumps(
+        {"format": FORMAT_VERSION, "prior": dataclasses.asdict(config),
+         "source": dict(source)}, indent=2) + "\n")
+    if out_dir.exists():
+      shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  return out_dir
+
+
+def convert_diffusers_prior(src: str | Path, out: str | Path, *, variant: str | None = None,
+                            allow_unused: Iterable[str] = (), overwrite: bool = False) -> Path:
+  """`python -m videofusion_jax.convert diffusers-prior`: read SRC, write OUT."""
+  config, params, hf = read_diffusers_prior(src, variant=variant, allow_unused=allow_unused)
+  source = {"path": str(Path(src).absolute()), "class_name": hf.get("_class_name"),
+            "diffusers_version": hf.get("_diffusers_version")}
+  return save_converted_prior(out, params, config, source=source, overwrite=overwrite)
+
+
+def is_converted_prior(path: str | Path) -> bool:
+  return (Path(path) / CONFIG_FILE).is_file()
+
+
+def load_converted_prior(path: str | Path) -> PriorTransformer:
+  """The prior in a folder written by `convert diffusers-prior`, ready to call."""
+  path = Path(path).absolute()
+  config_file = path / CONFIG_FILE
+  if not config_file.is_file():
+    raise FileNotFoundError(f"{path} is not a converted prior: {config_file} is missing "
+                            "(write one with `python -m videofusion_jax.convert "
+                            "diffusers-prior --src=PRIOR_DIR --out={path}`)")
+  saved = json.loads(config_file.read_text())
+  if saved.get("format") != FORMAT_VERSION:
+    raise ValueError(f"{config_file} has format {saved.get('format')}; expected "
+                     f"{FORMAT_VERSION}")
+  config = PriorConfig(**saved["prior"]).validate()
+  target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype),
+                        nnx.to_pure_dict(nnx.state(abstract_prior(config))))
+  with ocp.StandardCheckpointer() as ckptr:
+    try:
+      params = ckptr.restore(path / PARAMS_DIR, target)
+    except (ValueError, KeyError, TypeError, FileNotFoundError) as e:
+      raise ValueError(f"cannot restore {path / PARAMS_DIR} as the prior described by "
+                       f"{CONFIG_FILE} ({type(e).__name__}: {e})") from e
+  return prior_with_params(config, params)
