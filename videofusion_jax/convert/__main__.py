@@ -13,16 +13,23 @@ TRANSFORMERS_CLIP_DIR holds `config.json` + `model.safetensors`/`pytorch_model.b
 `CLIPModel`, `CLIPTextModelWithProjection` or `CLIPVisionModelWithProjection`; OUT_DIR
 receives the towers (orbax), `clip_config.json` and the tokenizer's vocab/merges (from
 SRC, `--tokenizer`, or SRC/../tokenizer); read it with `convert.load_clip(OUT_DIR)`.
+
+  python -m videofusion_jax.convert diffusers-prior --src=PRIOR_DIR --out=OUT_DIR
+
+PRIOR_DIR is a diffusers `PriorTransformer` folder (e.g. Karlo's `prior/`); OUT_DIR
+receives the prior (orbax) and `prior_config.json`; read it with
+`prior_sampling.load_prior(OUT_DIR)`.
 """
 
 from __future__ import annotations
 
 from absl import app, flags
 
+from videofusion_jax.convert.diffusers_prior import convert_diffusers_prior
 from videofusion_jax.convert.diffusers_unet import convert_diffusers_unet
 from videofusion_jax.convert.transformers_clip import convert_transformers_clip
 
-KINDS = ("diffusers-unet", "clip")
+KINDS = ("diffusers-unet", "clip", "diffusers-prior")
 
 _SRC = flags.DEFINE_string("src", None, "Source model folder.")
 _OUT = flags.DEFINE_string("out", None, "Output folder (must not exist or be empty).")
@@ -45,6 +52,12 @@ def main(argv):
                                     allow_unused=_ALLOW_UNUSED.value,
                                     overwrite=_OVERWRITE.value)
     print(f"wrote {out}; load it with videofusion_jax.convert.load_clip({str(out)!r})")
+    return
+  if argv[1] == "diffusers-prior":
+    out = convert_diffusers_prior(_SRC.value, _OUT.value, variant=_VARIANT.value,
+                                  allow_unused=_ALLOW_UNUSED.value, overwrite=_OVERWRITE.value)
+    print(f"wrote {out}; load it with "
+          f"videofusion_jax.prior_sampling.load_prior({str(out)!r})")
     return
   out = convert_diffusers_unet(_SRC.value, _OUT.value, variant=_VARIANT.value,
                                allow_unused=_ALLOW_UNUSED.value, overwrite=_OVERWRITE.value)
