@@ -29,7 +29,7 @@ from videofusion_jax.data import video_io  # noqa: E402
 from videofusion_jax.data.pipeline import make_dataset  # noqa: E402
 from videofusion_jax.data.sources import make_source  # noqa: E402
 from videofusion_jax.data.synthetic import SyntheticShapes  # noqa: E402
-from videofusion_jax.models.from_config import videofusion_config  # noqa: E402
+from videofusion_jax.models.from_config import model_spec  # noqa: E402
 from videofusion_jax import parallel  # noqa: E402
 from videofusion_jax.training.loop import create_state  # noqa: E402
 from videofusion_jax.training.step import StepConfig, make_train_step  # noqa: E402
@@ -52,11 +52,11 @@ def pipeline_rate(config, steps: int) -> float:
 
 
 def train_rate(config, steps: int) -> tuple[float, float]:
-  vf = videofusion_config(config)
+  spec = model_spec(config)
   mesh = parallel.make_mesh(config.mesh, jax.devices()[:1])
-  ts = create_state(vf, config, mesh, parallel.rules_from_config(config.mesh.rules))
+  ts = create_state(spec, config, mesh, parallel.rules_from_config(config.mesh.rules))
   graphdef, state, ema = ts.graphdef, ts.state, ts.ema
-  step_fn = make_train_step(graphdef, StepConfig(lam=vf.lam))
+  step_fn = make_train_step(graphdef, StepConfig(lam=spec.config.lam))
   schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
   d = config.data
   batch = {"video": jnp.zeros((config.train.batch_size, d.num_frames, d.image_size,

@@ -29,7 +29,7 @@ from ml_collections import config_flags
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from videofusion_jax import diffusion, parallel  # noqa: E402
-from videofusion_jax.models.from_config import videofusion_config  # noqa: E402
+from videofusion_jax.models.from_config import model_spec  # noqa: E402
 from videofusion_jax.training.loop import create_state  # noqa: E402
 from videofusion_jax.training.step import StepConfig, StepShardings, make_train_step  # noqa
 
@@ -43,12 +43,12 @@ _PEAK = flags.DEFINE_float("peak_tflops", 0.0, "Peak bf16 TFLOP/s per device (0:
 def build(config, remat: bool):
   config = config.copy_and_resolve_references()
   config.model.remat = remat
-  vf = videofusion_config(config)
+  spec = model_spec(config)
   mesh = parallel.make_mesh(config.mesh)
   rules = parallel.rules_from_config(config.mesh.rules)
-  ts = create_state(vf, config, mesh, rules)
+  ts = create_state(spec, config, mesh, rules)
   batch_sh = parallel.batch_sharding(config.train.batch_size, rules, mesh)
-  step = make_train_step(ts.graphdef, StepConfig(lam=vf.lam), shardings=StepShardings(
+  step = make_train_step(ts.graphdef, StepConfig(lam=spec.config.lam), shardings=StepShardings(
       state=ts.shardings[0], ema=ts.shardings[1], batch=batch_sh,
       replicated=parallel.replicated(mesh)))
   d = config.data

@@ -37,6 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   paper = presets.table8()
   c.model = ml_collections.ConfigDict()
+  c.model.kind = "videofusion"        # the network (models/from_config.MODEL_KINDS)
   c.model.base = unet_fields(paper.base)          # image U-Net on the centre frame
   c.model.residual = unet_fields(paper.residual)  # frame U-Net over the other N-1 frames
   # What ties the residual frames to the content (DESIGN.md section 1):
@@ -54,6 +55,17 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.residual_chunks = 1         # run the residual generator over the batch in this
                                       # many sequential chunks (bounds activation memory)
 
+  # Conditioning (models/conditioning.py): both generators see the condition, added to the
+  # timestep embedding and as attention tokens, as unCLIP decoders do (paper Sec 4.1).
+  c.cond = ml_collections.ConfigDict()
+  c.cond.kind = "none"                # "class" (data labels), "image_embed" (CLIP vectors
+                                      # of centre frames, from data.clip_cache) or "none"
+  c.cond.num_classes = 0              # kind "class": ids in [0, num_classes)
+  c.cond.embed_dim = 768              # CLIP image embedding size / class vector size
+  c.cond.extra_tokens = 4             # attention tokens made from the vector (0: none)
+  c.cond.text_dim = 0                 # CLIP text hidden width: caption tokens by
+                                      # cross-attention (0: no text tokens)
+
   c.diffusion = ml_collections.ConfigDict()
   c.diffusion.schedule = "cosine"     # "cosine" (paper) or "linear"
   c.diffusion.num_timesteps = 1000    # T
@@ -66,6 +78,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.batch_size = 64             # global batch, in clips
   c.train.ema_decay = 0.9999          # EMA of parameters, used for sampling
   c.train.base_stop_gradient = True   # Eq. 14; False is Table 7's "w/o stop gradient"
+  c.train.cond_drop_prob = 0.1        # clips trained unconditionally (for guidance)
   c.train.log_every = 100             # steps between metric lines
   c.train.checkpoint_every = 5_000    # steps between checkpoints (also at the end/SIGTERM)
   c.train.max_checkpoints = 3         # checkpoints kept in WORKDIR/checkpoints
@@ -122,6 +135,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.sample.clip_x0 = True             # clip the predicted clean video to [-1, 1]
   c.sample.ddpm_variance = "fixed_small"  # or "learned_range" with learned_variance
   c.sample.num_videos = 8             # videos written by the sample CLI
+  c.sample.guidance_scale = 3.0       # classifier-free guidance of conditioned models
+                                      # (1: conditional only, 0: unconditional only)
+  c.sample.class_id = -1              # cond.kind "class": the class to sample (-1: the
+                                      # classes in turn, video k gets k % num_classes)
+  c.sample.image_embeds = ""          # cond.kind "image_embed": npz of CLIP image
+                                      # embeddings to sample (one per video in turn)
   c.sample.batch_size = 8             # videos per jitted sampling call
   c.sample.base_seed = 0              # base noise: content (same seed, same content)
   c.sample.residual_seed = 1          # residual noise: motion and per-frame detail

@@ -1,5 +1,7 @@
 """Layered configs build valid models; typos and bad values fail loudly by name."""
 
+import json
+
 import pytest
 
 from configs import base, demo
@@ -58,3 +60,23 @@ def test_dataset_configs_say_where_to_put_missing_data(name, tmp_path):
   videofusion_config(config)  # the model part is valid
   with pytest.raises(FileNotFoundError, match="absent does not exist.*(Download|Get|Build)"):
     make_source(config.data, seed=0)
+
+
+def test_model_kind_selects_the_network_and_unknown_kinds_are_named():
+  from videofusion_jax.models.from_config import model_spec
+  from videofusion_jax.models.videofusion import VideoFusion
+  config = demo.get_config()
+  assert model_spec(config).cls is VideoFusion
+  config.model.kind = "vdm3"
+  with pytest.raises(ValueError, match=r"model\.kind='vdm3'; expected one of"):
+    model_spec(config)
+
+
+def test_checkpoints_from_before_model_kind_stay_compatible():
+  from videofusion_jax.checkpoint import config_differences
+  config = demo.get_config()
+  saved = json.loads(config.to_json())
+  del saved["model"]["kind"]
+  assert config_differences(saved, config) == []
+  config.model.kind = "vdm"
+  assert config_differences(saved, config) == ["model.kind: videofusion -> vdm"]

@@ -20,10 +20,14 @@ import orbax.checkpoint as ocp
 
 # Config sections that must match for a checkpoint to load: they fix parameter shapes
 # and the meaning of the weights. Training hyper-parameters may change across a resume.
-COMPATIBLE_SECTIONS = ("model", "diffusion")
+COMPATIBLE_SECTIONS = ("model", "diffusion", "cond")
 # ...except the fields that only change how the model runs (remat, dtypes, chunks).
 RUNTIME_FIELDS = ("model.dtype", "model.param_dtype", "model.remat", "model.remat_policy",
                   "model.residual_chunks")
+# Fields added after checkpoints were already written: absent in a saved config means
+# this value.
+FIELD_DEFAULTS = {"model.kind": "videofusion", "cond.kind": "none", "cond.num_classes": 0,
+                  "cond.embed_dim": 768, "cond.extra_tokens": 4, "cond.text_dim": 0}
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -42,6 +46,10 @@ def config_differences(saved: dict, config: ml_collections.ConfigDict) -> list[s
   for section in COMPATIBLE_SECTIONS:
     a = _flatten(saved.get(section, {}), f"{section}.")
     b = _flatten(now.get(section, {}), f"{section}.")
+    for key, default in FIELD_DEFAULTS.items():
+      if key.startswith(f"{section}."):
+        a.setdefault(key, default)
+        b.setdefault(key, default)
     for key in sorted((set(a) | set(b)) - set(RUNTIME_FIELDS)):
       if a.get(key, "<absent>") != b.get(key, "<absent>"):
         diffs.append(f"{key}: {a.get(key, '<absent>')} -> {b.get(key, '<absent>')}")

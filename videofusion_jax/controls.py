@@ -31,7 +31,8 @@ from videofusion_jax.data import video_io
 from videofusion_jax.diffusion.long_video import (check_long_video, long_video_windows,
                                                   window_step)
 from videofusion_jax.diffusion.noise_sharing import video_keys
-from videofusion_jax.models.from_config import videofusion_config
+from videofusion_jax.models.from_config import ModelSpec, videofusion_config
+from videofusion_jax.models.videofusion import VideoFusion
 from videofusion_jax.sampling import (SamplerConfig, VideoSampler, load_ema_params,
                                       model_eps_fn, sampler_config)
 
@@ -70,13 +71,14 @@ def seed_grid(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
   base_keys, residual_keys, names = grid_keys(s.base_seed, s.residual_seed, s.num_videos,
                                               s.vary)
   schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-  graphdef, state = load_ema_params(vf, config, workdir)
+  graphdef, state = load_ema_params(ModelSpec(vf, VideoFusion), config, workdir)
   sampler = VideoSampler(graphdef, vf, num_frames=config.data.num_frames,
                          image_size=config.data.image_size,
                          batch_size=min(s.batch_size, len(names)), config=sampler_config(config))
   out_dir = Path(workdir) / "samples"
   videos = np.concatenate([video_io.to_uint8(b) for b in sampler.keyed_batches(
-      state, schedule, base_keys, residual_keys, _progress("seed grid", "videos"))])
+      state, schedule, base_keys, residual_keys,
+      progress=_progress("seed grid", "videos"))])
   paths = [video_io.write_mp4(out_dir / f"{name}.mp4", v, fps=s.fps)
            for name, v in zip(names, videos)]
   scale = max(1, 64 // config.data.image_size)
@@ -134,7 +136,7 @@ def long_videos(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
   vf.check_video(shape, name="long-video window")
   _check_ddim(sc)
   schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-  graphdef, state = load_ema_params(vf, config, workdir)
+  graphdef, state = load_ema_params(ModelSpec(vf, VideoFusion), config, workdir)
   window_fn = make_window_fn(graphdef, shape, overlap, vf.lam, sc)
   step = functools.partial(window_fn, state, schedule)
   base_keys = video_keys(s.base_seed, 0, s.num_videos)

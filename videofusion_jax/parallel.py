@@ -174,10 +174,14 @@ def sharded_init(create: Callable[[], Any], abstract, rules: Rules, mesh: Mesh):
 
 def global_batch(local: Mapping[str, np.ndarray], sharding: NamedSharding) -> dict:
   """This process's rows of a batch -> global arrays split by `sharding` (numeric
-  entries only: string labels stay on the host)."""
-  arrays = {k: np.asarray(v) for k, v in local.items()}
-  return {k: jax.make_array_from_process_local_data(sharding, v)
-          for k, v in arrays.items() if v.dtype.kind in "biuf"}
+  entries only: string labels stay on the host; nested dicts such as `cond` recurse)."""
+  out = {}
+  for k, v in local.items():
+    if isinstance(v, Mapping):
+      out[k] = global_batch(v, sharding)
+    elif (v := np.asarray(v)).dtype.kind in "biuf":
+      out[k] = jax.make_array_from_process_local_data(sharding, v)
+  return out
 
 
 def maybe_initialize_distributed(distributed_config) -> bool:

@@ -25,8 +25,8 @@ from videofusion_jax import diffusion, parallel
 from videofusion_jax.checkpoint import Checkpoints
 from videofusion_jax.data import video_io
 from videofusion_jax.diffusion.noise_sharing import video_keys
-from videofusion_jax.models.from_config import videofusion_config
-from videofusion_jax.models.videofusion import VideoFusion
+from videofusion_jax.models.from_config import ModelSpec, condition_of, model_spec
+from videofusion_jax.sample_conditions import sample_conditions
 
 SAMPLERS = ("ddim", "ddpm")
 DDPM_VARIANCES = ("fixed_small", "learned_range")
@@ -41,6 +41,7 @@ class SamplerConfig:
   clip_x0: bool = True
   ddpm_variance: str = "fixed_small"
   noise_mode: str = "decomposed"
+  guidance_scale: float = 1.0         # classifier-free guidance (conditioned models)
 
   def validate(self, learned_variance: bool) -> None:
     if self.sampler not in SAMPLERS:
@@ -55,33 +56,46 @@ class SamplerConfig:
       raise ValueError(f"sample.eta={self.eta}; expected eta >= 0")
 
 
-def model_eps_fn(model: VideoFusion, schedule: diffusion.Schedule, *, with_variance: bool,
-                 cond=None) -> Callable:
-  """Adapt the model to the samplers' `eps_fn(z, t)` interface."""
-  def eps_fn(z, t):
-    out = model(z, t, schedule.alphas_cumprod, cond=cond)
+def model_eps_fn(model: nnx.Module, schedule: diffusion.Schedule, *, with_variance: bool,
+                 cond=None, guidance_scale: float = 1.0) -> Callable:
+  """Adapt the model to the samplers' `eps_fn(z, t)` interface.
+
+  A model with a `condition` module (models/conditioning.py) is guided: the conditional
+  and the unconditional (`drop`) branch run as one batched call per step.
+  """
+  def eps_fn(z, t, c):
+    out = model(z, t, schedule.alphas_cumprod, cond=c)
     return (out.eps, out.var_values) if with_variance else out.eps
-  return eps_fn
+
+  if cond is None or getattr(model, "condition", None) is None:
+    return lambda z, t: eps_fn(z, t, cond)
+  b = jax.tree.leaves(cond)[0].shape[0]
+  keep = dict(cond, drop=jnp.zeros((b,), bool))
+  null = dict(cond, drop=jnp.ones((b,), bool))
+  return diffusion.classifier_free_guidance(eps_fn, keep, null, guidance_scale)
 
 
 def make_sample_fn(graphdef: nnx.GraphDef, shape: tuple[int, ...], lam: float,
                    config: SamplerConfig, *, batch_sharding=None,
                    out_sharding=None) -> Callable:
-  """-> jitted `sample_fn(state, schedule, base_key, residual_key) -> (B, N, H, W, C)`.
+  """-> jitted `sample_fn(state, schedule, base_key, residual_key, cond=None)`, videos
+  (B, N, H, W, C).
 
-  The parameters stay where `state` lives (e.g. FSDP shards); with `batch_sharding` the
-  per-video keys, hence the noise and every activation, are split over the data axes,
-  and `out_sharding` (replicated, in `VideoSampler`) lets every process read the videos.
+  `cond` is the model's condition pytree with batch axis B (or None). The parameters
+  stay where `state` lives (e.g. FSDP shards); with `batch_sharding` the per-video keys,
+  hence the noise and every activation, are split over the data axes, and
+  `out_sharding` (replicated, in `VideoSampler`) lets every process read the videos.
   """
   with_variance = config.sampler == "ddpm" and config.ddpm_variance == "learned_range"
 
   @functools.partial(jax.jit, out_shardings=out_sharding)
-  def sample_fn(state, schedule, base_key, residual_key):
+  def sample_fn(state, schedule, base_key, residual_key, cond=None):
     if batch_sharding is not None and base_key.ndim == 1:
-      base_key, residual_key = jax.lax.with_sharding_constraint(
-          (base_key, residual_key), batch_sharding)
+      base_key, residual_key, cond = jax.lax.with_sharding_constraint(
+          (base_key, residual_key, cond), batch_sharding)
     model = nnx.merge(graphdef, state).in_compute_dtype()
-    eps_fn = model_eps_fn(model, schedule, with_variance=with_variance)
+    eps_fn = model_eps_fn(model, schedule, with_variance=with_variance, cond=cond,
+                          guidance_scale=config.guidance_scale)
     if config.sampler == "ddim":
       return diffusion.ddim_sample(
           eps_fn, schedule, shape, base_key, residual_key, lam=lam,
@@ -115,7 +129,8 @@ class VideoSampler:
                                     **layout)
 
   def batches(self, state: nnx.State, schedule: diffusion.Schedule, *, num_videos: int,
-              base_seed: int, residual_seed: int, progress: Callable | None = None):
+              base_seed: int, residual_seed: int, cond=None,
+              progress: Callable | None = None):
     """Yield batches of videos (b, N, H, W, C) in [-1, 1], `num_videos` in all.
 
     Video k draws its noise from its own keys, `fold_in(key(base_seed), k)` and
@@ -126,23 +141,31 @@ class VideoSampler:
     if num_videos < 1:
       raise ValueError(f"num_videos={num_videos}; expected >= 1")
     yield from self.keyed_batches(state, schedule, video_keys(base_seed, 0, num_videos),
-                                  video_keys(residual_seed, 0, num_videos), progress)
+                                  video_keys(residual_seed, 0, num_videos), cond=cond,
+                                  progress=progress)
 
   def keyed_batches(self, state: nnx.State, schedule: diffusion.Schedule, base_keys,
-                    residual_keys, progress: Callable | None = None):
-    """Yield batches of videos, video k from (base_keys[k], residual_keys[k]), (K,) each.
+                    residual_keys, cond=None, progress: Callable | None = None):
+    """Yield batches of videos, video k from (base_keys[k], residual_keys[k]), (K,) each,
+    and condition `cond[k]` (a pytree of (K, ...) arrays, or None).
 
-    The last batch is padded with copies of the last keys (computed, not returned).
+    The last batch is padded with copies of the last video's inputs (computed, not
+    returned).
     """
     total, size = base_keys.shape[0], self.shape[0]
     if residual_keys.shape != base_keys.shape or base_keys.ndim != 1:
       raise ValueError(f"base_keys {base_keys.shape} and residual_keys "
                        f"{residual_keys.shape}; expected two (K,) key arrays")
+    for path, leaf in jax.tree_util.tree_leaves_with_path(cond):
+      if np.shape(leaf)[:1] != (total,):
+        raise ValueError(f"condition {jax.tree_util.keystr(path)} has shape "
+                         f"{np.shape(leaf)}; expected one entry per video ({total}, ...)")
     for done in range(0, total, size):
       take = min(size, total - done)
       pad = jnp.full((size - take,), done + take - 1, jnp.int32)
       idx = jnp.concatenate([jnp.arange(done, done + take, dtype=jnp.int32), pad])
-      videos = self.sample_fn(state, schedule, base_keys[idx], residual_keys[idx])
+      batch_cond = None if cond is None else jax.tree.map(lambda c: jnp.asarray(c)[idx], cond)
+      videos = self.sample_fn(state, schedule, base_keys[idx], residual_keys[idx], batch_cond)
       if progress is not None:
         progress(done + take, total)
       yield jax.device_get(videos[:take])
@@ -152,7 +175,8 @@ def sampler_config(config: ml_collections.ConfigDict) -> SamplerConfig:
   s = config.sample
   return SamplerConfig(sampler=s.sampler, num_steps=s.num_steps, eta=s.eta,
                        clip_x0=s.clip_x0, ddpm_variance=s.ddpm_variance,
-                       noise_mode=config.diffusion.noise_mode)
+                       noise_mode=config.diffusion.noise_mode,
+                       guidance_scale=s.get("guidance_scale", 1.0))
 
 
 def _progress_line(start: float):
@@ -197,8 +221,8 @@ def write_samples(batches, out_dir: Path, *, fps: int, image_size: int) -> list[
   return written
 
 
-def load_ema_params(vf, config: ml_collections.ConfigDict, workdir: str, mesh=None,
-                    rules=None):
+def load_ema_params(spec: ModelSpec, config: ml_collections.ConfigDict, workdir: str,
+                    mesh=None, rules=None):
   """(graphdef, EMA parameters) of the latest checkpoint in WORKDIR, or of a fresh model.
 
   The parameters land on their shardings over `mesh` (by default one device), so a
@@ -207,7 +231,7 @@ def load_ema_params(vf, config: ml_collections.ConfigDict, workdir: str, mesh=No
   if mesh is None:
     mesh = parallel.make_mesh(config.mesh, jax.devices()[:1])
     rules = parallel.rules_from_config(config.mesh.rules)
-  create = lambda: VideoFusion(vf, rngs=nnx.Rngs(config.seed))
+  create = lambda: spec.build(config.seed)
   graphdef, abstract = nnx.split(nnx.eval_shape(create))
   shardings = parallel.state_shardings(abstract, rules, mesh)
   ckpt = Checkpoints(workdir)
@@ -230,18 +254,19 @@ def load_ema_params(vf, config: ml_collections.ConfigDict, workdir: str, mesh=No
 def sample(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
   """Generate `config.sample.num_videos` videos into WORKDIR/samples; return the paths."""
   parallel.maybe_initialize_distributed(config.distributed)  # before any device use
-  vf = videofusion_config(config)
+  spec = model_spec(config)
   schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
   mesh = parallel.make_mesh(config.mesh)
   rules = parallel.rules_from_config(config.mesh.rules)
-  graphdef, state = load_ema_params(vf, config, workdir, mesh, rules)
+  graphdef, state = load_ema_params(spec, config, workdir, mesh, rules)
   s = config.sample
-  sampler = VideoSampler(graphdef, vf, num_frames=config.data.num_frames,
+  sampler = VideoSampler(graphdef, spec.config, num_frames=config.data.num_frames,
                          image_size=config.data.image_size,
                          batch_size=min(s.batch_size, s.num_videos),
                          config=sampler_config(config), mesh=mesh, rules=rules)
+  cond = sample_conditions(config, condition_of(spec.config), s.num_videos)
   batches = sampler.batches(state, schedule, num_videos=s.num_videos, base_seed=s.base_seed,
-                            residual_seed=s.residual_seed,
+                            residual_seed=s.residual_seed, cond=cond,
                             progress=_progress_line(time.time()))
   return write_samples(batches, Path(workdir) / "samples", fps=s.fps,
                        image_size=config.data.image_size)

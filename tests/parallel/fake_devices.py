@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 from configs import demo  # noqa: E402
 from videofusion_jax import diffusion, parallel  # noqa: E402
 from videofusion_jax.checkpoint import Checkpoints  # noqa: E402
-from videofusion_jax.models.from_config import videofusion_config  # noqa: E402
+from videofusion_jax.models.from_config import model_spec  # noqa: E402
 from videofusion_jax.training.loop import create_state  # noqa: E402
 from videofusion_jax.training.step import StepConfig, StepShardings, make_train_step  # noqa
 
@@ -63,12 +63,12 @@ def leaves(tree) -> dict:
 
 def one_step(config, mesh, state_values, ema_values):
   """Loss of one train step on `mesh`, with the state placed on its planned shardings."""
-  vf = videofusion_config(config)
+  spec = model_spec(config)
   rules = parallel.rules_from_config(config.mesh.rules)
-  ts = create_state(vf, config, mesh, rules, allocate=False)
+  ts = create_state(spec, config, mesh, rules, allocate=False)
   state, ema = jax.device_put((state_values, ema_values), ts.shardings)
   batch_sh = parallel.batch_sharding(config.train.batch_size, rules, mesh)
-  step = make_train_step(ts.graphdef, StepConfig(lam=vf.lam), shardings=StepShardings(
+  step = make_train_step(ts.graphdef, StepConfig(lam=spec.config.lam), shardings=StepShardings(
       state=ts.shardings[0], ema=ts.shardings[1], batch=batch_sh,
       replicated=parallel.replicated(mesh)))
   schedule = diffusion.make_schedule("cosine", 1000)
@@ -84,7 +84,7 @@ def main(workdir: str, step_meshes: list[str]) -> None:
   config1 = tiny_config((1, 1, 1))
   mesh1 = parallel.make_mesh(config1.mesh, jax.devices()[:1])
   rules = parallel.rules_from_config(config1.mesh.rules)
-  ref = create_state(videofusion_config(config1), config1, mesh1, rules)
+  ref = create_state(model_spec(config1), config1, mesh1, rules)
   values = jax.device_get((ref.state, ref.ema))
   out["loss_one_device"] = one_step(config1, mesh1, *values)[0]
 
@@ -92,7 +92,7 @@ def main(workdir: str, step_meshes: list[str]) -> None:
     config = tiny_config(shape)
     mesh = parallel.make_mesh(config.mesh)
     allocate = name == "2x2x2"  # one jitted, sharded init is enough to check the plan
-    ts = create_state(videofusion_config(config), config, mesh, rules, allocate=allocate)
+    ts = create_state(model_spec(config), config, mesh, rules, allocate=allocate)
     planned = {k: spec_of(s) for k, s in leaves(ts.shardings[0]).items()}
     moments = {k: v for k, v in planned.items() if "/mu/" in k or "/nu/" in k}
     params = {k[2:]: v for k, v in planned.items() if k.startswith("0/")}
@@ -122,7 +122,7 @@ def main(workdir: str, step_meshes: list[str]) -> None:
 
   config = tiny_config((2, 4, 1))
   mesh = parallel.make_mesh(config.mesh)
-  ts = create_state(videofusion_config(config), config, mesh, rules, allocate=False)
+  ts = create_state(model_spec(config), config, mesh, rules, allocate=False)
   ckpt = Checkpoints(workdir)
   restored = ckpt.restore(1, state=ts.target[0], ema=ts.target[1])
   ckpt.close()

@@ -151,12 +151,12 @@ def sampled_videos(config: ml_collections.ConfigDict, workdir: str,
                    settings: EvalSettings) -> Videos:
   """Videos sampled with the EMA weights of WORKDIR's latest checkpoint."""
   from videofusion_jax import diffusion, sampling  # the model stack, only when sampling
-  from videofusion_jax.models.from_config import videofusion_config
-  vf = videofusion_config(config)
+  from videofusion_jax.models.from_config import model_spec
+  spec = model_spec(config)
   schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-  graphdef, state = sampling.load_ema_params(vf, config, workdir)
+  graphdef, state = sampling.load_ema_params(spec, config, workdir)
   n = settings.num_videos
-  sampler = sampling.VideoSampler(graphdef, vf, num_frames=config.data.num_frames,
+  sampler = sampling.VideoSampler(graphdef, spec.config, num_frames=config.data.num_frames,
                                   image_size=config.data.image_size,
                                   batch_size=min(settings.batch_size, n),
                                   config=sampling.sampler_config(config))

@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, Callable
 
 import ml_collections
+from flax import nnx
 
+from videofusion_jax.models.conditioning import ConditionConfig
 from videofusion_jax.models.presets import unet_config_from_dict
 from videofusion_jax.models.unet import UNetConfig
-from videofusion_jax.models.videofusion import VideoFusionConfig
+from videofusion_jax.models.videofusion import VideoFusion, VideoFusionConfig
 
 # Set by VideoFusionConfig from the data channels and the decomposition, never by hand.
 DERIVED_UNET_FIELDS = ("in_channels", "out_channels", "frame_conditioned")
 # `config.model` fields that change how the model runs, not its weights: a checkpoint
 # loads whatever they are set to.
 EXECUTION_FIELDS = ("dtype", "param_dtype", "remat", "remat_policy", "residual_chunks")
+
+
+def condition_config(config: ml_collections.ConfigDict) -> ConditionConfig:
+  """`config.cond` (absent in older configs: unconditional) -> a ConditionConfig."""
+  if "cond" not in config:
+    return ConditionConfig()
+  known = {f.name for f in dataclasses.fields(ConditionConfig)}
+  unknown = sorted(set(config.cond) - known)
+  if unknown:
+    raise ValueError(f"cond.{unknown[0]} is not a conditioning field; expected {sorted(known)}")
+  return ConditionConfig(**config.cond.to_dict())
 
 
 def unet_fields(unet: UNetConfig) -> dict:
@@ -38,7 +52,47 @@ def videofusion_config(config: ml_collections.ConfigDict) -> VideoFusionConfig:
       residual=unet_config_from_dict(model.residual.to_dict(), "model.residual"),
       channels=config.data.channels, lam=config.diffusion.lam,
       objective=config.diffusion.objective, residual_context=model.residual_context,
-      learned_variance=model.learned_variance,
+      learned_variance=model.learned_variance, cond=condition_config(config),
       **{k: model[k] for k in EXECUTION_FIELDS if k in model})
   vf.validate()
   return vf
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """Which network an experiment trains and samples, and its validated settings.
+
+  `cls(config, rngs=...)` builds the NNX module. Every kind's module is called as
+  `model(z_t, t, alphas_cumprod, *, cond=None, stop_base_grad=True, rngs=None)` and
+  returns a `diffusion.DenoiseOutput`, and has `in_compute_dtype()`; its config has
+  `channels`, `lam`, `learned_variance`, `validate()` and `check_video(shape, name)`.
+  The train step and the samplers need nothing else.
+  """
+  config: Any
+  cls: type
+
+  def build(self, seed: int) -> nnx.Module:
+    return self.cls(self.config, rngs=nnx.Rngs(seed))
+
+
+def _videofusion_spec(config: ml_collections.ConfigDict) -> ModelSpec:
+  return ModelSpec(videofusion_config(config), VideoFusion)
+
+
+# `config.model.kind` -> the function that turns the experiment config into a ModelSpec.
+MODEL_KINDS: dict[str, Callable[[ml_collections.ConfigDict], ModelSpec]] = {
+    "videofusion": _videofusion_spec,
+}
+
+
+def condition_of(model_config) -> ConditionConfig:
+  """The conditioning a model config declares (none for kinds without `cond`)."""
+  return getattr(model_config, "cond", None) or ConditionConfig()
+
+
+def model_spec(config: ml_collections.ConfigDict) -> ModelSpec:
+  """The ModelSpec named by `config.model.kind` (default "videofusion")."""
+  kind = config.model.get("kind", "videofusion")
+  if kind not in MODEL_KINDS:
+    raise ValueError(f"model.kind={kind!r}; expected one of {sorted(MODEL_KINDS)}")
+  return MODEL_KINDS[kind](config)

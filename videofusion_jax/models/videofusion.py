@@ -16,6 +16,7 @@ import numpy as np
 from flax import nnx
 
 from videofusion_jax import diffusion
+from videofusion_jax.models.conditioning import Condition, ConditionConfig
 from videofusion_jax.models.unet import UNet, UNetConfig
 
 RESIDUAL_CONTEXTS = ("centre_estimate", "none")
@@ -39,6 +40,7 @@ class VideoFusionConfig:
   objective: str = "eps"               # what each network predicts: eps, or v of its part
   residual_context: str = "centre_estimate"  # what ties residual frames to the content
   learned_variance: bool = False       # networks also predict the DDPM variance
+  cond: ConditionConfig = ConditionConfig()  # class / CLIP image embedding conditioning
   # Execution knobs: speed and memory only, the parameters are the same.
   dtype: str = "float32"               # compute dtype ("bfloat16": params cast per call)
   param_dtype: str = "float32"         # stored parameters (EMA and optimizer follow)
@@ -65,18 +67,34 @@ class VideoFusionConfig:
         raise ValueError(f"model.{field}={getattr(self, field)!r}; expected one of {DTYPES}")
     if self.residual_chunks < 1:
       raise ValueError(f"model.residual_chunks={self.residual_chunks}; expected >= 1")
+    self.cond.validate()
+    for part in ("base", "residual"):
+      unet = getattr(self, part)
+      if self.cond.enabled and (unet.class_embed_type or unet.cross_attention_dim):
+        raise ValueError(f"model.{part} sets class_embed_type/cross_attention_dim, and "
+                         f"cond.kind={self.cond.kind!r} sets them too; unset them in "
+                         f"model.{part}")
     self.base_unet().validate("model.base")
     self.residual_unet().validate("model.residual")
 
   def base_unet(self) -> UNetConfig:
     out = self.channels * (2 if self.learned_variance else 1)
-    return dataclasses.replace(self.base, in_channels=self.channels, out_channels=out)
+    return dataclasses.replace(self.base, in_channels=self.channels, out_channels=out,
+                               **self._condition_fields())
 
   def residual_unet(self) -> UNetConfig:
     cin = self.channels * (2 if self.residual_context == "centre_estimate" else 1)
     out = self.channels * (2 if self.learned_variance else 1)
     return dataclasses.replace(self.residual, in_channels=cin, out_channels=out,
-                               frame_conditioned=True)
+                               frame_conditioned=True, **self._condition_fields())
+
+  def _condition_fields(self) -> dict:
+    """How both U-Nets take the condition: the vector through a projected class
+    embedding, the tokens as attention keys/values."""
+    if not self.cond.enabled:
+      return {}
+    return dict(class_embed_type="projection", class_embed_input_dim=self.cond.embed_dim,
+                cross_attention_dim=self.cond.token_dim)
 
   def check_video(self, shape, name: str = "z_t") -> None:
     """Shape check for a video `(B, N, H, W, C)` before any compile."""
@@ -107,6 +125,7 @@ class VideoFusion(nnx.Module):
     config.validate()
     self.config = config
     policy = config.remat_policy if config.remat else None
+    self.condition = Condition(config.cond, rngs=rngs) if config.cond.enabled else None
     self.base = UNet(config.base_unet(), remat_policy=policy, rngs=rngs)
     self.residual = UNet(config.residual_unet(), remat_policy=policy, rngs=rngs)
     if config.param_dtype != "float32":
@@ -125,12 +144,20 @@ class VideoFusion(nnx.Module):
                rngs: nnx.Rngs | None = None) -> diffusion.DenoiseOutput:
     """Predict the noise of `z_t` (B, N, H, W, C) at timesteps `t` (B,).
 
-    `cond` holds optional U-Net condition inputs (`class_labels`, `context`) with batch
-    axis B; `alphas_cumprod` is the schedule's (T,) array.
+    `cond` has batch axis B. With `config.cond` enabled it holds the condition inputs
+    (`class_id` or `image_embed`, optional `text_hidden`, and `drop`, clips that take
+    the learned null condition, for classifier-free guidance); otherwise it may hold
+    raw U-Net inputs (`class_labels`, `context`). `alphas_cumprod` is the schedule's
+    (T,) array.
     """
     cfg = self.config
     cfg.check_video(z_t.shape)  # static shapes: fails at trace time, before compiling
     b, n, h, w, c = z_t.shape
+    if self.condition is not None:
+      if cond is None:
+        raise ValueError(f"the model is conditioned (cond.kind={cfg.cond.kind!r}); pass "
+                         f"cond with {list(cfg.cond.input_names())}")
+      cond = self.condition(cond)
     others = np.asarray(diffusion.other_frame_indices(n))
     m = len(others)
 

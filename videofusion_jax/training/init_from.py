@@ -129,6 +129,9 @@ def initial_params(vf: VideoFusionConfig, train_config, ema) -> dict[tuple, np.n
   updates = {}
   base_path = train_config.get("init_base_from", "")
   residual_path = train_config.get("init_residual_from", "")
+  if (base_path or residual_path) and not isinstance(vf, VideoFusionConfig):
+    raise ValueError("train.init_base_from / train.init_residual_from initialise "
+                     f"VideoFusion's two generators; model.kind builds {type(vf).__name__}")
   if base_path:
     converted, params = load_converted(base_path)
     _check(converted, vf.base_unet(), "train.init_base_from", base_path, "base",

@@ -20,11 +20,12 @@ from flax import nnx
 
 from videofusion_jax import diffusion, parallel
 from videofusion_jax.checkpoint import Checkpoints
+from videofusion_jax.data.conditions import condition_inputs
 from videofusion_jax.data.pipeline import make_dataset
 from videofusion_jax.data.sources import make_source
 from videofusion_jax.metric_writers import MetricWriter, ProgressLine
-from videofusion_jax.models.from_config import videofusion_config
-from videofusion_jax.models.videofusion import VideoFusion, VideoFusionConfig
+from videofusion_jax.models.from_config import ModelSpec, condition_of, model_spec
+from videofusion_jax.sample_conditions import sample_conditions
 from videofusion_jax.sampling import VideoSampler, sampler_config, write_samples
 from videofusion_jax.training import init_from
 from videofusion_jax.training.optimizer import learning_rate, make_optimizer
@@ -42,7 +43,7 @@ class TrainState:
   shardings: Any                  # (state, ema) NamedShardings
 
 
-def create_state(vf: VideoFusionConfig, config: ml_collections.ConfigDict, mesh, rules,
+def create_state(spec: ModelSpec, config: ml_collections.ConfigDict, mesh, rules,
                  *, allocate: bool = True) -> TrainState:
   """Model, optimizer and EMA created directly in their shardings on `mesh`.
 
@@ -55,7 +56,7 @@ def create_state(vf: VideoFusionConfig, config: ml_collections.ConfigDict, mesh,
   tx = make_optimizer(config.optim, config.train.num_steps)
 
   def build():
-    model = VideoFusion(vf, rngs=nnx.Rngs(config.seed))
+    model = spec.build(config.seed)
     return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
 
   def create():
@@ -71,7 +72,7 @@ def create_state(vf: VideoFusionConfig, config: ml_collections.ConfigDict, mesh,
   state = ema = None
   if allocate:
     state, ema = jax.device_put(create(), shardings) if mesh.size == 1 else init()
-    state, ema = init_from.apply(state, ema, vf, config.train)  # train.init_*_from
+    state, ema = init_from.apply(state, ema, spec.config, config.train)  # init_*_from
   return TrainState(graphdef, nnx.graphdef(abstract_model), state, ema, target, shardings)
 
 
@@ -103,7 +104,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Train (or resume) until `train.num_steps`; return the last logged metrics."""
   parallel.maybe_initialize_distributed(config.distributed)  # before any device use
   _check_train_config(config)
-  vf = videofusion_config(config)
+  spec = model_spec(config)
+  vf = spec.config
+  cond = condition_of(vf)
   t = config.train
   workdir = Path(workdir)
   schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
@@ -119,7 +122,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   start = ckpt.latest_step() or 0
   if start:
     ckpt.check_compatible(start, config)
-  ts = create_state(vf, config, mesh, rules, allocate=not start)
+  ts = create_state(spec, config, mesh, rules, allocate=not start)
   state, ema = ts.state, ts.ema
   if start:
     restored = ckpt.restore(start, state=ts.target[0], ema=ts.target[1], data_iter=data_iter)
@@ -130,7 +133,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   lr = learning_rate(config.optim, t.num_steps)
   step_fn = make_train_step(ts.graphdef, StepConfig(
       lam=vf.lam, noise_mode=config.diffusion.noise_mode,
-      base_stop_gradient=t.base_stop_gradient, ema_decay=t.ema_decay), lr,
+      base_stop_gradient=t.base_stop_gradient, ema_decay=t.ema_decay,
+      cond_drop_prob=t.get("cond_drop_prob", 0.0) if cond.enabled else 0.0), lr,
       shardings=StepShardings(state=ts.shardings[0], ema=ts.shardings[1],
                               batch=batch_sharding, replicated=parallel.replicated(mesh)))
   writer = MetricWriter(workdir, tensorboard=t.tensorboard)
@@ -142,7 +146,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   step = start
   try:
     while step < t.num_steps and not preemption.requested:
-      batch = parallel.global_batch(next(data_iter), batch_sharding)
+      batch = parallel.global_batch(condition_inputs(next(data_iter), cond), batch_sharding)
       state, ema, metrics = step_fn(state, ema, batch, jax.random.fold_in(train_key, step),
                                     schedule)
       step += 1
@@ -174,7 +178,8 @@ def _make_sampler(model_graphdef, vf, config, mesh, rules) -> VideoSampler:
 
 def _write_ema_samples(sampler, ema, schedule, config, out_dir: Path):
   s = config.sample
+  cond = sample_conditions(config, condition_of(model_spec(config).config), s.num_videos)
   batches = sampler.batches(ema, schedule, num_videos=s.num_videos, base_seed=s.base_seed,
-                            residual_seed=s.residual_seed)
+                            residual_seed=s.residual_seed, cond=cond)
   paths = write_samples(batches, out_dir, fps=s.fps, image_size=config.data.image_size)
   logging.info("Wrote EMA samples to %s", paths[-1].parent)

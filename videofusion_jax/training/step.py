@@ -26,6 +26,7 @@ class StepConfig:
   noise_mode: str = "decomposed"      # "standard": independent noise (VDM baseline)
   base_stop_gradient: bool = True     # False: Table 7's "w/o stop gradient" ablation
   ema_decay: float = 0.999
+  cond_drop_prob: float = 0.0         # clips whose condition is dropped (guidance)
 
 
 def ema_decay_at(step, decay: float):
@@ -52,6 +53,9 @@ def loss_fn(model, video: jax.Array, key: jax.Array, schedule: diffusion.Schedul
   eps = training_noise(config.noise_mode, base_key, residual_key, video.shape, config.lam,
                        groups)
   z_t = diffusion.q_sample(video, t, eps, schedule.alphas_cumprod)
+  if cond is not None and config.cond_drop_prob > 0:  # own key: other draws unchanged
+    drop = jax.random.bernoulli(jax.random.fold_in(key, 5), config.cond_drop_prob, (b,))
+    cond = dict(cond, drop=drop)
   out = model.in_compute_dtype()(z_t, t, schedule.alphas_cumprod, cond=cond,
                                  stop_base_grad=config.base_stop_gradient,
                                  rngs=nnx.Rngs(dropout=dropout_key))

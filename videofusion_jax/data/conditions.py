@@ -1,0 +1,51 @@
+"""Pick a batch's condition inputs out of what the data source yields.
+
+Sources yield per-clip entries (`label`, `image_embed`, `text_hidden`, captions...);
+the model reads `batch["cond"]` (models/conditioning.py). This is the one place that
+maps one onto the other and checks them, before anything reaches a device.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from videofusion_jax.models.conditioning import ConditionConfig
+
+# model condition input -> the source entry that holds it
+SOURCE_ENTRIES = {"class_id": "label", "image_embed": "image_embed",
+                  "text_hidden": "text_hidden"}
+_HOW = {"label": "a labelled source (synthetic, weizmann, or a folder with a class list)",
+        "image_embed": "data.clip_cache (python -m videofusion_jax.tools.clip_cache)",
+        "text_hidden": "data.clip_cache with text hidden states"}
+
+
+def condition_inputs(batch: Mapping[str, Any], cond: ConditionConfig) -> dict[str, Any]:
+  """`batch` with `batch["cond"]` filled from its entries for `cond` (unchanged when
+  the model is unconditioned). Entries already under `batch["cond"]` are kept."""
+  if not cond.enabled:
+    return dict(batch)
+  out = dict(batch)
+  inputs = dict(batch.get("cond", {}))
+  for name in cond.input_names():
+    entry = SOURCE_ENTRIES[name]
+    if entry not in batch:
+      raise ValueError(f"cond.kind={cond.kind!r} needs the data entry {entry!r} "
+                       f"({_HOW[entry]}); the batch has {sorted(batch)}")
+    inputs[name] = np.asarray(batch[entry])
+  if cond.kind == "class":
+    check_class_ids(inputs["class_id"], cond.num_classes, "data label")
+  out["cond"] = inputs
+  return out
+
+
+def check_class_ids(ids, num_classes: int, what: str = "class id") -> np.ndarray:
+  """Integer ids in [0, num_classes), or a ValueError naming the first bad one."""
+  ids = np.asarray(ids)
+  if not np.issubdtype(ids.dtype, np.integer):
+    raise ValueError(f"{what} values {ids[:4]}... are not integers")
+  bad = ids[(ids < 0) | (ids >= num_classes)]
+  if bad.size:
+    raise ValueError(f"{what} {int(bad[0])} is outside [0, cond.num_classes={num_classes})")
+  return ids.astype(np.int32)
