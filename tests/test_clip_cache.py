@@ -1,0 +1,129 @@
+"""`python -m videofusion_jax.clip_cache`: the npz the prior and conditioned training read.
+
+A tiny random NNX CLIP is saved in the converted layout (no torch needed); the cache of
+a synthetic source and of a captioned list must hold, row by row, what encoding that
+item directly gives.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs import base
+from tests.models.tiny_clip import train_bpe, write_vocab
+from videofusion_jax.clip_cache import build_clip_cache
+from videofusion_jax.convert.clip_checkpoint import save_clip
+from videofusion_jax.data.sources import make_source
+from videofusion_jax.models.clip import (CLIPConfig, CLIPTextConfig,
+                                         CLIPTextModelWithProjection, CLIPVisionConfig,
+                                         CLIPVisionModelWithProjection, preprocess_frames)
+from videofusion_jax.models.clip_tokenizer import CLIPTokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+  root = tmp_path_factory.mktemp("clip_cache")
+  vocab, merges = train_bpe(num_merges=100)
+  config = CLIPConfig(
+      text=CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
+                          num_hidden_layers=1, num_attention_heads=4,
+                          max_position_embeddings=12, projection_dim=16,
+                          bos_token_id=len(vocab) - 2, eos_token_id=len(vocab) - 1),
+      vision=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                              num_attention_heads=4, image_size=24, patch_size=8,
+                              projection_dim=16))
+  towers = {"text": CLIPTextModelWithProjection(config.text, rngs=nnx.Rngs(0)),
+            "vision": CLIPVisionModelWithProjection(config.vision, rngs=nnx.Rngs(1))}
+  params = {k: nnx.to_pure_dict(nnx.state(m, nnx.Param)) for k, m in towers.items()}
+  tok = write_vocab(root / "tokenizer", vocab, merges)
+  out = save_clip(root / "clip", params, config, source={"path": "random"},
+                  tokenizer_dir=tok)
+  return out, towers
+
+
+def _config():
+  c = base.get_config()
+  c.data.num_clips, c.data.num_frames, c.data.image_size = 5, 4, 16
+  return c
+
+
+def test_synthetic_source_cache_rows_equal_direct_encoding(clip_dir, tmp_path):
+  path, towers = clip_dir
+  config = _config()
+  out = build_clip_cache(config, path, tmp_path / "cache.npz", batch_size=2)  # 2+2+1
+  data = np.load(out)
+  assert sorted(data.files) == ["captions", "image_embeds", "keys", "labels", "text_embeds",
+                                "text_tokens"]
+  assert data["image_embeds"].shape == (5, 16) and data["image_embeds"].dtype == np.float32
+  assert data["text_tokens"].shape == (5, 12) and data["text_tokens"].dtype == np.int32
+  assert data["keys"].tolist() == [f"synthetic:{i}" for i in range(5)]
+  assert data["captions"].tolist() == [""] * 5
+  source = make_source(config.data, seed=config.seed)
+  # Row i is the centre frame ((N-1)//2 = 1) of item i, encoded alone.
+  for i in (0, 4):
+    frame = source[i]["video"][1][None]
+    want = towers["vision"](preprocess_frames(jnp.asarray(frame), 24))[1][0]
+    np.testing.assert_allclose(data["image_embeds"][i], want, rtol=1e-5, atol=1e-5)
+  assert data["labels"].tolist() == [int(source[i]["label"]) for i in range(5)]
+  # No captions: every row holds the empty prompt's embedding.
+  tokens = CLIPTokenizer.from_dir(path, context_length=12)([""])
+  want = towers["text"](jnp.asarray(tokens))[1][0]
+  np.testing.assert_allclose(data["text_embeds"], np.tile(want, (5, 1)), rtol=1e-5, atol=1e-5)
+  assert np.all(data["text_tokens"] == tokens[0])
+  assert len(np.unique(data["image_embeds"].round(5), axis=0)) == 5
+
+
+def test_captioned_source_and_text_hidden(clip_dir, tmp_path, caplog):
+  path, towers = clip_dir
+  rng = np.random.default_rng(0)
+  captions = ["a red square", "", "a red square", "two blue circles bouncing around " * 3]
+  source = [{"video": rng.uniform(-1, 1, (3, 20, 30, 3)).astype(np.float32),
+             "caption": c, "videoid": f"vid{i}"} for i, c in enumerate(captions)]
+  out = build_clip_cache(_config(), path, tmp_path / "c.npz", batch_size=3,
+                         text_hidden=True, source=source)
+  data = np.load(out)
+  assert "labels" not in data.files
+  assert data["keys"].tolist() == ["vid0", "vid1", "vid2", "vid3"]
+  assert data["captions"].tolist() == captions
+  assert data["text_hidden"].shape == (4, 12, 32)
+  tok = CLIPTokenizer.from_dir(path, context_length=12)
+  hidden, embeds = towers["text"](jnp.asarray(tok(captions)))
+  np.testing.assert_allclose(data["text_embeds"], embeds, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(data["text_hidden"], hidden, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(data["text_tokens"], tok(captions))
+  np.testing.assert_array_equal(data["text_embeds"][0], data["text_embeds"][2])
+  assert any("truncated" in r.getMessage() for r in caplog.records)  # the long caption
+  want = towers["vision"](preprocess_frames(jnp.asarray(source[3]["video"][1][None]), 24))[1]
+  np.testing.assert_allclose(data["image_embeds"][3], want[0], rtol=1e-5, atol=1e-5)
+
+
+def test_bad_inputs(clip_dir, tmp_path):
+  path, _ = clip_dir
+  with pytest.raises(FileNotFoundError, match="clip_config.json is missing"):
+    build_clip_cache(_config(), tmp_path, tmp_path / "c.npz")
+  with pytest.raises(ValueError, match="expected a path ending in .npz"):
+    build_clip_cache(_config(), path, tmp_path / "c.txt", limit=1)
+  with pytest.raises(ValueError, match=r"has video shape \(4, 4, 3\)"):
+    build_clip_cache(_config(), path, tmp_path / "c.npz",
+                     source=[{"video": np.zeros((4, 4, 3), np.float32)}])
+  assert not list(tmp_path.glob("*.npz"))
+
+
+def test_cli(clip_dir, tmp_path):
+  path, _ = clip_dir
+  out = tmp_path / "cli.npz"
+  run = subprocess.run(
+      [sys.executable, "-m", "videofusion_jax.clip_cache", "--config=configs/base.py",
+       f"--clip={path}", f"--out={out}", "--limit=2", "--batch_size=2",
+       "--config.data.num_frames=3", "--config.data.image_size=16"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert f"wrote {out}" in run.stdout
+  assert np.load(out)["image_embeds"].shape == (2, 16)
