@@ -1,6 +1,6 @@
 """Precompute CLIP embeddings of a data source's centre frames and captions into an npz.
 
-  python -m videofusion_jax.clip_cache --config=configs/webvid.py --clip=CLIP_DIR \
+  python -m videofusion_jax.tools.clip_cache --config=configs/webvid.py --clip=CLIP_DIR \
       --out=cache.npz [--limit=K] [--batch_size=32] [--text_hidden]
 
 Video training conditions on the CLIP image embedding of the real centre frame and the
@@ -13,9 +13,15 @@ Row i describes item i of the source built from `config.data` (seed `config.seed
   text_embeds  (K, D) float32   CLIP text embedding of the caption ("" when none)
   text_tokens  (K, L) int32     the caption's token ids (bos, ..., eos, padding)
   text_hidden  (K, L, W) float32  last hidden states of the text tower (--text_hidden)
+  text_mask    (K, L) bool      tokens up to and including the first end-of-text
   keys         (K,) str         the clip's key/videoid/path, else "SOURCE:index"
   captions     (K,) str         the captions ("" for a caption-less source)
-  labels       (K,) int32       only when every item has a "label"
+  class_ids    (K,) int32       the items' "label", when every item has one
+  null_text_embeds (D,), null_text_tokens (L,), null_text_mask (L,) [, null_text_hidden
+  (L, W)]                       the empty prompt's encoding (the unconditional input)
+
+`ClipCacheSource` wraps the same source for training: item i gains `image_embed` (and
+`text_hidden`, `caption`) from row i, after checking that the rows belong to its clips.
 """
 
 from __future__ import annotations
@@ -110,7 +116,7 @@ def build_clip_cache(config: ml_collections.ConfigDict, clip_dir: str | os.PathL
     logging.info("CLIP cache: %d / %d centre frames encoded", stop, count)
 
   # Captions repeat (every caption-less clip has ""): encode each distinct one once.
-  distinct = sorted(set(captions))
+  distinct = sorted(set(captions) | {""})
   tokens = tokenizer(distinct)
   text_out = {"embeds": [], "hidden": []}
   for start, stop in _batches(len(distinct), batch_size):
@@ -120,17 +126,27 @@ def build_clip_cache(config: ml_collections.ConfigDict, clip_dir: str | os.PathL
       text_out["hidden"].append(np.asarray(hidden)[:stop - start])
   position = {c: k for k, c in enumerate(distinct)}
   row = np.asarray([position[c] for c in captions], np.int64)
+  text_embeds = np.concatenate(text_out["embeds"]).astype(np.float32)
+  # CLIP pools at the first end-of-text token; later positions are padding.
+  first_eos = np.argmax(tokens == tokenizer.eos_id, axis=1)
+  mask = np.arange(tokens.shape[1])[None, :] <= first_eos[:, None]
+  null = position[""]
   arrays = {
       "image_embeds": np.concatenate(image_embeds).astype(np.float32),
-      "text_embeds": np.concatenate(text_out["embeds"])[row].astype(np.float32),
+      "text_embeds": text_embeds[row],
       "text_tokens": tokens[row].astype(np.int32),
+      "text_mask": mask[row],
       "keys": np.asarray(keys, dtype=str),
       "captions": np.asarray(captions, dtype=str),
+      "null_text_embeds": text_embeds[null],
+      "null_text_tokens": tokens[null].astype(np.int32),
+      "null_text_mask": mask[null],
   }
   if text_hidden:
-    arrays["text_hidden"] = np.concatenate(text_out["hidden"])[row].astype(np.float32)
+    hidden = np.concatenate(text_out["hidden"]).astype(np.float32)
+    arrays["text_hidden"], arrays["null_text_hidden"] = hidden[row], hidden[null]
   if all(label is not None for label in labels):
-    arrays["labels"] = np.asarray(labels, np.int32)
+    arrays["class_ids"] = np.asarray(labels, np.int32)
   return _write_npz(Path(out), arrays)
 
 
@@ -149,6 +165,52 @@ def _write_npz(out: Path, arrays: dict) -> Path:
     Path(tmp).unlink(missing_ok=True)
     raise
   return out
+
+
+class ClipCacheSource:
+  """`source` whose item i also carries row i of the cache at `path`.
+
+  Adds `image_embed` (D,) float32, `caption`, and `text_hidden` (L, W) when the cache
+  has it. Raises ValueError when the cache has a different number of rows or its keys
+  are not those of the source's clips (a cache made from other data or settings).
+  """
+
+  def __init__(self, source: Sequence[dict], path: str | os.PathLike, *,
+               name: str = "source"):
+    path = Path(path)
+    if not path.is_file():
+      raise FileNotFoundError(f"data.clip_cache={str(path)!r} does not exist; make it with "
+                              "python -m videofusion_jax.tools.clip_cache")
+    with np.load(path, allow_pickle=False) as z:
+      missing = [k for k in ("image_embeds", "keys", "captions") if k not in z.files]
+      if missing:
+        raise ValueError(f"{path} lacks {missing} (has {sorted(z.files)}); not a CLIP cache")
+      self.image_embeds = np.asarray(z["image_embeds"], np.float32)
+      self.keys = z["keys"].tolist()
+      self.captions = z["captions"].tolist()
+      self.text_hidden = (np.asarray(z["text_hidden"], np.float32)
+                          if "text_hidden" in z.files else None)
+    if len(self.keys) != len(source):
+      raise ValueError(f"{path} has {len(self.keys)} rows; data.source={name!r} has "
+                       f"{len(source)} clips (rebuild the cache for this data config)")
+    for i in sorted({0, len(source) // 2, len(source) - 1}):  # reads three clips
+      want = _clip_key(source, source[i], i, name)
+      if self.keys[i] != want:
+        raise ValueError(f"{path} row {i} is for {self.keys[i]!r}, but clip {i} of "
+                         f"data.source={name!r} is {want!r} (rebuild the cache)")
+    self.source = source
+    self.path = path
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, index: int) -> dict:
+    item = dict(self.source[index])
+    item["image_embed"] = self.image_embeds[index]
+    item.setdefault("caption", self.captions[index])
+    if self.text_hidden is not None:
+      item["text_hidden"] = self.text_hidden[index]
+    return item
 
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",

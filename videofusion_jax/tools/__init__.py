@@ -1,0 +1,1 @@
+"""One-off data preparation commands (`python -m videofusion_jax.tools.NAME`)."""
