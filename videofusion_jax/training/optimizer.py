@@ -2,8 +2,8 @@
 
 The base generator is a pretrained image model in the paper: it is fine-tuned with a
 smaller learning rate (`optim.base_lr_scale`) or frozen (`optim.freeze_base`, Table 7's
-"fixed" ablation). Parameters are told apart by the first entry of their path, the
-sub-module name `base` or `residual` (see STYLE.md B3).
+"fixed" ablation). Parameters are told apart by the first entry of their path: the
+sub-module `base`, or anything else (see STYLE.md B3).
 """
 
 from __future__ import annotations
@@ -36,8 +36,11 @@ def _adamw(lr, optim):
 
 
 def param_labels(params):
-  """'base' or 'residual' (the top-level sub-module) for every parameter leaf."""
-  return jax.tree_util.tree_map_with_path(lambda path, _: str(path[0].key), params)
+  """'base' for the base generator's parameters, 'residual' for all others (the
+  residual generator, the condition embeddings, other model kinds' networks): those
+  are new, trained at the full learning rate."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: "base" if str(path[0].key) == "base" else "residual", params)
 
 
 def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int
