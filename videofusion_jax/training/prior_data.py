@@ -1,6 +1,6 @@
 """What the prior trains on: CLIP (image, text) embedding pairs from an npz cache.
 
-The cache (written by the CLIP precompute script) holds `image_embeds` (K, D) f32 and
+The cache (written by `python -m videofusion_jax.tools.clip_cache`) holds `image_embeds` (K, D) f32 and
 `text_embeds` (K, Dp) f32, optionally `text_hidden` (K, L, D) with `text_tokens` (K, L)
 or `text_mask` (K, L), `class_ids` (K,) for a class-conditioned prior, and the CLIP
 encoding of the empty text as `null_text_embeds` (Dp,), `null_text_hidden` (L, D),
@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-PRECOMPUTE_HINT = ("make it with the CLIP precompute script (README, 'Text-to-video: CLIP "
-                   "and the prior')")
+PRECOMPUTE_HINT = ("make it with the CLIP precompute script: python -m "
+                   "videofusion_jax.tools.clip_cache --config=configs/webvid.py "
+                   "--clip=CONVERTED_CLIP_DIR --out=PATH --text_hidden (README, CLIP section)")
 
 
 @dataclasses.dataclass
