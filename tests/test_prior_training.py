@@ -87,6 +87,42 @@ def test_resume_continues_as_one_run(cache, tmp_path):
   np.testing.assert_allclose(a.clip_std[...], std, rtol=1e-6)
 
 
+def test_class_conditioned_prior_samples_its_class(tmp_path):
+  c = prior_synthetic.get_config()        # synthetic source: one centre per class
+  c.model.num_classes, c.model.num_embeddings = 3, 0
+  c.model.encoder_hid_proj_type = None
+  c.train.num_steps = 150
+  train_prior(c, str(tmp_path))
+  prior, schedule = load_prior(tmp_path)
+  data = synthetic_prior_data(512, DIM, num_classes=3)
+  centres = np.stack([data.image_embeds[data.class_ids == k].mean(0) for k in range(3)])
+  labels = np.repeat(np.arange(3), 10)
+  out = np.asarray(sample_image_embeds(prior, class_labels=labels, key=jax.random.key(0),
+                                       guidance_scale=3.0, schedule=schedule, num_steps=20))
+  nearest = np.argmin(((out[:, None] - centres[None]) ** 2).sum(-1), axis=1)
+  assert (nearest == labels).mean() > 0.9
+  with pytest.raises(ValueError, match="out of range 0..2"):
+    sample_image_embeds(prior, class_labels=[3], key=jax.random.key(0), schedule=schedule)
+
+
+def test_empty_text_dropout_without_a_learned_null(cache, tmp_path):
+  """model.learned_null=False: dropped captions become the cache's empty-text encoding,
+  which is then the unconditional input of guidance (Karlo's convention)."""
+  c = _config(cache, num_steps=150, cond_drop_prob=0.2)
+  c.model.learned_null = False
+  train_prior(c, str(tmp_path))
+  prior, schedule = load_prior(tmp_path)
+  assert prior.null_proj_embedding is None
+  train = read_clip_cache(cache)
+  held_out = synthetic_prior_data(128, DIM, num_tokens=TOKENS, seed=98)
+  args = (prior, held_out.text_embeds, held_out.text_hidden, held_out.text_mask)
+  kw = dict(key=jax.random.key(0), schedule=schedule, num_steps=20, null_cond=train.null)
+  err1, baseline = _errors(sample_image_embeds(*args, guidance_scale=1.0, **kw), held_out,
+                           train)
+  err0, _ = _errors(sample_image_embeds(*args, guidance_scale=0.0, **kw), held_out, train)
+  assert err1 < 0.5 * baseline < err0, (err1, baseline, err0)
+
+
 def test_cli_trains_the_synthetic_config(tmp_path):
   run = subprocess.run(
       [sys.executable, "-m", "videofusion_jax.train_prior",
