@@ -19,6 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   c.data.source = "synthetic"         # "synthetic": built-in moving shapes (no files);
                                       # "folder": videos under data.path (configs/folder.py)
+                                      # "webvid": WebVid's CSV + its videos under data.path
                                       # "weizmann": person_action.avi files, grouped
                                       # batches (configs/weizmann.py)
   c.data.path = ""                    # folder of videos / frame folders for "folder"
@@ -31,6 +32,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.channels = 3                 # RGB
   c.data.num_clips = 100_000          # size of the synthetic set (clips are made on read)
   c.data.synthetic_speed = 0.5        # synthetic shapes' speed, pixels per frame
+  c.data.synthetic_labels = "shape"   # synthetic label: "shape" (2) or "colour" (6
+                                      # classes; configs/demo_class.py)
+  c.data.webvid_csv = ""              # "webvid": WebVid's results_*.csv (captions)
+  c.data.webvid_template = "{page_dir}/{videoid}.mp4"  # "webvid": file of a row, under
+                                      # data.path (any CSV column names a part)
+  c.data.clip_cache = ""              # npz of CLIP embeddings per clip (cond.kind
+                                      # "image_embed"): python -m videofusion_jax.tools.clip_cache
   c.data.worker_count = 0             # grain worker processes (0: read in the main one)
   c.data.group_identities = 2         # "weizmann": identities per block of a batch, and
   c.data.group_actions = 2            # actions per block (batch = blocks of I x A clips)

@@ -7,9 +7,17 @@
 residual 192 channels, mults 1,2,3,4, 3 layers per scale (2.00B / 0.59B in the paper).
 bfloat16 compute with float32 parameters, rematerialised blocks and FSDP over 8 chips
 per data replica: ~2.5B float32 parameters with Adam moments and the EMA take ~50 GB,
-so each chip of a v5p/v6e slice holds 1/8 of them. Until the conditioning issue lands
-(CLIP, the prior, captions) this trains the unconditional model on the WebVid videos
-found under the folder; the launch scripts in launch/ run it on every host.
+so each chip of a v5p/v6e slice holds 1/8 of them; the launch scripts in launch/ run
+it on every host.
+
+As in the paper (Sec 4.1) both generators are conditioned on the CLIP image embedding
+of the clip's centre frame, read from a cache computed once (a CLIP ViT-L/14 converted
+with `python -m videofusion_jax.convert clip`):
+
+  python -m videofusion_jax.tools.clip_cache --config=configs/webvid.py \
+      --clip=data/clip-vit-large-patch14 --out=data/webvid/clip_cache.npz
+
+Text-to-video goes through the prior (configs/webvid_prior.py), trained on the same cache.
 """
 
 from configs import base
@@ -19,8 +27,10 @@ from videofusion_jax.models.from_config import unet_fields
 
 def get_config(path: str = "data/webvid/videos"):
   c = base.get_config()
-  c.data.source = "folder"
-  c.data.path = path                  # WebVid mp4 files (any sub-folder layout)
+  c.data.source = "webvid"
+  c.data.path = path                  # WebVid mp4 files, <page_dir>/<videoid>.mp4
+  c.data.webvid_csv = "data/webvid/results_10M_train.csv"
+  c.data.clip_cache = "data/webvid/clip_cache.npz"
   c.data.num_frames = 16
   c.data.image_size = 64
   c.data.frame_stride = 4             # ~2 s of a 30 fps clip
@@ -37,6 +47,10 @@ def get_config(path: str = "data/webvid/videos"):
   c.model.residual = unet_fields(paper.residual)
   c.model.dtype = "bfloat16"
   c.model.remat = True
+
+  c.cond.kind = "image_embed"
+  c.cond.embed_dim = 768              # CLIP ViT-L/14 image embeddings
+  c.cond.extra_tokens = 4             # as unCLIP decoders: 4 extra attention tokens
 
   c.train.batch_size = 512
   c.train.ema_decay = 0.9999

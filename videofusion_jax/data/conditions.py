@@ -40,6 +40,14 @@ def condition_inputs(batch: Mapping[str, Any], cond: ConditionConfig) -> dict[st
   return out
 
 
+def check_source_classes(source: Any, cond: ConditionConfig) -> None:
+  """A folder source's classes (its sub-folders) must be the model's classes."""
+  classes = getattr(source, "classes", None)
+  if cond.kind == "class" and classes and len(classes) != cond.num_classes:
+    raise ValueError(f"cond.num_classes={cond.num_classes} but data.path has "
+                     f"{len(classes)} class folders ({', '.join(classes[:3])}, ...)")
+
+
 def check_class_ids(ids, num_classes: int, what: str = "class id") -> np.ndarray:
   """Integer ids in [0, num_classes), or a ValueError naming the first bad one."""
   ids = np.asarray(ids)

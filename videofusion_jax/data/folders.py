@@ -71,7 +71,8 @@ def resize_and_crop(frame: np.ndarray, size: int) -> np.ndarray:
 
 @dataclasses.dataclass
 class VideoFolder:
-  """Random-access source of {"video": (N, H, W, 3) float32 in [-1, 1], "label": int32}."""
+  """Random-access source of {"video": (N, H, W, 3) float32 in [-1, 1], "label": int32,
+  "key": str}."""
   root: str
   num_frames: int
   image_size: int
@@ -101,6 +102,9 @@ class VideoFolder:
     self.classes = classes
     self.labels = [classes.index(p.relative_to(root).parts[0])
                    if len(p.relative_to(root).parts) > 1 else 0 for p in self.paths]
+    self._init_reading()
+
+  def _init_reading(self):
     self._lock = threading.Lock()
     self.skipped: set[Path] = set()
 
@@ -125,6 +129,12 @@ class VideoFolder:
     picked = frames[start:start + span:self.frame_stride]
     return np.stack([resize_and_crop(f, self.image_size) for f in picked])
 
+  def entries(self, index: int) -> dict:
+    """What an item holds besides its video: the label, and the key (its path under
+    data.path) that joins it to per-clip caches such as CLIP embeddings."""
+    return {"label": np.int32(self.labels[index]),
+            "key": self.paths[index].relative_to(self.root).as_posix()}
+
   def __getitem__(self, index: int) -> dict:
     for offset in range(len(self.paths)):
       i = (index + offset) % len(self.paths)
@@ -136,7 +146,6 @@ class VideoFolder:
             self.skipped.add(self.paths[i])
             logging.warning("Skipping %s (%d skipped so far)", e, len(self.skipped))
         continue
-      return {"video": video.astype(np.float32) / 127.5 - 1.0,
-              "label": np.int32(self.labels[i])}
+      return {"video": video.astype(np.float32) / 127.5 - 1.0, **self.entries(i)}
     raise ValueError(f"no video under data.path={self.root} could be read as a clip of "
                      f"{self.num_frames} frames; {len(self.skipped)} files skipped")

@@ -6,9 +6,10 @@ import ml_collections
 
 from videofusion_jax.data.folders import VideoFolder
 from videofusion_jax.data.synthetic import SyntheticShapes
+from videofusion_jax.data.webvid import DEFAULT_TEMPLATE, WebVidSource
 from videofusion_jax.data.weizmann import WeizmannFolder
 
-SOURCES = ("synthetic", "folder", "weizmann")
+SOURCES = ("synthetic", "folder", "weizmann", "webvid")
 
 
 def make_source(data: ml_collections.ConfigDict, *, seed: int):
@@ -17,7 +18,8 @@ def make_source(data: ml_collections.ConfigDict, *, seed: int):
     if data.channels != 3:
       raise ValueError(f"data.channels={data.channels}; the synthetic set is RGB (3)")
     return SyntheticShapes(num_clips=data.num_clips, num_frames=data.num_frames,
-                           image_size=data.image_size, speed=data.synthetic_speed, seed=seed)
+                           image_size=data.image_size, speed=data.synthetic_speed, seed=seed,
+                           labels=data.get("synthetic_labels", "shape"))
   if data.source == "folder":
     if data.channels != 3:
       raise ValueError(f"data.channels={data.channels}; video folders are read as RGB (3)")
@@ -35,4 +37,12 @@ def make_source(data: ml_collections.ConfigDict, *, seed: int):
                           seed=seed, download=data.download,
                           group_identities=data.group_identities,
                           group_actions=data.group_actions)
+  if data.source == "webvid":
+    if data.channels != 3:
+      raise ValueError(f"data.channels={data.channels}; WebVid videos are read as RGB (3)")
+    return WebVidSource(data.path, num_frames=data.num_frames, image_size=data.image_size,
+                        frame_stride=data.frame_stride, random_start=data.random_start,
+                        seed=seed, download=data.download,
+                        csv_path=data.get("webvid_csv", ""),
+                        template=data.get("webvid_template", DEFAULT_TEMPLATE))
   raise ValueError(f"data.source={data.source!r}; expected one of {SOURCES}")

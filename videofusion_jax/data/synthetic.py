@@ -16,13 +16,31 @@ _PALETTE = np.array([[230, 60, 50], [50, 170, 80], [60, 90, 220], [240, 200, 40]
                      [200, 80, 200], [40, 200, 210]], np.float32) / 127.5 - 1.0
 _SUPERSAMPLE = 4
 SHAPES = ("square", "disc")
+LABELS = ("shape", "colour")
+NUM_COLOURS = len(_PALETTE)
+
+
+def class_colour(label: int) -> np.ndarray:
+  """The RGB colour in [-1, 1] of `labels="colour"` class `label`."""
+  return _PALETTE[label].copy()
+
+
+def foreground_colour(videos: np.ndarray, background: float = -1.0) -> np.ndarray:
+  """Mean colour (K, 3) of each video's pixels that differ from the background."""
+  videos = np.asarray(videos, np.float32)
+  mask = np.abs(videos - background).max(axis=-1, keepdims=True) > 0.5
+  total = (videos * mask).sum(axis=(1, 2, 3))
+  return total / np.maximum(mask.sum(axis=(1, 2, 3)), 1)
 
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticShapes:
   """Random-access source of clips `(N, H, W, 3)` float32 in [-1, 1] with a class label.
 
-  The label is the kind of the first shape (0 square, 1 disc).
+  `labels="shape"`: the label is the kind of the first shape (0 square, 1 disc).
+  `labels="colour"`: the label is a palette index (NUM_COLOURS classes) and every shape
+  of the clip has that colour, so a class-conditioned model's samples can be checked
+  by their colour (`class_colour`).
   """
   num_clips: int = 10_000
   num_frames: int = 8
@@ -31,8 +49,11 @@ class SyntheticShapes:
   speed: float = 0.5          # pixels per frame at image_size (upper bound per axis)
   background: float = -1.0    # black
   seed: int = 0
+  labels: str = "shape"       # what the label says: "shape" or "colour"
 
   def __post_init__(self):
+    if self.labels not in LABELS:
+      raise ValueError(f"data.synthetic_labels={self.labels!r}; expected one of {LABELS}")
     if self.num_clips < 1 or self.num_frames < 1 or self.image_size < 4:
       raise ValueError(f"SyntheticShapes(num_clips={self.num_clips}, num_frames="
                        f"{self.num_frames}, image_size={self.image_size}); expected "
@@ -52,6 +73,10 @@ class SyntheticShapes:
     radii = rng.uniform(0.15, 0.25, n) * size
     pos = np.stack([rng.uniform(r, size - r, 2) for r in radii])
     vel = rng.uniform(-1.0, 1.0, (n, 2)) * self.speed * _SUPERSAMPLE
+    label = kinds[0]
+    if self.labels == "colour":  # drawn last: the clips' other draws stay the same
+      label = rng.integers(0, NUM_COLOURS)
+      colours = np.repeat(_PALETTE[label][None], n, axis=0)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     frames = np.empty((self.num_frames, self.image_size, self.image_size, 3), np.float32)
     for f in range(self.num_frames):
@@ -66,7 +91,7 @@ class SyntheticShapes:
       frames[f] = canvas.reshape(self.image_size, _SUPERSAMPLE, self.image_size,
                                  _SUPERSAMPLE, 3).mean(axis=(1, 3))
       pos, vel = _bounce(pos + vel, vel, radii, size)
-    return {"video": frames, "label": np.int32(kinds[0])}
+    return {"video": frames, "label": np.int32(label)}
 
 
 def _bounce(pos, vel, radii, size):

@@ -151,11 +151,13 @@ def sampled_videos(config: ml_collections.ConfigDict, workdir: str,
                    settings: EvalSettings) -> Videos:
   """Videos sampled with the EMA weights of WORKDIR's latest checkpoint."""
   from videofusion_jax import diffusion, sampling  # the model stack, only when sampling
-  from videofusion_jax.models.from_config import model_spec
+  from videofusion_jax.models.from_config import condition_of, model_spec
+  from videofusion_jax.sample_conditions import sample_conditions
   spec = model_spec(config)
   schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
   graphdef, state = sampling.load_ema_params(spec, config, workdir)
   n = settings.num_videos
+  cond = sample_conditions(config, condition_of(spec.config), n)  # classes in turn
   sampler = sampling.VideoSampler(graphdef, spec.config, num_frames=config.data.num_frames,
                                   image_size=config.data.image_size,
                                   batch_size=min(settings.batch_size, n),
@@ -167,7 +169,7 @@ def sampled_videos(config: ml_collections.ConfigDict, workdir: str,
 
   def batches():
     for videos in sampler.batches(state, schedule, num_videos=n, base_seed=settings.seed,
-                                  residual_seed=settings.seed + 1):
+                                  residual_seed=settings.seed + 1, cond=cond):
       yield video_io.to_uint8(videos)
   return Videos({"kind": "workdir", "workdir": str(Path(workdir).absolute()),
                  "base_seed": settings.seed, "residual_seed": settings.seed + 1,
