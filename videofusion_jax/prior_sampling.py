@@ -1,8 +1,11 @@
 """Text (or class) -> CLIP image embeddings with a diffusion prior, before the video sampler.
 
-  prior = load_prior(PATH)   # a train_prior workdir (EMA weights) or a converted folder
+  prior, schedule = load_prior(PATH)  # a train_prior workdir (EMA) or a converted folder
   image_embeds = sample_image_embeds(prior, text_embeds, text_hidden, mask,
-                                     key=jax.random.key(0), guidance_scale=4.0)
+                                     key=jax.random.key(0), guidance_scale=4.0,
+                                     schedule=schedule)
+  image_embeds = prompt_image_embeds(prior, schedule, load_clip(CLIP_DIR), ["a cat"],
+                                     key=jax.random.key(0))   # CLIP text tower first
 
 Classifier-free guidance runs the conditional and unconditional branches as one batched
 model call per step (`diffusion.classifier_free_guidance`). The unconditional condition
@@ -14,9 +17,12 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from absl import logging
 from flax import nnx
 
 from videofusion_jax.diffusion import prior_diffusion
@@ -67,7 +73,7 @@ def sample_image_embeds(prior: PriorTransformer, text_embeds=None, text_hidden=N
                         null_cond: dict | None = None, class_labels=None,
                         schedule: Schedule | None = None, sampler: str = "ddim",
                         num_steps: int = 25, eta: float = 0.0,
-                        clip_range: float | None = None) -> jax.Array:
+                        clip_range: float | None = None, unconditional=None) -> jax.Array:
   """CLIP image embeddings (B, clip_embed_dim), un-normalised, for B conditions.
 
   text_embeds (B, Dp) CLIP text embeddings; text_hidden (B, L, D) and mask (B, L) bool
@@ -75,7 +81,8 @@ def sample_image_embeds(prior: PriorTransformer, text_embeds=None, text_hidden=N
   one key, or (B,) keys (one per embedding, independent of the batch). `null_cond`:
   {"text_embeds" (Dp,) or (1, Dp), "text_hidden" (L, D), "text_mask" (L,)}, the empty
   text's encoding, needed for guidance when the prior has no learned null. `schedule`
-  defaults to cosine over 1000 steps (Karlo's prior).
+  defaults to cosine over 1000 steps (Karlo's prior). `unconditional` (B,) bool: rows
+  sampled from the learned null / null class (empty prompts) whatever their condition.
   """
   c = prior.config
   if sampler not in SAMPLERS:
@@ -101,8 +108,9 @@ def sample_image_embeds(prior: PriorTransformer, text_embeds=None, text_hidden=N
       cond["text_mask"] = (jnp.ones(cond["text_hidden"].shape[:2], bool) if mask is None
                            else _batch("mask", mask, 2, b).astype(bool))
   b = jax.tree.leaves(cond)[0].shape[0]
-  cond["drop"] = jnp.zeros((b,), bool)
   learned = c.num_classes or prior.null_proj_embedding is not None
+  cond["drop"] = (jnp.zeros((b,), bool) if unconditional is None or not learned
+                  else _batch("unconditional", unconditional, 1, b).astype(bool))
   if learned:
     null = dict(jax.tree.map(lambda x: x[:1], cond), drop=jnp.ones((1,), bool))
   elif guidance_scale is None or guidance_scale == 1.0:
@@ -125,6 +133,43 @@ def sample_image_embeds(prior: PriorTransformer, text_embeds=None, text_hidden=N
                  num_steps=int(num_steps), eta=float(eta),
                  clip_range=None if clip_range is None else float(clip_range),
                  guidance_scale=None if guidance_scale is None else float(guidance_scale))
+
+
+def encode_prompts(clip, prompts: Sequence[str]) -> tuple[dict, dict]:
+  """Prompts -> (condition, empty-text condition) with a converted CLIP (`load_clip`).
+
+  condition: text_embeds (B, D), text_hidden (B, L, W), text_mask (B, L) bool (tokens up to
+  and including the first end-of-text, as the cache); the empty text: the same, unbatched.
+  """
+  tokenizer, text = clip.require("tokenizer"), clip.require("text")
+  ids = np.asarray(tokenizer(list(prompts) + [""]))
+  hidden, embeds = text(jnp.asarray(ids))
+  mask = np.arange(ids.shape[1])[None, :] <= np.argmax(ids == tokenizer.eos_id, axis=1)[:, None]
+  out = {"text_embeds": np.asarray(embeds, np.float32),
+         "text_hidden": np.asarray(hidden, np.float32), "text_mask": mask}
+  return ({k: v[:-1] for k, v in out.items()}, {k: v[-1] for k, v in out.items()})
+
+
+def prompt_image_embeds(prior: PriorTransformer, schedule: Schedule, clip,
+                        prompts: Sequence[str], *, key, guidance_scale: float | None = 4.0,
+                        **sample_kwargs) -> jax.Array:
+  """CLIP image embeddings (B, D) for text prompts: CLIP text tower, then the prior.
+
+  An empty prompt means unconditional (logged): the empty text's encoding, or the
+  prior's learned null. The empty text is also guidance's unconditional input when the
+  prior has no learned null (Karlo). `sample_kwargs` go to `sample_image_embeds`.
+  """
+  prompts = list(prompts)
+  if not prompts:
+    raise ValueError("prompts is empty; expected at least one prompt")
+  empty = np.array([not p.strip() for p in prompts])
+  if empty.any():
+    logging.info("prompts %s are empty: sampled unconditionally", np.flatnonzero(empty))
+  cond, null = encode_prompts(clip, [p.strip() for p in prompts])
+  return sample_image_embeds(prior, cond["text_embeds"], cond["text_hidden"],
+                             cond["text_mask"], key=key, guidance_scale=guidance_scale,
+                             null_cond=null, schedule=schedule, unconditional=empty,
+                             **sample_kwargs)
 
 
 def load_prior(path: str | Path) -> tuple[PriorTransformer, Schedule]:

@@ -128,3 +128,42 @@ def test_empty_text_null_condition_is_required_without_a_learned_null():
                              np.float32), np.array([[1, 1, 0]] * 2, bool),
                              guidance_scale=1.0, **kw)
   np.testing.assert_allclose(zero, rows, atol=1e-5)
+
+
+class _FakeCLIP:
+  """Tokenizer + text tower stand-ins with CLIP's interfaces (ids -> (hidden, embeds))."""
+  eos_id = 9
+
+  def __init__(self):
+    table = np.random.RandomState(0).randn(10, 6).astype(np.float32)
+    self.text = lambda ids: (jnp.asarray(table)[ids], jnp.asarray(table)[ids].mean(1))
+    self.tokenizer = self
+
+  def __call__(self, prompts):
+    ids = np.zeros((len(prompts), 3), np.int32)
+    for i, p in enumerate(prompts):
+      words = [1 + len(w) % 8 for w in p.split()][:1]
+      ids[i, :len(words) + 1] = words + [self.eos_id]
+    return ids
+
+  def require(self, part):
+    return getattr(self, part)
+
+
+def test_prompts_go_through_clip_then_the_prior(prior):
+  from videofusion_jax.prior_sampling import encode_prompts, prompt_image_embeds
+  clip = _FakeCLIP()
+  cond, null = encode_prompts(clip, ["a cat", "horses"])
+  np.testing.assert_array_equal(cond["text_mask"], [[1, 1, 0], [1, 1, 0]])
+  np.testing.assert_array_equal(null["text_mask"], [1, 0, 0])     # "" = [eos]
+  kw = dict(key=jax.random.key(2), schedule=SCHEDULE, num_steps=4)
+  got = prompt_image_embeds(prior, SCHEDULE, clip, ["a cat", "  "], guidance_scale=2.0,
+                            key=kw["key"], num_steps=4)
+  cond, _ = encode_prompts(clip, ["a cat", ""])
+  want = sample_image_embeds(prior, cond["text_embeds"], cond["text_hidden"],
+                             cond["text_mask"], guidance_scale=2.0, **kw)
+  np.testing.assert_allclose(got[0], want[0], atol=1e-5)
+  # The empty prompt's row is the learned null's sample (guidance 0 for that row).
+  uncond = sample_image_embeds(prior, cond["text_embeds"], cond["text_hidden"],
+                               cond["text_mask"], guidance_scale=0.0, **kw)
+  np.testing.assert_allclose(got[1], uncond[1], atol=1e-5)
