@@ -5,6 +5,7 @@ from __future__ import annotations
 import ml_collections
 
 from videofusion_jax.data.folders import VideoFolder
+from videofusion_jax.data.superres_pairs import LowResPairs
 from videofusion_jax.data.synthetic import SyntheticShapes
 from videofusion_jax.data.webvid import DEFAULT_TEMPLATE, WebVidSource
 from videofusion_jax.data.weizmann import WeizmannFolder
@@ -13,7 +14,19 @@ SOURCES = ("synthetic", "folder", "weizmann", "webvid")
 
 
 def make_source(data: ml_collections.ConfigDict, *, seed: int):
-  """A random-access source of {"video": (N, H, W, C) float32 in [-1, 1], "label"}."""
+  """A random-access source of {"video": (N, H, W, C) float32 in [-1, 1], "label"};
+  with `data.low_res_size` (super-resolution configs) each item also holds
+  `"cond": {"low_res": (N, h, w, C)}`, the clip downsampled (superres_pairs.py)."""
+  source = _clip_source(data, seed=seed)
+  if data.get("low_res_size", 0):
+    if isinstance(source, WeizmannFolder):
+      raise ValueError("data.low_res_size is set with data.source='weizmann'; (low, high) "
+                       "pairs are made from the synthetic or folder sources")
+    return LowResPairs(source, int(data.low_res_size))
+  return source
+
+
+def _clip_source(data: ml_collections.ConfigDict, *, seed: int):
   if data.source == "synthetic":
     if data.channels != 3:
       raise ValueError(f"data.channels={data.channels}; the synthetic set is RGB (3)")

@@ -1,0 +1,279 @@
+"""Video super-resolution: a diffusion U-Net conditioned on the low-resolution frames.
+
+The second stage of the cascade (paper Sec 4: 16x64x64 clips super-resolved to 128x128
+with an SR3/Imagen-style model). Each high-resolution frame is denoised by the 2D U-Net
+of `unet.py` with the frames folded into the batch; its input is the noisy frame
+concatenated with the low-resolution frame resized up (bilinear or bicubic). Optional
+temporal layers (`unet.temporal`) mix the frames; by default the network is per frame
+and the frames are tied only by the noise: the train step and the sampler draw it with
+the decomposed rule of `diffusion.noise_sharing` (`diffusion.noise_mode`, `lam`; the
+model itself holds no noise math beyond `diffusion.standard_denoise`).
+
+Noise-conditioning augmentation (Imagen, Saharia et al. 2022): the low-resolution frames
+are corrupted by the forward process at a level `s` in [0, 1], `sqrt(ab(s)) low +
+sqrt(1 - ab(s)) noise`, where `ab(s)` is the schedule's alpha_bar after `s * T` steps of
+the forward process (linearly interpolated; ab(0) = 1: no corruption), and `s * T` enters the U-Net as a second timestep
+embedding through its class-embedding input ("projection" of a sinusoidal embedding,
+diffusers' `class_embed_type="timestep"`). Training draws `s ~ U(0, aug_max_level)` per
+clip, so the model learns to rely less on a noisier condition; sampling uses the fixed
+`sample_aug_level`, which makes the SR stage robust to the base model's artefacts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from videofusion_jax import diffusion
+from videofusion_jax.models.layers import timestep_embedding
+from videofusion_jax.models.presets import unet_config_from_dict
+from videofusion_jax.models.unet import UNet, UNetConfig
+
+UPSAMPLE_METHODS = ("bilinear", "bicubic")
+COND_KEYS = ("low_res", "aug_level", "aug_noise")
+DTYPES = ("float32", "bfloat16")
+# Set from the data channels and the augmentation embedding, never by hand.
+DERIVED_UNET_FIELDS = ("in_channels", "out_channels", "frame_conditioned", "class_embed_type",
+                       "num_class_embeds", "class_embed_input_dim", "cross_attention_dim")
+EXECUTION_FIELDS = ("dtype", "param_dtype", "remat", "remat_policy")
+
+
+@dataclasses.dataclass(frozen=True)
+class SuperResConfig:
+  """The SR network and what it conditions on. The U-Net's in/out channels and class
+  embedding are derived here, so the network always agrees with the conditioning."""
+  unet: UNetConfig = UNetConfig(block_out_channels=(128, 256, 384, 512),
+                                attention_levels=(3,))
+  channels: int = 3
+  image_size: int = 128               # high-resolution H = W
+  low_res_size: int = 64              # conditioning frames' H = W
+  lam: float = 0.5                    # the sampler's / train step's base-noise share
+  objective: str = "eps"              # "eps" or "v" of z_t = sqrt(ab) x + sqrt(1-ab) eps
+  learned_variance: bool = False
+  upsample: str = "bilinear"          # how the low-res frames are resized up
+  aug_max_level: float = 0.5          # training: augmentation level ~ U(0, aug_max_level)
+  sample_aug_level: float = 0.1       # sampling: the fixed level (cond["aug_level"] wins)
+  residual_input: bool = True         # the network denoises x - up(low) (same noise)
+  dtype: str = "float32"
+  param_dtype: str = "float32"
+  remat: bool = False
+  remat_policy: str = "nothing_saveable"
+
+  def validate(self) -> None:
+    diffusion.decomposition.check_lam(self.lam)
+    if self.objective not in diffusion.OBJECTIVES:
+      raise ValueError(f"diffusion.objective={self.objective!r}; expected one of "
+                       f"{diffusion.OBJECTIVES}")
+    if self.channels < 1:
+      raise ValueError(f"data.channels={self.channels}; expected >= 1")
+    if self.upsample not in UPSAMPLE_METHODS:
+      raise ValueError(f"model.upsample={self.upsample!r}; expected one of "
+                       f"{UPSAMPLE_METHODS}")
+    if not 0 < self.low_res_size < self.image_size:
+      raise ValueError(f"data.low_res_size={self.low_res_size}; expected 0 < low_res_size "
+                       f"< data.image_size={self.image_size}")
+    for name in ("aug_max_level", "sample_aug_level"):
+      if not 0.0 <= getattr(self, name) <= 1.0:
+        raise ValueError(f"{name}={getattr(self, name)}; expected a level in [0, 1]")
+    for name in ("dtype", "param_dtype"):
+      if getattr(self, name) not in DTYPES:
+        raise ValueError(f"model.{name}={getattr(self, name)!r}; expected one of {DTYPES}")
+    if not hasattr(jax.checkpoint_policies, self.remat_policy):
+      raise ValueError(f"model.remat_policy={self.remat_policy!r}; expected a "
+                       "jax.checkpoint_policies name")
+    self.unet_config().validate("model.unet")
+
+  def unet_config(self) -> UNetConfig:
+    return dataclasses.replace(
+        self.unet, in_channels=2 * self.channels,
+        out_channels=self.channels * (2 if self.learned_variance else 1),
+        frame_conditioned=False, class_embed_type="projection",
+        class_embed_input_dim=self.unet.block_out_channels[0], num_class_embeds=None,
+        cross_attention_dim=None)
+
+  def check_video(self, shape, name: str = "z_t") -> None:
+    """Shape check for a high-resolution video `(B, N, H, W, C)` before any compile."""
+    if len(shape) != 5:
+      raise ValueError(f"{name} has shape {tuple(shape)}; expected (B, N, H, W, C)")
+    b, n, h, w, c = shape
+    if c != self.channels:
+      raise ValueError(f"{name} has {c} channels; data.channels={self.channels}")
+    if (h, w) != (self.image_size, self.image_size):
+      raise ValueError(f"{name} has frames of {h}x{w}; the SR model makes "
+                       f"data.image_size={self.image_size} square frames")
+    self.unet_config().check_input((b * n, h, w, 2 * c), name=f"{name} frames")
+
+  def check_cond(self, cond: Mapping[str, Any] | None, video_shape) -> None:
+    """`cond` must hold `low_res` (B, N, h, w, C); `aug_level` (B,), `aug_noise` like
+    `low_res` are optional."""
+    if not cond or "low_res" not in cond:
+      raise ValueError("the super-resolution model needs cond={'low_res': (B, N, h, w, C)}"
+                       f", got keys {sorted(cond or {})}")
+    unknown = sorted(set(cond) - set(COND_KEYS))
+    if unknown:
+      raise ValueError(f"cond has unknown key(s) {unknown}; the SR model takes {COND_KEYS}")
+    b, n, _, _, c = video_shape
+    want = (b, n, self.low_res_size, self.low_res_size, c)
+    if tuple(cond["low_res"].shape) != want:
+      raise ValueError(f"cond['low_res'] has shape {tuple(cond['low_res'].shape)}; expected "
+                       f"{want} (data.low_res_size={self.low_res_size})")
+    if "aug_noise" in cond and tuple(cond["aug_noise"].shape) != want:
+      raise ValueError(f"cond['aug_noise'] has shape {tuple(cond['aug_noise'].shape)}; "
+                       f"expected {want}")
+    if "aug_level" in cond and tuple(jnp.shape(cond["aug_level"])) != (b,):
+      raise ValueError(f"cond['aug_level'] has shape {tuple(jnp.shape(cond['aug_level']))}; "
+                       f"expected ({b},), one level per clip")
+
+
+def augment_low_res(low, level, noise, alphas_cumprod) -> jax.Array:
+  """Imagen's noise-conditioning augmentation: the forward process at `level * T`.
+
+  low, noise (B, N, h, w, C); level (B,) in [0, 1]; alphas_cumprod (T,). alpha_bar is
+  linearly interpolated between timesteps, with alpha_bar = 1 at level 0.
+  """
+  ab = aug_alpha_bar(level, alphas_cumprod)[:, None, None, None, None]
+  return jnp.sqrt(ab) * low + jnp.sqrt(1.0 - ab) * noise
+
+
+def aug_alpha_bar(level, alphas_cumprod) -> jax.Array:
+  """(B,) alpha_bar after `level * T` forward steps: 1 at level 0, `alphas_cumprod[k - 1]`
+  at level k / T, linear in between."""
+  steps = alphas_cumprod.shape[0]
+  table = jnp.concatenate([jnp.ones((1,), alphas_cumprod.dtype), alphas_cumprod])
+  return jnp.interp(jnp.clip(level, 0.0, 1.0) * steps, jnp.arange(steps + 1.0), table)
+
+
+def upsample_frames(frames, size: int, method: str) -> jax.Array:
+  """(B, h, w, C) -> (B, size, size, C) with `jax.image.resize`."""
+  b, _, _, c = frames.shape
+  return jax.image.resize(frames, (b, size, size, c), method=method)
+
+
+def _cast_floats(tree, dtype: str):
+  return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating)
+                      else x, tree)
+
+
+class SuperRes(nnx.Module):
+  """Per-frame SR denoiser; `__call__` follows the model contract of `from_config`."""
+
+  def __init__(self, config: SuperResConfig, *, rngs: nnx.Rngs):
+    config.validate()
+    self.config = config
+    self.unet = UNet(config.unet_config(),
+                     remat_policy=config.remat_policy if config.remat else None, rngs=rngs)
+    if config.param_dtype != "float32":
+      nnx.update(self, _cast_floats(nnx.state(self, nnx.Param), config.param_dtype))
+
+  def in_compute_dtype(self) -> "SuperRes":
+    if self.config.dtype == self.config.param_dtype:
+      return self
+    graphdef, params, rest = nnx.split(self, nnx.Param, ...)
+    return nnx.merge(graphdef, _cast_floats(params, self.config.dtype), rest)
+
+  def augmented_condition(self, cond: Mapping[str, Any], alphas_cumprod,
+                          rngs: nnx.Rngs | None):
+    """(augmented low-res frames (B, N, h, w, C), levels (B,)).
+
+    With `rngs` (training) the level is drawn per clip from U(0, aug_max_level) and the
+    noise from the dropout stream; without (sampling) the level is `sample_aug_level`
+    and the noise `cond["aug_noise"]`, or a fixed draw (key 0) when it is absent.
+    Levels and noise given in `cond` are always used as they are.
+    """
+    cfg = self.config
+    low = cond["low_res"].astype(jnp.float32)
+    batch = low.shape[0]
+    level, noise = cond.get("aug_level"), cond.get("aug_noise")
+    if rngs is not None and (level is None or noise is None):
+      level_key, noise_key = jax.random.split(rngs.dropout())
+      if level is None:
+        level = jax.random.uniform(level_key, (batch,), maxval=cfg.aug_max_level)
+      if noise is None:
+        noise = jax.random.normal(noise_key, low.shape)
+    if level is None:
+      level = jnp.full((batch,), cfg.sample_aug_level, jnp.float32)
+    if noise is None:
+      noise = jax.random.normal(jax.random.key(0), low.shape)
+    level = jnp.asarray(level, jnp.float32)
+    return augment_low_res(low, level, noise.astype(jnp.float32), alphas_cumprod), level
+
+  def __call__(self, z_t: jax.Array, t: jax.Array, alphas_cumprod: jax.Array, *,
+               cond: Mapping[str, jax.Array] | None = None, stop_base_grad: bool = True,
+               rngs: nnx.Rngs | None = None) -> diffusion.DenoiseOutput:
+    """Predict the noise of the high-res `z_t` (B, N, H, W, C) at timesteps `t` (B,),
+    given `cond["low_res"]` (B, N, h, w, C) in [-1, 1]. `stop_base_grad` has no
+    meaning here (no base generator) and is accepted for the common interface."""
+    del stop_base_grad
+    cfg = self.config
+    cfg.check_video(z_t.shape)  # static shapes: fails at trace time, before compiling
+    cfg.check_cond(cond, z_t.shape)
+    b, n, h, w, c = z_t.shape
+    low, level = self.augmented_condition(cond, alphas_cumprod, rngs)
+    up = upsample_frames(low.reshape(b * n, *low.shape[2:]), h, cfg.upsample)
+    up = up.reshape(b, n, h, w, c).astype(z_t.dtype)
+    steps = alphas_cumprod.shape[0]
+    aug_emb = timestep_embedding(jnp.repeat(level * steps, n), cfg.unet.block_out_channels[0],
+                                 flip_sin_to_cos=cfg.unet.flip_sin_to_cos,
+                                 freq_shift=cfg.unet.freq_shift)
+    temporal = cfg.unet.temporal != "none"
+    ab_t = alphas_cumprod[t]
+    if cfg.residual_input:
+      # z_t - sqrt(ab) up = sqrt(ab) (x - up) + sqrt(1 - ab) eps: the same noise on the
+      # residual x - up, which is small away from edges; eps (or v of this sub-problem,
+      # converted by standard_denoise) is what the network predicts.
+      z_t = z_t - jnp.sqrt(ab_t)[:, None, None, None, None] * up
+
+    def model_fn(z):
+      x = jnp.concatenate([z, up], axis=-1).reshape(b * n, h, w, 2 * c)
+      out = self.unet(x, jnp.repeat(t, n), class_labels=aug_emb,
+                      num_frames=n if temporal else None, rngs=rngs)
+      return out.reshape(b, n, h, w, out.shape[-1])
+
+    return diffusion.standard_denoise(z_t, ab_t, model_fn, objective=cfg.objective,
+                                      learned_variance=cfg.learned_variance)
+
+
+def unet_fields(unet: UNetConfig) -> dict:
+  """The configurable fields of the SR U-Net, as a plain dict for `config.model.unet`."""
+  fields = {k: v for k, v in dataclasses.asdict(unet).items() if k not in DERIVED_UNET_FIELDS}
+  return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+
+
+def superres_config(config: ml_collections.ConfigDict) -> SuperResConfig:
+  """An experiment config (`model.kind = "superres"`) -> a validated SuperResConfig.
+
+  Reads `model.unet`, `model.upsample`, `model.aug_max_level`, `model.learned_variance`,
+  the execution fields, `data.channels/image_size/low_res_size`, `diffusion.lam/
+  objective` and `sample.aug_level` (the sampling level; 0.1 when absent).
+  """
+  model = config.model
+  if "unet" not in model:
+    raise ValueError("model.kind='superres' needs a model.unet section (configs/ucf101_sr.py)")
+  bad = sorted(set(model.unet) & set(DERIVED_UNET_FIELDS))
+  if bad:
+    raise ValueError(f"model.unet.{bad[0]} is derived by the SR model (data.channels, the "
+                     "augmentation embedding); remove it from the config")
+  if config.train.get("sample_every", 0):
+    raise ValueError(f"train.sample_every={config.train.sample_every}; the SR model samples "
+                     "only with low-res inputs, so set it to 0 and sample through the "
+                     "cascade (python -m videofusion_jax.sample --superres_workdir=...)")
+  if not config.data.get("low_res_size", 0):
+    raise ValueError("model.kind='superres' needs data.low_res_size (the conditioning "
+                     "frames' size, e.g. 64)")
+  sr = SuperResConfig(
+      unet=unet_config_from_dict(model.unet.to_dict(), "model.unet"),
+      channels=config.data.channels, image_size=config.data.image_size,
+      low_res_size=config.data.low_res_size, lam=config.diffusion.lam,
+      objective=config.diffusion.objective, learned_variance=model.learned_variance,
+      upsample=model.get("upsample", "bilinear"),
+      residual_input=model.get("residual_input", True),
+      aug_max_level=model.get("aug_max_level", 0.5),
+      sample_aug_level=config.sample.get("aug_level", 0.1),
+      **{k: model[k] for k in EXECUTION_FIELDS if k in model})
+  sr.validate()
+  return sr
