@@ -7,6 +7,8 @@ Loads the EMA parameters of the latest checkpoint in WORKDIR and writes
 Override sampling settings on the command line, e.g. `--config.sample.num_videos=16`.
 `--vary=residual|base|both` writes a seed grid (same content / same motion, paper
 Fig. 1); `--num_frames=512` writes long videos window by window (Sec 4.6).
+`--superres_workdir=DIR [--superres_config=...]` runs the cascade: the videos, then the
+SR model of DIR on them, written to WORKDIR/samples/ and WORKDIR/samples_<H>/.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from ml_collections import config_flags
 
 from videofusion_jax.metric_writers import quiet_library_logs
 
-from videofusion_jax import controls
+from videofusion_jax import cascade, controls
 from videofusion_jax.data import video_io
 from videofusion_jax.sampling import frame_change, sample
 
@@ -36,6 +38,12 @@ _NUM_FRAMES = flags.DEFINE_integer("num_frames", None, "Frames per video; more t
                                    "model's window makes long videos window by window.")
 _FIXED_BASE = flags.DEFINE_boolean("fixed_base", None, "Long videos: one base noise for the "
                                    "whole video (false: fresh per window, the baseline).")
+_SUPERRES_WORKDIR = flags.DEFINE_string("superres_workdir", None, "Cascade: super-resolve "
+                                        "the videos with this SR model's workdir; they go "
+                                        "to WORKDIR/samples_<H>/.")
+_SUPERRES_CONFIG = config_flags.DEFINE_config_file(
+    "superres_config", None, "Cascade: the SR experiment config (default: the one saved "
+    "with --superres_workdir's checkpoint).", lock_config=True)
 
 
 def main(argv):
@@ -49,6 +57,12 @@ def main(argv):
     if flag.value is not None:
       config.sample[field] = flag.value
   s = config.sample
+  if _SUPERRES_WORKDIR.value:
+    low, high = cascade.cascade(config, _WORKDIR.value, _SUPERRES_WORKDIR.value,
+                                _SUPERRES_CONFIG.value)
+    print(f"wrote {len(low) - 1} videos to {low[-1].parent}/ and their super-resolved "
+          f"versions to {high[-1].parent}/")
+    return
   if s.vary:
     paths = controls.seed_grid(config, _WORKDIR.value)
     print(f"wrote a {s.vary} seed grid of {len(paths) - 1} videos (mp4) and {paths[-1]}")

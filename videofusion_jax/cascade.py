@@ -1,0 +1,151 @@
+"""The cascade: base videos, then the super-resolution stage, both resolutions on disk.
+
+`cascade(config, workdir, superres_workdir)` (`sample.py --superres_workdir=DIR`) samples
+`config.sample.num_videos` videos with the base model of WORKDIR (written to
+WORKDIR/samples/ as `sample.py` writes them), then super-resolves them with the SR model
+of DIR (models/superres.py) and writes WORKDIR/samples_<H>/ (e.g. samples_128/).
+
+The SR stage runs with its own experiment config (`--superres_config`, or the one saved
+with DIR's checkpoint): its schedule, DDIM steps, noise mode and lam, and its fixed
+noise-augmentation level `sample.aug_level`. SR video k takes its noise keys from the SR
+config's seeds (`noise_sharing.video_keys`) and its augmentation noise from
+`fold_in(base_key_k, AUG_NOISE_STREAM)`, so it is the same video whatever the batch size.
+The base videos pass between the stages as float arrays, never through a video file.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterator
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from videofusion_jax import diffusion, parallel
+from videofusion_jax.checkpoint import Checkpoints
+from videofusion_jax.diffusion.noise_sharing import video_keys
+from videofusion_jax.models.from_config import condition_of, model_spec
+from videofusion_jax.sample_conditions import sample_conditions
+from videofusion_jax.sampling import (VideoSampler, load_ema_params, sampler_config,
+                                      write_samples)
+
+AUG_NOISE_STREAM = 0x5352  # fold_in data of the augmentation-noise keys ("SR")
+
+
+def superres_config_from_workdir(superres_workdir: str | Path) -> ml_collections.ConfigDict:
+  """The experiment config saved with the latest checkpoint in `superres_workdir`."""
+  ckpt = Checkpoints(superres_workdir)
+  try:
+    step = ckpt.latest_step()
+    if step is None:
+      raise ValueError(f"--superres_workdir={superres_workdir} holds no checkpoint; train "
+                       "the SR model there first or pass --superres_config")
+    return ml_collections.ConfigDict(ckpt.saved_config(step))
+  finally:
+    ckpt.close()
+
+
+def check_stages(config: ml_collections.ConfigDict, sr_config: ml_collections.ConfigDict):
+  """The base model's frames must be what the SR model takes as its condition."""
+  if sr_config.model.get("kind") != "superres":
+    raise ValueError(f"the super-resolution config has model.kind="
+                     f"{sr_config.model.get('kind')!r}; expected 'superres'")
+  base, sr = config.data, sr_config.data
+  if base.image_size != sr.low_res_size:
+    raise ValueError(f"base data.image_size={base.image_size} but the SR model takes "
+                     f"data.low_res_size={sr.low_res_size} frames")
+  if base.channels != sr.channels:
+    raise ValueError(f"base data.channels={base.channels} but the SR model has "
+                     f"data.channels={sr.channels}")
+
+
+def _sampler(config, spec, graphdef, num_frames: int, image_size: int, num_videos: int,
+             mesh, rules) -> VideoSampler:
+  s = config.sample
+  return VideoSampler(graphdef, spec.config, num_frames=num_frames, image_size=image_size,
+                      batch_size=min(s.batch_size, num_videos), config=sampler_config(config),
+                      mesh=mesh, rules=rules)
+
+
+def superres_batches(sr_config: ml_collections.ConfigDict, superres_workdir: str | Path,
+                     low_res: np.ndarray, *, mesh=None, rules=None) -> Iterator[np.ndarray]:
+  """Super-resolve `low_res` (K, N, h, w, C) in [-1, 1]: batches (b, N, H, W, C)."""
+  spec = model_spec(sr_config)
+  sr = spec.config
+  k, n, h, w, c = low_res.shape
+  if (h, w, c) != (sr.low_res_size, sr.low_res_size, sr.channels):
+    raise ValueError(f"low-res videos of shape {low_res.shape}; the SR model takes frames "
+                     f"of {sr.low_res_size}x{sr.low_res_size}x{sr.channels}")
+  if mesh is None:
+    mesh = parallel.make_mesh(sr_config.mesh, jax.devices()[:1])
+    rules = parallel.rules_from_config(sr_config.mesh.rules)
+  schedule = diffusion.make_schedule(sr_config.diffusion.schedule,
+                                     sr_config.diffusion.num_timesteps)
+  graphdef, state = load_ema_params(spec, sr_config, str(superres_workdir), mesh, rules)
+  s = sr_config.sample
+  sampler = _sampler(sr_config, spec, graphdef, n, sr.image_size, k, mesh, rules)
+  base_keys = video_keys(s.base_seed, 0, k)
+  residual_keys = video_keys(s.residual_seed, 0, k)
+  aug_noise = jax.vmap(lambda key: jax.random.normal(
+      jax.random.fold_in(key, AUG_NOISE_STREAM), low_res.shape[1:]))(base_keys)
+  cond = {"low_res": jnp.asarray(low_res, jnp.float32),
+          "aug_level": jnp.full((k,), sr.sample_aug_level, jnp.float32),
+          "aug_noise": aug_noise}
+  yield from sampler.keyed_batches(state, schedule, base_keys, residual_keys, cond=cond,
+                                   progress=_progress("super-resolution"))
+
+
+def base_videos(config: ml_collections.ConfigDict, workdir: str | Path, *, mesh=None,
+                rules=None) -> np.ndarray:
+  """`config.sample.num_videos` videos (K, N, h, w, C) in [-1, 1] from WORKDIR's model."""
+  spec = model_spec(config)
+  if mesh is None:
+    mesh = parallel.make_mesh(config.mesh)
+    rules = parallel.rules_from_config(config.mesh.rules)
+  schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
+  graphdef, state = load_ema_params(spec, config, str(workdir), mesh, rules)
+  s = config.sample
+  sampler = _sampler(config, spec, graphdef, config.data.num_frames, config.data.image_size,
+                     s.num_videos, mesh, rules)
+  cond = sample_conditions(config, condition_of(spec.config), s.num_videos)  # class ids...
+  batches = sampler.batches(state, schedule, num_videos=s.num_videos, base_seed=s.base_seed,
+                            residual_seed=s.residual_seed, cond=cond,
+                            progress=_progress("base videos"))
+  return np.concatenate(list(batches))
+
+
+def cascade(config: ml_collections.ConfigDict, workdir: str, superres_workdir: str,
+            superres_config: ml_collections.ConfigDict | None = None
+            ) -> tuple[list[Path], list[Path]]:
+  """Write base samples to WORKDIR/samples and SR samples to WORKDIR/samples_<H>; return
+  both lists of paths (an mp4 per video, then the frame strip, as `write_samples`; a gif
+  per video is written next to each mp4)."""
+  parallel.maybe_initialize_distributed(config.distributed)  # before any device use
+  sr_config = superres_config or superres_config_from_workdir(superres_workdir)
+  check_stages(config, sr_config)
+  model_spec(sr_config)  # validates the SR config before the base stage spends any time
+  mesh = parallel.make_mesh(config.mesh)
+  rules = parallel.rules_from_config(config.mesh.rules)
+  low = base_videos(config, workdir, mesh=mesh, rules=rules)
+  fps = config.sample.fps
+  low_paths = write_samples([low], Path(workdir) / "samples", fps=fps,
+                            image_size=config.data.image_size)
+  size = sr_config.data.image_size
+  high_paths = write_samples(
+      superres_batches(sr_config, superres_workdir, low, mesh=mesh,
+                       rules=parallel.rules_from_config(sr_config.mesh.rules)),
+      Path(workdir) / f"samples_{size}", fps=fps, image_size=size)
+  logging.info("Cascade: %d videos at %d and %d pixels.", len(low), low.shape[2], size)
+  return low_paths, high_paths
+
+
+def _progress(what: str):
+  start = time.time()
+
+  def show(done: int, total: int):
+    logging.info("%s: %d/%d videos, %.0fs elapsed", what, done, total, time.time() - start)
+  return show
