@@ -13,7 +13,6 @@ from videofusion_jax.models.presets import unet_config_from_dict
 from videofusion_jax.models.superres import SuperRes, superres_config
 from videofusion_jax.models.unet import UNetConfig
 from videofusion_jax.models.vdm import VDM, vdm_config
-from videofusion_jax.models.vdm import VDM, vdm_config
 from videofusion_jax.models.videofusion import VideoFusion, VideoFusionConfig
 
 # Set by VideoFusionConfig from the data channels and the decomposition, never by hand.
@@ -85,7 +84,6 @@ def _videofusion_spec(config: ml_collections.ConfigDict) -> ModelSpec:
 # `config.model.kind` -> the function that turns the experiment config into a ModelSpec.
 MODEL_KINDS: dict[str, Callable[[ml_collections.ConfigDict], ModelSpec]] = {
     "videofusion": _videofusion_spec,
-    "vdm": lambda config: ModelSpec(vdm_config(config), VDM),
     "superres": lambda config: ModelSpec(superres_config(config), SuperRes),
     "vdm": lambda config: ModelSpec(vdm_config(config), VDM),
 }
