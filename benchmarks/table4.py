@@ -1,0 +1,298 @@
+"""Table 4 on this machine: VideoFusion vs VDM* per denoising step, and the DDIM sampler.
+
+  python benchmarks/table4.py                     # CPU default: --preset=tiny
+  python benchmarks/table4.py --preset=table8 --batch=4 --dtype=bfloat16   # a GPU/TPU
+  python benchmarks/table4.py --preset=table9 --json=table4.json
+
+The paper (Table 4) re-implemented VDM on VideoFusion's base generator (VDM*) and
+reports, per denoising step, VideoFusion at 0.78x VDM*'s memory and 0.43x its latency.
+Here both models are built from one preset (VDM* = the preset's base U-Net with
+temporal attention after each spatial attention, on all N frames; `models/vdm.py`)
+and measured in one process: each step function is compiled once (compile time
+reported apart), warmed up, then timed call by call (`block_until_ready`), the two
+variants interleaved, the median of `--steps` calls reported. Memory: XLA's memory
+analysis of the compiled step (arguments + outputs + temporaries, the same number on
+every backend), and where the device reports `memory_stats()` (GPU/TPU) also the peak
+of a fresh process per variant. FLOPs: XLA's cost analysis. The whole `--sampler_steps`
+DDIM sampler (one `lax.scan`, `sampling.make_sample_fn`) is timed too: host overhead =
+sampler wall time - steps x step time, as a fraction of the sampler time, and the
+number of compilations it triggered over repeated calls (expected: 1).
+
+The last line, `TABLE4_JSON {...}`, is the machine-readable result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from flax import nnx
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+from videofusion_jax import diffusion, sampling  # noqa: E402
+from videofusion_jax.models import presets  # noqa: E402
+from videofusion_jax.models.vdm import VDM, VDMConfig  # noqa: E402
+from videofusion_jax.models.videofusion import VideoFusion, VideoFusionConfig  # noqa: E402
+
+PAPER = {"latency_ratio": 0.17 / 0.40, "memory_ratio": 49.85 / 63.82}  # 0.425, 0.781
+# Per preset: (frames, image size, batch) of the measured step; the paper's models run at
+# 16 x 64 x 64 and are super-resolved afterwards. "tiny" is Table 8 at a quarter of the
+# widths (same stages, depth and base/residual proportion) for a CPU; "micro" is the
+# two-stage test model (base and residual the same size, unlike the paper).
+SHAPES = {"tiny": (16, 32, 1), "table8": (16, 64, 4), "table9": (16, 64, 4),
+          "micro": (4, 16, 1)}
+VARIANTS = ("videofusion", "vdm")
+COMPILE_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"  # one per lowering
+
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  preset: str
+  batch: int
+  frames: int
+  image_size: int
+  dtype: str = "float32"
+  vdm_temporal: str = "attention"
+
+  def shape(self) -> tuple[int, ...]:
+    return (self.batch, self.frames, self.image_size, self.image_size, 3)
+
+
+def quarter_table8() -> VideoFusionConfig:
+  """Table 8 with every width / 4 (base 48, residual 32), heads of 16 channels."""
+  paper = presets.table8()
+  quarter = lambda u: dataclasses.replace(
+      u, block_out_channels=tuple(c // 4 for c in u.block_out_channels),
+      attention_head_dim=16, norm_num_groups=16)
+  return dataclasses.replace(paper, base=quarter(paper.base),
+                             residual=quarter(paper.residual))
+
+
+def model_configs(setup: Setup) -> dict:
+  """{"videofusion": VideoFusionConfig, "vdm": VDMConfig} of one preset and dtype."""
+  vf = {"tiny": quarter_table8, "micro": presets.tiny}.get(
+      setup.preset, lambda: presets.get_preset(setup.preset))()
+  vf = dataclasses.replace(vf, dtype=setup.dtype, param_dtype=setup.dtype)
+  vdm = VDMConfig(unet=dataclasses.replace(vf.base, temporal="attention"),
+                  channels=vf.channels, lam=vf.lam, temporal_placement=setup.vdm_temporal,
+                  dtype=setup.dtype, param_dtype=setup.dtype)
+  return {"videofusion": vf, "vdm": vdm}
+
+
+def _build(config):
+  cls = VideoFusion if isinstance(config, VideoFusionConfig) else VDM
+  model = cls(config, rngs=nnx.Rngs(0))
+  return nnx.split(model)
+
+
+def _param_count(state) -> int:
+  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(state)))
+
+
+def _timed(fn, *args) -> float:
+  start = time.perf_counter()
+  jax.block_until_ready(fn(*args))
+  return time.perf_counter() - start
+
+
+def _memory_bytes(compiled) -> dict:
+  m = compiled.memory_analysis()
+  get = lambda name: int(getattr(m, name, 0) or 0)
+  total = (get("argument_size_in_bytes") + get("output_size_in_bytes")
+           + get("temp_size_in_bytes") - get("alias_size_in_bytes"))
+  return {"xla_total": total, "xla_temp": get("temp_size_in_bytes"),
+          "xla_arguments": get("argument_size_in_bytes")}
+
+
+def _flops(compiled) -> float:
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float((cost or {}).get("flops", 0.0))
+
+
+def step_variant(config, setup: Setup) -> dict:
+  """Compile one denoising step of a model; return what is needed to time it."""
+  graphdef, state = _build(config)
+  schedule = diffusion.make_schedule("cosine", 1000)
+  config.check_video(setup.shape())
+
+  @jax.jit
+  def step(state, z, t):
+    model = nnx.merge(graphdef, state).in_compute_dtype()
+    return model(z, t, schedule.alphas_cumprod).eps
+
+  z = jax.random.normal(jax.random.key(0), setup.shape())
+  t = jnp.full((setup.batch,), 500, jnp.int32)
+  start = time.perf_counter()
+  compiled = step.lower(state, z, t).compile()
+  compile_s = time.perf_counter() - start
+  return dict(graphdef=graphdef, state=state, fn=compiled, args=(state, z, t),
+              compile_s=compile_s, flops=_flops(compiled), params=_param_count(state),
+              **_memory_bytes(compiled))
+
+
+def sampler_variant(v: dict, config, setup: Setup, num_steps: int, calls: int) -> dict:
+  """Time the whole DDIM sampler; count the compilations its calls trigger."""
+  mode = "standard" if isinstance(config, VDMConfig) else "decomposed"
+  sc = sampling.SamplerConfig(num_steps=num_steps, noise_mode=mode)
+  schedule = diffusion.make_schedule("cosine", 1000)
+  keys = [jax.random.split(jax.random.key(s), setup.batch) for s in (1, 2)]
+  events: list[str] = []
+  listener = lambda name, *a, **k: events.append(name)
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    fn = sampling.make_sample_fn(v["graphdef"], setup.shape(), config.lam, sc)
+    first = _timed(fn, v["state"], schedule, *keys)
+    walls = [_timed(fn, v["state"], schedule, *keys) for _ in range(calls)]
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+  return {"sampler_first_call_s": first, "sampler_s": float(np.median(walls)),
+          "sampler_compiles": events.count(COMPILE_EVENT),
+          "sampler_jit_cache": fn._cache_size()}
+
+
+def _isolated_peak(variant: str, setup: Setup) -> int | None:
+  """Peak device bytes of one variant's step, measured in a fresh process."""
+  cmd = [sys.executable, __file__, f"--preset={setup.preset}", f"--batch={setup.batch}",
+         f"--frames={setup.frames}", f"--image_size={setup.image_size}",
+         f"--dtype={setup.dtype}", f"--vdm_temporal={setup.vdm_temporal}", f"--only={variant}"]
+  out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+  for line in out.splitlines():
+    if line.startswith("PEAK_JSON "):
+      return json.loads(line[len("PEAK_JSON "):])["peak_bytes"]
+  return None
+
+
+def _peak_bytes() -> int | None:
+  stats = jax.devices()[0].memory_stats()
+  return None if not stats else int(stats.get("peak_bytes_in_use", 0))
+
+
+def run(setup: Setup, *, steps: int = 20, sampler_steps: int = 50, sampler_calls: int = 3,
+        isolate_memory: bool = False) -> dict:
+  """Measure both variants side by side; return the result dict (see `format_table`)."""
+  if steps < 1 or sampler_steps < 0 or sampler_calls < 1:
+    raise ValueError(f"steps={steps}, sampler_steps={sampler_steps}, sampler_calls="
+                     f"{sampler_calls}; expected >= 1, >= 0, >= 1")
+  configs = model_configs(setup)
+  variants = {name: step_variant(cfg, setup) for name, cfg in configs.items()}
+  for v in variants.values():
+    for _ in range(3):  # warm-up
+      _timed(v["fn"], *v["args"])
+  times = {name: [] for name in variants}
+  for _ in range(steps):  # interleaved: both see the same machine state
+    for name, v in variants.items():
+      times[name].append(_timed(v["fn"], *v["args"]))
+  rows = {}
+  for name, v in variants.items():
+    row = {k: v[k] for k in ("compile_s", "flops", "params", "xla_total", "xla_temp",
+                             "xla_arguments")}
+    row["step_s"] = float(np.median(times[name]))
+    row["step_s_iqr"] = [float(np.percentile(times[name], q)) for q in (25, 75)]
+    if sampler_steps:
+      row.update(sampler_variant(v, configs[name], setup, sampler_steps, sampler_calls))
+      overhead = row["sampler_s"] - sampler_steps * row["step_s"]
+      row["host_overhead_s"] = overhead
+      row["host_overhead_frac"] = overhead / row["sampler_s"]
+    row["peak_bytes"] = _isolated_peak(name, setup) if isolate_memory else None
+    rows[name] = row
+  vf, vdm = rows["videofusion"], rows["vdm"]
+  mem_key = "peak_bytes" if vf["peak_bytes"] and vdm["peak_bytes"] else "xla_total"
+  ratios = {"latency_ratio": vf["step_s"] / vdm["step_s"],
+            "memory_ratio": vf[mem_key] / vdm[mem_key], "memory_source": mem_key,
+            "flops_ratio": vf["flops"] / vdm["flops"] if vdm["flops"] else float("nan")}
+  dev = jax.devices()[0]
+  return {"setup": dataclasses.asdict(setup), "shape": list(setup.shape()),
+          "rows": rows, "ratios": ratios, "paper": PAPER, "steps": steps,
+          "sampler_steps": sampler_steps,
+          "device": f"{jax.device_count()} x {dev.device_kind} ({dev.platform})",
+          "host": platform.processor() or platform.machine(), "jax": jax.__version__,
+          "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def format_table(result: dict) -> str:
+  r, rows = result["ratios"], result["rows"]
+  lines = [f"jax {result['jax']}, {result['device']}, {result['host']}; preset "
+           f"{result['setup']['preset']}, step input {tuple(result['shape'])}, "
+           f"{result['setup']['dtype']}, median of {result['steps']} calls",
+           f"{'model':<12} {'params M':>9} {'step ms':>9} {'GFLOP':>9} {'XLA mem MiB':>12} "
+           f"{'peak MiB':>9} {'compile s':>9} {'sampler s':>9} {'host ovh':>8} {'compiles':>8}"]
+  for name, row in rows.items():
+    peak = f"{row['peak_bytes'] / 2**20:9.1f}" if row["peak_bytes"] else f"{'n/a':>9}"
+    sampler = (f"{row['sampler_s']:9.2f} {row['host_overhead_frac']:8.1%} "
+               f"{row['sampler_compiles']:8d}" if "sampler_s" in row
+               else f"{'-':>9} {'-':>8} {'-':>8}")
+    lines.append(f"{name:<12} {row['params'] / 1e6:9.2f} {row['step_s'] * 1e3:9.2f} "
+                 f"{row['flops'] / 1e9:9.2f} {row['xla_total'] / 2**20:12.1f} {peak} "
+                 f"{row['compile_s']:9.1f} {sampler}")
+  p = result["paper"]
+  lines.append(f"VideoFusion / VDM*: latency {r['latency_ratio']:.2f}x (paper "
+               f"{p['latency_ratio']:.2f}x), memory {r['memory_ratio']:.2f}x from "
+               f"{r['memory_source']} (paper {p['memory_ratio']:.2f}x), FLOPs "
+               f"{r['flops_ratio']:.2f}x")
+  return "\n".join(lines)
+
+
+def _setup_from_flags() -> Setup:
+  preset = _PRESET.value or ("tiny" if jax.default_backend() == "cpu" else "table8")
+  frames, size, batch = SHAPES[preset]
+  return Setup(preset=preset, batch=_BATCH.value or batch, frames=_FRAMES.value or frames,
+               image_size=_SIZE.value or size, dtype=_DTYPE.value,
+               vdm_temporal=_TEMPORAL.value)
+
+
+def main(argv):
+  del argv
+  setup = _setup_from_flags()
+  if _ONLY.value:  # child process of _isolated_peak: one variant, then its peak
+    v = step_variant(model_configs(setup)[_ONLY.value], setup)
+    _timed(v["fn"], *v["args"])
+    print("PEAK_JSON " + json.dumps({"peak_bytes": _peak_bytes()}))
+    return
+  isolate = {"yes": True, "no": False}.get(_ISOLATE.value, _peak_bytes() is not None)
+  result = run(setup, steps=_STEPS.value, sampler_steps=_SAMPLER_STEPS.value,
+               sampler_calls=_SAMPLER_CALLS.value, isolate_memory=isolate)
+  print(format_table(result))
+  if _JSON.value:
+    Path(_JSON.value).write_text(json.dumps(result, indent=2) + "\n")
+  print("TABLE4_JSON " + json.dumps(result))
+
+
+def _define_flags() -> None:
+  """Command-line flags, defined only when run as a script (tests import the
+  module next to other benchmarks, whose flags share names)."""
+  global _PRESET, _BATCH, _FRAMES, _SIZE, _DTYPE, _STEPS
+  global _SAMPLER_STEPS, _SAMPLER_CALLS, _TEMPORAL, _JSON, _ISOLATE, _ONLY
+  _PRESET = flags.DEFINE_enum("preset", None, list(SHAPES),
+                              "Model sizes: tiny (Table 8 / 4, CPU), table8, table9, micro "
+                              "(tests) (default: tiny on CPU, table8 elsewhere).")
+  _BATCH = flags.DEFINE_integer("batch", 0, "Videos per step (0: the preset's).")
+  _FRAMES = flags.DEFINE_integer("frames", 0, "Frames per video (0: the preset's).")
+  _SIZE = flags.DEFINE_integer("image_size", 0, "Frame size (0: the preset's).")
+  _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
+  _STEPS = flags.DEFINE_integer("steps", 20, "Timed step calls per variant (>= 20).")
+  _SAMPLER_STEPS = flags.DEFINE_integer("sampler_steps", 50, "DDIM steps (0: skip).")
+  _SAMPLER_CALLS = flags.DEFINE_integer("sampler_calls", 3, "Timed sampler calls.")
+  _TEMPORAL = flags.DEFINE_enum("vdm_temporal", "attention", ["attention", "all"],
+                                "VDM* temporal layers: after spatial attention, or all.")
+  _JSON = flags.DEFINE_string("json", "", "Also write the result to this JSON file.")
+  _ISOLATE = flags.DEFINE_enum("isolate_memory", "auto", ["auto", "yes", "no"],
+                               "Peak memory of each variant in a fresh process (auto: where "
+                               "the device reports memory_stats).")
+  _ONLY = flags.DEFINE_enum("only", None, list(VARIANTS), "Internal: one variant's peak.")
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)
