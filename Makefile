@@ -4,12 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+NB_STAMP := $(VENV)/.installed-notebooks
 # One persistent XLA compilation cache for every run: a second run skips most compiles.
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0
 export JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES ?= -1
 
-.PHONY: demo test test-slow venv clean
+.PHONY: demo test test-slow test-notebooks venv clean
 
 venv: $(STAMP)
 
@@ -30,6 +31,15 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow tests
+
+# The Colab notebooks executed top to bottom with tiny settings (VIDEOFUSION_TINY=1).
+# Their own stamp: `make test` does not install jupyter's kernel stack.
+$(NB_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,eval,convert,notebooks]'
+	touch $(NB_STAMP)
+
+test-notebooks: $(NB_STAMP)
+	$(PY) -m pytest -q -s colab/test_notebooks.py
 
 clean:
 	rm -rf $(VENV) .cache runs
