@@ -149,6 +149,12 @@ def get_config() -> ml_collections.ConfigDict:
                                       # classes in turn, video k gets k % num_classes)
   c.sample.image_embeds = ""          # cond.kind "image_embed": npz of CLIP image
                                       # embeddings to sample (one per video in turn)
+  c.sample.prompt = None              # text-to-video: a prompt ("" = unconditional),
+  c.sample.prompts_file = ""          # or a file of prompts, one per line (video k:
+                                      # prompt k % count); both need:
+  c.sample.clip_dir = ""              # CLIP folder from `convert clip` (text tower)
+  c.sample.prior_workdir = ""         # prior from `train_prior` / `convert diffusers-prior`
+  c.sample.prior_guidance_scale = 4.0  # the prior's classifier-free guidance
   c.sample.batch_size = 8             # videos per jitted sampling call
   c.sample.base_seed = 0              # base noise: content (same seed, same content)
   c.sample.residual_seed = 1          # residual noise: motion and per-frame detail

@@ -9,6 +9,9 @@ Override sampling settings on the command line, e.g. `--config.sample.num_videos
 Fig. 1); `--num_frames=512` writes long videos window by window (Sec 4.6).
 `--superres_workdir=DIR [--superres_config=...]` runs the cascade: the videos, then the
 SR model of DIR on them, written to WORKDIR/samples/ and WORKDIR/samples_<H>/.
+Conditioned models: `--class_id=K` (class-conditioned; default: the classes in turn),
+`--guidance_scale=S` (classifier-free guidance), `--prompt="..."` or `--prompts_file=F`
+(text-to-video through CLIP and the prior: sample.clip_dir, sample.prior_workdir).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from videofusion_jax.metric_writers import quiet_library_logs
 
 from videofusion_jax import cascade, controls
 from videofusion_jax.data import video_io
+from videofusion_jax.sample_conditions import read_prompts
 from videofusion_jax.sampling import frame_change, sample
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
@@ -44,6 +48,15 @@ _SUPERRES_WORKDIR = flags.DEFINE_string("superres_workdir", None, "Cascade: supe
 _SUPERRES_CONFIG = config_flags.DEFINE_config_file(
     "superres_config", None, "Cascade: the SR experiment config (default: the one saved "
     "with --superres_workdir's checkpoint).", lock_config=True)
+_CLASS_ID = flags.DEFINE_integer("class_id", None, "Class-conditioned models: the class to "
+                                 "sample (default: the classes in turn).")
+_PROMPT = flags.DEFINE_string("prompt", None, "Text-to-video: the prompt (\"\" samples "
+                              "unconditionally); needs sample.clip_dir and "
+                              "sample.prior_workdir.")
+_PROMPTS_FILE = flags.DEFINE_string("prompts_file", None, "Text-to-video: a file of "
+                                    "prompts, one per line (one video each).")
+_GUIDANCE = flags.DEFINE_float("guidance_scale", None, "Classifier-free guidance scale "
+                               "(1: conditional only, 0: unconditional).")
 
 
 def main(argv):
@@ -53,9 +66,14 @@ def main(argv):
   config = _CONFIG.value  # locked: existing fields can change, new ones cannot appear
   for flag, field in ((_BASE_SEED, "base_seed"), (_RESIDUAL_SEED, "residual_seed"),
                       (_NUM_VIDEOS, "num_videos"), (_VARY, "vary"),
-                      (_NUM_FRAMES, "num_frames"), (_FIXED_BASE, "fixed_base")):
+                      (_NUM_FRAMES, "num_frames"), (_FIXED_BASE, "fixed_base"),
+                      (_CLASS_ID, "class_id"), (_GUIDANCE, "guidance_scale"),
+                      (_PROMPT, "prompt"), (_PROMPTS_FILE, "prompts_file")):
     if flag.value is not None:
       config.sample[field] = flag.value
+  prompts = read_prompts(config.sample)
+  if prompts and _NUM_VIDEOS.value is None:
+    config.sample.num_videos = len(prompts)  # one video per prompt
   s = config.sample
   if _SUPERRES_WORKDIR.value:
     low, high = cascade.cascade(config, _WORKDIR.value, _SUPERRES_WORKDIR.value,

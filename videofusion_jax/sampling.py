@@ -26,7 +26,7 @@ from videofusion_jax.checkpoint import Checkpoints
 from videofusion_jax.data import video_io
 from videofusion_jax.diffusion.noise_sharing import video_keys
 from videofusion_jax.models.from_config import ModelSpec, condition_of, model_spec
-from videofusion_jax.sample_conditions import sample_conditions
+from videofusion_jax.sample_conditions import read_prompts, sample_conditions
 
 SAMPLERS = ("ddim", "ddpm")
 DDPM_VARIANCES = ("fixed_small", "learned_range")
@@ -70,7 +70,7 @@ def model_eps_fn(model: nnx.Module, schedule: diffusion.Schedule, *, with_varian
   if cond is None or getattr(model, "condition", None) is None:
     return lambda z, t: eps_fn(z, t, cond)
   b = jax.tree.leaves(cond)[0].shape[0]
-  keep = dict(cond, drop=jnp.zeros((b,), bool))
+  keep = dict(cond, drop=jnp.asarray(cond.get("drop", jnp.zeros((b,), bool)), bool))
   null = dict(cond, drop=jnp.ones((b,), bool))
   return diffusion.classifier_free_guidance(eps_fn, keep, null, guidance_scale)
 
@@ -268,5 +268,11 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
   batches = sampler.batches(state, schedule, num_videos=s.num_videos, base_seed=s.base_seed,
                             residual_seed=s.residual_seed, cond=cond,
                             progress=_progress_line(time.time()))
-  return write_samples(batches, Path(workdir) / "samples", fps=s.fps,
-                       image_size=config.data.image_size)
+  out_dir = Path(workdir) / "samples"
+  paths = write_samples(batches, out_dir, fps=s.fps, image_size=config.data.image_size)
+  prompts = read_prompts(s) if cond is not None else []
+  if prompts and jax.process_index() == 0:  # which prompt made which video
+    (out_dir / "prompts.txt").write_text("".join(
+        f"video_{k:03d}.mp4\t{prompts[k % len(prompts)]}\n" for k in range(s.num_videos)),
+        encoding="utf-8")
+  return paths

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import ml_collections
 import numpy as np
 
+from videofusion_jax.data.clip_cache_source import ClipCacheSource
 from videofusion_jax.models.conditioning import ConditionConfig
 
 # model condition input -> the source entry that holds it
@@ -40,12 +42,21 @@ def condition_inputs(batch: Mapping[str, Any], cond: ConditionConfig) -> dict[st
   return out
 
 
-def check_source_classes(source: Any, cond: ConditionConfig) -> None:
-  """A folder source's classes (its sub-folders) must be the model's classes."""
+def conditioned_source(source: Any, data: ml_collections.ConfigDict,
+                       cond: ConditionConfig) -> Any:
+  """The training source with what the condition needs: class counts checked against a
+  folder's class sub-folders; CLIP image embeddings joined from `data.clip_cache`."""
   classes = getattr(source, "classes", None)
   if cond.kind == "class" and classes and len(classes) != cond.num_classes:
     raise ValueError(f"cond.num_classes={cond.num_classes} but data.path has "
                      f"{len(classes)} class folders ({', '.join(classes[:3])}, ...)")
+  if cond.kind != "image_embed":
+    return source
+  if not data.get("clip_cache", ""):
+    raise ValueError("cond.kind='image_embed' needs data.clip_cache, the CLIP embeddings "
+                     "of the clips' centre frames: python -m videofusion_jax.tools.clip_cache "
+                     "--config=<this config> --clip=<converted CLIP> --out=<file.npz>")
+  return ClipCacheSource(source, data.clip_cache, name=data.source)
 
 
 def check_class_ids(ids, num_classes: int, what: str = "class id") -> np.ndarray:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -40,27 +40,15 @@ from flax import nnx
 from ml_collections import config_flags
 
 from videofusion_jax.convert.clip_checkpoint import load_clip
+from videofusion_jax.data.clip_cache_source import ClipCacheSource, clip_key  # noqa: F401 (re-export)
 from videofusion_jax.data.sources import make_source
 from videofusion_jax.models.clip import preprocess_frames
-
-KEY_FIELDS = ("key", "videoid", "path")
 
 
 def _jitted(module: nnx.Module):
   graphdef, state = nnx.split(module)
   fn = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
   return lambda x: fn(state, x)
-
-
-def _clip_key(source: Any, item: dict, index: int, name: str) -> str:
-  for field in KEY_FIELDS:
-    if field in item:
-      return str(item[field])
-  paths = getattr(source, "paths", None) or getattr(getattr(source, "folder", None),
-                                                    "paths", None)
-  if paths is not None:
-    return str(paths[index])
-  return f"{name}:{index}"
 
 
 def _batches(n: int, size: int):
@@ -107,7 +95,7 @@ def build_clip_cache(config: ml_collections.ConfigDict, clip_dir: str | os.PathL
         raise ValueError(f"item {i} of data.source={name!r} has video shape "
                          f"{video.shape}; expected (N, H, W, 3)")
       frames.append(video[(video.shape[0] - 1) // 2])
-      keys.append(_clip_key(source, item, i, name))
+      keys.append(clip_key(source, item, i, name))
       caption = item.get("caption", "")
       captions.append(caption if isinstance(caption, str) else str(np.asarray(caption)))
       labels.append(int(item["label"]) if "label" in item else None)
@@ -165,52 +153,6 @@ def _write_npz(out: Path, arrays: dict) -> Path:
     Path(tmp).unlink(missing_ok=True)
     raise
   return out
-
-
-class ClipCacheSource:
-  """`source` whose item i also carries row i of the cache at `path`.
-
-  Adds `image_embed` (D,) float32, `caption`, and `text_hidden` (L, W) when the cache
-  has it. Raises ValueError when the cache has a different number of rows or its keys
-  are not those of the source's clips (a cache made from other data or settings).
-  """
-
-  def __init__(self, source: Sequence[dict], path: str | os.PathLike, *,
-               name: str = "source"):
-    path = Path(path)
-    if not path.is_file():
-      raise FileNotFoundError(f"data.clip_cache={str(path)!r} does not exist; make it with "
-                              "python -m videofusion_jax.tools.clip_cache")
-    with np.load(path, allow_pickle=False) as z:
-      missing = [k for k in ("image_embeds", "keys", "captions") if k not in z.files]
-      if missing:
-        raise ValueError(f"{path} lacks {missing} (has {sorted(z.files)}); not a CLIP cache")
-      self.image_embeds = np.asarray(z["image_embeds"], np.float32)
-      self.keys = z["keys"].tolist()
-      self.captions = z["captions"].tolist()
-      self.text_hidden = (np.asarray(z["text_hidden"], np.float32)
-                          if "text_hidden" in z.files else None)
-    if len(self.keys) != len(source):
-      raise ValueError(f"{path} has {len(self.keys)} rows; data.source={name!r} has "
-                       f"{len(source)} clips (rebuild the cache for this data config)")
-    for i in sorted({0, len(source) // 2, len(source) - 1}):  # reads three clips
-      want = _clip_key(source, source[i], i, name)
-      if self.keys[i] != want:
-        raise ValueError(f"{path} row {i} is for {self.keys[i]!r}, but clip {i} of "
-                         f"data.source={name!r} is {want!r} (rebuild the cache)")
-    self.source = source
-    self.path = path
-
-  def __len__(self) -> int:
-    return len(self.source)
-
-  def __getitem__(self, index: int) -> dict:
-    item = dict(self.source[index])
-    item["image_embed"] = self.image_embeds[index]
-    item.setdefault("caption", self.captions[index])
-    if self.text_hidden is not None:
-      item["text_hidden"] = self.text_hidden[index]
-    return item
 
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",

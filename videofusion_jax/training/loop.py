@@ -20,7 +20,7 @@ from flax import nnx
 
 from videofusion_jax import diffusion, parallel
 from videofusion_jax.checkpoint import Checkpoints
-from videofusion_jax.data.conditions import check_source_classes, condition_inputs
+from videofusion_jax.data.conditions import condition_inputs, conditioned_source
 from videofusion_jax.data.pipeline import make_dataset
 from videofusion_jax.data.sources import make_source
 from videofusion_jax.metric_writers import MetricWriter, ProgressLine
@@ -113,8 +113,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   mesh = parallel.make_mesh(config.mesh)
   rules = parallel.rules_from_config(config.mesh.rules)
   parallel.batch_size_check(t.batch_size, rules, mesh, "train.batch_size")
-  source = make_source(config.data, seed=config.seed)
-  check_source_classes(source, cond)
+  source = conditioned_source(make_source(config.data, seed=config.seed), config.data, cond)
   dataset = make_dataset(source, global_batch_size=t.batch_size, seed=config.seed,
                          worker_count=config.data.worker_count)
   data_iter = iter(dataset)

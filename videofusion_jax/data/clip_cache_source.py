@@ -1,0 +1,73 @@
+"""A clip source joined, row by row, with its CLIP embedding cache (`tools/clip_cache.py`).
+
+Kept apart from the cache builder, whose module defines command-line flags: the train
+CLI imports this one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+KEY_FIELDS = ("key", "videoid", "path")
+
+
+def clip_key(source: Any, item: dict, index: int, name: str) -> str:
+  """What identifies item `index` in a cache: its key/videoid/path, else SOURCE:index."""
+  for field in KEY_FIELDS:
+    if field in item:
+      return str(item[field])
+  paths = getattr(source, "paths", None) or getattr(getattr(source, "folder", None),
+                                                    "paths", None)
+  if paths is not None:
+    return str(paths[index])
+  return f"{name}:{index}"
+
+
+class ClipCacheSource:
+  """`source` whose item i also carries row i of the cache at `path`.
+
+  Adds `image_embed` (D,) float32, `caption`, and `text_hidden` (L, W) when the cache
+  has it. Raises ValueError when the cache has a different number of rows or its keys
+  are not those of the source's clips (a cache made from other data or settings).
+  """
+
+  def __init__(self, source: Sequence[dict], path: str | os.PathLike, *,
+               name: str = "source"):
+    path = Path(path)
+    if not path.is_file():
+      raise FileNotFoundError(f"data.clip_cache={str(path)!r} does not exist; make it with "
+                              "python -m videofusion_jax.tools.clip_cache")
+    with np.load(path, allow_pickle=False) as z:
+      missing = [k for k in ("image_embeds", "keys", "captions") if k not in z.files]
+      if missing:
+        raise ValueError(f"{path} lacks {missing} (has {sorted(z.files)}); not a CLIP cache")
+      self.image_embeds = np.asarray(z["image_embeds"], np.float32)
+      self.keys = z["keys"].tolist()
+      self.captions = z["captions"].tolist()
+      self.text_hidden = (np.asarray(z["text_hidden"], np.float32)
+                          if "text_hidden" in z.files else None)
+    if len(self.keys) != len(source):
+      raise ValueError(f"{path} has {len(self.keys)} rows; data.source={name!r} has "
+                       f"{len(source)} clips (rebuild the cache for this data config)")
+    for i in sorted({0, len(source) // 2, len(source) - 1}):  # reads three clips
+      want = clip_key(source, source[i], i, name)
+      if self.keys[i] != want:
+        raise ValueError(f"{path} row {i} is for {self.keys[i]!r}, but clip {i} of "
+                         f"data.source={name!r} is {want!r} (rebuild the cache)")
+    self.source = source
+    self.path = path
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, index: int) -> dict:
+    item = dict(self.source[index])
+    item["image_embed"] = self.image_embeds[index]
+    item.setdefault("caption", self.captions[index])
+    if self.text_hidden is not None:
+      item["text_hidden"] = self.text_hidden[index]
+    return item
