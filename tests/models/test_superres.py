@@ -135,3 +135,45 @@ def test_pairs_hold_the_clip_and_its_downsampled_frames():
   np.testing.assert_allclose(downsample_video(flat, L), 0.25, atol=1e-6)
   up = upsample_frames(jnp.asarray(item["cond"]["low_res"]), H, "bilinear")
   assert float(jnp.abs(up - item["video"]).mean()) < 0.15
+
+
+@pytest.mark.slow
+def test_a_briefly_trained_model_beats_bilinear_upsampling_on_psnr():
+  """8x8 -> 16x16 synthetic shapes, 2 frames: 800 steps of a 32-channel net through the
+  real train step (decomposed noise, lam 0.5), then 25 DDIM steps from the EMA weights.
+  Measured: 22.0 dB vs bilinear 20.3 dB (bicubic 21.4) on 16 held-out clips; the fast
+  tests above cover the wiring. About 15 min on 2 busy CPU cores (~3 min idle)."""
+  import optax
+  from videofusion_jax.training.step import StepConfig, make_train_step
+  frames, batch, steps = 2, 16, 800
+  cfg = SuperResConfig(
+      unet=UNetConfig(block_out_channels=(32, 32), layers_per_block=1, attention_levels=(),
+                      mid_block_attention=False, norm_num_groups=8),
+      image_size=H, low_res_size=L, lam=0.5, objective="v", aug_max_level=0.2,
+      sample_aug_level=0.0)
+  sr = SuperRes(cfg, rngs=nnx.Rngs(0))
+  graphdef, state = nnx.split((sr, nnx.Optimizer(sr, optax.adam(2e-3), wrt=nnx.Param)))
+  ema = jax.tree.map(jnp.copy, nnx.state(sr, nnx.Param))
+  step_fn = make_train_step(graphdef, StepConfig(lam=0.5, ema_decay=0.99))
+  source = LowResPairs(SyntheticShapes(num_clips=4096, num_frames=frames, image_size=H,
+                                       seed=0), L)
+  train_set = [source[i] for i in range(512)]
+  rng = np.random.default_rng(0)
+  for s in range(steps):
+    items = [train_set[int(i)] for i in rng.integers(0, len(train_set), batch)]
+    state, ema, _ = step_fn(state, ema, {
+        "video": jnp.asarray(np.stack([it["video"] for it in items])),
+        "cond": {"low_res": jnp.asarray(np.stack([it["cond"]["low_res"] for it in items]))}},
+        jax.random.key(s), SCHEDULE)
+
+  test = [source[4000 + i] for i in range(16)]
+  high = np.stack([it["video"] for it in test])
+  low = jnp.asarray(np.stack([it["cond"]["low_res"] for it in test]))
+  model = nnx.merge(nnx.graphdef(sr), ema)
+  eps_fn = lambda z, t: model(z, t, SCHEDULE.alphas_cumprod, cond={"low_res": low}).eps
+  out = jax.jit(lambda: diffusion.ddim_sample(
+      eps_fn, SCHEDULE, high.shape, jax.random.key(1), jax.random.key(2), lam=0.5,
+      num_steps=25))()
+  bilinear = upsample_frames(low.reshape(-1, L, L, C), H, "bilinear").reshape(high.shape)
+  psnr = lambda a: float(10 * np.log10(4.0 / np.mean((np.asarray(a) - high) ** 2)))
+  assert psnr(out) > psnr(bilinear) + 0.75, (psnr(out), psnr(bilinear))

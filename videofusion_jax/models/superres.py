@@ -12,11 +12,12 @@ model itself holds no noise math beyond `diffusion.standard_denoise`).
 Noise-conditioning augmentation (Imagen, Saharia et al. 2022): the low-resolution frames
 are corrupted by the forward process at a level `s` in [0, 1], `sqrt(ab(s)) low +
 sqrt(1 - ab(s)) noise`, where `ab(s)` is the schedule's alpha_bar after `s * T` steps of
-the forward process (linearly interpolated; ab(0) = 1: no corruption), and `s * T` enters the U-Net as a second timestep
-embedding through its class-embedding input ("projection" of a sinusoidal embedding,
-diffusers' `class_embed_type="timestep"`). Training draws `s ~ U(0, aug_max_level)` per
-clip, so the model learns to rely less on a noisier condition; sampling uses the fixed
-`sample_aug_level`, which makes the SR stage robust to the base model's artefacts.
+the forward process (linearly interpolated; ab(0) = 1: no corruption), and `s * T` enters
+the U-Net as a second timestep embedding through its class-embedding input ("projection"
+of a sinusoidal embedding, diffusers' `class_embed_type="timestep"`). Training draws
+`s ~ U(0, aug_max_level)` per clip, so the model learns to rely less on a noisier
+condition; sampling uses the fixed `sample_aug_level`, which makes the SR stage robust to
+the base model's artefacts.
 """
 
 from __future__ import annotations
