@@ -12,16 +12,12 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from configs import base
-from tests.models.tiny_clip import train_bpe, write_vocab
+from tests.models.tiny_clip import save_random_clip
 from videofusion_jax.tools.clip_cache import ClipCacheSource, build_clip_cache
-from videofusion_jax.convert.clip_checkpoint import save_clip
 from videofusion_jax.data.sources import make_source
-from videofusion_jax.models.clip import (CLIPConfig, CLIPTextConfig,
-                                         CLIPTextModelWithProjection, CLIPVisionConfig,
-                                         CLIPVisionModelWithProjection, preprocess_frames)
+from videofusion_jax.models.clip import preprocess_frames
 from videofusion_jax.models.clip_tokenizer import CLIPTokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,23 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory):
-  root = tmp_path_factory.mktemp("clip_cache")
-  vocab, merges = train_bpe(num_merges=100)
-  config = CLIPConfig(
-      text=CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
-                          num_hidden_layers=1, num_attention_heads=4,
-                          max_position_embeddings=12, projection_dim=16,
-                          bos_token_id=len(vocab) - 2, eos_token_id=len(vocab) - 1),
-      vision=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                              num_attention_heads=4, image_size=24, patch_size=8,
-                              projection_dim=16))
-  towers = {"text": CLIPTextModelWithProjection(config.text, rngs=nnx.Rngs(0)),
-            "vision": CLIPVisionModelWithProjection(config.vision, rngs=nnx.Rngs(1))}
-  params = {k: nnx.to_pure_dict(nnx.state(m, nnx.Param)) for k, m in towers.items()}
-  tok = write_vocab(root / "tokenizer", vocab, merges)
-  out = save_clip(root / "clip", params, config, source={"path": "random"},
-                  tokenizer_dir=tok)
-  return out, towers
+  return save_random_clip(tmp_path_factory.mktemp("clip_cache"))
 
 
 def _config():

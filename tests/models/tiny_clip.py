@@ -11,6 +11,11 @@ import json
 import re
 import unicodedata
 
+from flax import nnx
+
+from videofusion_jax.convert.clip_checkpoint import save_clip
+from videofusion_jax.models.clip import (CLIPConfig, CLIPTextConfig, CLIPTextModelWithProjection,
+                                         CLIPVisionConfig, CLIPVisionModelWithProjection)
 from videofusion_jax.models.clip_tokenizer import (BOS, EOS, WORD_SUFFIX, bytes_to_unicode,
                                                    split_words)
 
@@ -77,3 +82,24 @@ def vision_config_kwargs(hidden_act: str = "quick_gelu", **kw):
   return dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
               num_attention_heads=4, image_size=16, patch_size=4, projection_dim=24,
               hidden_act=hidden_act, **kw)
+
+
+def save_random_clip(root):
+  """A randomly initialised tiny NNX CLIP (16-d embeddings, 12 tokens, 24x24 images) saved
+  in `convert clip`'s layout under root/clip with a trained tokenizer -> (path, towers)."""
+  vocab, merges = train_bpe(num_merges=100)
+  config = CLIPConfig(
+      text=CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
+                          num_hidden_layers=1, num_attention_heads=4,
+                          max_position_embeddings=12, projection_dim=16,
+                          bos_token_id=len(vocab) - 2, eos_token_id=len(vocab) - 1),
+      vision=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                              num_attention_heads=4, image_size=24, patch_size=8,
+                              projection_dim=16))
+  towers = {"text": CLIPTextModelWithProjection(config.text, rngs=nnx.Rngs(0)),
+            "vision": CLIPVisionModelWithProjection(config.vision, rngs=nnx.Rngs(1))}
+  params = {k: nnx.to_pure_dict(nnx.state(m, nnx.Param)) for k, m in towers.items()}
+  tok = write_vocab(root / "tokenizer", vocab, merges)
+  out = save_clip(root / "clip", params, config, source={"path": "random"},
+                  tokenizer_dir=tok)
+  return out, towers

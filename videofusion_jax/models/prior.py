@@ -277,7 +277,7 @@ class PriorTransformer(nnx.Module):
     h = jnp.concatenate(tokens, axis=1) + self.positional_embedding[...]
     seq = h.shape[1]
     causal = jnp.triu(jnp.full((seq, seq), MASK_VALUE, jnp.float32), k=1)
-    if mask is not None:
+    if mask is not None and c.uses_hidden_states:  # a mask over text tokens, if any
       key_bias = (1.0 - mask.astype(jnp.float32)) * MASK_VALUE
       key_bias = jnp.pad(key_bias, ((0, 0), (0, c.additional_embeddings)))
       bias = key_bias[:, None, None, :] + causal[None, None]
