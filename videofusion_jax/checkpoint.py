@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import grain
-import jax
 import ml_collections
 import orbax.checkpoint as ocp
 

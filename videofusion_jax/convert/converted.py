@@ -1,36 +1,28 @@
-"""The folder a conversion writes, and reading it back.
+"""A converted U-Net's folder (`folder.py`), and reading it back.
 
   OUT_DIR/params/             orbax checkpoint of the U-Net's parameters (nested dict)
   OUT_DIR/unet_config.json    every UNetConfig field + where the weights came from
   OUT_DIR/config_snippet.py   the ml_collections lines that make `model.base` this U-Net
-
-The folder is written under a temporary name and renamed when complete, so a failed
-conversion leaves nothing that looks like a checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 from flax import nnx
 
+from videofusion_jax.convert.folder import read_converted_config, restore_params, write_converted
 from videofusion_jax.models.from_config import unet_fields
 from videofusion_jax.models.presets import unet_config_from_dict
 from videofusion_jax.models.unet import UNet, UNetConfig
 
-PARAMS_DIR = "params"
 CONFIG_FILE = "unet_config.json"
 SNIPPET_FILE = "config_snippet.py"
-FORMAT_VERSION = 1
 
 
 def _jsonable(config: UNetConfig) -> dict:
@@ -76,41 +68,17 @@ def save_converted(out_dir: str | Path, params: Mapping, config: UNetConfig, *,
                    source: Mapping[str, Any], overwrite: bool = False) -> Path:
   """Write params + config + snippet to `out_dir` atomically (temp dir, then rename)."""
   out_dir = Path(out_dir).absolute()
-  if out_dir.exists() and any(out_dir.iterdir()):
-    if not overwrite:
-      raise FileExistsError(f"{out_dir} exists and is not empty; choose a new --out or pass "
-                            "--overwrite")
-  out_dir.parent.mkdir(parents=True, exist_ok=True)
-  tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-  try:
-    with ocp.StandardCheckpointer() as ckptr:
-      ckptr.save(tmp / PARAMS_DIR, dict(params))
-      ckptr.wait_until_finished()
-    (tmp / CONFIG_FILE).write_text(json.dumps(
-        {"format": FORMAT_VERSION, "unet": _jsonable(config), "source": dict(source)},
-        indent=2) + "\n")
+
+  def snippet(tmp: Path):
     (tmp / SNIPPET_FILE).write_text(config_snippet(config, out_dir, source))
-    if out_dir.exists():
-      shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
-  return out_dir
+  return write_converted(out_dir, params, CONFIG_FILE,
+                         {"unet": _jsonable(config), "source": dict(source)},
+                         overwrite=overwrite, extra=snippet)
 
 
 def load_converted_config(path: str | Path) -> UNetConfig:
-  path = Path(path)
-  config_file = path / CONFIG_FILE
-  if not config_file.is_file():
-    raise FileNotFoundError(f"{path} is not a converted U-Net: {config_file} is missing "
-                            "(write one with `python -m videofusion_jax.convert "
-                            "diffusers-unet`)")
-  saved = json.loads(config_file.read_text())
-  if saved.get("format") != FORMAT_VERSION:
-    raise ValueError(f"{config_file} has format {saved.get('format')}; expected "
-                     f"{FORMAT_VERSION}")
-  return unet_config_from_dict(saved["unet"], str(config_file))
+  saved = read_converted_config(path, CONFIG_FILE, "U-Net", "diffusers-unet")
+  return unet_config_from_dict(saved["unet"], str(Path(path) / CONFIG_FILE))
 
 
 def load_converted(path: str | Path) -> tuple[UNetConfig, dict]:
@@ -118,14 +86,8 @@ def load_converted(path: str | Path) -> tuple[UNetConfig, dict]:
   path = Path(path).absolute()
   config = load_converted_config(path)
   abstract = nnx.eval_shape(lambda: UNet(config, rngs=nnx.Rngs(0)))
-  target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype),
-                        nnx.to_pure_dict(nnx.state(abstract, nnx.Param)))
-  with ocp.StandardCheckpointer() as ckptr:
-    try:
-      params = ckptr.restore(path / PARAMS_DIR, target)
-    except (ValueError, KeyError, TypeError, FileNotFoundError) as e:
-      raise ValueError(f"cannot restore {path / PARAMS_DIR} as the U-Net described by "
-                       f"{CONFIG_FILE} ({type(e).__name__}: {e})") from e
+  params = restore_params(path, nnx.to_pure_dict(nnx.state(abstract, nnx.Param)), "U-Net",
+                          CONFIG_FILE)
   return config, jax.tree.map(np.asarray, params)
 
 

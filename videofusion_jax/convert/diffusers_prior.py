@@ -15,24 +15,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 from flax import nnx
 
 from videofusion_jax.convert.diffusers_unet import TRANSFORMS, Entry, param_table
+from videofusion_jax.convert.folder import read_converted_config, restore_params, write_converted
 from videofusion_jax.convert.weights import find_weights_file, read_weights
 from videofusion_jax.models.prior import PriorConfig, PriorTransformer
 
-PARAMS_DIR = "params"
 CONFIG_FILE = "prior_config.json"
-FORMAT_VERSION = 1
 # diffusers config.json fields that describe nothing we build.
 IGNORED_FIELDS = ("_class_name", "_diffusers_version", "_name_or_path", "_use_default_values")
 # Fields of PriorConfig that are ours, not diffusers' (a converted prior has them off).
@@ -127,26 +123,9 @@ def read_diffusers_prior(src: str | Path, *, variant: str | None = None,
 
 def save_converted_prior(out_dir: str | Path, params: Mapping, config: PriorConfig, *,
                          source: Mapping[str, Any], overwrite: bool = False) -> Path:
-  out_dir = Path(out_dir).absolute()
-  if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-    raise FileExistsError(f"{out_dir} exists and is not empty; choose a new --out or pass "
-                          "--overwrite")
-  out_dir.parent.mkdir(parents=True, exist_ok=True)
-  tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-  try:
-    with ocp.StandardCheckpointer() as ckptr:
-      ckptr.save(tmp / PARAMS_DIR, dict(params))
-      ckptr.wait_until_finished()
-    (tmp / CONFIG_FILE).write_text(json.dumps(
-        {"format": FORMAT_VERSION, "prior": dataclasses.asdict(config),
-         "source": dict(source)}, indent=2) + "\n")
-    if out_dir.exists():
-      shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
-  return out_dir
+  return write_converted(out_dir, params, CONFIG_FILE,
+                         {"prior": dataclasses.asdict(config), "source": dict(source)},
+                         overwrite=overwrite)
 
 
 def convert_diffusers_prior(src: str | Path, out: str | Path, *, variant: str | None = None,
@@ -165,22 +144,9 @@ def is_converted_prior(path: str | Path) -> bool:
 def load_converted_prior(path: str | Path) -> PriorTransformer:
   """The prior in a folder written by `convert diffusers-prior`, ready to call."""
   path = Path(path).absolute()
-  config_file = path / CONFIG_FILE
-  if not config_file.is_file():
-    raise FileNotFoundError(f"{path} is not a converted prior: {config_file} is missing "
-                            "(write one with `python -m videofusion_jax.convert "
-                            "diffusers-prior --src=PRIOR_DIR --out={path}`)")
-  saved = json.loads(config_file.read_text())
-  if saved.get("format") != FORMAT_VERSION:
-    raise ValueError(f"{config_file} has format {saved.get('format')}; expected "
-                     f"{FORMAT_VERSION}")
+  saved = read_converted_config(path, CONFIG_FILE, "prior",
+                                f"diffusers-prior --src=PRIOR_DIR --out={path}")
   config = PriorConfig(**saved["prior"]).validate()
-  target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype),
-                        nnx.to_pure_dict(nnx.state(abstract_prior(config))))
-  with ocp.StandardCheckpointer() as ckptr:
-    try:
-      params = ckptr.restore(path / PARAMS_DIR, target)
-    except (ValueError, KeyError, TypeError, FileNotFoundError) as e:
-      raise ValueError(f"cannot restore {path / PARAMS_DIR} as the prior described by "
-                       f"{CONFIG_FILE} ({type(e).__name__}: {e})") from e
+  params = restore_params(path, nnx.to_pure_dict(nnx.state(abstract_prior(config))),
+                          "prior", CONFIG_FILE)
   return prior_with_params(config, params)
