@@ -89,6 +89,7 @@ def _cli(tmp_path, *flags):
   return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # two CLI subprocesses; the Python paths are tested above
 def test_cli_long_video_and_seed_grid(tmp_path):
   out = _cli(tmp_path, "--num_frames=12", "--num_videos=1", "--fixed_base=false")
   assert out.returncode == 0, out.stderr[-2000:]

@@ -5,6 +5,7 @@ the train step (so its noise is grouped), and the loop must log and checkpoint t
 import json
 
 import numpy as np
+import pytest
 
 from configs import demo, weizmann
 from videofusion_jax.checkpoint import Checkpoints
@@ -45,6 +46,7 @@ def tiny_weizmann_config(path):
   return config
 
 
+@pytest.mark.slow  # a whole train() run (~30 s)
 def test_two_train_steps_on_identity_action_batches(tmp_path, monkeypatch):
   for name in FILES:
     video_io.write_mp4(tmp_path / "weizmann" / name, _clip(*parse_weizmann_name(name)))

@@ -189,6 +189,7 @@ def test_bin_without_torch_says_which_extra_to_install(tmp_path, monkeypatch):
 
 # --- the command line -------------------------------------------------------------------
 
+@pytest.mark.slow  # a CLI subprocess; conversion itself is tested in-process
 def test_cli_converts_a_folder_and_the_snippet_configures_model_base(saved_unets, tmp_path):
   src, model = saved_unets("karlo")
   out = tmp_path / "karlo_jax"

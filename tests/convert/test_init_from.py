@@ -83,6 +83,7 @@ def test_state_at_step_0_holds_the_converted_base(converted):
   assert all(np.array_equal(residual_after[k], v) for k, v in residual_before.items())
 
 
+@pytest.mark.slow  # a whole train() run; step 0 is checked above
 def test_one_training_step_from_a_converted_base(converted, tmp_path):
   # The real train() with the hook in create_state. Warmup starts the learning rate at 0,
   # so the step-1 checkpoint still holds the step-0 parameters: the converted base.
