@@ -74,17 +74,22 @@ def _torch_module(path: tuple) -> str:
   return name
 
 
-def param_table(module: nnx.Module) -> list[Entry]:
+def param_table(module: nnx.Module, layer_params=None, torch_module=None,
+                table_name: str = "LAYER_PARAMS") -> list[Entry]:
   """One `Entry` per parameter of `module` (abstract or concrete), in state order.
 
-  Raises ValueError naming any parameter that belongs to no layer type of the table.
+  `layer_params` (layer type -> {param: (torch name, transform)}) and `torch_module`
+  (NNX path -> torch module name) default to the U-Net's; other converters (CLIP) pass
+  their own. Raises ValueError naming any parameter that belongs to no layer type.
   """
+  layer_params = LAYER_PARAMS if layer_params is None else layer_params
+  torch_module = _torch_module if torch_module is None else torch_module
   entries, covered = [], set()
   for path, node in nnx.iter_graph(module):
-    rules = next((r for t, r in LAYER_PARAMS.items() if isinstance(node, t)), None)
+    rules = next((r for t, r in layer_params.items() if isinstance(node, t)), None)
     if rules is None:
       continue
-    prefix = _torch_module(path)
+    prefix = torch_module(path)
     for name, (torch_name, transform) in rules.items():
       var = getattr(node, name, None)
       if isinstance(var, nnx.Param):
@@ -95,7 +100,7 @@ def param_table(module: nnx.Module) -> list[Entry]:
                if tuple(p) not in covered]
   if uncovered:
     raise ValueError(f"parameters with no conversion rule (add their layer type to "
-                     f"LAYER_PARAMS): {uncovered}")
+                     f"{table_name}): {uncovered}")
   return entries
 
 

@@ -22,7 +22,8 @@ from absl import logging
 from flax import nnx
 
 from videofusion_jax.convert.clip_checkpoint import TOKENIZER_FILES, save_clip
-from videofusion_jax.convert.diffusers_unet import LAYER_PARAMS, TRANSFORMS, Entry
+from videofusion_jax.convert.diffusers_unet import (LAYER_PARAMS, TRANSFORMS, Entry,
+                                               param_table)
 from videofusion_jax.convert.weights import find_weights_file, read_weights
 from videofusion_jax.models.clip import (CLIPConfig, CLIPTextModelWithProjection,
                                          CLIPVisionEmbeddings, CLIPVisionModelWithProjection,
@@ -40,24 +41,8 @@ WEIGHT_STEMS = ("model", "pytorch_model")
 
 def clip_param_table(module: nnx.Module) -> list[Entry]:
   """One `Entry` per parameter of a CLIP tower (abstract or concrete), in state order."""
-  entries, covered = [], set()
-  for path, node in nnx.iter_graph(module):
-    rules = next((r for t, r in CLIP_LAYER_PARAMS.items() if isinstance(node, t)), None)
-    if rules is None:
-      continue
-    prefix = ".".join(str(p) for p in path)
-    for name, (torch_name, transform) in rules.items():
-      var = getattr(node, name, None)
-      if isinstance(var, nnx.Param):
-        key = f"{prefix}.{torch_name}" if prefix else torch_name
-        entries.append(Entry(tuple(path) + (name,), key, transform, tuple(var.shape)))
-        covered.add(tuple(path) + (name,))
-  uncovered = [".".join(map(str, p)) for p, _ in nnx.to_flat_state(nnx.state(module, nnx.Param))
-               if tuple(p) not in covered]
-  if uncovered:
-    raise ValueError(f"parameters with no conversion rule (add their module type to "
-                     f"CLIP_LAYER_PARAMS): {uncovered}")
-  return entries
+  return param_table(module, CLIP_LAYER_PARAMS, lambda path: ".".join(map(str, path)),
+                     "CLIP_LAYER_PARAMS")
 
 
 def abstract_towers(config: CLIPConfig) -> dict[str, nnx.Module]:
