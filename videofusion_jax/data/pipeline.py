@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import grain
 import jax
+from absl import flags
 
 from videofusion_jax.data.weizmann import WeizmannFolder, make_grouped_dataset
 
@@ -24,6 +25,10 @@ def make_dataset(source: Sequence[dict[str, Any]], *, global_batch_size: int, se
 
   A `WeizmannFolder` gives batches of identities x actions (`weizmann.py`) instead.
   """
+  if worker_count > 0 and not flags.FLAGS.is_parsed():
+    # grain's worker start reads an absl flag; outside an absl CLI (notebooks, tests,
+    # `train(config, workdir)` from Python) it raised UnparsedFlagAccessError.
+    flags.FLAGS.mark_as_parsed()
   if isinstance(source, WeizmannFolder):
     return make_grouped_dataset(source, global_batch_size=global_batch_size, seed=seed,
                                 worker_count=worker_count, prefetch=prefetch,
