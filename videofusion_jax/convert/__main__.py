@@ -19,6 +19,13 @@ SRC, `--tokenizer`, or SRC/../tokenizer); read it with `convert.load_clip(OUT_DI
 PRIOR_DIR is a diffusers `PriorTransformer` folder (e.g. Karlo's `prior/`); OUT_DIR
 receives the prior (orbax) and `prior_config.json`; read it with
 `prior_sampling.load_prior(OUT_DIR)`.
+
+  python -m videofusion_jax.convert unclip --src=PIPELINE_DIR --out=OUT_DIR
+
+PIPELINE_DIR is a whole diffusers unCLIP pipeline (Karlo: model_index.json, decoder/,
+text_proj/, prior/, super_res_first/, super_res_last/, text_encoder/, tokenizer/);
+OUT_DIR receives decoder/ (with its condition/ and a VideoFusion config snippet), prior/,
+super_res_first/, super_res_last/ and clip/ (see convert/diffusers_unclip.py).
 """
 
 from __future__ import annotations
@@ -26,10 +33,11 @@ from __future__ import annotations
 from absl import app, flags
 
 from videofusion_jax.convert.diffusers_prior import convert_diffusers_prior
+from videofusion_jax.convert.diffusers_unclip import convert_unclip_pipeline
 from videofusion_jax.convert.diffusers_unet import convert_diffusers_unet
 from videofusion_jax.convert.transformers_clip import convert_transformers_clip
 
-KINDS = ("diffusers-unet", "clip", "diffusers-prior")
+KINDS = ("diffusers-unet", "clip", "diffusers-prior", "unclip")
 
 _SRC = flags.DEFINE_string("src", None, "Source model folder.")
 _OUT = flags.DEFINE_string("out", None, "Output folder (must not exist or be empty).")
@@ -58,6 +66,12 @@ def main(argv):
                                   allow_unused=_ALLOW_UNUSED.value, overwrite=_OVERWRITE.value)
     print(f"wrote {out}; load it with "
           f"videofusion_jax.prior_sampling.load_prior({str(out)!r})")
+    return
+  if argv[1] == "unclip":
+    out = convert_unclip_pipeline(_SRC.value, _OUT.value, variant=_VARIANT.value,
+                                  allow_unused=_ALLOW_UNUSED.value, overwrite=_OVERWRITE.value)
+    print(f"wrote {out}; config lines for the base generator: "
+          f"{out / 'decoder' / 'config_snippet.py'}")
     return
   out = convert_diffusers_unet(_SRC.value, _OUT.value, variant=_VARIANT.value,
                                allow_unused=_ALLOW_UNUSED.value, overwrite=_OVERWRITE.value)

@@ -11,6 +11,17 @@ Classifier-free guidance needs the same network to be unconditional too: `drop` 
 bool replaces the condition of those clips with learned null values (a null row of the
 class table, a null image embedding, zeroed text tokens). Training drops clips with
 probability `train.cond_drop_prob`; the sampler's unconditional branch drops all.
+
+Kind "unclip" is diffusers' `UnCLIPTextProjModel` (Karlo's `text_proj`), so a converted
+unCLIP decoder runs as our base generator: the additive vector is
+`embedding_proj(text_embeds) + image_time_proj(image_embed)`, of the base U-Net's time
+embedding width (its class embedding is "identity"); the image embedding makes
+`extra_tokens` tokens by a (B, D, K) reshape then transpose, exactly as diffusers does;
+the text hidden states are projected and LayerNorm-ed and come after them, with
+`text_mask` (padding False) extended by K True entries as `context_mask`. `drop`
+replaces only the image embedding by the learned null (diffusers'
+`learned_classifier_free_guidance_embeddings`); as in Karlo's pipeline, the caller gives
+the empty prompt's text inputs for dropped clips.
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-KINDS = ("none", "class", "image_embed")
+KINDS = ("none", "class", "image_embed", "unclip")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +44,9 @@ class ConditionConfig:
   embed_dim: int = 768      # CLIP image embedding size, or the class vectors' size
   extra_tokens: int = 4     # attention tokens made from the vector (0: additive only)
   text_dim: int = 0         # CLIP text hidden width for cross-attention tokens (0: none)
+  # kind "unclip" only (diffusers UnCLIPTextProjModel): token width and additive width.
+  context_dim: int = 0      # the tokens' width (cross_attention_dim); 0: embed_dim
+  time_embed_dim: int = 0   # the additive vector's width: the base U-Net's time embedding
 
   @property
   def enabled(self) -> bool:
@@ -42,7 +56,7 @@ class ConditionConfig:
   def token_dim(self) -> int | None:
     """The U-Nets' `cross_attention_dim`, or None when there are no tokens."""
     if self.enabled and (self.extra_tokens or self.text_dim):
-      return self.embed_dim
+      return self.context_dim or self.embed_dim
     return None
 
   def validate(self) -> None:
@@ -57,29 +71,48 @@ class ConditionConfig:
     if self.text_dim and not self.enabled:
       raise ValueError("cond.text_dim is set but cond.kind='none'; text tokens need "
                        "kind 'class' or 'image_embed' (their null is the dropped vector)")
+    for field in ("context_dim", "time_embed_dim"):
+      if getattr(self, field) < 0:
+        raise ValueError(f"cond.{field}={getattr(self, field)}; expected a size >= 0")
+    if self.kind == "unclip":
+      if self.time_embed_dim < 1 or self.text_dim < 1:
+        raise ValueError(f"cond.kind='unclip' needs cond.time_embed_dim (the base U-Net's "
+                         f"time embedding width) and cond.text_dim (CLIP text hidden width)"
+                         f" >= 1; got {self.time_embed_dim} and {self.text_dim}")
+    elif self.context_dim or self.time_embed_dim:
+      raise ValueError(f"cond.context_dim / cond.time_embed_dim are for cond.kind='unclip';"
+                       f" cond.kind={self.kind!r} uses cond.embed_dim for both")
 
   def input_names(self) -> tuple[str, ...]:
     """The entries of `cond` the model reads (besides the optional `drop`)."""
+    if self.kind == "unclip":  # `text_mask` (B, L) bool is optional: all True
+      return ("image_embed", "text_embeds", "text_hidden")
     names = {"none": (), "class": ("class_id",), "image_embed": ("image_embed",)}[self.kind]
     return names + (("text_hidden",) if self.text_dim else ())
 
 
 class Condition(nnx.Module):
-  """`cond` inputs -> `{"class_labels": (B, embed_dim), "context": (B, L, embed_dim)}`."""
+  """`cond` inputs -> `{"class_labels": (B, embed_dim), "context": (B, L, embed_dim)}`
+  (kind "unclip": class_labels (B, time_embed_dim), context (B, K + L, context_dim) and
+  context_mask (B, K + L))."""
 
   def __init__(self, config: ConditionConfig, *, rngs: nnx.Rngs):
     config.validate()
     self.config = config
     d = config.embed_dim
+    width = config.token_dim or d
     if config.kind == "class":  # the last row is the null class
       self.class_table = nnx.Embed(config.num_classes + 1, d, rngs=rngs)
     else:
       self.null_embed = nnx.Param(jax.random.normal(rngs.params(), (d,)) * d ** -0.5)
-    self.extra_tokens = (nnx.Linear(d, config.extra_tokens * d, rngs=rngs)
+    if config.kind == "unclip":  # the additive vector: text and image embeddings projected
+      self.embedding_proj = nnx.Linear(d, config.time_embed_dim, rngs=rngs)
+      self.image_time_proj = nnx.Linear(d, config.time_embed_dim, rngs=rngs)
+    self.extra_tokens = (nnx.Linear(d, config.extra_tokens * width, rngs=rngs)
                          if config.extra_tokens else None)
     if config.text_dim:
-      self.text_proj = nnx.Linear(config.text_dim, d, rngs=rngs)
-      self.text_norm = nnx.LayerNorm(d, epsilon=1e-5, rngs=rngs)
+      self.text_proj = nnx.Linear(config.text_dim, width, rngs=rngs)
+      self.text_norm = nnx.LayerNorm(width, epsilon=1e-5, rngs=rngs)
     else:
       self.text_proj = self.text_norm = None
 
@@ -101,6 +134,8 @@ class Condition(nnx.Module):
         raise ValueError(f"cond['image_embed'] has shape {first.shape}; expected "
                          f"(B, cond.embed_dim={cfg.embed_dim})")
       vector = jnp.where(drop[:, None], self.null_embed[...].astype(first.dtype), first)
+    if cfg.kind == "unclip":
+      return self._unclip(vector, cond)
     out = {"class_labels": vector}
     tokens = []
     if self.extra_tokens is not None:  # (B, K * D) -> (B, K, D)
@@ -111,3 +146,30 @@ class Condition(nnx.Module):
     if tokens:
       out["context"] = jnp.concatenate(tokens, axis=1)
     return out
+
+  def _unclip(self, image_embed: jax.Array, cond: Mapping[str, jax.Array]) -> dict:
+    """diffusers' UnCLIPTextProjModel.forward on the (null-substituted) image embedding."""
+    cfg = self.config
+    text_embeds, hidden = cond["text_embeds"], cond["text_hidden"]
+    b = image_embed.shape[0]
+    if text_embeds.shape != (b, cfg.embed_dim):
+      raise ValueError(f"cond['text_embeds'] has shape {text_embeds.shape}; expected "
+                       f"({b}, cond.embed_dim={cfg.embed_dim})")
+    if hidden.ndim != 3 or hidden.shape[0] != b or hidden.shape[2] != cfg.text_dim:
+      raise ValueError(f"cond['text_hidden'] has shape {hidden.shape}; expected "
+                       f"({b}, L, cond.text_dim={cfg.text_dim})")
+    mask = cond.get("text_mask")
+    mask = (jnp.ones(hidden.shape[:2], bool) if mask is None else jnp.asarray(mask, bool))
+    if mask.shape != hidden.shape[:2]:
+      raise ValueError(f"cond['text_mask'] has shape {mask.shape}; expected "
+                       f"{hidden.shape[:2]}, like text_hidden's first two axes")
+    additive = self.image_time_proj(image_embed) + self.embedding_proj(text_embeds)
+    tokens = [self.text_norm(self.text_proj(hidden))]
+    masks = [mask]
+    if self.extra_tokens is not None:  # (B, K * D) -> (B, D, K) -> (B, K, D), as diffusers
+      k = cfg.extra_tokens
+      extra = self.extra_tokens(image_embed).reshape(b, -1, k).transpose(0, 2, 1)
+      tokens.insert(0, extra)
+      masks.insert(0, jnp.ones((b, k), bool))
+    return {"class_labels": additive, "context": jnp.concatenate(tokens, axis=1),
+            "context_mask": jnp.concatenate(masks, axis=1)}

@@ -167,16 +167,23 @@ class Attention(nnx.Module):
       self.add_k_proj = self.add_v_proj = None
     self.to_out = nnx.Linear(channels, channels, rngs=rngs)
 
-  def __call__(self, x: jax.Array, context: jax.Array | None = None) -> jax.Array:
-    """x (B, H, W, C); context (B, L, D) condition tokens or None -> (B, H, W, C)."""
+  def __call__(self, x: jax.Array, context: jax.Array | None = None,
+               context_mask: jax.Array | None = None) -> jax.Array:
+    """x (B, H, W, C); context (B, L, D) condition tokens or None; context_mask (B, L)
+    bool, False for tokens to ignore (their logits get diffusers' -10000 bias; the
+    image's own keys are never masked) -> (B, H, W, C)."""
     b, h, w, c = x.shape
     tokens = self.group_norm(x).reshape(b, h * w, c)
     q, k, v = self.to_q(tokens), self.to_k(tokens), self.to_v(tokens)
+    bias = None
     if context is not None:
       if self.add_k_proj is None:
         raise ValueError("condition tokens given to an Attention built without "
                          "cross_attention_dim")
       k = jnp.concatenate([self.add_k_proj(context).astype(k.dtype), k], axis=1)
       v = jnp.concatenate([self.add_v_proj(context).astype(v.dtype), v], axis=1)
-    out = self.to_out(multi_head_attention(q, k, v, self.heads))
+      if context_mask is not None:
+        bias = jnp.where(jnp.asarray(context_mask, bool), 0.0, -10000.0)
+        bias = jnp.pad(bias, ((0, 0), (0, h * w)))[:, None, None, :].astype(q.dtype)
+    out = self.to_out(multi_head_attention(q, k, v, self.heads, bias=bias))
     return x + out.reshape(b, h, w, c)

@@ -18,6 +18,13 @@ of a sinusoidal embedding, diffusers' `class_embed_type="timestep"`). Training d
 `s ~ U(0, aug_max_level)` per clip, so the model learns to rely less on a noisier
 condition; sampling uses the fixed `sample_aug_level`, which makes the SR stage robust to
 the base model's artefacts.
+
+`aug_embedding=False` drops the level embedding (the U-Net has no class embedding), as
+in Karlo's `super_res_first`/`super_res_last` (diffusers `UNet2DModel`s on the noisy
+frame + the bicubically upsampled 64x64 image, no augmentation): with `residual_input`
+False and `upsample="bicubic"` (which equals torch's `F.interpolate(mode="bicubic",
+antialias=True)` used by the pipeline) converted weights run unchanged; the levels must
+then be 0, since the network could not be told them.
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ class SuperResConfig:
   aug_max_level: float = 0.5          # training: augmentation level ~ U(0, aug_max_level)
   sample_aug_level: float = 0.1       # sampling: the fixed level (cond["aug_level"] wins)
   residual_input: bool = True         # the network denoises x - up(low) (same noise)
+  aug_embedding: bool = True          # the augmentation level enters as a class embedding
   dtype: str = "float32"
   param_dtype: str = "float32"
   remat: bool = False
@@ -81,6 +89,9 @@ class SuperResConfig:
     for name in ("aug_max_level", "sample_aug_level"):
       if not 0.0 <= getattr(self, name) <= 1.0:
         raise ValueError(f"{name}={getattr(self, name)}; expected a level in [0, 1]")
+      if not self.aug_embedding and getattr(self, name) != 0.0:
+        raise ValueError(f"{name}={getattr(self, name)} with model.aug_embedding=False: the "
+                         "network is not told the augmentation level; set it to 0")
     for name in ("dtype", "param_dtype"):
       if getattr(self, name) not in DTYPES:
         raise ValueError(f"model.{name}={getattr(self, name)!r}; expected one of {DTYPES}")
@@ -90,12 +101,13 @@ class SuperResConfig:
     self.unet_config().validate("model.unet")
 
   def unet_config(self) -> UNetConfig:
+    aug = self.aug_embedding
     return dataclasses.replace(
         self.unet, in_channels=2 * self.channels,
         out_channels=self.channels * (2 if self.learned_variance else 1),
-        frame_conditioned=False, class_embed_type="projection",
-        class_embed_input_dim=self.unet.block_out_channels[0], num_class_embeds=None,
-        cross_attention_dim=None)
+        frame_conditioned=False, class_embed_type="projection" if aug else None,
+        class_embed_input_dim=self.unet.block_out_channels[0] if aug else None,
+        num_class_embeds=None, cross_attention_dim=None)
 
   def check_video(self, shape, name: str = "z_t") -> None:
     """Shape check for a high-resolution video `(B, N, H, W, C)` before any compile."""
@@ -231,7 +243,8 @@ class SuperRes(nnx.Module):
 
     def model_fn(z):
       x = jnp.concatenate([z, up], axis=-1).reshape(b * n, h, w, 2 * c)
-      out = self.unet(x, jnp.repeat(t, n), class_labels=aug_emb,
+      out = self.unet(x, jnp.repeat(t, n),
+                      class_labels=aug_emb if cfg.aug_embedding else None,
                       num_frames=n if temporal else None, rngs=rngs)
       return out.reshape(b, n, h, w, out.shape[-1])
 
@@ -273,6 +286,7 @@ def superres_config(config: ml_collections.ConfigDict) -> SuperResConfig:
       objective=config.diffusion.objective, learned_variance=model.learned_variance,
       upsample=model.get("upsample", "bilinear"),
       residual_input=model.get("residual_input", True),
+      aug_embedding=model.get("aug_embedding", True),
       aug_max_level=model.get("aug_max_level", 0.5),
       sample_aug_level=config.sample.get("aug_level", 0.1),
       **{k: model[k] for k in EXECUTION_FIELDS if k in model})

@@ -149,7 +149,8 @@ class UNet(nnx.Module):
 
   def __call__(self, x: jax.Array, t: jax.Array, *, class_labels: jax.Array | None = None,
                context: jax.Array | None = None, frame_index: jax.Array | None = None,
-               num_frames: int | None = None, rngs: nnx.Rngs | None = None) -> jax.Array:
+               num_frames: int | None = None, rngs: nnx.Rngs | None = None,
+               context_mask: jax.Array | None = None) -> jax.Array:
     """Denoise a batch of images.
 
     Args:
@@ -157,6 +158,8 @@ class UNet(nnx.Module):
       t: (B,) integer timesteps.
       class_labels: (B,) ids ("embedding") or (B, D) vectors ("projection"/"identity").
       context: (B, L, cross_attention_dim) condition tokens for the attention layers.
+      context_mask: (B, L) bool, False for context tokens the attention ignores
+        (padding of a text prompt; diffusers' `attention_mask` of unCLIP decoders).
       frame_index: (B,) frame indices, required when `frame_conditioned`.
       num_frames: frames per clip folded into B, required for temporal layers.
       rngs: dropout randomness; None runs deterministically.
@@ -187,11 +190,11 @@ class UNet(nnx.Module):
     h = self.conv_in(x.astype(dtype))
     skips = [h]
     for block in self.down_blocks:
-      h, block_skips = block(h, emb, context, num_frames, rngs)
+      h, block_skips = block(h, emb, context, num_frames, rngs, context_mask)
       skips.extend(block_skips)
-    h = self.mid_block(h, emb, context, num_frames, rngs)
+    h = self.mid_block(h, emb, context, num_frames, rngs, context_mask)
     for block in self.up_blocks:
-      h = block(h, skips, emb, context, num_frames, rngs)
+      h = block(h, skips, emb, context, num_frames, rngs, context_mask)
     return self.conv_out(nnx.silu(self.conv_norm_out(h)))
 
 

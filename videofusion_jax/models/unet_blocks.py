@@ -65,18 +65,18 @@ def checkpointed(fn, policy: str | None):
   return nnx.remat(fn, policy=getattr(jax.checkpoint_policies, policy))
 
 
-def _layer(block, j, h, temb, context, num_frames, rngs):
-  def run(resnet, attention, mixer, h, temb, context, rngs):
+def _layer(block, j, h, temb, context, num_frames, rngs, context_mask=None):
+  def run(resnet, attention, mixer, h, temb, context, context_mask, rngs):
     h = resnet(h, temb, rngs=rngs)
     if attention is not None:
-      h = attention(h, context)
+      h = attention(h, context, context_mask)
     if mixer is not None:
       h = mixer(h, num_frames)
     return h
   pick = lambda layers: None if layers is None else layers[j]
   return checkpointed(run, block.remat_policy)(
       block.resnets[j], pick(block.attentions), pick(block.temp_mixers), h, temb, context,
-      rngs)
+      context_mask, rngs)
 
 
 class DownBlock(nnx.Module):
@@ -94,11 +94,11 @@ class DownBlock(nnx.Module):
     else:
       self.downsamplers = nnx.List([Downsample2D(cout, rngs=rngs)])
 
-  def __call__(self, h, temb, context, num_frames, rngs):
+  def __call__(self, h, temb, context, num_frames, rngs, context_mask=None):
     """Returns the output and the skip activations it adds, in order."""
     skips = []
     for j in range(len(self.resnets)):
-      h = _layer(self, j, h, temb, context, num_frames, rngs)
+      h = _layer(self, j, h, temb, context, num_frames, rngs, context_mask)
       skips.append(h)
     if self.downsamplers is not None:
       down = self.downsamplers[0]
@@ -117,17 +117,17 @@ class MidBlock(nnx.Module):
     self.temp_mixers = (nnx.List([opts.temporal_mixer(channels, rngs) for _ in range(2)])
                         if opts.temporal != "none" else None)
 
-  def __call__(self, h, temb, context, num_frames, rngs):
-    def run(block, h, temb, context, rngs):  # num_frames stays a static Python int
-      return block._run(h, temb, context, num_frames, rngs)
-    return checkpointed(run, self.remat_policy)(self, h, temb, context, rngs)
+  def __call__(self, h, temb, context, num_frames, rngs, context_mask=None):
+    def run(block, h, temb, context, context_mask, rngs):  # num_frames: a static int
+      return block._run(h, temb, context, num_frames, rngs, context_mask)
+    return checkpointed(run, self.remat_policy)(self, h, temb, context, context_mask, rngs)
 
-  def _run(self, h, temb, context, num_frames, rngs):
+  def _run(self, h, temb, context, num_frames, rngs, context_mask=None):
     h = self.resnets[0](h, temb, rngs=rngs)
     if self.temp_mixers is not None:
       h = self.temp_mixers[0](h, num_frames)
     if self.attentions is not None:
-      h = self.attentions[0](h, context)
+      h = self.attentions[0](h, context, context_mask)
     h = self.resnets[1](h, temb, rngs=rngs)
     if self.temp_mixers is not None:
       h = self.temp_mixers[1](h, num_frames)
@@ -154,11 +154,12 @@ class UpBlock(nnx.Module):
     else:
       self.upsamplers = nnx.List([Upsample2D(cout, rngs=rngs)])
 
-  def __call__(self, h, skips: list[jax.Array], temb, context, num_frames, rngs):
+  def __call__(self, h, skips: list[jax.Array], temb, context, num_frames, rngs,
+               context_mask=None):
     """Consumes `len(self.resnets)` activations from the end of `skips`."""
     for j in range(len(self.resnets)):
       h = jnp.concatenate([h, skips.pop()], axis=-1)
-      h = _layer(self, j, h, temb, context, num_frames, rngs)
+      h = _layer(self, j, h, temb, context, num_frames, rngs, context_mask)
     if self.upsamplers is not None:
       up = self.upsamplers[0]
       h = up(h, temb, rngs=rngs) if isinstance(up, ResnetBlock2D) else up(h)

@@ -74,26 +74,35 @@ class VideoFusionConfig:
         raise ValueError(f"model.{part} sets class_embed_type/cross_attention_dim, and "
                          f"cond.kind={self.cond.kind!r} sets them too; unset them in "
                          f"model.{part}")
+    if self.cond.kind == "unclip" and self.cond.time_embed_dim != self.base.time_embed_dim:
+      raise ValueError(f"cond.time_embed_dim={self.cond.time_embed_dim}; cond.kind='unclip' "
+                       "adds its vector to the base U-Net's time embedding, of width "
+                       f"4 * model.base.block_out_channels[0] = {self.base.time_embed_dim}")
     self.base_unet().validate("model.base")
     self.residual_unet().validate("model.residual")
 
   def base_unet(self) -> UNetConfig:
     out = self.channels * (2 if self.learned_variance else 1)
     return dataclasses.replace(self.base, in_channels=self.channels, out_channels=out,
-                               **self._condition_fields())
+                               **self._condition_fields("base"))
 
   def residual_unet(self) -> UNetConfig:
     cin = self.channels * (2 if self.residual_context == "centre_estimate" else 1)
     out = self.channels * (2 if self.learned_variance else 1)
     return dataclasses.replace(self.residual, in_channels=cin, out_channels=out,
-                               frame_conditioned=True, **self._condition_fields())
+                               frame_conditioned=True, **self._condition_fields("residual"))
 
-  def _condition_fields(self) -> dict:
+  def _condition_fields(self, part: str) -> dict:
     """How both U-Nets take the condition: the vector through a projected class
-    embedding, the tokens as attention keys/values."""
+    embedding, the tokens as attention keys/values. With cond.kind "unclip" the vector
+    already has the base's time-embedding width (added as is, an unCLIP decoder's
+    "identity" class embedding); the residual projects it to its own width."""
     if not self.cond.enabled:
       return {}
-    return dict(class_embed_type="projection", class_embed_input_dim=self.cond.embed_dim,
+    if self.cond.kind == "unclip" and part == "base":
+      return dict(class_embed_type="identity", cross_attention_dim=self.cond.token_dim)
+    width = self.cond.time_embed_dim if self.cond.kind == "unclip" else self.cond.embed_dim
+    return dict(class_embed_type="projection", class_embed_input_dim=width,
                 cross_attention_dim=self.cond.token_dim)
 
   def check_video(self, shape, name: str = "z_t") -> None:

@@ -17,11 +17,16 @@ the converted U-Net except for the video parts (`in_channels`, `frame_conditione
   the frame index adds nothing at first but still gets gradients;
 - temporal layers keep their init, which is already the identity (zero output layers).
 So at step 0 the residual generator is the image model applied to each frame alone.
+
+Condition module: a folder written by `convert unclip` holds the decoder's `text_proj`
+as `condition/` (cond.kind="unclip"); `init_base_from` loads it into the model's
+`condition` too, after checking that `cond` equals the converted one field by field.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Iterable
 
 import jax
@@ -29,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from videofusion_jax.convert import diffusers_unclip
 from videofusion_jax.convert.converted import load_converted
 from videofusion_jax.models.unet import UNetConfig
 from videofusion_jax.models.videofusion import VideoFusionConfig
@@ -138,6 +144,7 @@ def initial_params(vf: VideoFusionConfig, train_config, ema) -> dict[tuple, np.n
            ("dropout",))
     updates.update({("base",) + k: v for k, v in _flat(params).items()})
     logging.info("Base generator initialised from %s.", base_path)
+    updates.update(_condition_params(vf, base_path))
   if residual_path:
     converted, params = load_converted(residual_path)
     _check(converted, vf.residual_unet(), "train.init_residual_from", residual_path,
@@ -147,6 +154,26 @@ def initial_params(vf: VideoFusionConfig, train_config, ema) -> dict[tuple, np.n
     updates.update({("residual",) + k: v for k, v in new.items()})
     logging.info("Residual generator initialised from %s: %s.", residual_path, counts)
   return updates
+
+
+def _condition_params(vf: VideoFusionConfig, base_path) -> dict[tuple, np.ndarray]:
+  """("condition", ...) updates from `base_path`/condition/ (a converted unCLIP text_proj)."""
+  folder = Path(base_path) / diffusers_unclip.CONDITION_DIR
+  if not folder.is_dir():
+    if vf.cond.kind == "unclip":
+      logging.warning("train.init_base_from=%s has no condition/ folder: the unclip "
+                      "condition module starts random", base_path)
+    return {}
+  converted, params = diffusers_unclip.load_condition(folder)
+  if converted != vf.cond:
+    diffs = [f"{f.name}: converted {getattr(converted, f.name)!r}, config "
+             f"{getattr(vf.cond, f.name)!r}" for f in dataclasses.fields(converted)
+             if getattr(converted, f.name) != getattr(vf.cond, f.name)]
+    raise ValueError(f"train.init_base_from={base_path}: its condition/ does not match cond;"
+                     f" differing fields: {'; '.join(diffs)}. Paste {base_path}/"
+                     "config_snippet.py into the config.")
+  logging.info("Condition module initialised from %s.", folder)
+  return {("condition",) + k: v for k, v in _flat(params).items()}
 
 
 def apply(state, ema, vf: VideoFusionConfig, train_config):
