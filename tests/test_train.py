@@ -1,6 +1,7 @@
 """Train -> checkpoint -> resume -> sample, on the built-in synthetic set."""
 
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -14,7 +15,7 @@ from videofusion_jax.sampling import sample
 from videofusion_jax.training.loop import train
 
 
-def tiny_config(num_steps=4):
+def tiny_config(num_steps=3):
   config = demo.get_config()
   config.data.num_frames = 4
   config.data.num_clips = 64
@@ -36,36 +37,72 @@ def _restore_all(workdir, step):
   return jax.tree.leaves(out["state"]), jax.tree.leaves(out["ema"])
 
 
-def test_resume_is_bitwise_identical_and_samples_load_the_checkpoint(tmp_path):
-  straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-  train(tiny_config(4), str(straight))
-  train(tiny_config(2), str(resumed))
-  assert Checkpoints(resumed).latest_step() == 2
-  train(tiny_config(4), str(resumed))  # resumes at 2: state, EMA and data position
+def _metrics(workdir):
+  return [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
 
-  (state_a, ema_a), (state_b, ema_b) = _restore_all(straight, 4), _restore_all(resumed, 4)
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+  """The reference run: 3 steps straight through, saved at step 2 and (at exit) step 3.
+  The tests below work on copies of it, so each costs at most one more train()."""
+  workdir = tmp_path_factory.mktemp("straight")
+  train(tiny_config(3), str(workdir))
+  return workdir
+
+
+def _stopped_at(run, workdir, step):
+  """`run` as a run stopped right after saving `step` would have left it."""
+  shutil.copytree(run, workdir)
+  for later in (workdir / "checkpoints").iterdir():
+    if later.name.isdigit() and int(later.name) > step:
+      shutil.rmtree(later)
+  lines = [l for l in _metrics(workdir) if l["step"] <= step]
+  (workdir / "metrics.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
+  return workdir
+
+
+def test_straight_run_logs_every_step_and_saves_at_exit(straight):
+  lines = _metrics(straight)
+  assert [l["step"] for l in lines] == [1, 2, 3]
+  assert {"loss", "loss_centre", "loss_residual", "lr", "steps_per_sec"} <= set(lines[0])
+  assert list((straight / "tensorboard").iterdir())
+  saved = sorted(int(p.name) for p in (straight / "checkpoints").iterdir() if p.name.isdigit())
+  assert saved == [2, 3]  # every 2 steps, and at exit
+
+
+def test_resume_past_a_killed_save_is_bitwise_identical(straight, tmp_path):
+  resumed = _stopped_at(straight, tmp_path / "resumed", 2)
+  # What a save killed before orbax's final rename leaves: a temporary step directory.
+  partial = resumed / "checkpoints" / "3.orbax-checkpoint-tmp-1700000000000000"
+  (partial / "state").mkdir(parents=True)
+  (partial / "state" / "half_written").write_bytes(b"\x00" * 10)
+  assert Checkpoints(resumed).latest_step() == 2  # the partial save is never a candidate
+
+  train(tiny_config(3), str(resumed))  # resumes at 2: state, EMA and data position
+  assert Checkpoints(resumed).latest_step() == 3
+  (state_a, ema_a), (state_b, ema_b) = _restore_all(straight, 3), _restore_all(resumed, 3)
   assert len(state_a) == len(state_b) > 0 and len(ema_a) == len(ema_b) > 0
   for a, b in zip(state_a + ema_a, state_b + ema_b):
     np.testing.assert_array_equal(a, b)
-  lines = [json.loads(l) for l in (straight / "metrics.jsonl").read_text().splitlines()]
-  assert [l["step"] for l in lines] == [1, 2, 3, 4]
-  assert {"loss", "loss_centre", "loss_residual", "lr", "steps_per_sec"} <= set(lines[0])
-  resumed_lines = [json.loads(l) for l in (resumed / "metrics.jsonl").read_text().splitlines()]
-  assert [l["loss"] for l in resumed_lines] == [l["loss"] for l in lines]  # same batches
-  assert list((straight / "tensorboard").iterdir())
-
-  paths = sample(tiny_config(4), str(straight))
-  assert video_io.read_video(paths[0]).shape == (4, 16, 16, 3)
+  assert [l["loss"] for l in _metrics(resumed)] == [l["loss"] for l in _metrics(straight)]
 
 
-def test_incompatible_checkpoint_is_refused_by_field(tmp_path):
-  train(tiny_config(2), str(tmp_path))
+def test_samples_load_the_checkpoint(straight, tmp_path):
+  run = shutil.copytree(straight, tmp_path / "run")
+  paths = sample(tiny_config(3), str(run))
+  assert [p.name for p in paths] == ["video_000.mp4", "video_001.mp4", "strip.png"]
+  for path in paths[:2]:
+    assert video_io.read_video(path).shape == (4, 16, 16, 3)
+
+
+def test_incompatible_checkpoint_is_refused_by_field(straight, tmp_path):
+  run = shutil.copytree(straight, tmp_path / "run")
   config = tiny_config(4)
   config.model.base.block_out_channels = (32, 32)
   with pytest.raises(ValueError, match="model.base.block_out_channels: \\[32, 64\\] -> "
                                        "\\[32, 32\\]"):
-    train(config, str(tmp_path))
-  assert Checkpoints(tmp_path).latest_step() == 2  # nothing lost
+    train(config, str(run))
+  assert Checkpoints(run).latest_step() == 3  # nothing lost
 
 
 def test_one_step_on_a_folder_of_real_video_files(tmp_path):
@@ -90,14 +127,3 @@ def test_missing_data_folder_fails_before_anything_is_written(tmp_path):
   with pytest.raises(FileNotFoundError, match="absent does not exist"):
     train(config, str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()
-
-
-def test_a_checkpoint_killed_mid_save_is_never_resumed_from(tmp_path):
-  train(tiny_config(2), str(tmp_path))
-  # What a save killed before orbax's final rename leaves: a temporary step directory.
-  partial = tmp_path / "checkpoints" / "3.orbax-checkpoint-tmp-1700000000000000"
-  (partial / "state").mkdir(parents=True)
-  (partial / "state" / "half_written").write_bytes(b"\x00" * 10)
-  assert Checkpoints(tmp_path).latest_step() == 2
-  assert np.isfinite(train(tiny_config(3), str(tmp_path))["loss"])
-  assert Checkpoints(tmp_path).latest_step() == 3
