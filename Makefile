@@ -20,9 +20,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,eval,convert]'
 	touch $(STAMP)
 
+# configs/demo.py:gpu (longer training, same model) when JAX's default backend is a GPU/TPU
+# (install jax's CUDA wheels first: .venv/bin/pip install -e '.[cuda]').
+DEMO_CONFIG = configs/demo.py$$($(PY) -c 'import jax; print(":gpu" if jax.default_backend() in ("gpu", "tpu") else "")' 2>/dev/null)
+
 demo: $(STAMP)
-	$(PY) -m videofusion_jax.train --config=configs/demo.py --workdir=runs/demo
-	$(PY) -m videofusion_jax.sample --config=configs/demo.py --workdir=runs/demo
+	cfg=$(DEMO_CONFIG); \
+	$(PY) -m videofusion_jax.train --config=$$cfg --workdir=runs/demo && \
+	$(PY) -m videofusion_jax.sample --config=$$cfg --workdir=runs/demo
 
 # --dist loadfile: a module's fixtures (e.g. the 8-device run in tests/parallel/) run
 # once, on one worker, instead of once per worker.

@@ -39,6 +39,7 @@ def get_config() -> ml_collections.ConfigDict:
                                       # data.path (any CSV column names a part)
   c.data.clip_cache = ""              # npz of CLIP embeddings per clip (cond.kind
                                       # "image_embed"): python -m videofusion_jax.tools.clip_cache
+                                      # ("unclip": made with --text_hidden)
   c.data.worker_count = 0             # grain worker processes (0: read in the main one)
   c.data.group_identities = 2         # "weizmann": identities per block of a batch, and
   c.data.group_actions = 2            # actions per block (batch = blocks of I x A clips)
@@ -50,7 +51,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.residual = unet_fields(paper.residual)  # frame U-Net over the other N-1 frames
   # What ties the residual frames to the content (DESIGN.md section 1):
   # "centre_estimate" feeds sqrt(ab) * x0_hat of the centre frame as extra input channels;
-  # "none" is the paper's per-frame residual generator (ablation).
+  # "centre_x0" feeds x0_hat itself (clipped to [-1, 1]: same scale at every noise level;
+  # configs/demo.py, RESULTS "Demo quality"); "none" is the paper's per-frame residual
+  # generator (ablation).
   c.model.residual_context = "centre_estimate"
   c.model.learned_variance = False    # True for converted checkpoints with 2C outputs
   # Execution knobs (they change speed and memory, not the weights; a checkpoint loads
@@ -67,12 +70,18 @@ def get_config() -> ml_collections.ConfigDict:
   # timestep embedding and as attention tokens, as unCLIP decoders do (paper Sec 4.1).
   c.cond = ml_collections.ConfigDict()
   c.cond.kind = "none"                # "class" (data labels), "image_embed" (CLIP vectors
-                                      # of centre frames, from data.clip_cache) or "none"
+                                      # of centre frames, from data.clip_cache), "unclip"
+                                      # (a converted unCLIP decoder's text_proj: image
+                                      # embedding + caption text; configs/karlo.py) or "none"
   c.cond.num_classes = 0              # kind "class": ids in [0, num_classes)
   c.cond.embed_dim = 768              # CLIP image embedding size / class vector size
   c.cond.extra_tokens = 4             # attention tokens made from the vector (0: none)
   c.cond.text_dim = 0                 # CLIP text hidden width: caption tokens by
                                       # cross-attention (0: no text tokens)
+  c.cond.context_dim = 0              # kind "unclip": the attention tokens' width (the
+                                      # decoder's cross_attention_dim; 0: cond.embed_dim)
+  c.cond.time_embed_dim = 0           # kind "unclip": width of the vector added to the
+                                      # timestep embedding (the base U-Net's time_embed_dim)
 
   c.diffusion = ml_collections.ConfigDict()
   c.diffusion.schedule = "cosine"     # "cosine" (paper) or "linear"

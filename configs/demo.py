@@ -1,14 +1,26 @@
-"""A tiny VideoFusion that runs on a laptop CPU in minutes.
+"""A tiny VideoFusion that runs on a laptop CPU in minutes; `:gpu` trains it longer.
 
-  make demo      # or: python -m videofusion_jax.sample --config=configs/demo.py --workdir=runs/demo
+  make demo      # or: python -m videofusion_jax.train --config=configs/demo.py --workdir=runs/demo
+  python -m videofusion_jax.train --config=configs/demo.py:gpu --workdir=runs/demo
+
+`make demo` passes `:gpu` when JAX's default backend is a GPU or TPU. On 2 CPU cores the
+samples keep their objects but still move about twice as much as the data (frame change
+~10/255 vs 4/255, benchmarks/RESULTS.md "Demo quality"); the `:gpu` setting is sized
+from the CPU's steps-vs-smoothness curve and is extrapolated, not measured (no GPU was
+lent when it was written).
 """
 
 from configs import base
 from videofusion_jax.models import presets
 from videofusion_jax.models.from_config import unet_fields
 
+SETTINGS = ("", "cpu", "gpu")
 
-def get_config():
+
+def get_config(arg: str = ""):
+  if arg not in SETTINGS:
+    raise ValueError(f"configs/demo.py:{arg}; expected one of {SETTINGS} "
+                     "(nothing or 'cpu': the 2-core laptop demo, 'gpu': longer on a GPU/TPU)")
   c = base.get_config()
   c.data.num_frames = 8
   c.data.image_size = 16
@@ -16,6 +28,10 @@ def get_config():
   c.model.base = unet_fields(tiny.base)
   c.model.residual = unet_fields(tiny.residual)
   c.diffusion.objective = "v"         # clean frames much sooner than eps (DESIGN.md)
+  # x0_hat of the centre frame at unit scale as the residual frames' context, sampled
+  # with DDIM eta = 1: frame change 19.0 -> 9.8/255 at 600 steps (data 4.0), the same
+  # objects in 7 of 8 samples (benchmarks/RESULTS.md "Demo quality").
+  c.model.residual_context = "centre_x0"
   c.train.num_steps = 600             # about 7 minutes on 2 CPU cores (0.7 s/step)
   c.train.batch_size = 8
   c.train.ema_decay = 0.995
@@ -26,6 +42,22 @@ def get_config():
   c.optim.warmup_steps = 100
   c.optim.base_lr_scale = 1.0         # trained from scratch: no pretrained base to protect
   c.sample.num_steps = 25
+  c.sample.eta = 1.0                  # fresh noise per step lets frames re-align late
   c.sample.num_videos = 4
   c.sample.batch_size = 4
+  if arg == "gpu":
+    # Same model, data and process (a CPU checkpoint in runs/demo resumes here): 33x the
+    # steps at 4x the batch, the lr annealed to 0, a longer EMA. Extrapolated from the
+    # CPU curve (change 13.6 / 10.4 / 9.8 /255 at 200 / 400 / 600 steps, still falling),
+    # not measured on a GPU.
+    c.train.num_steps = 20_000
+    c.train.batch_size = 32
+    c.train.ema_decay = 0.999
+    c.train.log_every = 200
+    c.train.checkpoint_every = 2_000
+    c.optim.warmup_steps = 500
+    c.optim.schedule = "cosine"
+    c.sample.num_steps = 50
+    c.sample.num_videos = 8
+    c.sample.batch_size = 8
   return c

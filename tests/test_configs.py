@@ -22,6 +22,18 @@ def test_demo_overrides_only_sizes():
   assert vf.residual_unet().in_channels == 6  # frame + centre estimate
 
 
+def test_demo_gpu_setting_trains_longer_the_same_checkpointable_model():
+  from videofusion_jax.checkpoint import config_differences
+  cpu, gpu = demo.get_config(), demo.get_config("gpu")
+  assert cpu.train.num_steps == 600 and cpu.train.batch_size == 8  # README's CPU demo
+  assert cpu.model.residual_context == "centre_x0" and cpu.sample.eta == 1.0
+  assert gpu.train.num_steps * gpu.train.batch_size >= 100 * 600 * 8
+  assert config_differences(json.loads(cpu.to_json()), gpu) == []  # runs/demo resumes
+  assert demo.get_config("cpu").to_json() == cpu.to_json()
+  with pytest.raises(ValueError, match="configs/demo.py:tpu; expected one of"):
+    demo.get_config("tpu")
+
+
 def test_mistyped_field_suggests_the_right_one():
   config = base.get_config()
   config.lock()

@@ -86,6 +86,34 @@ def test_centre_estimate_reaches_the_residual_generator():
   assert model.residual.config.in_channels == 2 * C
 
 
+@pytest.mark.parametrize("context", ["centre_estimate", "centre_x0"])
+def test_residual_generator_context_is_the_centre_estimate_at_its_scale(context,
+                                                                       monkeypatch):
+  """centre_estimate: sqrt(ab) x0_hat[c] = z_c - sqrt(1 - ab) b_hat (fades to 0 at high
+  noise); centre_x0: x0_hat[c] clipped to [-1, 1], the same scale at every t."""
+  model = VideoFusion(tiny(objective="v", residual_context=context), rngs=nnx.Rngs(0))
+  seen = []
+  original = UNet.__call__
+
+  def recording(self, x, *args, **kwargs):
+    if self.config.frame_conditioned:
+      seen.append(x)
+    return original(self, x, *args, **kwargs)
+
+  monkeypatch.setattr(UNet, "__call__", recording)
+  c, t = diffusion.centre_index(N), jnp.array([50, 990])
+  z = _video()
+  out = model(z, t, SCHEDULE.alphas_cumprod)
+  ab = SCHEDULE.alphas_cumprod[t][:, None, None, None]
+  want = z[:, c] - jnp.sqrt(1 - ab) * out.b_hat
+  if context == "centre_x0":
+    want = jnp.clip(want / jnp.sqrt(ab), -1.0, 1.0)
+    assert float(jnp.abs(want[1]).mean()) > 0.3  # t = 990: still O(1), not faded
+  got = seen[0][..., C:].reshape(B, N - 1, H, H, C)
+  for i in range(N - 1):
+    np.testing.assert_allclose(got[:, i], want, atol=1e-5)
+
+
 def test_one_base_and_one_residual_call_per_step(monkeypatch):
   model = VideoFusion(tiny(), rngs=nnx.Rngs(0))
   calls = []

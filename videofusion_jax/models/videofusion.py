@@ -19,7 +19,7 @@ from videofusion_jax import diffusion
 from videofusion_jax.models.conditioning import Condition, ConditionConfig
 from videofusion_jax.models.unet import UNet, UNetConfig
 
-RESIDUAL_CONTEXTS = ("centre_estimate", "none")
+RESIDUAL_CONTEXTS = ("centre_estimate", "centre_x0", "none")
 OBJECTIVES = ("eps", "v")
 DTYPES = ("float32", "bfloat16")  # float16 would need loss scaling
 
@@ -87,7 +87,7 @@ class VideoFusionConfig:
                                **self._condition_fields("base"))
 
   def residual_unet(self) -> UNetConfig:
-    cin = self.channels * (2 if self.residual_context == "centre_estimate" else 1)
+    cin = self.channels * (2 if self.residual_context != "none" else 1)
     out = self.channels * (2 if self.learned_variance else 1)
     return dataclasses.replace(self.residual, in_channels=cin, out_channels=out,
                                frame_conditioned=True, **self._condition_fields("residual"))
@@ -175,7 +175,12 @@ class VideoFusion(nnx.Module):
 
     def residual_fn(z_others, centre_estimate):
       x = z_others
-      if cfg.residual_context == "centre_estimate":
+      if cfg.residual_context == "centre_x0":
+        # x0_hat[c] itself, in [-1, 1] at every noise level: sqrt(ab) x0_hat fades to
+        # ~0 at high noise, where the frames' content is decided (RESULTS "Demo quality").
+        a = jnp.sqrt(alphas_cumprod[t]).astype(centre_estimate.dtype)[:, None, None, None]
+        centre_estimate = jnp.clip(centre_estimate / a, -1.0, 1.0)
+      if cfg.residual_context != "none":
         context = jnp.broadcast_to(centre_estimate[:, None], z_others.shape)
         x = jnp.concatenate([z_others, context], axis=-1)
       out = self._residual_in_chunks(
