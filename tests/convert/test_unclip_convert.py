@@ -14,7 +14,6 @@ import shutil
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from absl import flags
 from flax import nnx
 
 torch = pytest.importorskip("torch")
@@ -29,7 +28,6 @@ from tests.models.test_prior import TINY as TINY_PRIOR  # noqa: E402
 from tests.models.test_prior import torch_prior  # noqa: E402
 from tests.models.tiny_clip import text_config_kwargs, train_bpe, write_vocab  # noqa: E402
 from videofusion_jax.convert import diffusers_unclip  # noqa: E402
-from videofusion_jax.convert.__main__ import main as convert_main  # noqa: E402
 from videofusion_jax.models.conditioning import Condition, ConditionConfig  # noqa: E402
 from videofusion_jax.models.from_config import videofusion_config  # noqa: E402
 from videofusion_jax.models.unet import UNet  # noqa: E402
@@ -90,10 +88,11 @@ def _our_cond(image, prompt, hidden, mask):
           "text_mask": jnp.asarray(mask), "drop": jnp.arange(2 * b) < b}
 
 
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-  """A tiny unCLIP pipeline folder as UnCLIPPipeline.save_pretrained lays it out."""
-  root = tmp_path_factory.mktemp("unclip") / "karlo"
+def save_tiny_pipeline(root, replace=None, vocab=None):
+  """Write a tiny unCLIP pipeline folder at `root` as UnCLIPPipeline.save_pretrained lays
+  it out -> (root, torch modules). `replace` swaps components by name (e.g. a text
+  encoder and prior that fit text_proj's widths, tests/test_unclip_e2e.py); `vocab` is
+  train_bpe's (vocab, merges) for tokenizer/."""
   modules = {
       "decoder": build_torch_unet("karlo", seed=1),
       "text_proj": _randomise(UnCLIPTextProjModel(**TEXT_PROJ), 2),
@@ -103,9 +102,10 @@ def pipeline(tmp_path_factory):
       "text_encoder": transformers.CLIPTextModelWithProjection(
           transformers.CLIPTextConfig(**text_config_kwargs())).eval(),
   }
+  modules.update(replace or {})
   for name, module in modules.items():
     module.save_pretrained(root / name)
-  write_vocab(root / "tokenizer", *train_bpe(num_merges=60))
+  write_vocab(root / "tokenizer", *(vocab or train_bpe(num_merges=60)))
   for name, variance in (("prior_scheduler", "fixed_small_log"),
                          ("decoder_scheduler", "learned_range"),
                          ("super_res_scheduler", "fixed_small_log")):
@@ -117,16 +117,19 @@ def pipeline(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+  """A tiny unCLIP pipeline folder as UnCLIPPipeline.save_pretrained lays it out."""
+  return save_tiny_pipeline(tmp_path_factory.mktemp("unclip") / "karlo")
+
+
+@pytest.fixture(scope="module")
 def converted(pipeline, tmp_path_factory):
-  """The pipeline converted by the CLI's main, in-process (absl flags parsed as argv)."""
+  """The pipeline converted by what `convert unclip` calls. Not the CLI's main in-process:
+  importing `convert.__main__` defines its absl flags, which collide with other CLIs'
+  (`--out` of tools.clip_cache) in the same test process."""
   src, _ = pipeline
   out = tmp_path_factory.mktemp("converted") / "karlo_jax"
-  flags.FLAGS.unparse_flags()
-  flags.FLAGS(["prog", f"--src={src}", f"--out={out}"])
-  try:
-    convert_main(["prog", "unclip"])
-  finally:
-    flags.FLAGS.unparse_flags()
+  diffusers_unclip.convert_unclip_pipeline(src, out)
   return out
 
 
