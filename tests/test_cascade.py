@@ -53,6 +53,7 @@ def test_stages_must_agree_on_frame_size():
     check_stages(base, demo.get_config())
 
 
+@pytest.mark.slow  # a train() compile and two sampler compiles in a CLI process: ~80 s
 def test_sr_trains_and_the_cascade_cli_writes_both_sizes(tmp_path):
   sr_dir, base_dir = tmp_path / "sr", tmp_path / "base"
   metrics = train(tiny_sr_config(), str(sr_dir))
