@@ -155,25 +155,30 @@ def _write_npz(out: Path, arrays: dict) -> Path:
   return out
 
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
-                                          lock_config=True)
-_CLIP = flags.DEFINE_string("clip", None, "Converted CLIP folder (convert clip --out).")
-_OUT = flags.DEFINE_string("out", None, "Output .npz file.")
-_BATCH = flags.DEFINE_integer("batch_size", 32, "Frames / captions per CLIP call.")
-_LIMIT = flags.DEFINE_integer("limit", 0, "Encode only the first K clips (0: all).")
-_TEXT_HIDDEN = flags.DEFINE_bool("text_hidden", False, "Also store the text tower's "
-                                 "last hidden states (K, L, W): large.")
+def _define_flags() -> None:
+  """The CLI's flags, defined only when run as a program: tests and notebooks import
+  this module next to others that define --out/--config (convert's CLI) in one process."""
+  config_flags.DEFINE_config_file("config", None, "Experiment config file.",
+                                  lock_config=True)
+  flags.DEFINE_string("clip", None, "Converted CLIP folder (convert clip --out).")
+  flags.DEFINE_string("out", None, "Output .npz file.")
+  flags.DEFINE_integer("batch_size", 32, "Frames / captions per CLIP call.")
+  flags.DEFINE_integer("limit", 0, "Encode only the first K clips (0: all).")
+  flags.DEFINE_bool("text_hidden", False, "Also store the text tower's last hidden states "
+                    "(K, L, W): large; cond.kind='unclip' needs them.")
 
 
 def main(argv):
   del argv
-  if not _CLIP.value or not _OUT.value:
+  f = flags.FLAGS
+  if not f.clip or not f.out:
     raise app.UsageError("--clip and --out are required")
-  out = build_clip_cache(_CONFIG.value, _CLIP.value, _OUT.value, batch_size=_BATCH.value,
-                         limit=_LIMIT.value, text_hidden=_TEXT_HIDDEN.value)
+  out = build_clip_cache(f.config, f.clip, f.out, batch_size=f.batch_size, limit=f.limit,
+                         text_hidden=f.text_hidden)
   print(f"wrote {out}")
 
 
 if __name__ == "__main__":
+  _define_flags()
   flags.mark_flags_as_required(["config"])
   app.run(main)
