@@ -26,7 +26,8 @@ RUNTIME_FIELDS = ("model.dtype", "model.param_dtype", "model.remat", "model.rema
 # Fields added after checkpoints were already written: absent in a saved config means
 # this value.
 FIELD_DEFAULTS = {"model.kind": "videofusion", "cond.kind": "none", "cond.num_classes": 0,
-                  "cond.embed_dim": 768, "cond.extra_tokens": 4, "cond.text_dim": 0}
+                  "cond.embed_dim": 768, "cond.extra_tokens": 4, "cond.text_dim": 0,
+                  "cond.context_dim": 0, "cond.time_embed_dim": 0}
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:

@@ -13,6 +13,10 @@ from typing import Any, Sequence
 import numpy as np
 
 KEY_FIELDS = ("key", "videoid", "path")
+# What cond.kind="unclip" reads besides image_embeds: per-row caption encodings and the
+# empty prompt's (the input of clips dropped for classifier-free guidance).
+TEXT_ARRAYS = ("text_embeds", "text_hidden", "text_mask")
+NULL_TEXT_ARRAYS = ("null_text_embeds", "null_text_hidden", "null_text_mask")
 
 
 def clip_key(source: Any, item: dict, index: int, name: str) -> str:
@@ -31,12 +35,15 @@ class ClipCacheSource:
   """`source` whose item i also carries row i of the cache at `path`.
 
   Adds `image_embed` (D,) float32, `caption`, and `text_hidden` (L, W) when the cache
-  has it. Raises ValueError when the cache has a different number of rows or its keys
-  are not those of the source's clips (a cache made from other data or settings).
+  has it. With `text_inputs` (cond.kind "unclip") also `text_embeds` (D,), `text_mask`
+  (L,) bool and the empty prompt's `null_text_embeds`, `null_text_hidden`,
+  `null_text_mask` (the same in every item), all required. Raises ValueError when the
+  cache lacks them, has a different number of rows, or its keys are not those of the
+  source's clips (a cache made from other data or settings).
   """
 
   def __init__(self, source: Sequence[dict], path: str | os.PathLike, *,
-               name: str = "source"):
+               name: str = "source", text_inputs: bool = False):
     path = Path(path)
     if not path.is_file():
       raise FileNotFoundError(f"data.clip_cache={str(path)!r} does not exist; make it with "
@@ -50,6 +57,18 @@ class ClipCacheSource:
       self.captions = z["captions"].tolist()
       self.text_hidden = (np.asarray(z["text_hidden"], np.float32)
                           if "text_hidden" in z.files else None)
+      self.text = {}
+      if text_inputs:
+        missing = [k for k in TEXT_ARRAYS + NULL_TEXT_ARRAYS if k not in z.files]
+        if missing:
+          raise ValueError(
+              f"data.clip_cache={str(path)!r} lacks {missing} (has {sorted(z.files)}); "
+              "cond.kind='unclip' reads the captions' CLIP text embeddings, hidden states "
+              "and masks, and the empty prompt's: rebuild it with python -m "
+              "videofusion_jax.tools.clip_cache --config=<this config> --clip=<CLIP> "
+              "--out=<file.npz> --text_hidden")
+        self.text = {k: np.asarray(z[k], bool if k.endswith("mask") else np.float32)
+                     for k in TEXT_ARRAYS + NULL_TEXT_ARRAYS if k != "text_hidden"}
     if len(self.keys) != len(source):
       raise ValueError(f"{path} has {len(self.keys)} rows; data.source={name!r} has "
                        f"{len(source)} clips (rebuild the cache for this data config)")
@@ -70,4 +89,6 @@ class ClipCacheSource:
     item.setdefault("caption", self.captions[index])
     if self.text_hidden is not None:
       item["text_hidden"] = self.text_hidden[index]
+    for k, v in self.text.items():
+      item[k] = v if k.startswith("null_") else v[index]
     return item

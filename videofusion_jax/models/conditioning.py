@@ -19,9 +19,13 @@ embedding width (its class embedding is "identity"); the image embedding makes
 `extra_tokens` tokens by a (B, D, K) reshape then transpose, exactly as diffusers does;
 the text hidden states are projected and LayerNorm-ed and come after them, with
 `text_mask` (padding False) extended by K True entries as `context_mask`. `drop`
-replaces only the image embedding by the learned null (diffusers'
-`learned_classifier_free_guidance_embeddings`); as in Karlo's pipeline, the caller gives
-the empty prompt's text inputs for dropped clips.
+replaces the image embedding by the learned null (diffusers'
+`learned_classifier_free_guidance_embeddings`) and, when the condition carries
+`null_text_embeds` / `null_text_hidden` (/ `null_text_mask`), the text inputs by those:
+the empty prompt's encoding, the unconditional input of Karlo's pipeline. Training data
+(data/conditions.py, from the CLIP cache) and the sampler (sample_conditions.py) always
+supply them; without them the text inputs are used as given (the caller has already put
+the empty prompt's inputs in the dropped rows).
 """
 
 from __future__ import annotations
@@ -135,7 +139,7 @@ class Condition(nnx.Module):
                          f"(B, cond.embed_dim={cfg.embed_dim})")
       vector = jnp.where(drop[:, None], self.null_embed[...].astype(first.dtype), first)
     if cfg.kind == "unclip":
-      return self._unclip(vector, cond)
+      return self._unclip(vector, _null_text(cond, drop))
     out = {"class_labels": vector}
     tokens = []
     if self.extra_tokens is not None:  # (B, K * D) -> (B, K, D)
@@ -173,3 +177,30 @@ class Condition(nnx.Module):
       masks.insert(0, jnp.ones((b, k), bool))
     return {"class_labels": additive, "context": jnp.concatenate(tokens, axis=1),
             "context_mask": jnp.concatenate(masks, axis=1)}
+
+
+UNCLIP_NULL_TEXT = {"null_text_embeds": "text_embeds", "null_text_hidden": "text_hidden",
+                    "null_text_mask": "text_mask"}
+
+
+def _null_text(cond: Mapping[str, jax.Array], drop: jax.Array) -> dict:
+  """`cond` whose text inputs are the `null_text_*` entries in the dropped rows."""
+  given = [n for n in UNCLIP_NULL_TEXT if n in cond]
+  if not given:
+    return dict(cond)
+  if "null_text_embeds" not in given or "null_text_hidden" not in given:
+    raise ValueError(f"cond has {given} but not both null_text_embeds and null_text_hidden"
+                     " (the empty prompt's CLIP text embedding and hidden states)")
+  out = dict(cond)
+  for null_name, name in UNCLIP_NULL_TEXT.items():
+    if null_name not in cond:
+      continue
+    value = cond.get(name)
+    if value is None:  # text_mask is optional: all True
+      value = jnp.ones(cond["text_hidden"].shape[:2], bool)
+    null = jnp.asarray(cond[null_name]).astype(value.dtype)
+    if null.shape != value.shape:
+      raise ValueError(f"cond[{null_name!r}] has shape {null.shape}; expected "
+                       f"{value.shape}, like cond[{name!r}]")
+    out[name] = jnp.where(drop.reshape((-1,) + (1,) * (value.ndim - 1)), null, value)
+  return out
