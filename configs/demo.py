@@ -48,8 +48,8 @@ def get_config(arg: str = ""):
   if arg == "gpu":
     # Same model, data and process (a CPU checkpoint in runs/demo resumes here): 33x the
     # steps at 4x the batch, the lr annealed to 0, a longer EMA. Extrapolated from the
-    # CPU curve (change 13.6 / 10.4 / 9.8 /255 at 200 / 400 / 600 steps, still falling),
-    # not measured on a GPU.
+    # CPU curve (change 13.6 / 10.4 / 9.0 / 8.6 /255 at 200 / 400 / 800 / 1000 steps,
+    # ~1.4 less per doubling: the data's 4 near 80k clips; this is 640k), not measured.
     c.train.num_steps = 20_000
     c.train.batch_size = 32
     c.train.ema_decay = 0.999
