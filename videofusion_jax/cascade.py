@@ -5,11 +5,15 @@
 WORKDIR/samples/ as `sample.py` writes them), then super-resolves them with the SR model
 of DIR (models/superres.py) and writes WORKDIR/samples_<H>/ (e.g. samples_128/).
 
+DIR is an SR training workdir or a converted Karlo SR folder (`convert unclip`'s
+OUT/super_res_first, with OUT/super_res_last for the last step; superres_folders.py).
 The SR stage runs with its own experiment config (`--superres_config`, or the one saved
-with DIR's checkpoint): its schedule, DDIM steps, noise mode and lam, and its fixed
-noise-augmentation level `sample.aug_level`. SR video k takes its noise keys from the SR
-config's seeds (`noise_sharing.video_keys`) and its augmentation noise from
-`fold_in(base_key_k, AUG_NOISE_STREAM)`, so it is the same video whatever the batch size.
+with DIR's checkpoint; for a converted folder, the folder's network with the sampler
+settings of `--superres_config` or of the base config): its schedule, DDIM steps, noise
+mode and lam, and its fixed noise-augmentation level `sample.aug_level`. SR video k
+takes its noise keys from the SR config's seeds (`noise_sharing.video_keys`) and its
+augmentation noise from `fold_in(base_key_k, AUG_NOISE_STREAM)`, so it is the same video
+whatever the batch size.
 The base videos pass between the stages as float arrays, never through a video file.
 """
 
@@ -25,7 +29,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from videofusion_jax import diffusion, parallel
+from videofusion_jax import diffusion, parallel, superres_folders
 from videofusion_jax.checkpoint import Checkpoints
 from videofusion_jax.diffusion.noise_sharing import video_keys
 from videofusion_jax.models.from_config import condition_of, model_spec
@@ -47,6 +51,42 @@ def superres_config_from_workdir(superres_workdir: str | Path) -> ml_collections
     return ml_collections.ConfigDict(ckpt.saved_config(step))
   finally:
     ckpt.close()
+
+
+def superres_stage_config(superres_workdir: str | Path,
+                          superres_config: ml_collections.ConfigDict | None = None,
+                          base_config: ml_collections.ConfigDict | None = None
+                          ) -> ml_collections.ConfigDict:
+  """The SR experiment config for DIR, either kind of folder (superres_folders.py)."""
+  kind, folder = superres_folders.folder_kind(superres_workdir)
+  if kind == superres_folders.TRAINING:
+    return superres_config or superres_config_from_workdir(folder)
+  if superres_config is None and base_config is None:
+    raise ValueError(f"--superres_workdir={superres_workdir} is a converted SR folder; its "
+                     "sampler settings come from --superres_config or the base config")
+  return superres_folders.converted_config(folder, superres_config or base_config,
+                                           from_base=superres_config is None)
+
+
+def superres_stage(superres_workdir: str | Path,
+                   superres_config: ml_collections.ConfigDict | None = None,
+                   base_config: ml_collections.ConfigDict | None = None, *, mesh=None,
+                   rules=None):
+  """(sr_config, graphdef, state) of DIR, either kind of folder."""
+  sr_config = superres_stage_config(superres_workdir, superres_config, base_config)
+  return (sr_config, *superres_params(sr_config, superres_workdir, mesh=mesh, rules=rules))
+
+
+def superres_params(sr_config: ml_collections.ConfigDict, superres_workdir: str | Path, *,
+                    mesh=None, rules=None):
+  """(graphdef, state) of DIR's model under `sr_config`: the EMA parameters of a training
+  workdir's latest checkpoint, or a converted folder's weights (no orbax training
+  checkpoint; Karlo's super_res_first/last pair when both are there)."""
+  spec = model_spec(sr_config)
+  kind, folder = superres_folders.folder_kind(superres_workdir)
+  if kind == superres_folders.TRAINING:
+    return load_ema_params(spec, sr_config, str(folder), mesh, rules)
+  return superres_folders.load_converted_stage(sr_config, spec.config, folder, mesh, rules)
 
 
 def check_stages(config: ml_collections.ConfigDict, sr_config: ml_collections.ConfigDict):
@@ -73,7 +113,8 @@ def _sampler(config, spec, graphdef, num_frames: int, image_size: int, num_video
 
 def superres_batches(sr_config: ml_collections.ConfigDict, superres_workdir: str | Path,
                      low_res: np.ndarray, *, mesh=None, rules=None) -> Iterator[np.ndarray]:
-  """Super-resolve `low_res` (K, N, h, w, C) in [-1, 1]: batches (b, N, H, W, C)."""
+  """Super-resolve `low_res` (K, N, h, w, C) in [-1, 1] with DIR's model run under
+  `sr_config` (from `superres_stage_config`): batches (b, N, H, W, C)."""
   spec = model_spec(sr_config)
   sr = spec.config
   k, n, h, w, c = low_res.shape
@@ -85,7 +126,7 @@ def superres_batches(sr_config: ml_collections.ConfigDict, superres_workdir: str
     rules = parallel.rules_from_config(sr_config.mesh.rules)
   schedule = diffusion.make_schedule(sr_config.diffusion.schedule,
                                      sr_config.diffusion.num_timesteps)
-  graphdef, state = load_ema_params(spec, sr_config, str(superres_workdir), mesh, rules)
+  graphdef, state = superres_params(sr_config, superres_workdir, mesh=mesh, rules=rules)
   s = sr_config.sample
   sampler = _sampler(sr_config, spec, graphdef, n, sr.image_size, k, mesh, rules)
   base_keys = video_keys(s.base_seed, 0, k)
@@ -125,7 +166,7 @@ def cascade(config: ml_collections.ConfigDict, workdir: str, superres_workdir: s
   both lists of paths (an mp4 per video, then the frame strip, as `write_samples`; a gif
   per video is written next to each mp4)."""
   parallel.maybe_initialize_distributed(config.distributed)  # before any device use
-  sr_config = superres_config or superres_config_from_workdir(superres_workdir)
+  sr_config = superres_stage_config(superres_workdir, superres_config, config)
   check_stages(config, sr_config)
   model_spec(sr_config)  # validates the SR config before the base stage spends any time
   mesh = parallel.make_mesh(config.mesh)

@@ -43,11 +43,14 @@ _NUM_FRAMES = flags.DEFINE_integer("num_frames", None, "Frames per video; more t
 _FIXED_BASE = flags.DEFINE_boolean("fixed_base", None, "Long videos: one base noise for the "
                                    "whole video (false: fresh per window, the baseline).")
 _SUPERRES_WORKDIR = flags.DEFINE_string("superres_workdir", None, "Cascade: super-resolve "
-                                        "the videos with this SR model's workdir; they go "
-                                        "to WORKDIR/samples_<H>/.")
+                                        "the videos with this SR model's workdir, or a "
+                                        "converted Karlo SR folder (convert unclip's "
+                                        "OUT/super_res_first); they go to "
+                                        "WORKDIR/samples_<H>/.")
 _SUPERRES_CONFIG = config_flags.DEFINE_config_file(
     "superres_config", None, "Cascade: the SR experiment config (default: the one saved "
-    "with --superres_workdir's checkpoint).", lock_config=True)
+    "with --superres_workdir's checkpoint; for a converted folder, its sampler settings, "
+    "by default the base config's).", lock_config=True)
 _CLASS_ID = flags.DEFINE_integer("class_id", None, "Class-conditioned models: the class to "
                                  "sample (default: the classes in turn).")
 _PROMPT = flags.DEFINE_string("prompt", None, "Text-to-video: the prompt (\"\" samples "
