@@ -193,7 +193,7 @@ def superres_snippet(sr: superres_lib.SuperResConfig, out_dir: Path, src: Path) 
       "bicubically upsampled low-res frame, no noise-augmentation embedding. Load the",
       "weights with videofusion_jax.convert.diffusers_unclip.load_superres(OUT).",
       "The pipeline runs super_res_first for all steps but the last and super_res_last",
-      "for the last (UnCLIPScheduler, fixed_small_log, 7 steps); our cascade does not.",
+      "for the last; so does our cascade (sample.py --superres_workdir=OUT/super_res_first).",
       '"""',
       "",
       "",
