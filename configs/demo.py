@@ -32,7 +32,7 @@ def get_config(arg: str = ""):
   # with DDIM eta = 1: frame change 19.0 -> 9.8/255 at 600 steps (data 4.0), the same
   # objects in 7 of 8 samples (benchmarks/RESULTS.md "Demo quality").
   c.model.residual_context = "centre_x0"
-  c.train.num_steps = 600             # about 7 minutes on 2 CPU cores (0.7 s/step)
+  c.train.num_steps = 600             # about 8 minutes on 2 CPU cores (1.3 steps/s)
   c.train.batch_size = 8
   c.train.ema_decay = 0.995
   c.train.log_every = 25
