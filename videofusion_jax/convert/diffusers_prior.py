@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -23,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from videofusion_jax.convert.diffusers_unet import TRANSFORMS, Entry, param_table
+from videofusion_jax.convert.diffusers_unet import Entry, apply_param_table, param_table
 from videofusion_jax.convert.folder import read_converted_config, restore_params, write_converted
 from videofusion_jax.convert.weights import find_weights_file, read_weights
 from videofusion_jax.models.prior import PriorConfig, PriorTransformer
@@ -63,28 +62,8 @@ def prior_param_table(module: PriorTransformer) -> list[Entry]:
 def convert_prior_state_dict(state_dict: Mapping[str, np.ndarray], module: PriorTransformer,
                              *, allow_unused: Iterable[str] = ()) -> dict:
   """A diffusers PriorTransformer state dict -> the pure state (nested dict) of `module`."""
-  table = prior_param_table(module)
-  used = {e.torch_key for e in table}
-  missing = [e.torch_key for e in table if e.torch_key not in state_dict]
-  unused = sorted(k for k in state_dict if k not in used
-                  and not any(re.fullmatch(p, k) for p in allow_unused))
-  if missing or unused:
-    parts = ([f"missing torch keys {missing}"] if missing else []) + (
-        [f"unused torch keys {unused} (pass allow_unused to skip them)"] if unused else [])
-    raise ValueError("state dict does not match the prior: " + "; ".join(parts))
-  out: dict = {}
-  for e in table:
-    w = np.asarray(state_dict[e.torch_key])
-    value = TRANSFORMS[e.transform](w)
-    if value.shape != e.shape:
-      raise ValueError(f"torch key {e.torch_key!r} has shape {tuple(w.shape)}, which gives "
-                       f"{tuple(value.shape)} for {'.'.join(map(str, e.path))}; expected "
-                       f"{e.shape}")
-    node = out
-    for p in e.path[:-1]:
-      node = node.setdefault(p, {})
-    node[e.path[-1]] = np.ascontiguousarray(value, dtype=np.float32)
-  return out
+  return apply_param_table(state_dict, prior_param_table(module), allow_unused=allow_unused,
+                           what="the prior")
 
 
 def abstract_prior(config: PriorConfig) -> PriorTransformer:

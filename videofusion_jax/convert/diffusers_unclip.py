@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -39,9 +38,10 @@ from flax import nnx
 
 from videofusion_jax.convert.converted import SNIPPET_FILE, load_converted, save_converted
 from videofusion_jax.convert.diffusers_prior import convert_diffusers_prior
-from videofusion_jax.convert.diffusers_unet import (TRANSFORMS, Entry, param_table,
+from videofusion_jax.convert.diffusers_unet import (Entry, apply_param_table, param_table,
                                                     read_diffusers_unet)
-from videofusion_jax.convert.folder import read_converted_config, restore_params, write_converted
+from videofusion_jax.convert.folder import (atomic_folder, read_converted_config, restore_params,
+                                            write_converted)
 from videofusion_jax.convert.transformers_clip import convert_transformers_clip
 from videofusion_jax.convert.weights import find_weights_file, read_weights
 from videofusion_jax.models import superres as superres_lib
@@ -106,25 +106,8 @@ def text_proj_table(module: Condition) -> list[Entry]:
 
 def convert_text_proj(state_dict: Mapping[str, np.ndarray], config: ConditionConfig) -> dict:
   """An UnCLIPTextProjModel state dict -> the pure parameter state of Condition(config)."""
-  table = text_proj_table(abstract_condition(config))
-  used = {e.torch_key for e in table}
-  missing = [e.torch_key for e in table if e.torch_key not in state_dict]
-  unused = sorted(k for k in state_dict if k not in used)
-  if missing or unused:
-    raise ValueError(f"text_proj state dict does not match UnCLIPTextProjModel: missing "
-                     f"{missing}, unused {unused}")
-  out: dict = {}
-  for e in table:
-    w = np.asarray(state_dict[e.torch_key])
-    value = TRANSFORMS[e.transform](w)
-    if value.shape != e.shape:
-      raise ValueError(f"torch key {e.torch_key!r} has shape {tuple(w.shape)}, which gives "
-                       f"{tuple(value.shape)} for {'.'.join(e.path)}; expected {e.shape}")
-    node = out
-    for p in e.path[:-1]:
-      node = node.setdefault(p, {})
-    node[e.path[-1]] = np.ascontiguousarray(value, dtype=np.float32)
-  return out
+  return apply_param_table(state_dict, text_proj_table(abstract_condition(config)),
+                           what="UnCLIPTextProjModel (text_proj)")
 
 
 def read_text_proj(src: str | Path, *, variant: str | None = None
@@ -325,11 +308,6 @@ def convert_unclip_pipeline(src: str | Path, out: str | Path, *, variant: str | 
   if index.get("_class_name") not in ("UnCLIPPipeline", None):
     raise ValueError(f"{src / 'model_index.json'} has _class_name="
                      f"{index.get('_class_name')!r}; expected 'UnCLIPPipeline'")
-  if out.exists() and any(out.iterdir()) and not overwrite:
-    raise FileExistsError(f"{out} exists and is not empty; choose a new --out or pass "
-                          "--overwrite")
-  out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
   decoder_hf = (_read_json(src / "decoder" / "config.json")
                 if (src / "decoder" / "config.json").is_file() else {})
   low_res = int(decoder_hf.get("sample_size") or 64)
@@ -347,7 +325,7 @@ def convert_unclip_pipeline(src: str | Path, out: str | Path, *, variant: str | 
           allow_unused=allow_unused),
   }
   summary: dict[str, str] = {}
-  try:
+  with atomic_folder(out, overwrite=overwrite) as tmp:
     for name, convert in parts.items():
       if not (src / name).is_dir():
         logging.info("unclip: %s has no %s/; skipped", src, name)
@@ -369,10 +347,4 @@ def convert_unclip_pipeline(src: str | Path, out: str | Path, *, variant: str | 
     summary["schedulers"] = [f.parent.name for f in schedulers]
     (tmp / SUMMARY_FILE).write_text(json.dumps(
         {"source": str(src), "components": summary}, indent=2) + "\n")
-    if out.exists():
-      shutil.rmtree(out)
-    tmp.rename(out)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
   return out

@@ -126,21 +126,28 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray], module: nnx.Module,
   that may be left over (e.g. buffers); any other unused key, any missing key and any
   shape mismatch raises ValueError naming the keys and shapes.
   """
-  sd = normalise_keys(state_dict)
-  table = param_table(module)
-  missing = [e.torch_key for e in table if e.torch_key not in sd]
+  return apply_param_table(normalise_keys(state_dict), param_table(module),
+                           allow_unused=allow_unused)
+
+
+def apply_param_table(state_dict: Mapping[str, np.ndarray], table: Iterable[Entry], *,
+                      allow_unused: Iterable[str] = (), what: str = "the model") -> dict:
+  """Fill a key table (`Entry` rows: torch key -> path, transform, shape) from a state
+  dict: the pure nested dict of parameters. Every converter's table goes through here."""
+  table = list(table)
+  missing = [e.torch_key for e in table if e.torch_key not in state_dict]
   used = {e.torch_key for e in table}
-  unused = sorted(k for k in sd if k not in used and not _matches_any(k, allow_unused))
+  unused = sorted(k for k in state_dict if k not in used and not _matches_any(k, allow_unused))
   if missing or unused:
     parts = []
     if missing:
-      parts.append(f"missing torch keys {missing}")
+      parts.append(f"missing torch keys {_some(missing)}")
     if unused:
-      parts.append(f"unused torch keys {unused} (pass allow_unused to skip them)")
-    raise ValueError("state dict does not match the model: " + "; ".join(parts))
+      parts.append(f"unused torch keys {_some(unused)} (pass allow_unused to skip them)")
+    raise ValueError(f"state dict does not match {what}: " + "; ".join(parts))
   flat = {}
   for e in table:
-    w = np.asarray(sd[e.torch_key])
+    w = np.asarray(state_dict[e.torch_key])
     value = TRANSFORMS[e.transform](w)
     if value.shape != e.shape:
       raise ValueError(f"torch key {e.torch_key!r} has shape {tuple(w.shape)}, which "
@@ -148,6 +155,11 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray], module: nnx.Module,
                        f"expected {e.shape}")
     flat[e.path] = np.ascontiguousarray(value, dtype=np.float32)
   return _nest(flat)
+
+
+def _some(keys: list[str], limit: int = 20) -> str:
+  """The first `limit` keys and how many more (a wrong checkpoint can miss thousands)."""
+  return f"{keys[:limit]}" + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
 def _nest(flat: Mapping[tuple, np.ndarray]) -> dict:

@@ -12,11 +12,12 @@ they store and the modules they restore into.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import jax
 import orbax.checkpoint as ocp
@@ -25,10 +26,10 @@ PARAMS_DIR = "params"
 FORMAT_VERSION = 1
 
 
-def write_converted(out_dir: str | Path, params: Mapping, config_file: str,
-                    config: Mapping[str, Any], *, overwrite: bool = False,
-                    extra: Callable[[Path], None] | None = None) -> Path:
-  """Write `params` and `config` (JSON) to `out_dir`; `extra(tmp_dir)` adds other files."""
+@contextlib.contextmanager
+def atomic_folder(out_dir: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+  """A temporary sibling of `out_dir` to write into, renamed to `out_dir` when the block
+  ends without an exception (replacing it only with `overwrite`), deleted otherwise."""
   out_dir = Path(out_dir).absolute()
   if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
     raise FileExistsError(f"{out_dir} exists and is not empty; choose a new --out or pass "
@@ -36,6 +37,21 @@ def write_converted(out_dir: str | Path, params: Mapping, config_file: str,
   out_dir.parent.mkdir(parents=True, exist_ok=True)
   tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
   try:
+    yield tmp
+    if out_dir.exists():
+      shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+
+
+def write_converted(out_dir: str | Path, params: Mapping, config_file: str,
+                    config: Mapping[str, Any], *, overwrite: bool = False,
+                    extra: Callable[[Path], None] | None = None) -> Path:
+  """Write `params` and `config` (JSON) to `out_dir`; `extra(tmp_dir)` adds other files."""
+  out_dir = Path(out_dir).absolute()
+  with atomic_folder(out_dir, overwrite=overwrite) as tmp:
     with ocp.StandardCheckpointer() as ckptr:
       ckptr.save(tmp / PARAMS_DIR, dict(params))
       ckptr.wait_until_finished()
@@ -43,12 +59,6 @@ def write_converted(out_dir: str | Path, params: Mapping, config_file: str,
                                               indent=2) + "\n")
     if extra is not None:
       extra(tmp)
-    if out_dir.exists():
-      shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
   return out_dir
 
 

@@ -12,8 +12,8 @@ any other unused key, a missing key or a shape mismatch fails naming the keys.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import re
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -22,8 +22,8 @@ from absl import logging
 from flax import nnx
 
 from videofusion_jax.convert.clip_checkpoint import TOKENIZER_FILES, save_clip
-from videofusion_jax.convert.diffusers_unet import (LAYER_PARAMS, TRANSFORMS, Entry,
-                                               param_table)
+from videofusion_jax.convert.diffusers_unet import (LAYER_PARAMS, Entry, apply_param_table,
+                                                    param_table)
 from videofusion_jax.convert.weights import find_weights_file, read_weights
 from videofusion_jax.models.clip import (CLIPConfig, CLIPTextModelWithProjection,
                                          CLIPVisionEmbeddings, CLIPVisionModelWithProjection,
@@ -57,52 +57,18 @@ def abstract_towers(config: CLIPConfig) -> dict[str, nnx.Module]:
   return towers
 
 
-def _nest(flat: Mapping[tuple, np.ndarray]) -> dict:
-  out: dict = {}
-  for path, value in flat.items():
-    node = out
-    for p in path[:-1]:
-      node = node.setdefault(p, {})
-    node[path[-1]] = value
-  return out
-
-
 def convert_clip_state_dict(state_dict: Mapping[str, np.ndarray], config: CLIPConfig, *,
                             allow_unused: Iterable[str] = ()) -> dict[str, dict]:
   """A transformers CLIP state dict -> {"text": params, "vision": params} (pure dicts).
 
   Only the towers of `config` are read; keys of a tower the config lacks count as unused.
   """
-  tables = {name: clip_param_table(m) for name, m in abstract_towers(config).items()}
-  patterns = tuple(IGNORED_KEYS) + tuple(allow_unused)
-  used = {e.torch_key for table in tables.values() for e in table}
-  missing = [e.torch_key for table in tables.values() for e in table
-             if e.torch_key not in state_dict]
-  unused = sorted(k for k in state_dict if k not in used
-                  and not any(re.fullmatch(p, k) for p in patterns))
-  if missing or unused:
-    parts = []
-    if missing:
-      parts.append(f"missing torch keys {missing[:20]}"
-                   + (f" and {len(missing) - 20} more" if len(missing) > 20 else ""))
-    if unused:
-      parts.append(f"unused torch keys {unused[:20]}"
-                   + (f" and {len(unused) - 20} more" if len(unused) > 20 else "")
-                   + " (pass allow_unused to skip them)")
-    raise ValueError("CLIP state dict does not match the config: " + "; ".join(parts))
-  out = {}
-  for name, table in tables.items():
-    flat = {}
-    for e in table:
-      w = np.asarray(state_dict[e.torch_key], dtype=np.float32)
-      value = TRANSFORMS[e.transform](w)
-      if value.shape != e.shape:
-        raise ValueError(f"torch key {e.torch_key!r} has shape {tuple(w.shape)}, which gives "
-                         f"{tuple(value.shape)} for {name}.{'.'.join(map(str, e.path))}; "
-                         f"expected {e.shape}")
-      flat[e.path] = np.ascontiguousarray(value)
-    out[name] = _nest(flat)
-  return out
+  entries = [dataclasses.replace(e, path=(name,) + e.path)  # {"text": ..., "vision": ...}
+             for name, tower in abstract_towers(config).items()
+             for e in clip_param_table(tower)]
+  return apply_param_table(state_dict, entries,
+                           allow_unused=tuple(IGNORED_KEYS) + tuple(allow_unused),
+                           what="the CLIP config")
 
 
 def find_clip_weights(src: Path) -> Path:
