@@ -56,6 +56,7 @@ def _check_study(result, settings):
   assert all(r["noise_mode"] == "decomposed" for r in result["runs"])
 
 
+@pytest.mark.slow  # two sampler runs (~16-35 s); make test is at 9m50s of its 10
 def test_decomposition_study_samples_and_scores_each_seed(tmp_path, monkeypatch):
   """Everything but the training (the loop has its own tests, and its compile is the
   slow part): untrained weights are sampled, scored and summarised per lam."""
