@@ -8,19 +8,21 @@
                        source records low_res_size), params/ and config_snippet.py
 
 A converted folder carries a network, not an experiment: its config here takes the
-network, the frame sizes, bicubic upsampling, no augmentation and the learned variance
-from the folder (as `diffusers_unclip.superres_config_for` maps Karlo's U-Net), the
-schedule Karlo trained with (cosine, T from OUT/schedulers/super_res_scheduler.json,
-else 1000; eps objective), and every sampler setting (sample.*, diffusion.lam and
-noise_mode, mesh) from the settings config: `--superres_config`, or by default the base
-model's own config. When OUT/super_res_last/ sits next to super_res_first/, the weights
-are Karlo's pair, `models/superres_stages.FinalStepSwitch`: super_res_first for every
-step but the last, super_res_last for the last, as the unCLIP pipeline runs them.
+network, the frame sizes, bicubic upsampling, no augmentation, no condition and the
+learned variance from the folder (as `diffusers_unclip.superres_config_for` maps Karlo's
+U-Net), the schedule Karlo trained with (cosine, T from
+OUT/schedulers/super_res_scheduler.json, else 1000; eps objective), and every sampler
+setting (sample.*, diffusion.lam and noise_mode, mesh) from the settings config:
+`--superres_config`, or by default the base model's own config. When OUT/super_res_last/
+sits next to super_res_first/, the weights are Karlo's pair,
+`models/superres_stages.FinalStepSwitch`: super_res_first for every step but the last,
+super_res_last for the last, as the unCLIP pipeline runs them.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from videofusion_jax.convert.converted import (CONFIG_FILE, SNIPPET_FILE, load_c
 from videofusion_jax.convert.diffusers_unclip import (SUMMARY_FILE, superres_config_for,
                                                       superres_with_params)
 from videofusion_jax.convert.folder import PARAMS_DIR, read_converted_config
+from videofusion_jax.models.conditioning import ConditionConfig
 from videofusion_jax.models.superres import EXECUTION_FIELDS, SuperResConfig, unet_fields
 from videofusion_jax.models.superres_stages import FinalStepSwitch
 
@@ -109,6 +112,7 @@ def converted_config(folder: Path, settings: ml_collections.ConfigDict, *,
     if name in settings.model and name != "param_dtype":  # the weights stay float32
       model[name] = settings.model[name]
   c.model = model
+  c.cond = ml_collections.ConfigDict(dataclasses.asdict(ConditionConfig()))  # Karlo's SR
   c.data.channels, c.data.image_size = sr.channels, sr.image_size
   c.data.low_res_size = sr.low_res_size
   c.sample.aug_level = sr.sample_aug_level

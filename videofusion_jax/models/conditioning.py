@@ -95,6 +95,18 @@ class ConditionConfig:
     return names + (("text_hidden",) if self.text_dim else ())
 
 
+def condition_config(config) -> ConditionConfig:
+  """An experiment config's `cond` section (absent in older configs: unconditional)
+  -> a ConditionConfig."""
+  if "cond" not in config:
+    return ConditionConfig()
+  known = {f.name for f in dataclasses.fields(ConditionConfig)}
+  unknown = sorted(set(config.cond) - known)
+  if unknown:
+    raise ValueError(f"cond.{unknown[0]} is not a conditioning field; expected {sorted(known)}")
+  return ConditionConfig(**config.cond.to_dict())
+
+
 class Condition(nnx.Module):
   """`cond` inputs -> `{"class_labels": (B, embed_dim), "context": (B, L, embed_dim)}`
   (kind "unclip": class_labels (B, time_embed_dim), context (B, K + L, context_dim) and

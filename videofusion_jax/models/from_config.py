@@ -8,7 +8,7 @@ from typing import Any, Callable
 import ml_collections
 from flax import nnx
 
-from videofusion_jax.models.conditioning import ConditionConfig
+from videofusion_jax.models.conditioning import ConditionConfig, condition_config
 from videofusion_jax.models.presets import unet_config_from_dict
 from videofusion_jax.models.superres import SuperRes, superres_config
 from videofusion_jax.models.unet import UNetConfig
@@ -20,17 +20,6 @@ DERIVED_UNET_FIELDS = ("in_channels", "out_channels", "frame_conditioned")
 # `config.model` fields that change how the model runs, not its weights: a checkpoint
 # loads whatever they are set to.
 EXECUTION_FIELDS = ("dtype", "param_dtype", "remat", "remat_policy", "residual_chunks")
-
-
-def condition_config(config: ml_collections.ConfigDict) -> ConditionConfig:
-  """`config.cond` (absent in older configs: unconditional) -> a ConditionConfig."""
-  if "cond" not in config:
-    return ConditionConfig()
-  known = {f.name for f in dataclasses.fields(ConditionConfig)}
-  unknown = sorted(set(config.cond) - known)
-  if unknown:
-    raise ValueError(f"cond.{unknown[0]} is not a conditioning field; expected {sorted(known)}")
-  return ConditionConfig(**config.cond.to_dict())
 
 
 def unet_fields(unet: UNetConfig) -> dict:

@@ -25,6 +25,17 @@ frame + the bicubically upsampled 64x64 image, no augmentation): with `residual_
 False and `upsample="bicubic"` (which equals torch's `F.interpolate(mode="bicubic",
 antialias=True)` used by the pipeline) converted weights run unchanged; the levels must
 then be 0, since the network could not be told them.
+
+Conditioning and guidance (`cond`, models/conditioning.py): as Imagen's text-conditioned
+SR stages, the SR model can take the base model's condition too: a class id or a CLIP
+image embedding (with optional text tokens), through the same `Condition` module as
+VideoFusion. Its vector joins the augmentation-level embedding in the U-Net's one class
+embedding input (the two are concatenated before the projection), its tokens are the
+attention layers' context; `drop` (B,) gives clips the learned null, so training with
+`train.cond_drop_prob` makes the same network unconditional too and the sampler guides
+the SR stage with `sample.guidance_scale` (one doubled-batch call per step, the low-res
+frames the same in both halves). Kind "unclip" is not offered: Karlo's SR U-Nets take
+no condition.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ import ml_collections
 from flax import nnx
 
 from videofusion_jax import diffusion
+from videofusion_jax.models.conditioning import Condition, ConditionConfig, condition_config
 from videofusion_jax.models.layers import timestep_embedding
 from videofusion_jax.models.presets import unet_config_from_dict
 from videofusion_jax.models.unet import UNet, UNetConfig
@@ -68,6 +80,7 @@ class SuperResConfig:
   sample_aug_level: float = 0.1       # sampling: the fixed level (cond["aug_level"] wins)
   residual_input: bool = True         # the network denoises x - up(low) (same noise)
   aug_embedding: bool = True          # the augmentation level enters as a class embedding
+  cond: ConditionConfig = ConditionConfig()  # class / CLIP image embedding (guidance)
   dtype: str = "float32"
   param_dtype: str = "float32"
   remat: bool = False
@@ -98,16 +111,34 @@ class SuperResConfig:
     if not hasattr(jax.checkpoint_policies, self.remat_policy):
       raise ValueError(f"model.remat_policy={self.remat_policy!r}; expected a "
                        "jax.checkpoint_policies name")
+    self.cond.validate()
+    if self.cond.kind == "unclip":
+      raise ValueError("cond.kind='unclip' is not offered for the SR model (Karlo's "
+                       "super-resolution U-Nets take no condition); use cond.kind 'class' "
+                       "or 'image_embed', or 'none'")
     self.unet_config().validate("model.unet")
 
+  @property
+  def class_input_dim(self) -> int:
+    """Width of the U-Net's class-embedding input: the augmentation-level embedding and
+    the condition vector, concatenated (0: no class embedding)."""
+    return ((self.unet.block_out_channels[0] if self.aug_embedding else 0)
+            + (self.cond.embed_dim if self.cond.enabled else 0))
+
+  def cond_keys(self) -> tuple[str, ...]:
+    """Every entry `cond` may hold."""
+    if not self.cond.enabled:
+      return COND_KEYS
+    return COND_KEYS + self.cond.input_names() + ("drop",)
+
   def unet_config(self) -> UNetConfig:
-    aug = self.aug_embedding
+    width = self.class_input_dim
     return dataclasses.replace(
         self.unet, in_channels=2 * self.channels,
         out_channels=self.channels * (2 if self.learned_variance else 1),
-        frame_conditioned=False, class_embed_type="projection" if aug else None,
-        class_embed_input_dim=self.unet.block_out_channels[0] if aug else None,
-        num_class_embeds=None, cross_attention_dim=None)
+        frame_conditioned=False, class_embed_type="projection" if width else None,
+        class_embed_input_dim=width or None, num_class_embeds=None,
+        cross_attention_dim=self.cond.token_dim)
 
   def check_video(self, shape, name: str = "z_t") -> None:
     """Shape check for a high-resolution video `(B, N, H, W, C)` before any compile."""
@@ -123,13 +154,15 @@ class SuperResConfig:
 
   def check_cond(self, cond: Mapping[str, Any] | None, video_shape) -> None:
     """`cond` must hold `low_res` (B, N, h, w, C); `aug_level` (B,), `aug_noise` like
-    `low_res` are optional."""
+    `low_res` are optional. A conditioned model (`self.cond`) also reads the condition's
+    inputs (class_id, image_embed, ...) and the optional `drop`."""
     if not cond or "low_res" not in cond:
       raise ValueError("the super-resolution model needs cond={'low_res': (B, N, h, w, C)}"
                        f", got keys {sorted(cond or {})}")
-    unknown = sorted(set(cond) - set(COND_KEYS))
+    unknown = sorted(set(cond) - set(self.cond_keys()))
     if unknown:
-      raise ValueError(f"cond has unknown key(s) {unknown}; the SR model takes {COND_KEYS}")
+      raise ValueError(f"cond has unknown key(s) {unknown}; the SR model (cond.kind="
+                       f"{self.cond.kind!r}) takes {self.cond_keys()}")
     b, n, _, _, c = video_shape
     want = (b, n, self.low_res_size, self.low_res_size, c)
     if tuple(cond["low_res"].shape) != want:
@@ -178,6 +211,7 @@ class SuperRes(nnx.Module):
   def __init__(self, config: SuperResConfig, *, rngs: nnx.Rngs):
     config.validate()
     self.config = config
+    self.condition = Condition(config.cond, rngs=rngs) if config.cond.enabled else None
     self.unet = UNet(config.unet_config(),
                      remat_policy=config.remat_policy if config.remat else None, rngs=rngs)
     if config.param_dtype != "float32":
@@ -229,10 +263,7 @@ class SuperRes(nnx.Module):
     low, level = self.augmented_condition(cond, alphas_cumprod, rngs)
     up = upsample_frames(low.reshape(b * n, *low.shape[2:]), h, cfg.upsample)
     up = up.reshape(b, n, h, w, c).astype(z_t.dtype)
-    steps = alphas_cumprod.shape[0]
-    aug_emb = timestep_embedding(jnp.repeat(level * steps, n), cfg.unet.block_out_channels[0],
-                                 flip_sin_to_cos=cfg.unet.flip_sin_to_cos,
-                                 freq_shift=cfg.unet.freq_shift)
+    unet_inputs = self.unet_condition(cond, level, n, alphas_cumprod.shape[0])
     temporal = cfg.unet.temporal != "none"
     ab_t = alphas_cumprod[t]
     if cfg.residual_input:
@@ -243,13 +274,32 @@ class SuperRes(nnx.Module):
 
     def model_fn(z):
       x = jnp.concatenate([z, up], axis=-1).reshape(b * n, h, w, 2 * c)
-      out = self.unet(x, jnp.repeat(t, n),
-                      class_labels=aug_emb if cfg.aug_embedding else None,
+      out = self.unet(x, jnp.repeat(t, n), **unet_inputs,
                       num_frames=n if temporal else None, rngs=rngs)
       return out.reshape(b, n, h, w, out.shape[-1])
 
     return diffusion.standard_denoise(z_t, ab_t, model_fn, objective=cfg.objective,
                                       learned_variance=cfg.learned_variance)
+
+  def unet_condition(self, cond: Mapping[str, Any], level: jax.Array, frames: int,
+                     steps: int) -> dict:
+    """The U-Net's `class_labels` (and `context`) per frame (frames folded into B): the
+    augmentation level's sinusoidal embedding and the condition vector, concatenated;
+    the condition's tokens."""
+    cfg = self.config
+    vectors, out = [], {}
+    if cfg.aug_embedding:
+      vectors.append(timestep_embedding(level * steps, cfg.unet.block_out_channels[0],
+                                        flip_sin_to_cos=cfg.unet.flip_sin_to_cos,
+                                        freq_shift=cfg.unet.freq_shift))
+    if self.condition is not None:
+      inputs = self.condition(cond)
+      vectors.append(inputs["class_labels"].astype(jnp.float32))
+      if "context" in inputs:
+        out["context"] = jnp.repeat(inputs["context"], frames, axis=0)
+    if vectors:
+      out["class_labels"] = jnp.repeat(jnp.concatenate(vectors, axis=-1), frames, axis=0)
+    return out
 
 
 def unet_fields(unet: UNetConfig) -> dict:
@@ -263,7 +313,8 @@ def superres_config(config: ml_collections.ConfigDict) -> SuperResConfig:
 
   Reads `model.unet`, `model.upsample`, `model.aug_max_level`, `model.learned_variance`,
   the execution fields, `data.channels/image_size/low_res_size`, `diffusion.lam/
-  objective` and `sample.aug_level` (the sampling level; 0.1 when absent).
+  objective`, `cond` (the condition, as for VideoFusion) and `sample.aug_level` (the
+  sampling level; 0.1 when absent).
   """
   model = config.model
   if "unet" not in model:
@@ -288,7 +339,7 @@ def superres_config(config: ml_collections.ConfigDict) -> SuperResConfig:
       residual_input=model.get("residual_input", True),
       aug_embedding=model.get("aug_embedding", True),
       aug_max_level=model.get("aug_max_level", 0.5),
-      sample_aug_level=config.sample.get("aug_level", 0.1),
+      sample_aug_level=config.sample.get("aug_level", 0.1), cond=condition_config(config),
       **{k: model[k] for k in EXECUTION_FIELDS if k in model})
   sr.validate()
   return sr
