@@ -8,7 +8,8 @@ Override sampling settings on the command line, e.g. `--config.sample.num_videos
 `--vary=residual|base|both` writes a seed grid (same content / same motion, paper
 Fig. 1); `--num_frames=512` writes long videos window by window (Sec 4.6).
 `--superres_workdir=DIR [--superres_config=...]` runs the cascade: the videos, then the
-SR model of DIR on them, written to WORKDIR/samples/ and WORKDIR/samples_<H>/.
+SR model of DIR on them, written to WORKDIR/samples/ and WORKDIR/samples_<H>/; a
+conditioned SR model is guided too (`--superres_guidance_scale`).
 Conditioned models: `--class_id=K` (class-conditioned; default: the classes in turn),
 `--guidance_scale=S` (classifier-free guidance), `--prompt="..."` or `--prompts_file=F`
 (text-to-video through CLIP and the prior: sample.clip_dir, sample.prior_workdir).
@@ -51,6 +52,9 @@ _SUPERRES_CONFIG = config_flags.DEFINE_config_file(
     "superres_config", None, "Cascade: the SR experiment config (default: the one saved "
     "with --superres_workdir's checkpoint; for a converted folder, its sampler settings, "
     "by default the base config's).", lock_config=True)
+_SUPERRES_GUIDANCE = flags.DEFINE_float(
+    "superres_guidance_scale", None, "Cascade: classifier-free guidance scale of a "
+    "conditioned SR model (default: its config's sample.guidance_scale).")
 _CLASS_ID = flags.DEFINE_integer("class_id", None, "Class-conditioned models: the class to "
                                  "sample (default: the classes in turn).")
 _PROMPT = flags.DEFINE_string("prompt", None, "Text-to-video: the prompt (\"\" samples "
@@ -80,7 +84,8 @@ def main(argv):
   s = config.sample
   if _SUPERRES_WORKDIR.value:
     low, high = cascade.cascade(config, _WORKDIR.value, _SUPERRES_WORKDIR.value,
-                                _SUPERRES_CONFIG.value)
+                                _SUPERRES_CONFIG.value,
+                                superres_guidance_scale=_SUPERRES_GUIDANCE.value)
     print(f"wrote {len(low) - 1} videos to {low[-1].parent}/ and their super-resolved "
           f"versions to {high[-1].parent}/")
     return
