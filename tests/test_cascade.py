@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from configs import demo, demo_sr
-from videofusion_jax.cascade import check_stages
+from configs import demo, demo_class, demo_class_sr, demo_sr
+from videofusion_jax.cascade import check_stages, superres_conditions
 from videofusion_jax.checkpoint import Checkpoints
 from videofusion_jax.data import video_io
 from videofusion_jax.data.pipeline import make_dataset
 from videofusion_jax.data.sources import make_source
+from videofusion_jax.models.conditioning import ConditionConfig
 from videofusion_jax.training.loop import train
 
 ROOT = Path(__file__).parents[1]
@@ -53,6 +54,35 @@ def test_stages_must_agree_on_frame_size():
     check_stages(base, demo.get_config())
 
 
+CLASSES = ConditionConfig(kind="class", num_classes=6, embed_dim=64, extra_tokens=0)
+
+
+def test_sr_condition_is_each_base_videos_own():
+  base = {"class_id": np.array([4, 1, 1]), "drop": np.array([False, True, False])}
+  out = superres_conditions(demo_class.get_config(), CLASSES, base, 3)
+  np.testing.assert_array_equal(out["class_id"], [4, 1, 1])
+  np.testing.assert_array_equal(out["drop"], [False, True, False])  # empty prompt stays null
+
+
+def test_sr_condition_falls_back_to_the_sample_section():
+  config = demo_class.get_config()
+  config.sample.class_id = 5
+  # the base model is unconditioned, or conditioned on something the SR model does not read
+  for base in (None, {"image_embed": np.zeros((3, 64), np.float32)}):
+    np.testing.assert_array_equal(superres_conditions(config, CLASSES, base, 3)["class_id"],
+                                  [5, 5, 5])
+  assert superres_conditions(config, ConditionConfig(), {"class_id": np.ones(3)}, 3) is None
+
+
+def test_sr_condition_rejects_what_the_sr_model_cannot_take():
+  config = demo_class.get_config()
+  with pytest.raises(ValueError, match="base videos' class_id"):
+    superres_conditions(config, CLASSES, {"class_id": np.array([0, 6])}, 2)
+  embeds = ConditionConfig(kind="image_embed", embed_dim=32)
+  with pytest.raises(ValueError, match=r"shape \(2, 64\); the SR model takes cond.embed_dim=32"):
+    superres_conditions(config, embeds, {"image_embed": np.zeros((2, 64))}, 2)
+
+
 @pytest.mark.slow  # a train() compile and two sampler compiles in a CLI process: ~80 s
 def test_sr_trains_and_the_cascade_cli_writes_both_sizes(tmp_path):
   sr_dir, base_dir = tmp_path / "sr", tmp_path / "base"
@@ -74,3 +104,23 @@ def test_sr_trains_and_the_cascade_cli_writes_both_sizes(tmp_path):
   assert video_io.read_video(low[0]).shape == (4, 8, 8, 3)
   assert video_io.read_video(high[0]).shape == (4, 16, 16, 3)
   assert (base_dir / "samples_16" / "strip.png").is_file()
+
+
+@pytest.mark.slow  # as above, with a class-conditioned pair and guidance in the SR stage
+def test_class_conditioned_cascade_guides_the_sr_stage(tmp_path):
+  sr_dir, base_dir = tmp_path / "sr", tmp_path / "base"
+  config = tiny_sr_config()
+  config.data.synthetic_labels = "colour"
+  config.cond = demo_class_sr.get_config().cond
+  config.train.cond_drop_prob = 0.5
+  assert np.isfinite(train(config, str(sr_dir))["loss"])
+
+  cmd = [sys.executable, "-m", "videofusion_jax.sample", "--config=configs/demo_class.py",
+         f"--workdir={base_dir}", f"--superres_workdir={sr_dir}", "--num_videos=2",
+         "--class_id=3", "--superres_guidance_scale=2.5", "--config.data.image_size=8",
+         "--config.data.num_frames=4", "--config.sample.num_steps=2",
+         "--config.sample.batch_size=2"]
+  out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  high = sorted((base_dir / "samples_16").glob("*.mp4"))
+  assert len(high) == 2 and video_io.read_video(high[0]).shape == (4, 16, 16, 3)
