@@ -102,8 +102,9 @@ def test_evaluate_two_folders_writes_json_and_caches_real_features(tmp_path):
 
   same = evaluate(real, real, settings, extractors=STANDINS, output=str(tmp_path / "same.json"))
   assert same["real"]["cache_hit"] is True
-  # FVD of a set with itself is 0; the unbiased KVD is 0 only in expectation, and small.
-  assert abs(same["metrics"]["fvd"]) < 1e-9
+  # FVD of a set with itself is 0 up to the matrix square root's rounding (seen: 2.6e-9);
+  # the unbiased KVD is 0 only in expectation, and small.
+  assert abs(same["metrics"]["fvd"]) < 1e-6 * first["metrics"]["fvd"]
   assert abs(same["metrics"]["kvd"]) < first["metrics"]["kvd"] / 3, (same, first)
 
   changed = evaluate(real, fake, _settings(tmp_path, seed=1), extractors=STANDINS,
