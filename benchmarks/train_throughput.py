@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from videofusion_jax import diffusion, parallel  # noqa: E402
 from videofusion_jax.models.from_config import model_spec  # noqa: E402
-from videofusion_jax.training.loop import create_state  # noqa: E402
-from videofusion_jax.training.step import StepConfig, StepShardings, make_train_step  # noqa
+from videofusion_jax.training.loop import create_state, step_shardings  # noqa: E402
+from videofusion_jax.training.step import StepConfig, make_train_step  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Experiment config.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per variant and round.")
@@ -46,10 +46,9 @@ def build(config, remat: bool):
   mesh = parallel.make_mesh(config.mesh)
   rules = parallel.rules_from_config(config.mesh.rules)
   ts = create_state(spec, config, mesh, rules)
-  batch_sh = parallel.batch_sharding(config.train.batch_size, rules, mesh)
-  step = make_train_step(ts.graphdef, StepConfig(lam=spec.config.lam), shardings=StepShardings(
-      state=ts.shardings[0], ema=ts.shardings[1], batch=batch_sh,
-      replicated=parallel.replicated(mesh)))
+  shardings = step_shardings(ts, config, mesh, rules)
+  batch_sh = shardings.batch
+  step = make_train_step(ts.graphdef, StepConfig(lam=spec.config.lam), shardings=shardings)
   d = config.data
   video = np.zeros((config.train.batch_size, d.num_frames, d.image_size, d.image_size,
                     d.channels), np.float32)

@@ -126,6 +126,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.mesh.fsdp = 1                     # batch split and parameters sharded (ZeRO-3 style)
   c.mesh.tensor = 1                   # channels/heads of each layer split (Megatron)
   c.mesh.num_slices = 1               # TPU multi-slice: the data axis spans slices (DCN)
+  # Pin the U-Nets' activations at block boundaries (batch split, channels whole) while a
+  # sharded step is traced; False leaves their layout to the partitioner's propagation.
+  c.mesh.pin_activations = True
   # Logical axis -> mesh axes. A dimension that does not divide evenly stays replicated.
   c.mesh.rules = (
       ("batch", ("data", "fsdp")),

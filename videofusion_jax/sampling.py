@@ -8,7 +8,6 @@ runs the whole DDIM/DDPM loop as one `lax.scan`.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from videofusion_jax.checkpoint import Checkpoints
 from videofusion_jax.data import video_io
 from videofusion_jax.diffusion.noise_sharing import video_keys
 from videofusion_jax.models.from_config import ModelSpec, condition_of, model_spec
+from videofusion_jax.models.logical_axes import with_activation_sharding
 from videofusion_jax.sample_conditions import read_prompts, sample_conditions
 
 SAMPLERS = ("ddim", "ddpm")
@@ -77,18 +77,18 @@ def model_eps_fn(model: nnx.Module, schedule: diffusion.Schedule, *, with_varian
 
 def make_sample_fn(graphdef: nnx.GraphDef, shape: tuple[int, ...], lam: float,
                    config: SamplerConfig, *, batch_sharding=None,
-                   out_sharding=None) -> Callable:
+                   out_sharding=None, activations=None) -> Callable:
   """-> jitted `sample_fn(state, schedule, base_key, residual_key, cond=None)`, videos
   (B, N, H, W, C).
 
   `cond` is the model's condition pytree with batch axis B (or None). The parameters
   stay where `state` lives (e.g. FSDP shards); with `batch_sharding` the per-video keys,
   hence the noise and every activation, are split over the data axes, and
-  `out_sharding` (replicated, in `VideoSampler`) lets every process read the videos.
+  `out_sharding` (replicated, in `VideoSampler`) lets every process read the videos;
+  `activations` (`parallel.activation_shardings`) pins the U-Nets' activations.
   """
   with_variance = config.sampler == "ddpm" and config.ddpm_variance == "learned_range"
 
-  @functools.partial(jax.jit, out_shardings=out_sharding)
   def sample_fn(state, schedule, base_key, residual_key, cond=None):
     if batch_sharding is not None and base_key.ndim == 1:
       base_key, residual_key, cond = jax.lax.with_sharding_constraint(
@@ -105,7 +105,7 @@ def make_sample_fn(graphdef: nnx.GraphDef, shape: tuple[int, ...], lam: float,
         eps_fn, schedule, shape, base_key, residual_key, lam=lam,
         variance=config.ddpm_variance, clip_x0=config.clip_x0, noise_mode=config.noise_mode)
 
-  return sample_fn
+  return jax.jit(with_activation_sharding(sample_fn, activations), out_shardings=out_sharding)
 
 
 class VideoSampler:
@@ -124,7 +124,8 @@ class VideoSampler:
     layout = {}
     if mesh is not None:
       layout = dict(batch_sharding=parallel.batch_sharding(batch_size, rules, mesh),
-                    out_sharding=parallel.replicated(mesh))
+                    out_sharding=parallel.replicated(mesh),
+                    activations=parallel.activation_shardings(rules, mesh))
     self.sample_fn = make_sample_fn(graphdef, self.shape, model_config.lam, config,
                                     **layout)
 

@@ -154,3 +154,29 @@ def test_deepfloyd_resnet_options():
              rngs=nnx.Rngs(0))
   assert net.down_blocks[0].resnets[0].output_scale_factor == 1.414
   assert net.up_blocks[1].resnets[0].skip_time_act
+
+
+def test_activations_are_pinned_at_block_boundaries_only_inside_a_sharded_trace():
+  from jax.sharding import NamedSharding, PartitionSpec
+  from videofusion_jax.models.logical_axes import (IMAGE_ACTIVATION, activation_sharding,
+                                                   constrain)
+  net = UNet(TINY, rngs=nnx.Rngs(0))
+  x, t = jax.random.normal(jax.random.key(1), (2, 16, 16, 3)), jnp.array([3, 500])
+  assert constrain(x) is x  # outside a sharded trace (one device, tests): untouched
+  mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
+  pinned = []
+
+  def sharding_of(logical, shape):
+    pinned.append((logical, shape))
+    return NamedSharding(mesh, PartitionSpec())
+
+  with activation_sharding(sharding_of):
+    out = jax.jit(lambda x: net(x, t))(x)
+  assert constrain(x) is x  # the context is gone after it
+  assert {logical for logical, _ in pinned} == {IMAGE_ACTIVATION}
+  # input, conv_in; down: layer, downsampler, layer; mid; up: 2 x (concatenated input,
+  # output), upsampler, 2 x (concatenated input, output)
+  levels = {shape[1:] for _, shape in pinned}
+  assert {(16, 16, 32), (8, 8, 64), (8, 8, 96), (16, 16, 64)} <= levels, levels
+  assert len(pinned) == 2 + 3 + 1 + 5 + 4
+  np.testing.assert_array_equal(out, jax.jit(lambda x: net(x, t))(x))  # a layout, no math

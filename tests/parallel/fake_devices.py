@@ -23,10 +23,13 @@ from configs import demo  # noqa: E402
 from videofusion_jax import diffusion, parallel  # noqa: E402
 from videofusion_jax.checkpoint import Checkpoints  # noqa: E402
 from videofusion_jax.models.from_config import model_spec  # noqa: E402
-from videofusion_jax.training.loop import create_state  # noqa: E402
-from videofusion_jax.training.step import StepConfig, StepShardings, make_train_step  # noqa
+from videofusion_jax.sampling import SamplerConfig, VideoSampler  # noqa: E402
+from videofusion_jax.tools.collectives import collectives  # noqa: E402
+from videofusion_jax.training.loop import create_state, step_shardings  # noqa: E402
+from videofusion_jax.training.step import StepConfig, make_train_step  # noqa: E402
 
-MESHES = {"8x1x1": (8, 1, 1), "2x4x1": (2, 4, 1), "2x2x2": (2, 2, 2)}
+# 2x2x2 last: its mesh switches the process to GSPMD (parallel._avoid_shardy_miscompile).
+MESHES = {"8x1x1": (8, 1, 1), "2x4x1": (2, 4, 1), "2x1x4": (2, 1, 4), "2x2x2": (2, 2, 2)}
 # Leaves whose mesh sharding the tests check against hand-written expectations.
 GOLDEN = ("residual/conv_in/kernel", "residual/down_blocks/1/resnets/0/conv1/kernel",
           "residual/down_blocks/1/resnets/0/conv2/kernel",
@@ -61,21 +64,45 @@ def leaves(tree) -> dict:
   return {path_str(p): x for p, x in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-def one_step(config, mesh, state_values, ema_values):
-  """Loss of one train step on `mesh`, with the state placed on its planned shardings."""
+def one_step(config, mesh, state_values, ema_values, pin_activations=True):
+  """Loss of one train step on `mesh`, with the state placed on its planned shardings,
+  and the collectives of the compiled step."""
   spec = model_spec(config)
   rules = parallel.rules_from_config(config.mesh.rules)
   ts = create_state(spec, config, mesh, rules, allocate=False)
   state, ema = jax.device_put((state_values, ema_values), ts.shardings)
-  batch_sh = parallel.batch_sharding(config.train.batch_size, rules, mesh)
-  step = make_train_step(ts.graphdef, StepConfig(lam=spec.config.lam), shardings=StepShardings(
-      state=ts.shardings[0], ema=ts.shardings[1], batch=batch_sh,
-      replicated=parallel.replicated(mesh)))
+  config = config.copy_and_resolve_references()
+  config.mesh.pin_activations = pin_activations
+  shardings = step_shardings(ts, config, mesh, rules)
+  batch_sh = shardings.batch
+  step = make_train_step(ts.graphdef, StepConfig(lam=spec.config.lam), shardings=shardings)
   schedule = diffusion.make_schedule("cosine", 1000)
   video = np.asarray(jax.random.uniform(jax.random.key(3), (8, 4, 16, 16, 3), minval=-1))
   batch = parallel.global_batch({"video": video}, batch_sh)
-  state, ema, metrics = step(state, ema, batch, jax.random.key(7), schedule)
-  return float(metrics["loss"]), state, ema
+  args = (state, ema, batch, jax.random.key(7), schedule)
+  compiled = step.lower(*args).compile()  # one compile, read and run
+  sent = collectives(compiled.as_text())
+  state, ema, metrics = compiled(*args)
+  return float(metrics["loss"]), state, ema, sent
+
+
+def sample(config, mesh, ema_values) -> np.ndarray:
+  """Three videos (2 DDIM steps, batches of 2: the second padded) from the EMA on `mesh`."""
+  spec = model_spec(config)
+  rules = parallel.rules_from_config(config.mesh.rules)
+  ts = create_state(spec, config, mesh, rules, allocate=False)
+  ema = jax.device_put(ema_values, ts.shardings[1])
+  sampler = VideoSampler(ts.model_graphdef, spec.config, num_frames=4, image_size=16,
+                         batch_size=2, config=SamplerConfig(num_steps=2), mesh=mesh,
+                         rules=rules)
+  return np.concatenate(list(sampler.batches(ema, diffusion.make_schedule("cosine", 1000),
+                                             num_videos=3, base_seed=1, residual_seed=2)))
+
+
+def communication(sent) -> dict:
+  all_to_all = [op.elements for op in sent.ops if op.kind == "all-to-all"]
+  return {"elements": sent.elements, "by_kind": sent.elements_by_kind(),
+          "largest_all_to_all": max(all_to_all, default=0)}
 
 
 def main(workdir: str, step_meshes: list[str]) -> None:
@@ -87,6 +114,8 @@ def main(workdir: str, step_meshes: list[str]) -> None:
   ref = create_state(model_spec(config1), config1, mesh1, rules)
   values = jax.device_get((ref.state, ref.ema))
   out["loss_one_device"] = one_step(config1, mesh1, *values)[0]
+  full_run = len(step_meshes) == len(MESHES)
+  videos_one_device = sample(config1, mesh1, values[1]) if full_run else None
 
   for name, shape in MESHES.items():
     config = tiny_config(shape)
@@ -110,10 +139,17 @@ def main(workdir: str, step_meshes: list[str]) -> None:
           float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
           for a, b in zip(jax.tree.leaves(ts.state), jax.tree.leaves(values[0])))
     if name in step_meshes:
-      loss, state, _ = one_step(config, mesh, *values)
+      loss, state, _, sent = one_step(config, mesh, *values)
       report["loss"] = loss
       report["state_after_step_on_plan"] = planned == {
           k: spec_of(x.sharding) for k, x in leaves(state).items()}
+      report["communication"] = communication(sent)
+      if full_run:  # the slow run: also the unpinned layout
+        unpinned = one_step(config, mesh, *values, pin_activations=False)
+        report["unpinned"] = {"loss": unpinned[0], **communication(unpinned[3])}
+    if full_run and name == "2x1x4":  # tensor parallel, pinned: the sampler agrees too
+      report["sample_max_abs_diff_vs_one_device"] = float(np.max(np.abs(
+          sample(config, mesh, values[1]) - videos_one_device)))
     if name == "8x1x1":  # save here, restore onto 2x4x1 below
       placed = jax.device_put(values, ts.shardings)
       ckpt = Checkpoints(workdir)

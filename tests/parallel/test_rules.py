@@ -67,3 +67,22 @@ def test_execution_knobs_do_not_make_a_checkpoint_incompatible():
   assert config_differences(saved.to_dict(), now) == []
   now.model.base.layers_per_block = 3
   assert config_differences(saved.to_dict(), now) == ["model.base.layers_per_block: 2 -> 3"]
+
+
+def test_collectives_are_counted_from_partitioned_hlo():
+  from videofusion_jax.tools.collectives import collectives
+  hlo = "\n".join([  # lines of a compiled 8-device train step (metadata shortened)
+      '  %all-to-all.64 = (f32[1,12,8]{2,1,0}, f32[1,12,8]{2,1,0}) all-to-all(%a, %b), '
+      'channel_id=133, metadata={op_name="jit(train_step)/jvp()/concatenate"}',
+      '  %all-reduce.3 = f32[3,3,64,32]{3,2,1,0} all-reduce(%c), to_apply=%add, '
+      'metadata={op_name="jit(train_step)/transpose(jvp())/conv_general_dilated"}',
+      '  %all-gather-start = (f32[16]{0}, f32[64]{0}) all-gather-start(%d), dimensions={0}',
+      '  %all-gather-done = f32[64]{0} all-gather-done(%all-gather-start)',
+      '  %fusion.2 = f32[8,8]{1,0} fusion(%e), kind=kLoop, calls=%all-reduce_fused',
+  ])
+  sent = collectives(hlo)
+  assert sent.count_by_kind() == {"all-to-all": 1, "all-reduce": 1, "all-gather": 1}
+  assert sent.elements_by_kind() == {"all-to-all": 192, "all-reduce": 3 * 3 * 64 * 32,
+                                     "all-gather": 16 + 64}  # async: operand listed too
+  assert [op.elements for op in sent.matching("all-to-all", "/concatenate")] == [192]
+  assert sent.matching("all-reduce", "/concatenate") == []

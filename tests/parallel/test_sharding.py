@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
-MESHES = ["8x1x1", "2x4x1", "2x2x2"]
+MESHES = ["8x1x1", "2x4x1", "2x1x4", "2x2x2"]
 
 
 def run_checks(workdir, step_meshes):
@@ -49,6 +49,16 @@ GOLDEN = {
         "base/time_embedding/linear_1/kernel": ["fsdp", None],
         "base/conv_norm_out/scale": [None],
     },
+    "2x1x4": {  # fsdp = 1: only the tensor (Megatron) splits
+        "residual/conv_in/kernel": [None, None, None, "tensor"],
+        "residual/down_blocks/1/resnets/0/conv1/kernel": [None, None, None, "tensor"],
+        "residual/down_blocks/1/resnets/0/conv2/kernel": [None, None, "tensor", None],
+        "residual/down_blocks/1/resnets/0/conv1/bias": ["tensor"],
+        "base/down_blocks/1/attentions/0/to_q/kernel": [None, "tensor"],
+        "base/down_blocks/1/attentions/0/to_out/kernel": ["tensor", None],
+        "base/time_embedding/linear_1/kernel": [None, "tensor"],
+        "base/conv_norm_out/scale": [None],
+    },
     "2x2x2": {
         "residual/conv_in/kernel": [None, None, "fsdp", "tensor"],  # 6 % 2 == 0
         "residual/down_blocks/1/resnets/0/conv1/kernel": [None, None, "fsdp", "tensor"],
@@ -66,7 +76,7 @@ def test_runs_on_eight_devices(report):
   assert report["devices"] == 8
 
 
-@pytest.mark.parametrize("mesh", ["8x1x1", "2x4x1", "2x2x2"])
+@pytest.mark.parametrize("mesh", MESHES)
 def test_parameters_follow_their_logical_rules(report, mesh):
   got = report["meshes"][mesh]["golden"]
   for path, spec in got.items():
@@ -74,7 +84,7 @@ def test_parameters_follow_their_logical_rules(report, mesh):
     assert spec == expected, (mesh, path)
 
 
-@pytest.mark.parametrize("mesh", ["8x1x1", "2x4x1", "2x2x2"])
+@pytest.mark.parametrize("mesh", MESHES)
 def test_optimizer_moments_are_sharded_like_their_parameters(report, mesh):
   m = report["meshes"][mesh]
   assert m["moments_follow_params"] and m["num_moments"] > 0  # Adam mu/nu
@@ -95,12 +105,29 @@ def test_sharded_step_gives_the_unsharded_loss(report):
   assert report["shardy"] is False
 
 
+# One frame's feature map at the tiny U-Net's coarsest level (8 x 8 x 32 channels).
+SMALLEST_ACTIVATION = 8 * 8 * 32
+
+
 @pytest.mark.slow
 def test_every_mesh_gives_the_unsharded_loss(tmp_path):
-  full = run_checks(tmp_path, list(MESHES))
+  full = run_checks(tmp_path, MESHES)
   for mesh in MESHES:
-    assert full["meshes"][mesh]["loss"] == pytest.approx(full["loss_one_device"], rel=1e-5)
-    assert full["meshes"][mesh]["state_after_step_on_plan"]
+    m = full["meshes"][mesh]
+    assert m["loss"] == pytest.approx(full["loss_one_device"], rel=1e-5), mesh
+    assert m["unpinned"]["loss"] == pytest.approx(full["loss_one_device"], rel=1e-5), mesh
+    assert m["state_after_step_on_plan"]
+    assert m["communication"]["elements"] <= m["unpinned"]["elements"], mesh
+  # Tensor parallel under Shardy: propagated, the step all-to-alls whole feature maps at
+  # the skip concatenations and all-gathers activations; pinned, only small pieces move.
+  tp = full["meshes"]["2x1x4"]
+  assert tp["unpinned"]["largest_all_to_all"] >= SMALLEST_ACTIVATION, tp
+  assert tp["communication"]["largest_all_to_all"] < SMALLEST_ACTIVATION, tp
+  assert tp["communication"]["elements"] < 0.7 * tp["unpinned"]["elements"], tp
+  assert tp["sample_max_abs_diff_vs_one_device"] < 1e-4  # pinned sampler: same videos
+  # Under GSPMD (all three axes split) nothing is pinned: the same program.
+  three = full["meshes"]["2x2x2"]
+  assert three["communication"] == {k: three["unpinned"][k] for k in three["communication"]}
 
 
 def test_checkpoint_restores_onto_another_mesh(report):

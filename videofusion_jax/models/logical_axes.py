@@ -10,11 +10,21 @@ Column/row pairs follow Megatron: the first layer of a pair splits its outputs
 (`mlp` or `heads`), the second its inputs, so a tensor-parallel pair needs one
 reduction. The same names apply to the optimizer moments, whose paths end with the
 parameter's path.
+
+Activations are pinned too (`constrain`), at the U-Net's block boundaries: batch over
+the data axes, channels whole. Left to propagation, the partitioner may keep a
+tensor-parallel layer's channel split past the layer and then pay an all-to-all at
+every skip concatenation; pinned, each Megatron pair ends in one reduction. `constrain`
+does nothing unless a sharded step or sampler is being traced (`parallel.py` enters
+`activation_sharding` then), so single-device programs and tests are unchanged.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+import contextvars
+import functools
+from typing import Callable, Sequence
 
 import jax
 from jax.sharding import PartitionSpec
@@ -24,6 +34,45 @@ _HEAD_PROJECTIONS = ("to_q", "to_k", "to_v", "add_k_proj", "add_v_proj")
 _ROW_PARALLEL = ("conv2", "to_out", "linear_2")
 
 LogicalAxes = tuple  # one name (or None: never sharded) per array dimension
+
+# (logical axes, shape) -> a Sharding, while a sharded computation is being traced.
+_ACTIVATION_SHARDING: contextvars.ContextVar[Callable | None] = contextvars.ContextVar(
+    "activation_sharding", default=None)
+IMAGE_ACTIVATION: LogicalAxes = ("batch", None, None, None)  # (B, H, W, C), frames in B
+
+
+@contextlib.contextmanager
+def activation_sharding(sharding_of: Callable[[LogicalAxes, tuple], jax.sharding.Sharding]):
+  """Within this context, `constrain` pins arrays to `sharding_of(logical, shape)`."""
+  token = _ACTIVATION_SHARDING.set(sharding_of)
+  try:
+    yield
+  finally:
+    _ACTIVATION_SHARDING.reset(token)
+
+
+def with_activation_sharding(fn: Callable, sharding_of: Callable | None) -> Callable:
+  """`fn`, run (and so traced by `jax.jit`) inside `activation_sharding(sharding_of)`;
+  `fn` itself for None."""
+  if sharding_of is None:
+    return fn
+
+  @functools.wraps(fn)  # jit names the program after `fn`
+  def pinned(*args, **kwargs):
+    with activation_sharding(sharding_of):
+      return fn(*args, **kwargs)
+  return pinned
+
+
+def constrain(x: jax.Array, logical: LogicalAxes = IMAGE_ACTIVATION) -> jax.Array:
+  """`x` with its sharding pinned by its dimensions' logical names, when inside
+  `activation_sharding`; `x` unchanged otherwise."""
+  sharding_of = _ACTIVATION_SHARDING.get()
+  if sharding_of is None:
+    return x
+  if len(logical) != x.ndim:
+    raise ValueError(f"logical axes {logical} for an array of shape {x.shape}")
+  return jax.lax.with_sharding_constraint(x, sharding_of(tuple(logical), x.shape))
 
 
 def kernel_axes(layer: str) -> tuple[str, str]:

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from videofusion_jax.models.layers import TimestepEmbedding, group_norm, timestep_embedding
+from videofusion_jax.models.logical_axes import constrain
 from videofusion_jax.models.temporal import check_temporal_kind
 from videofusion_jax.models.unet_blocks import BlockOptions, DownBlock, MidBlock, UpBlock
 
@@ -184,10 +185,10 @@ class UNet(nnx.Module):
           freq_shift=cfg.freq_shift).astype(dtype))
     if cfg.temporal != "none" and num_frames is None:
       raise ValueError(f"num_frames required by a U-Net with temporal={cfg.temporal!r}")
-    emb = emb.astype(dtype)
+    emb = emb.astype(dtype)  # not pinned: (B, 4C) is small, moving it beats gathering weights
     context = None if context is None else context.astype(dtype)
 
-    h = self.conv_in(x.astype(dtype))
+    h = constrain(self.conv_in(constrain(x.astype(dtype))))
     skips = [h]
     for block in self.down_blocks:
       h, block_skips = block(h, emb, context, num_frames, rngs, context_mask)

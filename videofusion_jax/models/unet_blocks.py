@@ -14,6 +14,7 @@ from flax import nnx
 
 from videofusion_jax.models.layers import (Attention, Downsample2D, ResnetBlock2D,
                                            Upsample2D)
+from videofusion_jax.models.logical_axes import constrain
 from videofusion_jax.models.temporal import TemporalMixer
 
 
@@ -72,7 +73,7 @@ def _layer(block, j, h, temb, context, num_frames, rngs, context_mask=None):
       h = attention(h, context, context_mask)
     if mixer is not None:
       h = mixer(h, num_frames)
-    return h
+    return constrain(h)  # a layer's output (and skip): batch split, channels whole
   pick = lambda layers: None if layers is None else layers[j]
   return checkpointed(run, block.remat_policy)(
       block.resnets[j], pick(block.attentions), pick(block.temp_mixers), h, temb, context,
@@ -102,7 +103,7 @@ class DownBlock(nnx.Module):
       skips.append(h)
     if self.downsamplers is not None:
       down = self.downsamplers[0]
-      h = down(h, temb, rngs=rngs) if isinstance(down, ResnetBlock2D) else down(h)
+      h = constrain(down(h, temb, rngs=rngs) if isinstance(down, ResnetBlock2D) else down(h))
       skips.append(h)
     return h, skips
 
@@ -131,7 +132,7 @@ class MidBlock(nnx.Module):
     h = self.resnets[1](h, temb, rngs=rngs)
     if self.temp_mixers is not None:
       h = self.temp_mixers[1](h, num_frames)
-    return h
+    return constrain(h)
 
 
 class UpBlock(nnx.Module):
@@ -158,9 +159,9 @@ class UpBlock(nnx.Module):
                context_mask=None):
     """Consumes `len(self.resnets)` activations from the end of `skips`."""
     for j in range(len(self.resnets)):
-      h = jnp.concatenate([h, skips.pop()], axis=-1)
+      h = constrain(jnp.concatenate([h, skips.pop()], axis=-1))
       h = _layer(self, j, h, temb, context, num_frames, rngs, context_mask)
     if self.upsamplers is not None:
       up = self.upsamplers[0]
-      h = up(h, temb, rngs=rngs) if isinstance(up, ResnetBlock2D) else up(h)
+      h = constrain(up(h, temb, rngs=rngs) if isinstance(up, ResnetBlock2D) else up(h))
     return h

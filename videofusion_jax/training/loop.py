@@ -100,6 +100,18 @@ def _check_train_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"train.ema_decay={t.ema_decay}; expected 0 <= ema_decay < 1")
 
 
+def step_shardings(ts: TrainState, config: ml_collections.ConfigDict, mesh,
+                   rules) -> StepShardings:
+  """Where the train step's state, batch and (with `mesh.pin_activations`) the U-Nets'
+  activations live on `mesh`."""
+  pin = config.mesh.get("pin_activations", True)
+  return StepShardings(
+      state=ts.shardings[0], ema=ts.shardings[1],
+      batch=parallel.batch_sharding(config.train.batch_size, rules, mesh),
+      replicated=parallel.replicated(mesh),
+      activations=parallel.activation_shardings(rules, mesh) if pin else None)
+
+
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Train (or resume) until `train.num_steps`; return the last logged metrics."""
   parallel.maybe_initialize_distributed(config.distributed)  # before any device use
@@ -129,14 +141,14 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     state, ema = restored["state"], restored["ema"]
     logging.info("Resumed from %s at step %d.", ckpt.directory, start)
 
-  batch_sharding = parallel.batch_sharding(t.batch_size, rules, mesh)
+  shardings = step_shardings(ts, config, mesh, rules)
+  batch_sharding = shardings.batch
   lr = learning_rate(config.optim, t.num_steps)
   step_fn = make_train_step(ts.graphdef, StepConfig(
       lam=vf.lam, noise_mode=config.diffusion.noise_mode,
       base_stop_gradient=t.base_stop_gradient, ema_decay=t.ema_decay,
       cond_drop_prob=t.get("cond_drop_prob", 0.0) if cond.enabled else 0.0), lr,
-      shardings=StepShardings(state=ts.shardings[0], ema=ts.shardings[1],
-                              batch=batch_sharding, replicated=parallel.replicated(mesh)))
+      shardings=shardings)
   writer = MetricWriter(workdir, tensorboard=t.tensorboard)
   progress = ProgressLine(t.num_steps, start)
   sampler = None

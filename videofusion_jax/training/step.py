@@ -17,6 +17,7 @@ from flax import nnx
 
 from videofusion_jax import diffusion
 from videofusion_jax.diffusion.noise_sharing import training_noise
+from videofusion_jax.models.logical_axes import with_activation_sharding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +71,8 @@ class StepShardings:
   ema: Any                            # ... like the parameters
   batch: jax.sharding.Sharding        # every batch entry: leading axis over the data axes
   replicated: jax.sharding.Sharding   # keys, the schedule, the metrics
+  activations: Callable | None = None  # parallel.activation_shardings: pins the U-Nets'
+                                       # activations while the step is traced
 
 
 def make_train_step(graphdef: nnx.GraphDef, config: StepConfig,
@@ -98,6 +101,6 @@ def make_train_step(graphdef: nnx.GraphDef, config: StepConfig,
   if shardings is None:
     return jax.jit(train_step, donate_argnums=(0, 1))
   sh = shardings
-  return jax.jit(train_step, donate_argnums=(0, 1),
+  return jax.jit(with_activation_sharding(train_step, sh.activations), donate_argnums=(0, 1),
                  in_shardings=(sh.state, sh.ema, sh.batch, sh.replicated, sh.replicated),
                  out_shardings=(sh.state, sh.ema, sh.replicated))
