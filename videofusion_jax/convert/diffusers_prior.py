@@ -13,7 +13,6 @@ Every torch key must be used and every array filled at its shape. OUT_DIR holds
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -24,7 +23,7 @@ from flax import nnx
 
 from videofusion_jax.convert.diffusers_unet import Entry, apply_param_table, param_table
 from videofusion_jax.convert.folder import read_converted_config, restore_params, write_converted
-from videofusion_jax.convert.weights import find_weights_file, read_weights
+from videofusion_jax.convert.weights import find_weights_file, read_model_config, read_weights
 from videofusion_jax.models.prior import PriorConfig, PriorTransformer
 
 CONFIG_FILE = "prior_config.json"
@@ -81,18 +80,9 @@ def prior_with_params(config: PriorConfig, params: Mapping) -> PriorTransformer:
 def read_diffusers_prior(src: str | Path, *, variant: str | None = None,
                          allow_unused: Iterable[str] = ()) -> tuple[PriorConfig, dict, dict]:
   """A diffusers prior folder -> (PriorConfig, pure params, config.json as a dict)."""
-  src = Path(src)
-  if not src.is_dir():
-    raise FileNotFoundError(f"--src={src} is not a directory (expected a diffusers "
-                            "PriorTransformer folder with config.json and weights)")
-  config_file = src / "config.json"
-  if not config_file.is_file():
-    raise FileNotFoundError(f"{config_file} is missing: {src} is not a diffusers model "
-                            "folder (for an unCLIP pipeline, pass its prior/ subfolder)")
-  try:
-    hf = json.loads(config_file.read_text())
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{config_file} is not valid JSON ({e})") from e
+  hf = read_model_config(
+      src, expected="a diffusers PriorTransformer folder with config.json and weights",
+      instead="for an unCLIP pipeline, pass its prior/ subfolder")
   config = prior_config_from_diffusers(hf)
   weights = read_weights(find_weights_file(src, variant=variant))
   params = convert_prior_state_dict(weights, abstract_prior(config),

@@ -15,7 +15,6 @@ shape, or conversion fails naming the keys.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -25,7 +24,7 @@ from flax import nnx
 
 from videofusion_jax.convert.converted import save_converted
 from videofusion_jax.convert.diffusers_config import unet_config_from_diffusers
-from videofusion_jax.convert.weights import find_weights_file, read_weights
+from videofusion_jax.convert.weights import find_weights_file, read_model_config, read_weights
 from videofusion_jax.models.unet import UNet, UNetConfig
 
 # NNX layer type -> {our parameter: (torch parameter, transform)}.
@@ -186,18 +185,9 @@ def convert_unet(state_dict: Mapping[str, np.ndarray], config: UNetConfig, *,
 def read_diffusers_unet(src: str | Path, *, variant: str | None = None,
                         allow_unused: Iterable[str] = ()) -> tuple[UNetConfig, dict, dict]:
   """A diffusers U-Net folder -> (UNetConfig, pure params, its config.json as a dict)."""
-  src = Path(src)
-  if not src.is_dir():
-    raise FileNotFoundError(f"--src={src} is not a directory (expected a diffusers model "
-                            "folder with config.json and diffusion_pytorch_model.*)")
-  config_file = src / "config.json"
-  if not config_file.is_file():
-    raise FileNotFoundError(f"{config_file} is missing: {src} is not a diffusers model "
-                            "folder (for a pipeline, pass its U-Net subfolder, e.g. decoder/)")
-  try:
-    hf_config = json.loads(config_file.read_text())
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{config_file} is not valid JSON ({e})") from e
+  hf_config = read_model_config(
+      src, expected="a diffusers model folder with config.json and diffusion_pytorch_model.*",
+      instead="for a pipeline, pass its U-Net subfolder, e.g. decoder/")
   config = unet_config_from_diffusers(hf_config)
   weights = find_weights_file(src, variant=variant)
   params = convert_unet(read_weights(weights), config, allow_unused=allow_unused)

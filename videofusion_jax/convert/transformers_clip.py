@@ -13,7 +13,6 @@ any other unused key, a missing key or a shape mismatch fails naming the keys.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -24,7 +23,7 @@ from flax import nnx
 from videofusion_jax.convert.clip_checkpoint import TOKENIZER_FILES, save_clip
 from videofusion_jax.convert.diffusers_unet import (LAYER_PARAMS, Entry, apply_param_table,
                                                     param_table)
-from videofusion_jax.convert.weights import find_weights_file, read_weights
+from videofusion_jax.convert.weights import find_weights_file, read_model_config, read_weights
 from videofusion_jax.models.clip import (CLIPConfig, CLIPTextModelWithProjection,
                                          CLIPVisionEmbeddings, CLIPVisionModelWithProjection,
                                          clip_config_from_transformers)
@@ -84,19 +83,10 @@ def find_clip_weights(src: Path) -> Path:
 def read_transformers_clip(src: str | Path, *, allow_unused: Iterable[str] = ()
                            ) -> tuple[CLIPConfig, dict, dict]:
   """A transformers CLIP folder -> (CLIPConfig, {"text"/"vision": params}, config.json)."""
-  src = Path(src)
-  if not src.is_dir():
-    raise FileNotFoundError(f"--src={src} is not a directory (expected a transformers CLIP "
-                            "folder with config.json and model.safetensors/pytorch_model.bin)")
-  config_file = src / "config.json"
-  if not config_file.is_file():
-    raise FileNotFoundError(f"{config_file} is missing: {src} is not a transformers model "
-                            "folder (for a diffusers pipeline, pass its text_encoder/ or "
-                            "image_encoder/ subfolder)")
-  try:
-    hf_config = json.loads(config_file.read_text())
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{config_file} is not valid JSON ({e})") from e
+  hf_config = read_model_config(
+      src, expected="a transformers CLIP folder with config.json and "
+      "model.safetensors/pytorch_model.bin",
+      instead="for a diffusers pipeline, pass its text_encoder/ or image_encoder/ subfolder")
   config = clip_config_from_transformers(hf_config)
   params = convert_clip_state_dict(read_weights(find_clip_weights(src)), config,
                                    allow_unused=allow_unused)

@@ -109,6 +109,26 @@ def read_weights(path: str | Path) -> dict[str, np.ndarray]:
   return read_torch_bin(path)
 
 
+def read_model_config(src: str | Path, *, expected: str, instead: str) -> dict:
+  """`src/config.json` of a diffusers/transformers model folder, as a dict.
+
+  Fails naming the path: `expected` says what the folder should hold ("a diffusers
+  model folder with config.json and diffusion_pytorch_model.*"), `instead` what to pass
+  when `src` is not a model folder ("for a pipeline, pass its U-Net subfolder").
+  """
+  src = Path(src)
+  if not src.is_dir():
+    raise FileNotFoundError(f"--src={src} is not a directory (expected {expected})")
+  config_file = src / "config.json"
+  if not config_file.is_file():
+    raise FileNotFoundError(f"{config_file} is missing: {src} is not a model folder "
+                            f"({instead})")
+  try:
+    return json.loads(config_file.read_text())
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{config_file} is not valid JSON ({e})") from e
+
+
 def find_weights_file(folder: str | Path, stem: str = "diffusion_pytorch_model",
                       variant: str | None = None) -> Path:
   """The weight file of a diffusers model folder, safetensors preferred."""
