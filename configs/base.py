@@ -125,7 +125,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.mesh.data = -1                    # data parallel: batch split, parameters replicated
   c.mesh.fsdp = 1                     # batch split and parameters sharded (ZeRO-3 style)
   c.mesh.tensor = 1                   # channels/heads of each layer split (Megatron)
-  c.mesh.num_slices = 1               # TPU multi-slice: the data axis spans slices (DCN)
+  c.mesh.num_slices = 1               # >1: the data axis spans TPU slices (DCN) or GPU
+                                      # nodes; fsdp/tensor stay inside one (ICI, NVLink)
   # Pin the U-Nets' activations at block boundaries (batch split, channels whole) while a
   # sharded step is traced; False leaves their layout to the partitioner's propagation.
   c.mesh.pin_activations = True

@@ -51,8 +51,8 @@ def mesh_shape(mesh_config, num_devices: int) -> tuple[int, int, int]:
 def make_mesh(mesh_config, devices: Sequence[jax.Device] | None = None) -> Mesh:
   """The (data, fsdp, tensor) mesh over `devices` (all by default), `Auto` axes.
 
-  With `mesh.num_slices > 1` (multi-slice TPU), the data axis spans slices over DCN
-  and the other axes stay inside a slice, where the interconnect is fast.
+  With `mesh.num_slices > 1` the data axis spans slices over the slow network and the
+  other axes stay inside a slice, where the interconnect is fast (`multi_slice_grid`).
   """
   devices = list(jax.devices() if devices is None else devices)
   shape = mesh_shape(mesh_config, len(devices))
@@ -60,13 +60,38 @@ def make_mesh(mesh_config, devices: Sequence[jax.Device] | None = None) -> Mesh:
   axis_types = (AxisType.Auto,) * len(MESH_AXES)
   slices = int(mesh_config.get("num_slices", 1))
   if slices > 1:
-    from jax.experimental import mesh_utils  # only multi-slice needs the hybrid layout
-    if shape[0] % slices:
-      raise ValueError(f"mesh.data={shape[0]} must be a multiple of mesh.num_slices={slices}")
-    grid = mesh_utils.create_hybrid_device_mesh(
-        (shape[0] // slices, shape[1], shape[2]), (slices, 1, 1), devices)
-    return Mesh(grid, MESH_AXES, axis_types=axis_types)
+    return Mesh(multi_slice_grid(shape, slices, devices), MESH_AXES, axis_types=axis_types)
   return jax.make_mesh(shape, MESH_AXES, axis_types=axis_types, devices=devices)
+
+
+def multi_slice_grid(shape: Sequence[int], slices: int, devices: Sequence[Any]) -> np.ndarray:
+  """The (data, fsdp, tensor) array of `devices` with the data axis split across
+  `slices` groups, fsdp and tensor inside one group: TPU slices (`device.slice_index`,
+  multi-slice over DCN), or, where devices have no slice index (GPUs), consecutive
+  blocks of processes: one block per node when each node runs one process, or one per
+  GPU in rank order (SLURM's block distribution), so NVLink carries fsdp and tensor and
+  the network only the data axis. Group k holds rows k*data/slices ... of the data axis.
+  """
+  data, fsdp, tensor = shape
+  if data % slices:
+    raise ValueError(f"mesh.data={data} must be a multiple of mesh.num_slices={slices}")
+  if hasattr(devices[0], "slice_index"):
+    found = len({d.slice_index for d in devices})
+    if found != slices:
+      raise ValueError(f"mesh.num_slices={slices}, but the {len(devices)} devices are in "
+                       f"{found} TPU slices")
+    from jax.experimental import mesh_utils  # TPU: each slice laid out by its torus
+    return mesh_utils.create_hybrid_device_mesh((data // slices, fsdp, tensor),
+                                                (slices, 1, 1), devices)
+  ranks = sorted({d.process_index for d in devices})
+  if len(ranks) % slices:
+    raise ValueError(f"mesh.num_slices={slices}, but the {len(devices)} devices belong to "
+                     f"{len(ranks)} processes, which do not split into {slices} groups "
+                     "(these devices have no slice index)")
+  per_group = len(ranks) // slices
+  group = {rank: i // per_group for i, rank in enumerate(ranks)}
+  ordered = sorted(devices, key=lambda d: (group[d.process_index], d.process_index, d.id))
+  return np.array(ordered, dtype=object).reshape(data, fsdp, tensor)
 
 
 def _avoid_shardy_miscompile(shape: Sequence[int]) -> None:

@@ -1,6 +1,7 @@
 """Mesh sizes, logical rules and the checkpoint's runtime fields: pure functions."""
 
 import ml_collections
+import numpy as np
 import pytest
 from jax.sharding import AbstractMesh, PartitionSpec as P
 
@@ -86,3 +87,34 @@ def test_collectives_are_counted_from_partitioned_hlo():
                                      "all-gather": 16 + 64}  # async: operand listed too
   assert [op.elements for op in sent.matching("all-to-all", "/concatenate")] == [192]
   assert sent.matching("all-reduce", "/concatenate") == []
+
+
+def _devices(n, per_group, kind):
+  from types import SimpleNamespace
+  # TPU chips carry their slice and their (x, y, z) place in it (2 x 2 chips a slice)
+  extra = ((lambda i: {"slice_index": i // per_group, "core_on_chip": 0,
+                       "coords": (i % 2, (i % per_group) // 2, 0)})
+           if kind == "tpu" else (lambda i: {}))
+  return [SimpleNamespace(id=i, process_index=i // per_group, platform=kind,
+                          device_kind=kind, **extra(i)) for i in range(n)]
+
+
+# TPU slices by slice_index; GPU nodes by process: one process a node (4 GPUs each), or
+# one a GPU (SLURM's one task per GPU, ranks node by node)
+@pytest.mark.parametrize("kind,per_process", [("tpu", 4), ("gpu", 4), ("gpu", 1)])
+def test_multi_slice_grid_keeps_fsdp_and_tensor_inside_a_slice(kind, per_process):
+  devices = _devices(8, per_process, kind)
+  node = lambda d: d.id // 4
+  grid = parallel.multi_slice_grid((4, 2, 1), 2, devices[::-1])  # any order in
+  assert grid.shape == (4, 2, 1) and {d.id for d in grid.ravel()} == set(range(8))
+  np.testing.assert_array_equal(np.vectorize(node)(grid)[:, :, 0],
+                                [[0, 0], [0, 0], [1, 1], [1, 1]])  # data spans both
+
+
+def test_multi_slice_grid_names_what_does_not_fit():
+  with pytest.raises(ValueError, match=r"mesh.data=3 must be a multiple of mesh.num_slices=2"):
+    parallel.multi_slice_grid((3, 1, 1), 2, _devices(3, 3, "tpu"))
+  with pytest.raises(ValueError, match=r"num_slices=2, but the 8 devices belong to 1 processes"):
+    parallel.multi_slice_grid((2, 4, 1), 2, _devices(8, 8, "gpu"))
+  with pytest.raises(ValueError, match=r"num_slices=4, but the 8 devices are in 2 TPU slices"):
+    parallel.multi_slice_grid((4, 2, 1), 4, _devices(8, 4, "tpu"))
