@@ -88,7 +88,7 @@ def main(argv):
     partitioner = "shardy" if jax.config.jax_use_shardy_partitioner else "gspmd"
     for pin, (sent, compile_s) in rows.items():
       by_kind = sent.elements_by_kind()
-      largest = max((op.elements for op in sent.ops if op.kind == "all-to-all"), default=0)
+      largest = sent.largest("all-to-all")
       ratio = sent.elements / max(rows[False][0].elements, 1)
       print(f"| {name} | {partitioner} | {'yes' if pin else 'no'} | "
             + " | ".join(f"{by_kind.get(k, 0):,}" for k in kinds)

@@ -128,7 +128,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.mesh.num_slices = 1               # >1: the data axis spans TPU slices (DCN) or GPU
                                       # nodes; fsdp/tensor stay inside one (ICI, NVLink)
   # Pin the U-Nets' activations at block boundaries (batch split, channels whole) while a
-  # sharded step is traced; False leaves their layout to the partitioner's propagation.
+  # sharded train step is traced; False leaves their layout to the partitioner's
+  # propagation (the sampler always pins; neither pins under GSPMD or on one device).
   c.mesh.pin_activations = True
   # Logical axis -> mesh axes. A dimension that does not divide evenly stays replicated.
   c.mesh.rules = (

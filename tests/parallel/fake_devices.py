@@ -100,9 +100,8 @@ def sample(config, mesh, ema_values) -> np.ndarray:
 
 
 def communication(sent) -> dict:
-  all_to_all = [op.elements for op in sent.ops if op.kind == "all-to-all"]
   return {"elements": sent.elements, "by_kind": sent.elements_by_kind(),
-          "largest_all_to_all": max(all_to_all, default=0)}
+          "largest_all_to_all": sent.largest("all-to-all")}
 
 
 def main(workdir: str, step_meshes: list[str]) -> None:

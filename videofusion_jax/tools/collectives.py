@@ -51,9 +51,9 @@ class Collectives:
   def elements(self) -> int:
     return sum(op.elements for op in self.ops)
 
-  def matching(self, kind: str, op_name_suffix: str) -> list[Collective]:
-    """The `kind` collectives caused by ops whose name ends with `op_name_suffix`."""
-    return [op for op in self.ops if op.kind == kind and op.op_name.endswith(op_name_suffix)]
+  def largest(self, kind: str) -> int:
+    """Elements of the largest single `kind` collective (0 if there is none)."""
+    return max((op.elements for op in self.ops if op.kind == kind), default=0)
 
 
 def collectives(hlo_text: str) -> Collectives:
