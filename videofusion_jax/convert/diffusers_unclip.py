@@ -43,7 +43,7 @@ from videofusion_jax.convert.diffusers_unet import (Entry, apply_param_table, pa
 from videofusion_jax.convert.folder import (atomic_folder, read_converted_config, restore_params,
                                             write_converted)
 from videofusion_jax.convert.transformers_clip import convert_transformers_clip
-from videofusion_jax.convert.weights import find_weights_file, read_weights
+from videofusion_jax.convert.weights import find_weights_file, read_json, read_weights
 from videofusion_jax.models import superres as superres_lib
 from videofusion_jax.models.conditioning import Condition, ConditionConfig
 from videofusion_jax.models.from_config import unet_fields
@@ -113,7 +113,7 @@ def convert_text_proj(state_dict: Mapping[str, np.ndarray], config: ConditionCon
 def read_text_proj(src: str | Path, *, variant: str | None = None
                    ) -> tuple[ConditionConfig, dict]:
   src = Path(src)
-  config = condition_config_from_text_proj(_read_json(src / "config.json"))
+  config = condition_config_from_text_proj(read_json(src / "config.json"))
   return config, convert_text_proj(read_weights(find_weights_file(src, variant=variant)),
                                    config)
 
@@ -244,15 +244,6 @@ def decoder_snippet(unet: UNetConfig, cond: ConditionConfig, out_dir: Path, src:
 
 # ---------------------------------------------------------------- the pipeline
 
-def _read_json(file: Path) -> dict:
-  if not file.is_file():
-    raise FileNotFoundError(f"{file} is missing")
-  try:
-    return json.loads(file.read_text())
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{file} is not valid JSON ({e})") from e
-
-
 def _unet_source(src: Path, hf: Mapping[str, Any], **extra) -> dict:
   return {"path": str(src.absolute()), "class_name": hf.get("_class_name"),
           "diffusers_version": hf.get("_diffusers_version"),
@@ -304,11 +295,11 @@ def convert_unclip_pipeline(src: str | Path, out: str | Path, *, variant: str | 
   if not src.is_dir():
     raise FileNotFoundError(f"--src={src} is not a directory (expected a diffusers unCLIP "
                             "pipeline folder with model_index.json)")
-  index = _read_json(src / "model_index.json")
+  index = read_json(src / "model_index.json")
   if index.get("_class_name") not in ("UnCLIPPipeline", None):
     raise ValueError(f"{src / 'model_index.json'} has _class_name="
                      f"{index.get('_class_name')!r}; expected 'UnCLIPPipeline'")
-  decoder_hf = (_read_json(src / "decoder" / "config.json")
+  decoder_hf = (read_json(src / "decoder" / "config.json")
                 if (src / "decoder" / "config.json").is_file() else {})
   low_res = int(decoder_hf.get("sample_size") or 64)
   parts = {

@@ -123,10 +123,17 @@ def read_model_config(src: str | Path, *, expected: str, instead: str) -> dict:
   if not config_file.is_file():
     raise FileNotFoundError(f"{config_file} is missing: {src} is not a model folder "
                             f"({instead})")
+  return read_json(config_file)
+
+
+def read_json(file: Path) -> dict:
+  """A JSON file of a model or pipeline folder; fails naming the file."""
+  if not file.is_file():
+    raise FileNotFoundError(f"{file} is missing")
   try:
-    return json.loads(config_file.read_text())
+    return json.loads(file.read_text())
   except json.JSONDecodeError as e:
-    raise ValueError(f"{config_file} is not valid JSON ({e})") from e
+    raise ValueError(f"{file} is not valid JSON ({e})") from e
 
 
 def find_weights_file(folder: str | Path, stem: str = "diffusion_pytorch_model",
