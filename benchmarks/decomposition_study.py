@@ -25,9 +25,7 @@ With a few dozen videos FVD is a noisy, rank-deficient estimate (the protocol us
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -38,6 +36,7 @@ from absl import app, flags, logging
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
+from benchmarks import provenance  # noqa: E402
 from configs import demo  # noqa: E402
 from videofusion_jax import diffusion, sampling  # noqa: E402
 from videofusion_jax.data import video_io  # noqa: E402
@@ -161,20 +160,18 @@ def run_study(settings: StudySettings, workdir: str,
                    "frame_change": sampling.frame_change(videos),
                    "train_s": t1 - t0, "sample_s": t2 - t1, "score_s": time.time() - t2})
       logging.info("lam %g seed %d: FVD %.1f", lam, seed, score)
-  dev = jax.devices()[0]
   return {"settings": dataclasses.asdict(settings), "runs": runs, "summary": summarise(runs),
           "real_features_s": real_s, "wall_s": time.time() - start,
           "extractor": extractor.describe(),
-          "device": f"{jax.device_count()} x {dev.device_kind} ({dev.platform})",
-          "host": platform.processor() or platform.machine(), "jax": jax.__version__,
-          "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+          **provenance.environment()}
 
 
 def format_table(result: dict) -> str:
   s = result["settings"]
-  lines = [f"{result['device']}; {len(s['seeds'])} seeds x {s['train_steps']} steps of batch "
-           f"{s['batch_size']} ({s['num_frames']}x{s['image_size']}^2), {s['num_videos']} "
-           f"sampled vs {s['num_real']} real videos, DDIM {s['sampler_steps']}; wall "
+  lines = [f"{provenance.describe(result)}; {len(s['seeds'])} seeds x "
+           f"{s['train_steps']} steps of batch {s['batch_size']} "
+           f"({s['num_frames']}x{s['image_size']}^2), {s['num_videos']} sampled vs "
+           f"{s['num_real']} real videos, DDIM {s['sampler_steps']}; wall "
            f"{result['wall_s'] / 60:.1f} min",
            f"{'lam':<14} {'FVD mean':>9} {'+/- std':>8} {'min':>8} {'max':>8}  per seed"]
   for lam, row in result["summary"].items():
@@ -208,10 +205,7 @@ def main(argv):
                       str(Path(__file__).parents[1] / ".cache" / "jax"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
   result = run_study(_settings_from_flags(), _WORKDIR.value)
-  print(format_table(result))
-  if _JSON.value:
-    Path(_JSON.value).write_text(json.dumps(result, indent=2) + "\n")
-  print("DECOMP_JSON " + json.dumps(result))
+  provenance.emit(result, format_table(result), tag="DECOMP", json_path=_JSON.value)
 
 
 def _define_flags() -> None:

@@ -22,6 +22,7 @@ from absl import app, flags
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
+from benchmarks import provenance  # noqa: E402
 from videofusion_jax.metrics import fvd  # noqa: E402
 
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "4"], "Two batch sizes to compare.")
@@ -31,8 +32,7 @@ _SIZE = flags.DEFINE_integer("image_size", 128, "Input clip size before the 224 
 
 def main(argv):
   del argv
-  print(f"jax {jax.__version__}, device {jax.devices()[0].device_kind} x "
-        f"{jax.device_count()}, python {platform.python_version()}")
+  print(f"{provenance.hardware_line()}, python {platform.python_version()}")
   sizes = [int(b) for b in _BATCH_SIZES.value]
   rng = np.random.default_rng(0)
   extractors, inputs = {}, {}

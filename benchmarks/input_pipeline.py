@@ -10,7 +10,6 @@ For the folder source it writes a temporary folder of mp4 clips first.
 
 from __future__ import annotations
 
-import platform
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ from ml_collections import config_flags
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
+from benchmarks import provenance  # noqa: E402
 from videofusion_jax import diffusion  # noqa: E402
 from videofusion_jax.data import video_io  # noqa: E402
 from videofusion_jax.data.pipeline import make_dataset  # noqa: E402
@@ -83,8 +83,8 @@ def main(argv):
       config.data.source, config.data.path = "folder", tmp
     data = pipeline_rate(config, _STEPS.value)
   train, compile_s = train_rate(config, _STEPS.value)
-  print(f"jax {jax.__version__}, {jax.devices()[0].device_kind}, {platform.processor() or platform.machine()}, "
-        f"source={config.data.source}, batch={config.train.batch_size}, "
+  print(f"{provenance.hardware_line()}; source={config.data.source}, "
+        f"batch={config.train.batch_size}, "
         f"clip={config.data.num_frames}x{config.data.image_size}^2")
   print(f"train-step compile (apart): {compile_s:.1f} s")
   print(f"pipeline / train-step clips per second: {data / train:.1f}x "

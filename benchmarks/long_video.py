@@ -22,8 +22,6 @@ not depend on the weights. The last line, `LONG_VIDEO_JSON {...}`, is the result
 from __future__ import annotations
 
 import dataclasses
-import json
-import platform
 import resource
 import sys
 import time
@@ -37,6 +35,7 @@ from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
+from benchmarks import provenance  # noqa: E402
 from configs import demo  # noqa: E402
 from videofusion_jax import controls, diffusion  # noqa: E402
 from videofusion_jax.data import video_io  # noqa: E402
@@ -146,20 +145,17 @@ def run(settings: Settings) -> dict:
     row["windows_ratio"] = row["windows"] / rows[0]["windows"]
     row["seconds_ratio"] = row["seconds"] / rows[0]["seconds"]
   carried = 2 * int(np.prod(known.shape)) * known.dtype.itemsize  # known + known_eps
-  dev = jax.devices()[0]
   return {"settings": dataclasses.asdict(settings), "window_shape": list(shape),
           "params": int(sum(np.prod(x.shape) for x in jax.tree.leaves(state))),
           "compile_s": compile_s, "memory": dict(memory, carried_bytes=carried),
           "rows": rows,
-          "device": f"{jax.device_count()} x {dev.device_kind} ({dev.platform})",
-          "host": platform.processor() or platform.machine(), "jax": jax.__version__,
-          "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+          **provenance.environment()}
 
 
 def format_table(result: dict) -> str:
   s, m = result["settings"], result["memory"]
   mib = lambda b: "-" if b is None else f"{b / 2**20:.1f}"
-  lines = [f"jax {result['jax']}, {result['device']}, {result['host']}; window "
+  lines = [f"{provenance.describe(result)}; window "
            f"{tuple(result['window_shape'])}, overlap {s['overlap']}, {s['num_steps']} DDIM "
            f"steps/window, {result['params'] / 1e6:.2f} M params (random), compile "
            f"{result['compile_s']:.1f} s",
@@ -185,10 +181,7 @@ def main(argv) -> None:
                       image_size=_SIZE.value, batch=_BATCH.value, num_steps=_STEPS.value,
                       repeats=_REPEATS.value)
   result = run(settings)
-  print(format_table(result))
-  if _JSON.value:
-    Path(_JSON.value).write_text(json.dumps(result, indent=2) + "\n")
-  print("LONG_VIDEO_JSON " + json.dumps(result))
+  provenance.emit(result, format_table(result), tag="LONG_VIDEO", json_path=_JSON.value)
 
 
 def _define_flags() -> None:

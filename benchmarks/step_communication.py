@@ -16,7 +16,6 @@ nothing is pinned (parallel.activation_shardings), so put it last.
 
 from __future__ import annotations
 
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from ml_collections import config_flags
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
+from benchmarks import provenance  # noqa: E402
 from videofusion_jax import diffusion, parallel  # noqa: E402
 from videofusion_jax.models.from_config import model_spec  # noqa: E402
 from videofusion_jax.tools.collectives import collectives  # noqa: E402
@@ -75,8 +75,7 @@ def main(argv):
   config.data.num_frames, config.data.image_size = _FRAMES.value, _SIZE.value
   config.train.batch_size = _BATCH.value
   devices = jax.devices("cpu") if _CPU_DEVICES.value else jax.devices()
-  print(f"jax {jax.__version__}, {len(devices)} x {devices[0].device_kind}, "
-        f"{platform.processor() or platform.machine()}; batch {_BATCH.value} x "
+  print(f"{provenance.hardware_line(devices)}; batch {_BATCH.value} x "
         f"{_FRAMES.value} x {_SIZE.value}^2; elements received per device per step")
   kinds = ("all-gather", "all-reduce", "all-to-all", "collective-permute", "reduce-scatter")
   print(f"| mesh | partitioner | pinned | {' | '.join(kinds)} | total | pinned / not | "

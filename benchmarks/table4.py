@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
+from benchmarks import provenance  # noqa: E402
 from videofusion_jax import diffusion, sampling  # noqa: E402
 from videofusion_jax.models import presets  # noqa: E402
 from videofusion_jax.models.vdm import VDM, VDMConfig  # noqa: E402
@@ -212,18 +212,15 @@ def run(setup: Setup, *, steps: int = 20, sampler_steps: int = 50, sampler_calls
   ratios = {"latency_ratio": vf["step_s"] / vdm["step_s"],
             "memory_ratio": vf[mem_key] / vdm[mem_key], "memory_source": mem_key,
             "flops_ratio": vf["flops"] / vdm["flops"] if vdm["flops"] else float("nan")}
-  dev = jax.devices()[0]
   return {"setup": dataclasses.asdict(setup), "shape": list(setup.shape()),
           "rows": rows, "ratios": ratios, "paper": PAPER, "steps": steps,
           "sampler_steps": sampler_steps,
-          "device": f"{jax.device_count()} x {dev.device_kind} ({dev.platform})",
-          "host": platform.processor() or platform.machine(), "jax": jax.__version__,
-          "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+          **provenance.environment()}
 
 
 def format_table(result: dict) -> str:
   r, rows = result["ratios"], result["rows"]
-  lines = [f"jax {result['jax']}, {result['device']}, {result['host']}; preset "
+  lines = [f"{provenance.describe(result)}; preset "
            f"{result['setup']['preset']}, step input {tuple(result['shape'])}, "
            f"{result['setup']['dtype']}, median of {result['steps']} calls",
            f"{'model':<12} {'params M':>9} {'step ms':>9} {'GFLOP':>9} {'XLA mem MiB':>12} "
@@ -263,10 +260,7 @@ def main(argv):
   isolate = {"yes": True, "no": False}.get(_ISOLATE.value, _peak_bytes() is not None)
   result = run(setup, steps=_STEPS.value, sampler_steps=_SAMPLER_STEPS.value,
                sampler_calls=_SAMPLER_CALLS.value, isolate_memory=isolate)
-  print(format_table(result))
-  if _JSON.value:
-    Path(_JSON.value).write_text(json.dumps(result, indent=2) + "\n")
-  print("TABLE4_JSON " + json.dumps(result))
+  provenance.emit(result, format_table(result), tag="TABLE4", json_path=_JSON.value)
 
 
 def _define_flags() -> None:

@@ -15,7 +15,6 @@ TFLOP/s per chip: H100/H200 SXM 989, A100 312, TPU v5p 459, v6e 918, v5e 197.
 
 from __future__ import annotations
 
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from ml_collections import config_flags
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
+from benchmarks import provenance  # noqa: E402
 from videofusion_jax import diffusion, parallel  # noqa: E402
 from videofusion_jax.models.from_config import model_spec  # noqa: E402
 from videofusion_jax.training.loop import create_state, step_shardings  # noqa: E402
@@ -81,8 +81,7 @@ def main(argv):
   config = _CONFIG.value
   if _BATCH.value:
     config.train.batch_size = _BATCH.value
-  print(f"jax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}, "
-        f"{platform.processor() or platform.machine()}; batch {config.train.batch_size} x "
+  print(f"{provenance.hardware_line()}; batch {config.train.batch_size} x "
         f"{config.data.num_frames} x {config.data.image_size}^2, dtype {config.model.dtype}")
   variants = {"no remat": build(config, False), "remat": build(config, True)}
   for v in variants.values():

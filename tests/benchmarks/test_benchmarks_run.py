@@ -20,6 +20,7 @@ def test_table4_measures_both_models_with_one_sampler_compile_each():
   text = table4.format_table(result)
   assert "videofusion" in text and "vdm" in text and "paper 0.42x" in text
   parsed = json.loads(json.dumps(result))  # what the TABLE4_JSON line carries
+  assert parsed["commit"] and parsed["device"] in text  # RESULTS.md entries need both
   r = parsed["ratios"]
   for key in ("latency_ratio", "memory_ratio", "flops_ratio"):
     assert np.isfinite(r[key]) and r[key] > 0, (key, r[key])
