@@ -10,7 +10,8 @@ from videofusion_jax import diffusion
 from videofusion_jax.data import video_io
 from videofusion_jax.models.from_config import videofusion_config
 from videofusion_jax.models.videofusion import VideoFusion
-from videofusion_jax.sampling import make_sample_fn, sample, sampler_config
+from videofusion_jax.sampling import (brightness_flicker, frame_change, make_sample_fn, sample,
+                                      sampler_config)
 
 
 def small_demo_config():
@@ -79,3 +80,14 @@ def test_sample_cli_flags(tmp_path):
   bad = subprocess.run(cmd[:4] + ["--config.diffusion.lamm=0.3"], cwd=root,
                        capture_output=True, text=True, timeout=600)
   assert bad.returncode != 0 and "Did you mean" in bad.stderr
+
+
+def test_frame_change_counts_motion_and_flicker_counts_only_whole_frame_brightness():
+  moving = np.zeros((1, 3, 8, 8, 1), np.uint8)
+  for t in range(3):
+    moving[0, t, :, 2 * t:2 * t + 2] = 200  # a bar moving right: the mean stays 50
+  flashing = np.zeros((1, 3, 8, 8, 1), np.uint8)
+  flashing[0, 1] = 16  # the whole frame brighter by 16, then back
+  # the bar: 2 columns of 200 appear and 2 vanish per step, 4/8 of the pixels by 200
+  assert frame_change(moving) == 100.0 and brightness_flicker(moving) == 0.0
+  assert frame_change(flashing) == 16.0 == brightness_flicker(flashing)

@@ -199,6 +199,15 @@ def frame_change(videos: np.ndarray) -> float:
   return float(np.abs(np.diff(videos.astype(np.float32), axis=1)).mean())
 
 
+def brightness_flicker(videos: np.ndarray) -> float:
+  """Mean absolute change of a frame's mean intensity between consecutive frames, in
+  0..255 units: the part of `frame_change` that is the whole frame getting brighter or
+  darker, which real footage (and the synthetic data, ~0.7) barely has. uint8 (K, N, H,
+  W, C)."""
+  means = videos.astype(np.float32).mean(axis=(2, 3, 4))
+  return float(np.abs(np.diff(means, axis=1)).mean())
+
+
 def write_samples(batches, out_dir: Path, *, fps: int, image_size: int) -> list[Path]:
   """Write each video as mp4 + gif and all of them as one strip.png; return the paths.
 
