@@ -10,7 +10,7 @@ export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0
 export JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES ?= -1
 
-.PHONY: demo test test-slow test-notebooks venv clean
+.PHONY: demo test test-slow test-notebooks device-wheels venv clean
 
 venv: $(STAMP)
 
@@ -47,5 +47,11 @@ $(NB_STAMP): $(STAMP)
 test-notebooks: $(NB_STAMP)
 	$(PY) -m pytest -q -s colab/test_notebooks.py
 
+# A lent GPU's image has Python 3.12 and its own jax but not grain, ml_collections, av, ...:
+# those (at this venv's versions) as cp312 wheels for benchmarks/device_session.py to carry.
+device-wheels: $(STAMP)
+	rm -rf .device_wheels
+	$(PY) benchmarks/device_session.py --download_wheels=.device_wheels
+
 clean:
-	rm -rf $(VENV) .cache runs
+	rm -rf $(VENV) .cache runs .device_wheels .device_work

@@ -9,6 +9,7 @@ JSON file, and one `TAG_JSON {...}` line that tests and scripts parse.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import time
@@ -21,7 +22,10 @@ _REPO = Path(__file__).resolve().parents[1]
 
 def commit() -> str:
   """The checkout's short commit, `+` when the tree has uncommitted changes to tracked
-  files, or "unknown" outside a git checkout (a copied tree, an installed wheel)."""
+  files, or "unknown" outside a git checkout (an installed wheel). A tree copied without
+  its .git (a lent GPU machine) names its commit in $VIDEOFUSION_COMMIT."""
+  if named := os.environ.get("VIDEOFUSION_COMMIT"):
+    return named
   try:
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=_REPO, check=True,
                           capture_output=True, text=True, timeout=10).stdout.strip()

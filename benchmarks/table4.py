@@ -25,16 +25,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-from absl import app, flags
-from flax import nnx
+# Each variant's peak memory is read in a child process (`_isolated_peak`): on a GPU this
+# process must not take 75% of the memory up front (JAX's default) or the children start
+# with a quarter of it. Read when the backend starts, so before the first jax call.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+from flax import nnx  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
@@ -257,6 +263,16 @@ def main(argv):
     _timed(v["fn"], *v["args"])
     print("PEAK_JSON " + json.dumps({"peak_bytes": _peak_bytes()}))
     return
+  if _COMPILE_ONLY.value:  # both steps and samplers into the persistent compile cache
+    for name, config in model_configs(setup).items():
+      v = step_variant(config, setup)
+      if _SAMPLER_STEPS.value:
+        sampler = sampler_variant(v, config, setup, _SAMPLER_STEPS.value, calls=1)
+        first = f", sampler {sampler['sampler_first_call_s']:.1f} s"
+      else:
+        first = ""
+      print(f"compiled {name}: step {v['compile_s']:.1f} s{first}")
+    return
   isolate = {"yes": True, "no": False}.get(_ISOLATE.value, _peak_bytes() is not None)
   result = run(setup, steps=_STEPS.value, sampler_steps=_SAMPLER_STEPS.value,
                sampler_calls=_SAMPLER_CALLS.value, isolate_memory=isolate)
@@ -267,7 +283,7 @@ def _define_flags() -> None:
   """Command-line flags, defined only when run as a script (tests import the
   module next to other benchmarks, whose flags share names)."""
   global _PRESET, _BATCH, _FRAMES, _SIZE, _DTYPE, _STEPS
-  global _SAMPLER_STEPS, _SAMPLER_CALLS, _TEMPORAL, _JSON, _ISOLATE, _ONLY
+  global _SAMPLER_STEPS, _SAMPLER_CALLS, _TEMPORAL, _JSON, _ISOLATE, _ONLY, _COMPILE_ONLY
   _PRESET = flags.DEFINE_enum("preset", None, list(SHAPES),
                               "Model sizes: tiny (Table 8 / 4, CPU), table8, table9, micro "
                               "(tests) (default: tiny on CPU, table8 elsewhere).")
@@ -285,6 +301,9 @@ def _define_flags() -> None:
                                "Peak memory of each variant in a fresh process (auto: where "
                                "the device reports memory_stats).")
   _ONLY = flags.DEFINE_enum("only", None, list(VARIANTS), "Internal: one variant's peak.")
+  _COMPILE_ONLY = flags.DEFINE_bool(
+      "compile_only", False, "Compile both variants' step and sampler and exit: fills "
+      "JAX_COMPILATION_CACHE_DIR so a timed run later loads instead of compiling.")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,10 @@ _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per variant and round.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved rounds; the median is reported.")
 _BATCH = flags.DEFINE_integer("batch", 0, "Global batch (0: the config's train.batch_size).")
 _PEAK = flags.DEFINE_float("peak_tflops", 0.0, "Peak bf16 TFLOP/s per device (0: no MFU).")
+_JSON = flags.DEFINE_string("json", "", "Also write the result to this JSON file.")
+_COMPILE_ONLY = flags.DEFINE_bool(
+    "compile_only", False, "Compile both variants and exit: fills JAX_COMPILATION_CACHE_DIR "
+    "so a timed run later loads instead of compiling (benchmarks/device_session.py).")
 
 
 def build(config, remat: bool):
@@ -81,9 +85,13 @@ def main(argv):
   config = _CONFIG.value
   if _BATCH.value:
     config.train.batch_size = _BATCH.value
-  print(f"{provenance.hardware_line()}; batch {config.train.batch_size} x "
-        f"{config.data.num_frames} x {config.data.image_size}^2, dtype {config.model.dtype}")
+  env = provenance.environment()
+  shape = (f"batch {config.train.batch_size} x {config.data.num_frames} x "
+           f"{config.data.image_size}^2, dtype {config.model.dtype}")
   variants = {"no remat": build(config, False), "remat": build(config, True)}
+  if _COMPILE_ONLY.value:
+    print("compiled: " + ", ".join(f"{n} {v['compile_s']:.1f} s" for n, v in variants.items()))
+    return
   for v in variants.values():
     run(v, 1)  # warm-up
   times = {name: [] for name in variants}
@@ -92,14 +100,22 @@ def main(argv):
       times[name].append(run(v, _STEPS.value))
   model_flops = variants["no remat"]["flops"]
   peak = _PEAK.value * 1e12 * jax.device_count()
-  base = np.median(times["no remat"])
-  print(f"{'variant':<10} {'step s':>8} {'vs no remat':>11} {'XLA TFLOP':>10} "
-        f"{'temp GiB':>9} {'compile s':>9} {'MFU':>6}")
+  base = float(np.median(times["no remat"]))
+  rows = {}
+  lines = [f"{provenance.describe(env)}; {shape}",
+           f"{'variant':<10} {'step s':>8} {'vs no remat':>11} {'XLA TFLOP':>10} "
+           f"{'temp GiB':>9} {'compile s':>9} {'MFU':>6}"]
   for name, v in variants.items():
     t = float(np.median(times[name]))
-    mfu = f"{model_flops / t / peak:6.1%}" if peak else "   n/a"
-    print(f"{name:<10} {t:8.4f} {t / base:11.2f} {v['flops'] / 1e12:10.3f} "
-          f"{v['temp_gb']:9.2f} {v['compile_s']:9.1f} {mfu}")
+    mfu = model_flops / t / peak if peak else None
+    rows[name] = dict(step_s=t, vs_no_remat=t / base, xla_flops=v["flops"],
+                      temp_gib=v["temp_gb"], compile_s=v["compile_s"], mfu=mfu)
+    lines.append(f"{name:<10} {t:8.4f} {t / base:11.2f} {v['flops'] / 1e12:10.3f} "
+                 f"{v['temp_gb']:9.2f} {v['compile_s']:9.1f} "
+                 f"{f'{mfu:6.1%}' if mfu is not None else '   n/a'}")
+  result = dict(env, shape=shape, batch=config.train.batch_size, model_flops=model_flops,
+                peak_tflops_per_device=_PEAK.value, rows=rows)
+  provenance.emit(result, "\n".join(lines), tag="TRAIN_THROUGHPUT", json_path=_JSON.value)
 
 
 if __name__ == "__main__":

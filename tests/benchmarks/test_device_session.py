@@ -1,0 +1,150 @@
+"""The GPU session driver runs the right sizes there, tiny ones here, keeps to its budget
+and returns what it measured (its commands are rehearsed end to end in the slow test)."""
+
+import importlib.metadata
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[2]))
+
+from benchmarks import device_session  # noqa: E402
+
+REPO = Path(device_session.__file__).resolve().parents[1]
+
+
+def _running(pid: int) -> bool:
+  """Alive and not a zombie (a killed orphan waits for init, which may never reap it)."""
+  try:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+  except FileNotFoundError:
+    return False
+  return fields[0] != "Z"
+
+
+def _commands(step, rehearse):
+  return device_session.step_commands(step, python="python3", out=Path("OUT"),
+                                      work=Path("WORK"), rehearse=rehearse, wheels=[],
+                                      site=Path("WORK/site"))
+
+
+def _defined_flags(script: Path) -> set[str]:
+  return set(re.findall(r"DEFINE_\w+\(\s*\"(\w+)\"", script.read_text()))
+
+
+@pytest.mark.parametrize("rehearse", [False, True])
+def test_every_benchmark_flag_a_step_passes_is_defined_by_its_script(rehearse):
+  for step in ("mfu", "table4"):
+    (cmd,) = _commands(step, rehearse)
+    script = REPO / cmd[1]
+    flags = {a[2:].split("=")[0] for a in cmd[2:] if not a.startswith("--config.")}
+    assert flags <= _defined_flags(script), (step, flags - _defined_flags(script))
+
+
+def test_device_sizes_are_the_issues_and_rehearsal_sizes_are_tiny():
+  (mfu,) = _commands("mfu", rehearse=False)
+  assert {"--config=configs/ucf101.py", "--config.data.image_size=64",
+          "--config.model.dtype=bfloat16", "--peak_tflops=989"} <= set(mfu)
+  (table4,) = _commands("table4", rehearse=False)
+  assert {"--preset=table8", "--dtype=bfloat16", "--json=OUT/table4.json"} <= set(table4)
+  train, sample = _commands("demo", rehearse=False)
+  assert "--config=configs/demo.py:gpu" in train and "--config=configs/demo.py:gpu" in sample
+  assert "--config.sample.num_videos=8" in sample
+  (rehearsed,) = _commands("table4", rehearse=True)
+  assert "--preset=micro" in rehearsed and "--sampler_steps=2" in rehearsed
+  with pytest.raises(ValueError, match="unknown step 'train'"):
+    _commands("train", rehearse=False)
+
+
+def test_wheels_are_this_venvs_versions_for_cpython_312_but_a_flax_for_jax_0_11():
+  cmd = device_session.wheel_download_command(Path("W"), python="py")
+  assert cmd[:4] == ["py", "-m", "pip", "download"]
+  assert cmd[cmd.index("--python-version") + 1] == "3.12" and "--no-deps" in cmd
+  assert "flax==0.12.12" in cmd  # the image's jax 0.11 cannot import flax 0.12.8
+  assert f"grain=={importlib.metadata.version('grain')}" in cmd
+  assert f"orbax-checkpoint=={importlib.metadata.version('orbax-checkpoint')}" in cmd
+
+
+@pytest.mark.parametrize("rehearse", [False, True])
+def test_precompile_compiles_exactly_what_the_timed_steps_then_run(rehearse):
+  """Same script, same flags (so the same XLA programs: the timed runs load them from the
+  compile cache), plus --compile_only and minus the JSON output."""
+  precompile = _commands("precompile", rehearse)
+  timed = [cmd for step in device_session.TIMED for cmd in _commands(step, rehearse)]
+  assert len(precompile) == len(timed) == 2
+  for pre, cmd in zip(precompile, timed):
+    assert pre[-1] == "--compile_only"
+    assert pre[:-1] == [a for a in cmd if not a.startswith("--json=")]
+  assert "compile_only" in _defined_flags(REPO / "benchmarks/train_throughput.py")
+  assert "compile_only" in _defined_flags(REPO / "benchmarks/table4.py")
+
+
+def test_timed_steps_wait_for_the_background_and_it_cannot_outlive_its_deadline(tmp_path):
+  """precompile's processes run beside the demo; mfu must not start timing while they
+  still use the device, and a background job past its deadline is killed (rc 124)."""
+  env = dict(os.environ)
+  job = device_session.Background(
+      [[sys.executable, "-c", "import time; time.sleep(0.5); print('done')"],
+       [sys.executable, "-c", "import time; print('slow', flush=True); time.sleep(60)"]],
+      timeout_s=3, env=env, log_path=tmp_path / "bg.log")
+  records = job.join()
+  assert [r["rc"] for r in records] == [0, 124]
+  assert 2.5 < records[1]["wall_s"] < 20
+  log = (tmp_path / "bg.log").read_text()
+  assert "done" in log and "slow" in log
+
+
+def test_results_are_the_json_lines_and_the_sample_clis_smoothness():
+  lines = ["I1203 sampling.py:256] Sampling with the EMA parameters of step 600 in /w/c.",
+           "noise", 'TABLE4_JSON {"ratios": {"latency_ratio": 0.5}}', "TRAIN_JSON {broken}",
+           "wrote 8 videos (mp4 + gif) and a frame strip to /w/samples/ (frame-to-frame "
+           "change 9.7/255, brightness flicker 3.6/255)"]
+  results = device_session.parse_results(lines)
+  assert results["TABLE4"] == {"ratios": {"latency_ratio": 0.5}}
+  assert results["TRAIN"] == {"unparsed": "{broken}"}
+  assert results["SAMPLES"] == {"frame_change": 9.7, "brightness_flicker": 3.6,
+                                "checkpoint_step": 600}
+
+
+def test_a_step_past_its_deadline_is_killed_with_its_children(tmp_path):
+  child = ("import subprocess, time; p = subprocess.Popen(['sleep', '60']); "
+           "print('child', p.pid, flush=True); time.sleep(60)")
+  with open(tmp_path / "log", "w") as log:
+    rc, lines = device_session.run_logged([sys.executable, "-c", child], timeout_s=2,
+                                          env=dict(os.environ), log=log)
+  assert rc == 124 and lines[0].startswith("child ")
+  grandchild = int(lines[0].split()[1])
+  assert not _running(grandchild)  # gone with its group, not left running on the device
+  assert "[killed after 2 s]" in (tmp_path / "log").read_text()
+
+
+def test_steps_the_budget_cannot_hold_are_skipped_and_the_summary_says_so(tmp_path):
+  assert device_session.main(["--steps=mfu,table4", "--budget_s=0", f"--out={tmp_path}",
+                              f"--work={tmp_path / 'work'}"]) == 1
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert set(summary["steps"]) == {"mfu", "table4"}
+  assert all("skipped" in s for s in summary["steps"].values())
+
+
+@pytest.mark.slow  # every step at tiny sizes: ~4 min on 2 cores
+def test_rehearsal_runs_every_step_and_returns_its_numbers(tmp_path):
+  out = tmp_path / "out"
+  rc = device_session.main(["--rehearse", "--budget_s=1500", f"--out={out}",
+                            f"--work={tmp_path / 'work'}"])
+  summary = json.loads((out / "summary.json").read_text())
+  assert rc == 0, summary
+  steps = summary["steps"]
+  assert all(steps[s]["ok"] for s in device_session.STEPS)
+  assert "compiled videofusion" in (out / "precompile.log").read_text()
+  mfu = steps["mfu"]["results"]["TRAIN_THROUGHPUT"]
+  assert mfu["rows"]["no remat"]["step_s"] > 0 and mfu["model_flops"] > 0
+  assert mfu["commit"] and json.loads((out / "train_throughput.json").read_text()) == mfu
+  assert steps["table4"]["results"]["TABLE4"]["ratios"]["latency_ratio"] > 0
+  assert steps["demo"]["results"]["SAMPLES"]["frame_change"] >= 0
+  assert steps["demo"]["results"]["SAMPLES"]["checkpoint_step"] == 2
+  assert (out / "demo_strip.png").exists() and (out / "demo_metrics.jsonl").exists()
+  assert len(list(out.iterdir())) <= 8  # what a device call returns
