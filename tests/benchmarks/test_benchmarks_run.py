@@ -22,7 +22,10 @@ def test_table4_measures_both_models_with_one_sampler_compile_each():
   parsed = json.loads(json.dumps(result))  # what the TABLE4_JSON line carries
   assert parsed["commit"] and parsed["device"] in text  # RESULTS.md entries need both
   r = parsed["ratios"]
-  for key in ("latency_ratio", "memory_ratio", "flops_ratio"):
+  rows = parsed["rows"]
+  assert r["sampler_latency_ratio"] == pytest.approx(
+      rows["videofusion"]["sampler_s"] / rows["vdm"]["sampler_s"])
+  for key in ("latency_ratio", "memory_ratio", "flops_ratio", "sampler_latency_ratio"):
     assert np.isfinite(r[key]) and r[key] > 0, (key, r[key])
   for name in ("videofusion", "vdm"):
     row = parsed["rows"][name]
