@@ -253,9 +253,25 @@ def _kill_group(proc: subprocess.Popen) -> None:
   proc.wait()
 
 
+def parse_caps(text: str) -> dict[str, float]:
+  """`precompile=560,mfu=120` -> {step: seconds}, over STEP_CAPS."""
+  caps = dict(STEP_CAPS)
+  for item in filter(None, text.split(",")):
+    step, _, seconds = item.partition("=")
+    if step not in STEP_CAPS:
+      raise ValueError(f"--caps: unknown step {step!r}; expected some of {list(STEPS)}")
+    try:
+      caps[step] = float(seconds)
+    except ValueError:
+      raise ValueError(f"--caps: {item!r} is not STEP=SECONDS") from None
+  return caps
+
+
 def run_session(steps: list[str], *, out: Path, budget_s: float, rehearse: bool = False,
-                python: str = sys.executable, work: Path = WORK) -> dict:
+                python: str = sys.executable, work: Path = WORK,
+                caps: dict[str, float] | None = None) -> dict:
   """Run `steps` in order within `budget_s`; return (and keep writing) the summary."""
+  caps = caps or STEP_CAPS
   out.mkdir(parents=True, exist_ok=True)
   work.mkdir(parents=True, exist_ok=True)
   site = work / "site"
@@ -290,7 +306,7 @@ def run_session(steps: list[str], *, out: Path, budget_s: float, rehearse: bool 
           summary["steps"][step] = {"skipped": f"{left:.0f} s of the budget left"}
           write_summary(out, summary)
           continue
-        cap = min(STEP_CAPS[step], left)
+        cap = min(caps[step], left)
         cmds = step_commands(step, python=python, out=out, work=work, rehearse=rehearse,
                              wheels=wheels, site=site)
         if step in BACKGROUND:
@@ -362,6 +378,8 @@ def main(argv=None) -> int:
   parser.add_argument("--rehearse", action="store_true",
                       help="tiny sizes with this interpreter, no wheels: a CPU check")
   parser.add_argument("--dry_run", action="store_true", help="print the commands only")
+  parser.add_argument("--caps", default="",
+                      help="STEP=SECONDS,... over the default caps " + json.dumps(STEP_CAPS))
   parser.add_argument("--work", default=str(WORK),
                       help="site packages, compile cache and the demo's workdir (a second "
                            "session on the same folder reuses them; the demo resumes)")
@@ -374,6 +392,10 @@ def main(argv=None) -> int:
   unknown = sorted(set(steps) - set(STEPS))
   if unknown:
     parser.error(f"--steps: unknown {unknown}; expected some of {list(STEPS)}")
+  try:
+    caps = parse_caps(args.caps)
+  except ValueError as e:
+    parser.error(str(e))
   if args.dry_run:
     out = Path(args.out or "OUT")
     for step in steps:
@@ -386,7 +408,7 @@ def main(argv=None) -> int:
   if not args.out:
     parser.error("--out: no folder given and $OUT is unset")
   summary = run_session(steps, out=Path(args.out), budget_s=args.budget_s,
-                        rehearse=args.rehearse, work=Path(args.work))
+                        rehearse=args.rehearse, work=Path(args.work), caps=caps)
   print(f"DEVICE_SESSION_JSON {json.dumps(summary)}")
   done = [s.get("ok", False) for s in summary["steps"].values()]
   return 0 if done and all(done) and len(done) == len(steps) else 1

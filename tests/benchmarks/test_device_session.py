@@ -114,12 +114,23 @@ def test_a_step_past_its_deadline_is_killed_with_its_children(tmp_path):
   child = ("import subprocess, time; p = subprocess.Popen(['sleep', '60']); "
            "print('child', p.pid, flush=True); time.sleep(60)")
   with open(tmp_path / "log", "w") as log:
-    rc, lines = device_session.run_logged([sys.executable, "-c", child], timeout_s=2,
+    rc, lines = device_session.run_logged([sys.executable, "-c", child], timeout_s=8,
                                           env=dict(os.environ), log=log)
   assert rc == 124 and lines[0].startswith("child ")
   grandchild = int(lines[0].split()[1])
   assert not _running(grandchild)  # gone with its group, not left running on the device
-  assert "[killed after 2 s]" in (tmp_path / "log").read_text()
+  assert "[killed after 8 s]" in (tmp_path / "log").read_text()
+
+
+def test_caps_override_a_steps_share_and_bad_ones_are_refused(capsys):
+  caps = device_session.parse_caps("precompile=560,mfu=90.5")
+  assert caps["precompile"] == 560 and caps["mfu"] == 90.5
+  assert caps["demo"] == device_session.STEP_CAPS["demo"]
+  with pytest.raises(ValueError, match="unknown step 'train'"):
+    device_session.parse_caps("train=10")
+  with pytest.raises(SystemExit):
+    device_session.main(["--caps=mfu=soon", "--out=OUT"])
+  assert "'mfu=soon' is not STEP=SECONDS" in capsys.readouterr().err
 
 
 def test_steps_the_budget_cannot_hold_are_skipped_and_the_summary_says_so(tmp_path):
