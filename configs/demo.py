@@ -5,9 +5,9 @@
 
 `make demo` passes `:gpu` when JAX's default backend is a GPU or TPU. On 2 CPU cores the
 samples keep their objects but still move about twice as much as the data (frame change
-~10/255 vs 4/255, benchmarks/RESULTS.md "Demo quality"); the `:gpu` setting is sized
-from the CPU's steps-vs-smoothness curve and is extrapolated, not measured (no GPU was
-lent when it was written).
+~10/255 vs 4/255, benchmarks/RESULTS.md "Demo quality"). On an H200 the `:gpu` setting
+runs 12-17 steps/s, and its first 1,500 steps gave smoother residual frames but a centre
+frame that no longer matches them (RESULTS.md): not yet the smooth demo it is meant to be.
 """
 
 from configs import base
@@ -48,8 +48,9 @@ def get_config(arg: str = ""):
   if arg == "gpu":
     # Same model, data and process (a CPU checkpoint in runs/demo resumes here): 17x the
     # steps at 4x the batch, the lr annealed to 0, a longer EMA. Sized from the CPU curve
-    # (change 13.6 / 10.4 / 9.0 / 8.6 /255 at 200 / 400 / 800 / 1000 steps, ~1.4 less per
-    # doubling of clips seen) to fit a few minutes of one GPU.
+    # (change 13.6 / 10.4 / 9.0 / 8.6 /255 at 200 / 400 / 800 / 1000 steps); on an H200
+    # 10-14 minutes (12-17 steps/s), and at 1,000-1,500 steps the centre frame drifts
+    # away from the others (RESULTS.md "Demo quality"): the next fix is the model's.
     c.train.num_steps = 10_000
     c.train.batch_size = 32
     c.train.ema_decay = 0.999
