@@ -114,7 +114,7 @@ print("videofusion_jax imports: ok")
 
 
 def step_commands(step: str, *, python: str, out: Path, work: Path, rehearse: bool,
-                  wheels: list[Path], site: Path) -> list[list[str]]:
+                  wheels: list[Path], site: Path, table4_batch: int = 4) -> list[list[str]]:
   """The subprocesses of one step; `rehearse` swaps in sizes a 2-core CPU runs in minutes."""
   if step == "setup":
     install = [install_command(wheels, site, python)] if wheels and not rehearse else []
@@ -122,9 +122,18 @@ def step_commands(step: str, *, python: str, out: Path, work: Path, rehearse: bo
     return install + smi + [[python, "-c", _CHECK]]
   if step == "precompile":
     timed = [cmd for s in TIMED for cmd in step_commands(
-        s, python=python, out=out, work=work, rehearse=rehearse, wheels=wheels, site=site)]
-    return [[a for a in cmd if not a.startswith("--json=")] + ["--compile_only"]
-            for cmd in timed]
+        s, python=python, out=out, work=work, rehearse=rehearse, wheels=wheels, site=site,
+        table4_batch=table4_batch)]
+    # The train step's variants compile in processes of their own, side by side: one
+    # after the other did not finish in 420 s on an H200 machine (RESULTS.md).
+    compiles = []
+    for cmd in timed:
+      cmd = [a for a in cmd if not a.startswith("--json=")] + ["--compile_only"]
+      if "benchmarks/train_throughput.py" in cmd:
+        compiles += [cmd + [f"--variants={v}"] for v in ("no_remat", "remat")]
+      else:
+        compiles.append(cmd)
+    return compiles
   if step == "mfu":
     sizes = (["--config=configs/demo.py", "--batch=2", "--steps=1", "--rounds=1"] if rehearse
              else ["--config=configs/ucf101.py", "--config.data.image_size=64",
@@ -135,7 +144,7 @@ def step_commands(step: str, *, python: str, out: Path, work: Path, rehearse: bo
   if step == "table4":
     sizes = (["--preset=micro", "--batch=1", "--frames=4", "--image_size=16",
               "--sampler_steps=2", "--sampler_calls=1"] if rehearse
-             else ["--preset=table8", "--batch=4", "--dtype=bfloat16"])
+             else ["--preset=table8", f"--batch={table4_batch}", "--dtype=bfloat16"])
     return [[python, "benchmarks/table4.py", *sizes, f"--json={out / 'table4.json'}"]]
   if step == "demo":
     config = "configs/demo.py" if rehearse else "configs/demo.py:gpu"
@@ -269,7 +278,7 @@ def parse_caps(text: str) -> dict[str, float]:
 
 def run_session(steps: list[str], *, out: Path, budget_s: float, rehearse: bool = False,
                 python: str = sys.executable, work: Path = WORK,
-                caps: dict[str, float] | None = None) -> dict:
+                caps: dict[str, float] | None = None, table4_batch: int = 4) -> dict:
   """Run `steps` in order within `budget_s`; return (and keep writing) the summary."""
   caps = caps or STEP_CAPS
   out.mkdir(parents=True, exist_ok=True)
@@ -308,7 +317,7 @@ def run_session(steps: list[str], *, out: Path, budget_s: float, rehearse: bool 
           continue
         cap = min(caps[step], left)
         cmds = step_commands(step, python=python, out=out, work=work, rehearse=rehearse,
-                             wheels=wheels, site=site)
+                             wheels=wheels, site=site, table4_batch=table4_batch)
         if step in BACKGROUND:
           background[step] = Background(cmds, timeout_s=cap, env=env,
                                         log_path=out / f"{step}.log")
@@ -380,6 +389,9 @@ def main(argv=None) -> int:
   parser.add_argument("--dry_run", action="store_true", help="print the commands only")
   parser.add_argument("--caps", default="",
                       help="STEP=SECONDS,... over the default caps " + json.dumps(STEP_CAPS))
+  parser.add_argument("--table4_batch", type=int, default=4,
+                      help="videos per Table 4 step (4 measured on an H200; larger batches "
+                           "show whether the latency ratio follows the FLOPs)")
   parser.add_argument("--work", default=str(WORK),
                       help="site packages, compile cache and the demo's workdir (a second "
                            "session on the same folder reuses them; the demo resumes)")
@@ -401,14 +413,15 @@ def main(argv=None) -> int:
     for step in steps:
       for cmd in step_commands(step, python="python3", out=out, work=Path("WORK"),
                                rehearse=args.rehearse, wheels=sorted(WHEELS.glob("*.whl")),
-                               site=Path("WORK/site")):
+                               site=Path("WORK/site"), table4_batch=args.table4_batch):
         shown = ["<versions, devices, imports>" if "\n" in a else a for a in cmd]
         print(f"{step}: {' '.join(shown)}")
     return 0
   if not args.out:
     parser.error("--out: no folder given and $OUT is unset")
   summary = run_session(steps, out=Path(args.out), budget_s=args.budget_s,
-                        rehearse=args.rehearse, work=Path(args.work), caps=caps)
+                        rehearse=args.rehearse, work=Path(args.work), caps=caps,
+                        table4_batch=args.table4_batch)
   print(f"DEVICE_SESSION_JSON {json.dumps(summary)}")
   done = [s.get("ok", False) for s in summary["steps"].values()]
   return 0 if done and all(done) and len(done) == len(steps) else 1

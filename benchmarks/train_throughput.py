@@ -39,8 +39,12 @@ _BATCH = flags.DEFINE_integer("batch", 0, "Global batch (0: the config's train.b
 _PEAK = flags.DEFINE_float("peak_tflops", 0.0, "Peak bf16 TFLOP/s per device (0: no MFU).")
 _JSON = flags.DEFINE_string("json", "", "Also write the result to this JSON file.")
 _COMPILE_ONLY = flags.DEFINE_bool(
-    "compile_only", False, "Compile both variants and exit: fills JAX_COMPILATION_CACHE_DIR "
+    "compile_only", False, "Compile the variants and exit: fills JAX_COMPILATION_CACHE_DIR "
     "so a timed run later loads instead of compiling (benchmarks/device_session.py).")
+VARIANTS = {"no_remat": False, "remat": True}  # name -> model.remat
+_VARIANTS = flags.DEFINE_list(
+    "variants", list(VARIANTS), "Which to build: with --compile_only, one per process "
+    "compiles them side by side; a timed run needs no_remat (the MFU's FLOP count).")
 
 
 def build(config, remat: bool):
@@ -88,7 +92,13 @@ def main(argv):
   env = provenance.environment()
   shape = (f"batch {config.train.batch_size} x {config.data.num_frames} x "
            f"{config.data.image_size}^2, dtype {config.model.dtype}")
-  variants = {"no remat": build(config, False), "remat": build(config, True)}
+  unknown = set(_VARIANTS.value) - set(VARIANTS)
+  if unknown or not _VARIANTS.value:
+    raise app.UsageError(f"--variants={','.join(_VARIANTS.value)}; expected some of "
+                         f"{list(VARIANTS)}")
+  if "no_remat" not in _VARIANTS.value and not _COMPILE_ONLY.value:
+    raise app.UsageError("--variants: a timed run needs no_remat (MFU counts its FLOPs)")
+  variants = {name.replace("_", " "): build(config, VARIANTS[name]) for name in _VARIANTS.value}
   if _COMPILE_ONLY.value:
     print("compiled: " + ", ".join(f"{n} {v['compile_s']:.1f} s" for n, v in variants.items()))
     return

@@ -54,6 +54,10 @@ def test_device_sizes_are_the_issues_and_rehearsal_sizes_are_tiny():
   train, sample = _commands("demo", rehearse=False)
   assert "--config=configs/demo.py:gpu" in train and "--config=configs/demo.py:gpu" in sample
   assert "--config.sample.num_videos=8" in sample
+  (bigger,) = device_session.step_commands(
+      "table4", python="python3", out=Path("OUT"), work=Path("WORK"), rehearse=False,
+      wheels=[], site=Path("WORK/site"), table4_batch=16)
+  assert "--batch=16" in bigger
   (rehearsed,) = _commands("table4", rehearse=True)
   assert "--preset=micro" in rehearsed and "--sampler_steps=2" in rehearsed
   with pytest.raises(ValueError, match="unknown step 'train'"):
@@ -72,14 +76,15 @@ def test_wheels_are_this_venvs_versions_for_cpython_312_but_a_flax_for_jax_0_11(
 @pytest.mark.parametrize("rehearse", [False, True])
 def test_precompile_compiles_exactly_what_the_timed_steps_then_run(rehearse):
   """Same script, same flags (so the same XLA programs: the timed runs load them from the
-  compile cache), plus --compile_only and minus the JSON output."""
+  compile cache), plus --compile_only and minus the JSON output; the train step's two
+  variants in two processes, side by side."""
   precompile = _commands("precompile", rehearse)
-  timed = [cmd for step in device_session.TIMED for cmd in _commands(step, rehearse)]
-  assert len(precompile) == len(timed) == 2
-  for pre, cmd in zip(precompile, timed):
-    assert pre[-1] == "--compile_only"
-    assert pre[:-1] == [a for a in cmd if not a.startswith("--json=")]
-  assert "compile_only" in _defined_flags(REPO / "benchmarks/train_throughput.py")
+  (mfu,), (table4,) = (_commands(step, rehearse) for step in device_session.TIMED)
+  strip = lambda cmd: [a for a in cmd if not a.startswith("--json=")]
+  assert precompile == [strip(mfu) + ["--compile_only", "--variants=no_remat"],
+                        strip(mfu) + ["--compile_only", "--variants=remat"],
+                        strip(table4) + ["--compile_only"]]
+  assert {"compile_only", "variants"} <= _defined_flags(REPO / "benchmarks/train_throughput.py")
   assert "compile_only" in _defined_flags(REPO / "benchmarks/table4.py")
 
 
