@@ -12,13 +12,20 @@ then, on the device (`run` with carry [".device_wheels"], from the repository ro
 
   python3 benchmarks/device_session.py --budget_s=560      # every step, in one call
 
+The first lease (2026-12-04, benchmarks/RESULTS.md) measured Table 4 and the demo but not
+the MFU: the UCF101 train step's compile outlasted its 420 s. For the MFU, split it:
+
+  python3 benchmarks/device_session.py --steps=setup,precompile --caps=precompile=540
+  python3 benchmarks/device_session.py --steps=setup,mfu,table4   # next call, still warm
+
 Steps (each one or more subprocesses, output teed to OUT/session.log):
   setup       installs .device_wheels/ into a private site folder (the image's own jax,
               CUDA and the rest stay), prints the versions, devices and nvidia-smi, and
               imports the train and sample entry points, so an incompatibility fails here;
-  precompile  starts the two benchmarks with --compile_only in the background (output in
-              OUT/precompile.log): the big models' XLA compiles (minutes, CPU-bound) fill
-              the persistent compile cache while the demo trains, and the timed runs below
+  precompile  starts the benchmarks with --compile_only in the background (the train
+              step's two variants in processes of their own; output in
+              OUT/precompile.log): the big models' XLA compiles (minutes) fill the
+              persistent compile cache while the demo trains, and the timed runs below
               load them. They wait for it first, so nothing else runs while they time;
   demo        `make demo`'s GPU setting (configs/demo.py:gpu), its training cut at its
               share of the budget if need be, then 8 videos sampled from the last
@@ -34,8 +41,8 @@ OUT/summary.json, rewritten after each step, so a call cut short still returns w
 measured. OUT holds at most 8 files (what the device returns): summary.json, session.log,
 precompile.log, the two benchmark JSONs, the demo's strip.png, first gif and metrics.jsonl.
 The work folder (.device_work/: site packages, compile cache, demo workdir) is ignored by
-git, so a second call on a still-warm machine reuses it instead of starting over. This file imports
-only the standard library: it must start where nothing else is installed yet.
+git, so a second call on a still-warm machine reuses it instead of starting over. This
+file imports only the standard library: it must start where nothing else is installed.
 """
 
 from __future__ import annotations
