@@ -8,7 +8,7 @@ residual call over the other N-1 frames, folded into the batch, per denoising st
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -161,7 +161,20 @@ class VideoFusion(nnx.Module):
     """
     cfg = self.config
     cfg.check_video(z_t.shape)  # static shapes: fails at trace time, before compiling
-    b, n, h, w, c = z_t.shape
+    base_fn, residual_fn = self.generators(z_t.shape, t, alphas_cumprod, cond=cond, rngs=rngs)
+    return diffusion.decomposed_denoise(
+        z_t, alphas_cumprod[t], cfg.lam, base_fn, residual_fn, objective=cfg.objective,
+        stop_base_grad=stop_base_grad, learned_variance=cfg.learned_variance)
+
+  def generators(self, shape: tuple[int, ...], t: jax.Array, alphas_cumprod: jax.Array, *,
+                 cond: Mapping[str, jax.Array] | None = None, rngs: nnx.Rngs | None = None
+                 ) -> tuple[Callable, Callable]:
+    """`(base_fn, residual_fn)` for `diffusion.decomposed_denoise` on videos of `shape`:
+    `base_fn(z_centre)` and `residual_fn(z_others, centre_estimate)`. Apart from
+    `__call__` so a diagnostic can change what one generator sees
+    (`tools/context_reliance.py` hands the residual another clip's centre)."""
+    cfg = self.config
+    b, n, h, w, c = shape
     if self.condition is not None:
       if cond is None:
         raise ValueError(f"the model is conditioned (cond.kind={cfg.cond.kind!r}); pass "
@@ -188,9 +201,7 @@ class VideoFusion(nnx.Module):
           jnp.tile(jnp.asarray(others, jnp.int32), b), _per_frame(cond, m), m, rngs)
       return out.reshape(b, m, h, w, out.shape[-1])
 
-    return diffusion.decomposed_denoise(
-        z_t, alphas_cumprod[t], cfg.lam, base_fn, residual_fn, objective=cfg.objective,
-        stop_base_grad=stop_base_grad, learned_variance=cfg.learned_variance)
+    return base_fn, residual_fn
 
   def _residual_in_chunks(self, x, t, frame_index, cond, num_frames, rngs):
     """The residual U-Net over (B*m, ...) inputs, in `residual_chunks` sequential parts.
