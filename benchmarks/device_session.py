@@ -198,10 +198,7 @@ def run_logged(cmd: list[str], *, timeout_s: float, env: dict, log) -> tuple[int
   def on_alarm(*_):
     nonlocal timed_out
     timed_out = True
-    try:
-      os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:  # it ended just now
-      pass
+    _signal_group(proc)  # the reading loop below ends when its pipe closes
 
   signal.signal(signal.SIGALRM, on_alarm)
   signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.01))
@@ -261,11 +258,16 @@ class Background:
       _kill_group(proc)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _signal_group(proc: subprocess.Popen) -> None:
+  """SIGKILL to the process group `proc` leads (it was started in a session of its own)."""
   try:
     os.killpg(proc.pid, signal.SIGKILL)
   except ProcessLookupError:  # it ended just now
     pass
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+  _signal_group(proc)
   proc.wait()
 
 
@@ -306,9 +308,9 @@ def run_session(steps: list[str], *, out: Path, budget_s: float, rehearse: bool 
 
   def join_background():
     for name, job in background.items():
-      summary["steps"][name].update(commands=job.join(), joined_after_s=round(
-          time.monotonic() - start, 1))
-      summary["steps"][name]["ok"] = all(c["rc"] == 0 for c in summary["steps"][name]["commands"])
+      records = job.join()
+      summary["steps"][name].update(commands=records, ok=all(c["rc"] == 0 for c in records),
+                                    joined_after_s=round(time.monotonic() - start, 1))
     background.clear()
     write_summary(out, summary)
 

@@ -97,33 +97,23 @@ def check_model(model) -> None:
                      "(the clips' conditions are not read)")
 
 
-def saved_steps(workdir: str | Path) -> list[int]:
-  """The checkpoint steps in WORKDIR/checkpoints; an error naming the folder if none."""
-  folder = Path(workdir) / "checkpoints"
-  if not folder.is_dir():
-    raise FileNotFoundError(f"--workdir={workdir}: no checkpoints/ folder; train there first")
-  ckpt = Checkpoints(workdir)
-  try:
-    steps = sorted(ckpt.manager.all_steps())
-  finally:
-    ckpt.close()
-  if not steps:
-    raise FileNotFoundError(f"{folder} holds no finished checkpoint")
-  return steps
-
-
 def measure_workdir(workdir: str | Path, steps: list[int] | None = None, *,
                     num_clips: int = 64, timesteps=TIMESTEPS, repeats: int = 3) -> dict:
   """{step: {t: {...}}} for the EMA weights of each of `steps` (default: every saved
   one), on `num_clips` clips the model was not trained on (the data config's source
   with seed + 1: the synthetic set's other clips; a folder's first clips)."""
-  available = saved_steps(workdir)
-  steps = steps or available
-  missing = sorted(set(steps) - set(available))
-  if missing:
-    raise ValueError(f"--steps: {missing} not saved in {workdir}; saved: {available}")
+  folder = Path(workdir) / "checkpoints"
+  if not folder.is_dir():  # before Checkpoints(), which would create it
+    raise FileNotFoundError(f"--workdir={workdir}: no checkpoints/ folder; train there first")
   ckpt = Checkpoints(workdir)
   try:
+    available = sorted(ckpt.manager.all_steps())
+    if not available:
+      raise FileNotFoundError(f"{folder} holds no finished checkpoint")
+    steps = steps or available
+    missing = sorted(set(steps) - set(available))
+    if missing:
+      raise ValueError(f"--steps: {missing} not saved in {workdir}; saved: {available}")
     config = ml_collections.ConfigDict(ckpt.saved_config(steps[-1]))
     spec = model_spec(config)
     graphdef, abstract = nnx.split(nnx.eval_shape(lambda: spec.build(config.seed)))
