@@ -85,7 +85,8 @@ MIN_STEP_S = 30  # a step with less left is skipped, not started
 
 _JSON_LINE = re.compile(r"^([A-Z0-9_]+)_JSON (\{.*\})\s*$")
 _SAMPLED_STEP = re.compile(r"Sampling with the \w+ parameters of step (\d+)")
-_SAMPLE_LINE = re.compile(r"frame-to-frame change ([\d.]+)/255, brightness flicker ([\d.]+)/255")
+_SAMPLE_LINE = re.compile(r"frame-to-frame change ([\d.]+)/255, brightness flicker ([\d.]+)/255"
+                          r"(?:, frames to centre ([\d.]+)/255)?")
 
 
 def wheel_download_command(dest: Path, python: str = sys.executable) -> list[str]:
@@ -178,6 +179,8 @@ def parse_results(lines: list[str]) -> dict:
     elif m := _SAMPLE_LINE.search(line):
       results.setdefault("SAMPLES", {}).update(frame_change=float(m.group(1)),
                                                brightness_flicker=float(m.group(2)))
+      if m.group(3):
+        results["SAMPLES"]["centre_distance"] = float(m.group(3))
     elif m := _SAMPLED_STEP.search(line):
       results.setdefault("SAMPLES", {})["checkpoint_step"] = int(m.group(1))
   return results

@@ -51,7 +51,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.residual = unet_fields(paper.residual)  # frame U-Net over the other N-1 frames
   # What ties the residual frames to the content (DESIGN.md section 1):
   # "centre_estimate" feeds sqrt(ab) * x0_hat of the centre frame as extra input channels;
-  # "centre_x0" feeds x0_hat itself (clipped to [-1, 1]: same scale at every noise level;
+  # "centre_x0" feeds x0_hat itself (clipped to [-1, 1]: same scale at every noise level);
+  # "centre_frame" feeds the clean centre frame (the data's in training; sampling runs the
+  # base's trajectory first and conditions the other frames on its finished frame:
   # configs/demo.py, RESULTS "Demo quality"); "none" is the paper's per-frame residual
   # generator (ablation).
   c.model.residual_context = "centre_estimate"

@@ -20,6 +20,7 @@ from videofusion_jax.training.loop import create_state
 def _config():
   config = demo.get_config()
   config.data.num_frames = 4
+  config.model.residual_context = "centre_x0"  # the running estimate; centre_frame below
   return config
 
 
@@ -45,6 +46,28 @@ def test_true_context_loss_is_the_training_loss_and_swapping_the_context_changes
                              swap_context=True)
   np.testing.assert_allclose(float(true), float(expected["loss_residual"]), rtol=1e-6)
   assert abs(float(swapped) / float(true) - 1) > 1e-4  # the context reaches the residual
+
+
+def test_a_centre_frame_model_is_measured_with_the_clips_own_and_swapped_centre_frames():
+  config = dataclasses.replace(videofusion_config(_config()), residual_context="centre_frame")
+  model = VideoFusion(config, rngs=nnx.Rngs(0))
+  schedule = diffusion.make_schedule("cosine", 1000)
+  videos = jax.numpy.asarray(_videos())
+  key = jax.random.key(3)
+  base_key, residual_key = jax.random.split(key)
+  eps = diffusion.decomposed_noise(base_key, residual_key, videos.shape, config.lam)
+  t = jax.numpy.full((4,), 600, jax.numpy.int32)
+  z_t = diffusion.q_sample(videos, t, eps, schedule.alphas_cumprod)
+  centre = videos[:, diffusion.centre_index(4)]
+
+  def expected(frame):
+    out = model(z_t, t, schedule.alphas_cumprod, centre_frame=frame)
+    return float(diffusion.decomposed_loss(eps, out.eps)["loss_residual"])
+
+  for swap, frame in ((False, centre), (True, jax.numpy.roll(centre, 1, axis=0))):
+    got = cr.residual_loss(model, videos, 600, schedule.alphas_cumprod, key,
+                           swap_context=swap)
+    np.testing.assert_allclose(float(got), expected(frame), rtol=1e-6)
 
 
 def test_models_without_a_centre_context_are_refused():

@@ -10,8 +10,8 @@ from videofusion_jax import diffusion
 from videofusion_jax.data import video_io
 from videofusion_jax.models.from_config import videofusion_config
 from videofusion_jax.models.videofusion import VideoFusion
-from videofusion_jax.sampling import (brightness_flicker, frame_change, make_sample_fn, sample,
-                                      sampler_config)
+from videofusion_jax.sampling import (brightness_flicker, centre_distance, frame_change,
+                                      make_sample_fn, sample, sampler_config)
 
 
 def small_demo_config():
@@ -91,3 +91,5 @@ def test_frame_change_counts_motion_and_flicker_counts_only_whole_frame_brightne
   # the bar: 2 columns of 200 appear and 2 vanish per step, 4/8 of the pixels by 200
   assert frame_change(moving) == 100.0 and brightness_flicker(moving) == 0.0
   assert frame_change(flashing) == 16.0 == brightness_flicker(flashing)
+  # Frame 1 of 3 is the centre: frames 0 and 2 each differ from it in 4 columns of 8.
+  assert centre_distance(moving) == 100.0 and centre_distance(flashing) == 16.0

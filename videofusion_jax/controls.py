@@ -33,8 +33,8 @@ from videofusion_jax.diffusion.long_video import (check_long_video, long_video_w
 from videofusion_jax.diffusion.noise_sharing import video_keys
 from videofusion_jax.models.from_config import ModelSpec, videofusion_config
 from videofusion_jax.models.videofusion import VideoFusion
-from videofusion_jax.sampling import (SamplerConfig, VideoSampler, load_ema_params,
-                                      model_eps_fn, sampler_config)
+from videofusion_jax.sampling import (SamplerConfig, VideoSampler, centre_first,
+                                      load_ema_params, model_eps_fn, sampler_config)
 
 VARY = ("residual", "base", "both")
 
@@ -96,10 +96,15 @@ def make_window_fn(graphdef: nnx.GraphDef, window_shape, overlap: int, lam: floa
   @jax.jit
   def window_fn(state, schedule, base_key, residual_key, known, known_eps, use_known):
     model = nnx.merge(graphdef, state)
-    eps_fn = model_eps_fn(model, schedule, with_variance=False)
-    return window_step(eps_fn, schedule, window_shape, base_key, residual_key, known,
-                       known_eps, use_known, lam=lam, num_steps=config.num_steps,
-                       eta=config.eta, clip_x0=config.clip_x0, noise_mode=config.noise_mode)
+
+    def run(**model_inputs):
+      eps_fn = model_eps_fn(model, schedule, with_variance=False, **model_inputs)
+      return window_step(eps_fn, schedule, window_shape, base_key, residual_key, known,
+                         known_eps, use_known, lam=lam, num_steps=config.num_steps,
+                         eta=config.eta, clip_x0=config.clip_x0,
+                         noise_mode=config.noise_mode)
+
+    return centre_first(model, run, window_shape[1])
 
   return window_fn
 

@@ -26,7 +26,7 @@ from videofusion_jax.metric_writers import quiet_library_logs
 from videofusion_jax import cascade, controls
 from videofusion_jax.data import video_io
 from videofusion_jax.sample_conditions import read_prompts
-from videofusion_jax.sampling import brightness_flicker, frame_change, sample
+from videofusion_jax.sampling import brightness_flicker, centre_distance, frame_change, sample
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -102,7 +102,8 @@ def main(argv):
   videos = np.stack([video_io.read_video(p) for p in paths if p.suffix == ".mp4"])
   print(f"wrote {len(videos)} videos (mp4 + gif) and a frame strip to {paths[-1].parent}/ "
         f"(frame-to-frame change {frame_change(videos):.1f}/255, brightness flicker "
-        f"{brightness_flicker(videos):.1f}/255)")
+        f"{brightness_flicker(videos):.1f}/255, frames to centre "
+        f"{centre_distance(videos):.1f}/255)")
 
 
 if __name__ == "__main__":

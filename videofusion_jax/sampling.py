@@ -26,6 +26,7 @@ from videofusion_jax.data import video_io
 from videofusion_jax.diffusion.noise_sharing import video_keys
 from videofusion_jax.models.from_config import ModelSpec, condition_of, model_spec
 from videofusion_jax.models.logical_axes import with_activation_sharding
+from videofusion_jax.models.videofusion import needs_centre_frame
 from videofusion_jax.sample_conditions import read_prompts, sample_conditions
 
 SAMPLERS = ("ddim", "ddpm")
@@ -57,14 +58,21 @@ class SamplerConfig:
 
 
 def model_eps_fn(model: nnx.Module, schedule: diffusion.Schedule, *, with_variance: bool,
-                 cond=None, guidance_scale: float = 1.0) -> Callable:
+                 cond=None, guidance_scale: float = 1.0, centre_frame=None,
+                 residual: bool = True) -> Callable:
   """Adapt the model to the samplers' `eps_fn(z, t)` interface.
 
   A model with a `condition` module (models/conditioning.py) is guided: the conditional
   and the unconditional (`drop`) branch run as one batched call per step.
+  `centre_frame` and `residual` go to a VideoFusion model as they are (see
+  `VideoFusion.__call__`); the centre frame follows the guided call's doubled batch.
   """
   def eps_fn(z, t, c):
-    out = model(z, t, schedule.alphas_cumprod, cond=c)
+    extra = {} if residual else {"residual": False}
+    if centre_frame is not None:
+      extra["centre_frame"] = jnp.tile(centre_frame,
+                                       (z.shape[0] // centre_frame.shape[0], 1, 1, 1))
+    out = model(z, t, schedule.alphas_cumprod, cond=c, **extra)
     return (out.eps, out.var_values) if with_variance else out.eps
 
   if cond is None or getattr(model, "condition", None) is None:
@@ -73,6 +81,24 @@ def model_eps_fn(model: nnx.Module, schedule: diffusion.Schedule, *, with_varian
   keep = dict(cond, drop=jnp.asarray(cond.get("drop", jnp.zeros((b,), bool)), bool))
   null = dict(cond, drop=jnp.ones((b,), bool))
   return diffusion.classifier_free_guidance(eps_fn, keep, null, guidance_scale)
+
+
+def centre_first(model: nnx.Module, run: Callable, num_frames: int):
+  """`run(**model_inputs)`, a whole sampling loop -> its result (a video, or a tuple
+  whose first item is the video); once, or, for a VideoFusion conditioned on the clean
+  centre frame (`residual_context = "centre_frame"`), twice with the same keys.
+
+  The base generator sees only the centre frame, so the centre's whole trajectory can
+  run first with the residual generator skipped; the second run gives the residual
+  frames that finished frame as context, while its base calls retrace the same centre
+  trajectory (same inputs, same noise). The sampler then costs one extra base call per
+  step, and no residual one.
+  """
+  if not needs_centre_frame(model):
+    return run()
+  first = run(residual=False)
+  video = first[0] if isinstance(first, tuple) else first
+  return run(centre_frame=video[:, diffusion.centre_index(num_frames)])
 
 
 def make_sample_fn(graphdef: nnx.GraphDef, shape: tuple[int, ...], lam: float,
@@ -94,16 +120,20 @@ def make_sample_fn(graphdef: nnx.GraphDef, shape: tuple[int, ...], lam: float,
       base_key, residual_key, cond = jax.lax.with_sharding_constraint(
           (base_key, residual_key, cond), batch_sharding)
     model = nnx.merge(graphdef, state).in_compute_dtype()
-    eps_fn = model_eps_fn(model, schedule, with_variance=with_variance, cond=cond,
-                          guidance_scale=config.guidance_scale)
-    if config.sampler == "ddim":
-      return diffusion.ddim_sample(
+
+    def run(**model_inputs):
+      eps_fn = model_eps_fn(model, schedule, with_variance=with_variance, cond=cond,
+                            guidance_scale=config.guidance_scale, **model_inputs)
+      if config.sampler == "ddim":
+        return diffusion.ddim_sample(
+            eps_fn, schedule, shape, base_key, residual_key, lam=lam,
+            num_steps=config.num_steps, eta=config.eta, clip_x0=config.clip_x0,
+            noise_mode=config.noise_mode)
+      return diffusion.ddpm_sample(
           eps_fn, schedule, shape, base_key, residual_key, lam=lam,
-          num_steps=config.num_steps, eta=config.eta, clip_x0=config.clip_x0,
-          noise_mode=config.noise_mode)
-    return diffusion.ddpm_sample(
-        eps_fn, schedule, shape, base_key, residual_key, lam=lam,
-        variance=config.ddpm_variance, clip_x0=config.clip_x0, noise_mode=config.noise_mode)
+          variance=config.ddpm_variance, clip_x0=config.clip_x0, noise_mode=config.noise_mode)
+
+    return centre_first(model, run, shape[1])
 
   return jax.jit(with_activation_sharding(sample_fn, activations), out_shardings=out_sharding)
 
@@ -197,6 +227,17 @@ def frame_change(videos: np.ndarray) -> float:
   """Mean absolute change between consecutive frames, in 0..255 units: how much a
   video moves (or flickers). uint8 (K, N, H, W, C)."""
   return float(np.abs(np.diff(videos.astype(np.float32), axis=1)).mean())
+
+
+def centre_distance(videos: np.ndarray) -> float:
+  """Mean absolute difference between each non-centre frame and the centre frame, in
+  0..255 units: whether the residual frames show what the base generator's centre frame
+  shows (the synthetic data's is ~8/255; frames that drift away from the centre give
+  20+). uint8 (K, N, H, W, C)."""
+  frames = videos.astype(np.float32)
+  c = diffusion.centre_index(frames.shape[1])
+  others = np.asarray(diffusion.other_frame_indices(frames.shape[1]))
+  return float(np.abs(frames[:, others] - frames[:, c:c + 1]).mean())
 
 
 def brightness_flicker(videos: np.ndarray) -> float:

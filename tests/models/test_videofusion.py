@@ -86,12 +86,9 @@ def test_centre_estimate_reaches_the_residual_generator():
   assert model.residual.config.in_channels == 2 * C
 
 
-@pytest.mark.parametrize("context", ["centre_estimate", "centre_x0"])
-def test_residual_generator_context_is_the_centre_estimate_at_its_scale(context,
-                                                                       monkeypatch):
-  """centre_estimate: sqrt(ab) x0_hat[c] = z_c - sqrt(1 - ab) b_hat (fades to 0 at high
-  noise); centre_x0: x0_hat[c] clipped to [-1, 1], the same scale at every t."""
-  model = VideoFusion(tiny(objective="v", residual_context=context), rngs=nnx.Rngs(0))
+def record_residual_inputs(monkeypatch) -> list:
+  """The inputs (B*(N-1), H, W, C + context) of every residual U-Net call, appended to
+  the returned list."""
   seen = []
   original = UNet.__call__
 
@@ -101,6 +98,16 @@ def test_residual_generator_context_is_the_centre_estimate_at_its_scale(context,
     return original(self, x, *args, **kwargs)
 
   monkeypatch.setattr(UNet, "__call__", recording)
+  return seen
+
+
+@pytest.mark.parametrize("context", ["centre_estimate", "centre_x0"])
+def test_residual_generator_context_is_the_centre_estimate_at_its_scale(context,
+                                                                       monkeypatch):
+  """centre_estimate: sqrt(ab) x0_hat[c] = z_c - sqrt(1 - ab) b_hat (fades to 0 at high
+  noise); centre_x0: x0_hat[c] clipped to [-1, 1], the same scale at every t."""
+  model = VideoFusion(tiny(objective="v", residual_context=context), rngs=nnx.Rngs(0))
+  seen = record_residual_inputs(monkeypatch)
   c, t = diffusion.centre_index(N), jnp.array([50, 990])
   z = _video()
   out = model(z, t, SCHEDULE.alphas_cumprod)

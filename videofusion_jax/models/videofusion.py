@@ -19,7 +19,7 @@ from videofusion_jax import diffusion
 from videofusion_jax.models.conditioning import Condition, ConditionConfig
 from videofusion_jax.models.unet import UNet, UNetConfig
 
-RESIDUAL_CONTEXTS = ("centre_estimate", "centre_x0", "none")
+RESIDUAL_CONTEXTS = ("centre_estimate", "centre_x0", "centre_frame", "none")
 OBJECTIVES = ("eps", "v")
 DTYPES = ("float32", "bfloat16")  # float16 would need loss scaling
 
@@ -39,6 +39,8 @@ class VideoFusionConfig:
   lam: float = 0.5                     # share of the base noise in non-centre frames
   objective: str = "eps"               # what each network predicts: eps, or v of its part
   residual_context: str = "centre_estimate"  # what ties residual frames to the content
+                                       # ("centre_frame": the clean centre frame itself,
+                                       # sampled by the base first; two-pass sampling)
   learned_variance: bool = False       # networks also predict the DDPM variance
   cond: ConditionConfig = ConditionConfig()  # class / CLIP image embedding conditioning
   # Execution knobs: speed and memory only, the parameters are the same.
@@ -47,6 +49,12 @@ class VideoFusionConfig:
   remat: bool = False                  # rematerialise every U-Net block in the backward
   remat_policy: str = "nothing_saveable"  # which activations remat may keep
   residual_chunks: int = 1             # residual generator in sequential batch chunks
+
+  @property
+  def needs_centre_frame(self) -> bool:
+    """The residual generator is conditioned on the clean centre frame: training gives
+    it the data's, sampling the base generator's finished sample (`sampling.py`)."""
+    return self.residual_context == "centre_frame"
 
   def validate(self) -> None:
     if not 0.0 <= self.lam <= 1.0:
@@ -117,6 +125,12 @@ class VideoFusionConfig:
     self.base_unet().check_input((b, h, w, c), name=f"{name} frames")
 
 
+def needs_centre_frame(model) -> bool:
+  """Whether `model` (a VideoFusion, VDM*, or a test's stand-in) takes the clean centre
+  frame as an input: `residual_context = "centre_frame"`."""
+  return bool(getattr(getattr(model, "config", None), "needs_centre_frame", False))
+
+
 def _cast_floats(tree, dtype: str):
   return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating)
                       else x, tree)
@@ -150,7 +164,8 @@ class VideoFusion(nnx.Module):
 
   def __call__(self, z_t: jax.Array, t: jax.Array, alphas_cumprod: jax.Array, *,
                cond: Mapping[str, jax.Array] | None = None, stop_base_grad: bool = True,
-               rngs: nnx.Rngs | None = None) -> diffusion.DenoiseOutput:
+               rngs: nnx.Rngs | None = None, centre_frame: jax.Array | None = None,
+               residual: bool = True) -> diffusion.DenoiseOutput:
     """Predict the noise of `z_t` (B, N, H, W, C) at timesteps `t` (B,).
 
     `cond` has batch axis B. With `config.cond` enabled it holds the condition inputs
@@ -158,16 +173,23 @@ class VideoFusion(nnx.Module):
     the learned null condition, for classifier-free guidance); otherwise it may hold
     raw U-Net inputs (`class_labels`, `context`). `alphas_cumprod` is the schedule's
     (T,) array.
+
+    `centre_frame` (B, H, W, C): the clean centre frame, for `residual_context =
+    "centre_frame"` (the data's in training, the base's finished sample in sampling).
+    `residual=False` skips the residual generator (its frames' eps are then b_hat's
+    share only): the first of the two sampling passes, which needs the centre alone.
     """
     cfg = self.config
     cfg.check_video(z_t.shape)  # static shapes: fails at trace time, before compiling
-    base_fn, residual_fn = self.generators(z_t.shape, t, alphas_cumprod, cond=cond, rngs=rngs)
+    base_fn, residual_fn = self.generators(z_t.shape, t, alphas_cumprod, cond=cond, rngs=rngs,
+                                           centre_frame=centre_frame, residual=residual)
     return diffusion.decomposed_denoise(
         z_t, alphas_cumprod[t], cfg.lam, base_fn, residual_fn, objective=cfg.objective,
         stop_base_grad=stop_base_grad, learned_variance=cfg.learned_variance)
 
   def generators(self, shape: tuple[int, ...], t: jax.Array, alphas_cumprod: jax.Array, *,
-                 cond: Mapping[str, jax.Array] | None = None, rngs: nnx.Rngs | None = None
+                 cond: Mapping[str, jax.Array] | None = None, rngs: nnx.Rngs | None = None,
+                 centre_frame: jax.Array | None = None, residual: bool = True
                  ) -> tuple[Callable, Callable]:
     """`(base_fn, residual_fn)` for `diffusion.decomposed_denoise` on videos of `shape`:
     `base_fn(z_centre)` and `residual_fn(z_others, centre_estimate)`. Apart from
@@ -182,12 +204,25 @@ class VideoFusion(nnx.Module):
       cond = self.condition(cond)
     others = np.asarray(diffusion.other_frame_indices(n))
     m = len(others)
+    if residual and cfg.needs_centre_frame:
+      if centre_frame is None:
+        raise ValueError("model.residual_context='centre_frame': pass centre_frame, the "
+                         "clean centre frame (the data's in training; sampling.py samples "
+                         "it with the base generator first)")
+      if centre_frame.shape != (b, h, w, c):
+        raise ValueError(f"centre_frame has shape {centre_frame.shape}; expected "
+                         f"{(b, h, w, c)}")
 
     def base_fn(z_centre):
       return self.base(z_centre, t, **(cond or {}), rngs=rngs)
 
     def residual_fn(z_others, centre_estimate):
+      if not residual:
+        return jnp.zeros((*z_others.shape[:-1], self.residual.config.out_channels),
+                         z_others.dtype)
       x = z_others
+      if cfg.needs_centre_frame:
+        centre_estimate = centre_frame.astype(z_others.dtype)
       if cfg.residual_context == "centre_x0":
         # x0_hat[c] itself, in [-1, 1] at every noise level: sqrt(ab) x0_hat fades to
         # ~0 at high noise, where the frames' content is decided (RESULTS "Demo quality").

@@ -42,13 +42,19 @@ TIMESTEPS = (50, 200, 400, 600, 800, 950)
 def residual_loss(model: VideoFusion, videos: jax.Array, t: int, alphas_cumprod: jax.Array,
                   key: jax.Array, *, swap_context: bool) -> jax.Array:
   """Eq. 14's residual term for `videos` (B, N, H, W, C) noised at timestep `t`; with
-  `swap_context`, clip k's residual generator gets clip k+1's centre estimate."""
+  `swap_context`, clip k's residual generator gets clip k+1's centre estimate (or, with
+  `residual_context = "centre_frame"`, clip k+1's clean centre frame)."""
   cfg = model.config
   base_key, residual_key = jax.random.split(key)
   eps = diffusion.decomposed_noise(base_key, residual_key, videos.shape, cfg.lam)
   t = jnp.full((videos.shape[0],), t, jnp.int32)
   z_t = diffusion.q_sample(videos, t, eps, alphas_cumprod)
-  base_fn, residual_fn = model.generators(videos.shape, t, alphas_cumprod)
+  centre = None
+  if cfg.needs_centre_frame:  # the clean centre frame is the context: swap that
+    centre = videos[:, diffusion.centre_index(videos.shape[1])]
+    if swap_context:
+      centre, swap_context = jnp.roll(centre, 1, axis=0), False
+  base_fn, residual_fn = model.generators(videos.shape, t, alphas_cumprod, centre_frame=centre)
   if swap_context:
     true_residual_fn = residual_fn
     residual_fn = lambda z_others, centre: true_residual_fn(z_others,

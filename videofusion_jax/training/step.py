@@ -18,6 +18,7 @@ from flax import nnx
 from videofusion_jax import diffusion
 from videofusion_jax.diffusion.noise_sharing import training_noise
 from videofusion_jax.models.logical_axes import with_activation_sharding
+from videofusion_jax.models.videofusion import needs_centre_frame
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,9 +58,12 @@ def loss_fn(model, video: jax.Array, key: jax.Array, schedule: diffusion.Schedul
   if cond is not None and config.cond_drop_prob > 0:  # own key: other draws unchanged
     drop = jax.random.bernoulli(jax.random.fold_in(key, 5), config.cond_drop_prob, (b,))
     cond = dict(cond, drop=drop)
+  extra = {}
+  if needs_centre_frame(model):  # the residual generator's context
+    extra["centre_frame"] = video[:, diffusion.centre_index(video.shape[1])]
   out = model.in_compute_dtype()(z_t, t, schedule.alphas_cumprod, cond=cond,
                                  stop_base_grad=config.base_stop_gradient,
-                                 rngs=nnx.Rngs(dropout=dropout_key))
+                                 rngs=nnx.Rngs(dropout=dropout_key), **extra)
   losses = diffusion.decomposed_loss(eps, out.eps.astype(eps.dtype))
   return losses["loss"], losses
 
