@@ -16,7 +16,11 @@ every backend), and where the device reports `memory_stats()` (GPU/TPU) also the
 of a fresh process per variant. FLOPs: XLA's cost analysis. The whole `--sampler_steps`
 DDIM sampler (one `lax.scan`, `sampling.make_sample_fn`) is timed too: host overhead =
 sampler wall time - steps x step time, as a fraction of the sampler time, and the
-number of compilations it triggered over repeated calls (expected: 1).
+number of compilations it triggered over repeated calls (expected: 1). What dominates
+each step (`--parts`, on by default): VideoFusion's base and residual U-Nets and VDM*'s
+U-Net without its temporal layers, each compiled and timed alone in the same
+interleaved loop, with their share of the step and achieved FLOP/s (a piece far below
+the others' FLOP/s is bound by launches or memory, not by its arithmetic).
 
 The last line, `TABLE4_JSON {...}`, is the machine-readable result.
 """
@@ -47,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 from benchmarks import provenance  # noqa: E402
 from videofusion_jax import diffusion, sampling  # noqa: E402
 from videofusion_jax.models import presets  # noqa: E402
+from videofusion_jax.models.unet import UNet  # noqa: E402
 from videofusion_jax.models.vdm import VDM, VDMConfig  # noqa: E402
 from videofusion_jax.models.videofusion import VideoFusion, VideoFusionConfig  # noqa: E402
 
@@ -148,6 +153,44 @@ def step_variant(config, setup: Setup) -> dict:
               **_memory_bytes(compiled))
 
 
+def part_variants(configs: dict, setup: Setup) -> dict:
+  """The steps' pieces, compiled alone, to show what dominates each step.
+
+  vf_base: VideoFusion's base U-Net on the B centre frames; vf_residual: its residual
+  U-Net on the B(N-1) other frames (context channels, frame index, temporal layers);
+  vdm_spatial: VDM*'s U-Net with its temporal layers removed, on all BN frames (VDM*'s
+  step minus this is what its temporal attention and the glue cost). Weights are
+  random: the time does not depend on them.
+  """
+  b, n, h, w, c = setup.shape()
+  vf, vdm = configs["videofusion"], configs["vdm"]
+  pieces = {"vf_base": (vf.base_unet(), b, None),
+            "vf_residual": (vf.residual_unet(), b * (n - 1), n - 1),
+            "vdm_spatial": (dataclasses.replace(vdm.video_unet(), temporal="none"), b * n,
+                            None)}
+  parts = {}
+  for name, (unet_config, frames, clip_frames) in pieces.items():
+    graphdef, state = nnx.split(UNet(unet_config, rngs=nnx.Rngs(0)))
+    state = jax.tree.map(lambda x: x.astype(setup.dtype)
+                         if jnp.issubdtype(x.dtype, jnp.floating) else x, state)
+
+    @jax.jit
+    def unet_call(state, x, t, frame_index, graphdef=graphdef, clip_frames=clip_frames):
+      extra = ({} if clip_frames is None
+               else dict(frame_index=frame_index, num_frames=clip_frames))
+      return nnx.merge(graphdef, state)(x, t, **extra)
+
+    x = jax.random.normal(jax.random.key(0), (frames, h, w, unet_config.in_channels))
+    t = jnp.full((frames,), 500, jnp.int32)
+    frame_index = jnp.tile(jnp.asarray(diffusion.other_frame_indices(n), jnp.int32), b)
+    frame_index = frame_index if clip_frames else jnp.zeros((frames,), jnp.int32)
+    start = time.perf_counter()
+    compiled = unet_call.lower(state, x, t, frame_index).compile()
+    parts[name] = dict(fn=compiled, args=(state, x, t, frame_index),
+                       compile_s=time.perf_counter() - start, flops=_flops(compiled))
+  return parts
+
+
 def sampler_variant(v: dict, config, setup: Setup, num_steps: int, calls: int) -> dict:
   """Time the whole DDIM sampler; count the compilations its calls trigger."""
   mode = "standard" if isinstance(config, VDMConfig) else "decomposed"
@@ -186,20 +229,24 @@ def _peak_bytes() -> int | None:
 
 
 def run(setup: Setup, *, steps: int = 20, sampler_steps: int = 50, sampler_calls: int = 3,
-        isolate_memory: bool = False) -> dict:
+        isolate_memory: bool = False, parts: bool = True) -> dict:
   """Measure both variants side by side; return the result dict (see `format_table`)."""
   if steps < 1 or sampler_steps < 0 or sampler_calls < 1:
     raise ValueError(f"steps={steps}, sampler_steps={sampler_steps}, sampler_calls="
                      f"{sampler_calls}; expected >= 1, >= 0, >= 1")
   configs = model_configs(setup)
   variants = {name: step_variant(cfg, setup) for name, cfg in configs.items()}
-  for v in variants.values():
+  part_fns = part_variants(configs, setup) if parts else {}
+  timed = {**variants, **part_fns}
+  for v in timed.values():
     for _ in range(3):  # warm-up
       _timed(v["fn"], *v["args"])
-  times = {name: [] for name in variants}
-  for _ in range(steps):  # interleaved: both see the same machine state
-    for name, v in variants.items():
+  times = {name: [] for name in timed}
+  for _ in range(steps):  # interleaved: all see the same machine state
+    for name, v in timed.items():
       times[name].append(_timed(v["fn"], *v["args"]))
+  part_rows = {name: {"step_s": float(np.median(times[name])), "flops": v["flops"],
+                      "compile_s": v["compile_s"]} for name, v in part_fns.items()}
   rows = {}
   for name, v in variants.items():
     row = {k: v[k] for k in ("compile_s", "flops", "params", "xla_total", "xla_temp",
@@ -223,7 +270,7 @@ def run(setup: Setup, *, steps: int = 20, sampler_steps: int = 50, sampler_calls
     # step call pays (on an H200 ~8 ms of VideoFusion's 34, so host overhead goes negative).
     ratios["sampler_latency_ratio"] = vf["sampler_s"] / vdm["sampler_s"]
   return {"setup": dataclasses.asdict(setup), "shape": list(setup.shape()),
-          "rows": rows, "ratios": ratios, "paper": PAPER, "steps": steps,
+          "rows": rows, "parts": part_rows, "ratios": ratios, "paper": PAPER, "steps": steps,
           "sampler_steps": sampler_steps,
           **provenance.environment()}
 
@@ -251,7 +298,26 @@ def format_table(result: dict) -> str:
   if "sampler_latency_ratio" in r:
     lines.append(f"per step inside the {result['sampler_steps']}-step sampler: latency "
                  f"{r['sampler_latency_ratio']:.2f}x")
+  lines += format_parts(result)
   return "\n".join(lines)
+
+
+def format_parts(result: dict) -> list[str]:
+  """What each step is made of: its pieces' time, share of the step and FLOP/s."""
+  parts, rows = result.get("parts") or {}, result["rows"]
+  if not parts:
+    return []
+  of = {"vf_base": "videofusion", "vf_residual": "videofusion", "vdm_spatial": "vdm"}
+  lines = [f"{'piece (alone)':<24} {'ms':>8} {'of step':>8} {'GFLOP':>9} {'TFLOP/s':>8}"]
+  for name, part in parts.items():
+    step = rows[of[name]]["step_s"]
+    lines.append(f"{name:<24} {part['step_s'] * 1e3:8.2f} {part['step_s'] / step:8.0%} "
+                 f"{part['flops'] / 1e9:9.2f} {part['flops'] / part['step_s'] / 1e12:8.2f}")
+  for name in ("videofusion", "vdm"):
+    row = rows[name]
+    lines.append(f"{name + ' step':<24} {row['step_s'] * 1e3:8.2f} {1:8.0%} "
+                 f"{row['flops'] / 1e9:9.2f} {row['flops'] / row['step_s'] / 1e12:8.2f}")
+  return lines
 
 
 def _setup_from_flags() -> Setup:
@@ -279,10 +345,14 @@ def main(argv):
       else:
         first = ""
       print(f"compiled {name}: step {v['compile_s']:.1f} s{first}")
+    if _PARTS.value:
+      for name, part in part_variants(model_configs(setup), setup).items():
+        print(f"compiled {name}: {part['compile_s']:.1f} s")
     return
   isolate = {"yes": True, "no": False}.get(_ISOLATE.value, _peak_bytes() is not None)
   result = run(setup, steps=_STEPS.value, sampler_steps=_SAMPLER_STEPS.value,
-               sampler_calls=_SAMPLER_CALLS.value, isolate_memory=isolate)
+               sampler_calls=_SAMPLER_CALLS.value, isolate_memory=isolate,
+               parts=_PARTS.value)
   provenance.emit(result, format_table(result), tag="TABLE4", json_path=_JSON.value)
 
 
@@ -291,6 +361,7 @@ def _define_flags() -> None:
   module next to other benchmarks, whose flags share names)."""
   global _PRESET, _BATCH, _FRAMES, _SIZE, _DTYPE, _STEPS
   global _SAMPLER_STEPS, _SAMPLER_CALLS, _TEMPORAL, _JSON, _ISOLATE, _ONLY, _COMPILE_ONLY
+  global _PARTS
   _PRESET = flags.DEFINE_enum("preset", None, list(SHAPES),
                               "Model sizes: tiny (Table 8 / 4, CPU), table8, table9, micro "
                               "(tests) (default: tiny on CPU, table8 elsewhere).")
@@ -308,6 +379,9 @@ def _define_flags() -> None:
                                "Peak memory of each variant in a fresh process (auto: where "
                                "the device reports memory_stats).")
   _ONLY = flags.DEFINE_enum("only", None, list(VARIANTS), "Internal: one variant's peak.")
+  _PARTS = flags.DEFINE_bool(
+      "parts", True, "Also time the steps' pieces alone (VideoFusion's base and residual "
+      "U-Nets, VDM*'s U-Net without temporal layers): what dominates each step.")
   _COMPILE_ONLY = flags.DEFINE_bool(
       "compile_only", False, "Compile both variants' step and sampler and exit: fills "
       "JAX_COMPILATION_CACHE_DIR so a timed run later loads instead of compiling.")

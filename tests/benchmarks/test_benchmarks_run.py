@@ -32,6 +32,14 @@ def test_table4_measures_both_models_with_one_sampler_compile_each():
     assert row["sampler_compiles"] == 1 and row["sampler_jit_cache"] == 1
     assert row["flops"] > 0 and row["xla_total"] > 0 and row["step_s"] > 0
     assert row["host_overhead_s"] == pytest.approx(row["sampler_s"] - 3 * row["step_s"])
+  # The pieces timed alone are the steps' own: VideoFusion's FLOPs are its two U-Nets',
+  # VDM*'s spatial layers alone are part of its step.
+  parts = parsed["parts"]
+  assert set(parts) == {"vf_base", "vf_residual", "vdm_spatial"} and "vf_residual" in text
+  vf_flops = parts["vf_base"]["flops"] + parts["vf_residual"]["flops"]
+  assert vf_flops == pytest.approx(rows["videofusion"]["flops"], rel=0.05)
+  assert 0.3 * rows["vdm"]["flops"] < parts["vdm_spatial"]["flops"] < rows["vdm"]["flops"]
+  assert all(part["step_s"] > 0 for part in parts.values())
   # The micro VideoFusion has a base and a residual U-Net of the VDM*'s size: about
   # twice the parameters (VDM* has no frame embedding and fewer temporal layers).
   assert 1.5 < parsed["rows"]["videofusion"]["params"] / parsed["rows"]["vdm"]["params"] < 2.5
