@@ -4,10 +4,10 @@
   python -m videofusion_jax.train --config=configs/demo.py:gpu --workdir=runs/demo
 
 `make demo` passes `:gpu` when JAX's default backend is a GPU or TPU. On 2 CPU cores the
-samples keep their objects but still move about twice as much as the data (frame change
-~10/255 vs 4/255, benchmarks/RESULTS.md "Demo quality"). On an H200 the `:gpu` setting
-runs 12-17 steps/s, and its first 1,500 steps gave smoother residual frames but a centre
-frame that no longer matches them (RESULTS.md): not yet the smooth demo it is meant to be.
+samples keep one object per video, the centre frame included, with a frame change of
+5.1/255 (data 3.9-4.8) but softer shapes and less motion than the data
+(benchmarks/RESULTS.md "Demo quality"). The `:gpu` setting runs 12-17 steps/s on an
+H200; its recipe gave 3.9/255 at 1,000 steps (measured on a CPU).
 """
 
 from configs import base
@@ -28,10 +28,12 @@ def get_config(arg: str = ""):
   c.model.base = unet_fields(tiny.base)
   c.model.residual = unet_fields(tiny.residual)
   c.diffusion.objective = "v"         # clean frames much sooner than eps (DESIGN.md)
-  # x0_hat of the centre frame at unit scale as the residual frames' context, sampled
-  # with DDIM eta = 1: frame change 19.0 -> 9.8/255 at 600 steps (data 4.0), the same
-  # objects in 7 of 8 samples (benchmarks/RESULTS.md "Demo quality").
-  c.model.residual_context = "centre_x0"
+  # The residual frames conditioned on the clean centre frame (the data's in training;
+  # sampling finishes the base's centre frame first): frame change 4.8/255 at 600 steps
+  # (data 4.0), frames 5.4/255 from the centre (data 8.3), against 9.8 and 11.9 with the
+  # base's running estimate ("centre_x0"), which let the frames drift from the centre
+  # with longer training (benchmarks/RESULTS.md "Demo quality").
+  c.model.residual_context = "centre_frame"
   c.train.num_steps = 600             # about 8 minutes on 2 CPU cores (1.3 steps/s)
   c.train.batch_size = 8
   c.train.ema_decay = 0.995
@@ -47,10 +49,9 @@ def get_config(arg: str = ""):
   c.sample.batch_size = 4
   if arg == "gpu":
     # Same model, data and process (a CPU checkpoint in runs/demo resumes here): 17x the
-    # steps at 4x the batch, the lr annealed to 0, a longer EMA. Sized from the CPU curve
-    # (change 13.6 / 10.4 / 9.0 / 8.6 /255 at 200 / 400 / 800 / 1000 steps); on an H200
-    # 10-14 minutes (12-17 steps/s), and at 1,000-1,500 steps the centre frame drifts
-    # away from the others (RESULTS.md "Demo quality"): the next fix is the model's.
+    # steps at 4x the batch, the lr annealed to 0, a longer EMA; on an H200 10-14 minutes
+    # (12-17 steps/s). Its first 1,000 steps, run on a CPU: frame change 6.4 / 3.9 /255
+    # and 6.2 / 5.1 to the centre at 500 / 1,000 steps (RESULTS.md "Demo quality").
     c.train.num_steps = 10_000
     c.train.batch_size = 32
     c.train.ema_decay = 0.999

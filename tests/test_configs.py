@@ -19,14 +19,14 @@ def test_base_config_is_the_papers_table8():
 def test_demo_overrides_only_sizes():
   vf = videofusion_config(demo.get_config())
   assert vf.base.block_out_channels == (32, 64)
-  assert vf.residual_unet().in_channels == 6  # frame + centre estimate
+  assert vf.residual_unet().in_channels == 6  # frame + centre frame
 
 
 def test_demo_gpu_setting_trains_longer_the_same_checkpointable_model():
   from videofusion_jax.checkpoint import config_differences
   cpu, gpu = demo.get_config(), demo.get_config("gpu")
   assert cpu.train.num_steps == 600 and cpu.train.batch_size == 8  # README's CPU demo
-  assert cpu.model.residual_context == "centre_x0" and cpu.sample.eta == 1.0
+  assert cpu.model.residual_context == "centre_frame" and cpu.sample.eta == 1.0
   assert gpu.train.num_steps * gpu.train.batch_size >= 50 * 600 * 8
   assert gpu.data.worker_count > 0  # one reader thread cannot feed a GPU step
   assert config_differences(json.loads(cpu.to_json()), gpu) == []  # runs/demo resumes
