@@ -52,7 +52,7 @@ AUG_NOISE_STREAM = 0x5352  # fold_in data of the augmentation-noise keys ("SR")
 
 def superres_config_from_workdir(superres_workdir: str | Path) -> ml_collections.ConfigDict:
   """The experiment config saved with the latest checkpoint in `superres_workdir`."""
-  ckpt = Checkpoints(superres_workdir)
+  ckpt = Checkpoints(superres_workdir, read_only=True)
   try:
     step = ckpt.latest_step()
     if step is None:

@@ -59,12 +59,18 @@ def config_differences(saved: dict, config: ml_collections.ConfigDict) -> list[s
 class Checkpoints:
   """Save and restore (state, ema, data iterator, config) by step."""
 
-  def __init__(self, workdir: str | Path, *, max_to_keep: int = 3):
+  def __init__(self, workdir: str | Path, *, max_to_keep: int = 3, read_only: bool = False):
+    """`read_only` for every reader (sampling, evaluation, diagnostics): it creates and
+    deletes nothing. A writer (the training run, the only one per workdir) removes the
+    temporary directories of unfinished saves when it opens the folder; a reader doing
+    that would delete the save a training run is writing at that moment (seen: sampling
+    a workdir while its run saved at SIGTERM crashed the save)."""
     self.directory = Path(workdir).absolute() / "checkpoints"
     self.manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                             cleanup_tmp_directories=True))
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,
+                                             cleanup_tmp_directories=not read_only,
+                                             read_only=read_only))
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()

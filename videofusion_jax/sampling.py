@@ -285,7 +285,7 @@ def load_ema_params(spec: ModelSpec, config: ml_collections.ConfigDict, workdir:
   create = lambda: spec.build(config.seed)
   graphdef, abstract = nnx.split(nnx.eval_shape(create))
   shardings = parallel.state_shardings(abstract, rules, mesh)
-  ckpt = Checkpoints(workdir)
+  ckpt = Checkpoints(workdir, read_only=True)
   try:
     step = ckpt.latest_step()
     if step is None:

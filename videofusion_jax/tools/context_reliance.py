@@ -109,9 +109,9 @@ def measure_workdir(workdir: str | Path, steps: list[int] | None = None, *,
   one), on `num_clips` clips the model was not trained on (the data config's source
   with seed + 1: the synthetic set's other clips; a folder's first clips)."""
   folder = Path(workdir) / "checkpoints"
-  if not folder.is_dir():  # before Checkpoints(), which would create it
+  if not folder.is_dir():  # named here: orbax would only warn
     raise FileNotFoundError(f"--workdir={workdir}: no checkpoints/ folder; train there first")
-  ckpt = Checkpoints(workdir)
+  ckpt = Checkpoints(workdir, read_only=True)
   try:
     available = sorted(ckpt.manager.all_steps())
     if not available:

@@ -216,7 +216,7 @@ def train_prior(config: ml_collections.ConfigDict, workdir: str) -> dict[str, fl
 
 def load_trained_prior(workdir: str | Path) -> tuple[PriorTransformer, Schedule]:
   """(prior with the EMA parameters and the data statistics, schedule) of a workdir."""
-  ckpt = Checkpoints(workdir)
+  ckpt = Checkpoints(workdir, read_only=True)
   try:
     step = ckpt.latest_step()
     if step is None:

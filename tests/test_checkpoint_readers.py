@@ -1,0 +1,39 @@
+"""Reading a workdir (sampling, evaluation, diagnostics) never touches a save in progress:
+an orbax manager opened for writing deletes unfinished saves' temporary folders, and a
+reader that did so would break the training run saving at that moment (it did)."""
+
+import jax.numpy as jnp
+import ml_collections
+
+from configs import demo
+from videofusion_jax import sampling
+from videofusion_jax.checkpoint import Checkpoints
+from videofusion_jax.models.from_config import model_spec
+
+
+def test_a_save_in_progress_survives_a_reader_opening_the_workdir(tmp_path):
+  writer = Checkpoints(tmp_path)
+  big = {"a": jnp.ones((2048, 2048))}  # 16 MiB: still being written when the reader opens
+  writer.save(1, big, big, None, ml_collections.ConfigDict({"seed": 0}))
+  reader = Checkpoints(tmp_path, read_only=True)
+  assert reader.latest_step() in (None, 1)
+  writer.wait()
+  assert writer.latest_step() == 1
+  writer.close()
+  reader.close()
+
+
+def test_sampling_opens_the_workdir_read_only_and_creates_nothing(tmp_path, monkeypatch):
+  opened = []
+  original = sampling.Checkpoints
+
+  def recording(workdir, **kwargs):
+    opened.append(kwargs)
+    return original(workdir, **kwargs)
+
+  monkeypatch.setattr(sampling, "Checkpoints", recording)
+  config = demo.get_config()
+  sampling.load_ema_params(model_spec(config), config, str(tmp_path / "run"))
+  assert opened == [{"read_only": True}]
+  assert not (tmp_path / "run").exists()
+
