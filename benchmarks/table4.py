@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 from benchmarks import provenance  # noqa: E402
 from videofusion_jax import diffusion, sampling  # noqa: E402
 from videofusion_jax.models import presets  # noqa: E402
+from videofusion_jax.models.layers import cast_floats  # noqa: E402
 from videofusion_jax.models.unet import UNet  # noqa: E402
 from videofusion_jax.models.vdm import VDM, VDMConfig  # noqa: E402
 from videofusion_jax.models.videofusion import VideoFusion, VideoFusionConfig  # noqa: E402
@@ -171,8 +172,7 @@ def part_variants(configs: dict, setup: Setup) -> dict:
   parts = {}
   for name, (unet_config, frames, clip_frames) in pieces.items():
     graphdef, state = nnx.split(UNet(unet_config, rngs=nnx.Rngs(0)))
-    state = jax.tree.map(lambda x: x.astype(setup.dtype)
-                         if jnp.issubdtype(x.dtype, jnp.floating) else x, state)
+    state = cast_floats(state, setup.dtype)
 
     @jax.jit
     def unet_call(state, x, t, frame_index, graphdef=graphdef, clip_frames=clip_frames):
@@ -182,8 +182,8 @@ def part_variants(configs: dict, setup: Setup) -> dict:
 
     x = jax.random.normal(jax.random.key(0), (frames, h, w, unet_config.in_channels))
     t = jnp.full((frames,), 500, jnp.int32)
-    frame_index = jnp.tile(jnp.asarray(diffusion.other_frame_indices(n), jnp.int32), b)
-    frame_index = frame_index if clip_frames else jnp.zeros((frames,), jnp.int32)
+    frame_index = (jnp.tile(jnp.asarray(diffusion.other_frame_indices(n), jnp.int32), b)
+                   if clip_frames else jnp.zeros((frames,), jnp.int32))
     start = time.perf_counter()
     compiled = unet_call.lower(state, x, t, frame_index).compile()
     parts[name] = dict(fn=compiled, args=(state, x, t, frame_index),

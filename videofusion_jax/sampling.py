@@ -65,22 +65,24 @@ def model_eps_fn(model: nnx.Module, schedule: diffusion.Schedule, *, with_varian
   A model with a `condition` module (models/conditioning.py) is guided: the conditional
   and the unconditional (`drop`) branch run as one batched call per step.
   `centre_frame` and `residual` go to a VideoFusion model as they are (see
-  `VideoFusion.__call__`); the centre frame follows the guided call's doubled batch.
+  `VideoFusion.__call__`); the centre frame is a per-clip input like the condition, so
+  guidance doubles it with the batch.
   """
-  def eps_fn(z, t, c):
+  def eps_fn(z, t, inputs):
+    c, frame = inputs
     extra = {} if residual else {"residual": False}
-    if centre_frame is not None:
-      extra["centre_frame"] = jnp.tile(centre_frame,
-                                       (z.shape[0] // centre_frame.shape[0], 1, 1, 1))
+    if frame is not None:
+      extra["centre_frame"] = frame
     out = model(z, t, schedule.alphas_cumprod, cond=c, **extra)
     return (out.eps, out.var_values) if with_variance else out.eps
 
   if cond is None or getattr(model, "condition", None) is None:
-    return lambda z, t: eps_fn(z, t, cond)
+    return lambda z, t: eps_fn(z, t, (cond, centre_frame))
   b = jax.tree.leaves(cond)[0].shape[0]
   keep = dict(cond, drop=jnp.asarray(cond.get("drop", jnp.zeros((b,), bool)), bool))
   null = dict(cond, drop=jnp.ones((b,), bool))
-  return diffusion.classifier_free_guidance(eps_fn, keep, null, guidance_scale)
+  return diffusion.classifier_free_guidance(eps_fn, (keep, centre_frame),
+                                            (null, centre_frame), guidance_scale)
 
 
 def centre_first(model: nnx.Module, run: Callable, num_frames: int):

@@ -13,6 +13,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+
+def cast_floats(tree, dtype):
+  """Every floating-point leaf of `tree` as `dtype` (integer leaves, e.g. RNG counts,
+  stay): mixed-precision parameter casts."""
+  return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating)
+                      else x, tree)
+
 # Stride-2 convolutions pad explicitly: 'SAME' with stride 2 pads (0, 1) where PyTorch's
 # padding=1 pads (1, 1), and the outputs differ.
 _PAD1 = ((1, 1), (1, 1))

@@ -50,7 +50,7 @@ from flax import nnx
 
 from videofusion_jax import diffusion
 from videofusion_jax.models.conditioning import Condition, ConditionConfig, condition_config
-from videofusion_jax.models.layers import timestep_embedding
+from videofusion_jax.models.layers import cast_floats, timestep_embedding
 from videofusion_jax.models.presets import unet_config_from_dict
 from videofusion_jax.models.unet import UNet, UNetConfig
 
@@ -200,11 +200,6 @@ def upsample_frames(frames, size: int, method: str) -> jax.Array:
   return jax.image.resize(frames, (b, size, size, c), method=method)
 
 
-def _cast_floats(tree, dtype: str):
-  return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating)
-                      else x, tree)
-
-
 class SuperRes(nnx.Module):
   """Per-frame SR denoiser; `__call__` follows the model contract of `from_config`."""
 
@@ -215,13 +210,13 @@ class SuperRes(nnx.Module):
     self.unet = UNet(config.unet_config(),
                      remat_policy=config.remat_policy if config.remat else None, rngs=rngs)
     if config.param_dtype != "float32":
-      nnx.update(self, _cast_floats(nnx.state(self, nnx.Param), config.param_dtype))
+      nnx.update(self, cast_floats(nnx.state(self, nnx.Param), config.param_dtype))
 
   def in_compute_dtype(self) -> "SuperRes":
     if self.config.dtype == self.config.param_dtype:
       return self
     graphdef, params, rest = nnx.split(self, nnx.Param, ...)
-    return nnx.merge(graphdef, _cast_floats(params, self.config.dtype), rest)
+    return nnx.merge(graphdef, cast_floats(params, self.config.dtype), rest)
 
   def augmented_condition(self, cond: Mapping[str, Any], alphas_cumprod,
                           rngs: nnx.Rngs | None):

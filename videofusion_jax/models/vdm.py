@@ -21,6 +21,7 @@ import ml_collections
 from flax import nnx
 
 from videofusion_jax import diffusion
+from videofusion_jax.models.layers import cast_floats
 from videofusion_jax.models.presets import unet_config_from_dict
 from videofusion_jax.models.unet import UNet, UNetConfig
 
@@ -123,11 +124,6 @@ def vdm_config(config: ml_collections.ConfigDict) -> VDMConfig:
   return vdm
 
 
-def _cast_floats(tree, dtype: str):
-  return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating)
-                      else x, tree)
-
-
 def _keep_temporal_after_attention(unet: UNet) -> None:
   """Drop the temporal layers of stages without spatial attention (Ho et al.'s layout).
 
@@ -150,14 +146,14 @@ class VDM(nnx.Module):
     if config.temporal_placement == "attention":
       _keep_temporal_after_attention(self.unet)
     if config.param_dtype != "float32":
-      nnx.update(self, _cast_floats(nnx.state(self, nnx.Param), config.param_dtype))
+      nnx.update(self, cast_floats(nnx.state(self, nnx.Param), config.param_dtype))
 
   def in_compute_dtype(self) -> "VDM":
     """This model, or a copy with parameters cast to `config.dtype` (as VideoFusion)."""
     if self.config.dtype == self.config.param_dtype:
       return self
     graphdef, params, rest = nnx.split(self, nnx.Param, ...)
-    return nnx.merge(graphdef, _cast_floats(params, self.config.dtype), rest)
+    return nnx.merge(graphdef, cast_floats(params, self.config.dtype), rest)
 
   def __call__(self, z_t: jax.Array, t: jax.Array, alphas_cumprod: jax.Array, *,
                cond: Mapping[str, Any] | None = None, stop_base_grad: bool = True,

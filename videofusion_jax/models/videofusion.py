@@ -17,6 +17,7 @@ from flax import nnx
 
 from videofusion_jax import diffusion
 from videofusion_jax.models.conditioning import Condition, ConditionConfig
+from videofusion_jax.models.layers import cast_floats
 from videofusion_jax.models.unet import UNet, UNetConfig
 
 RESIDUAL_CONTEXTS = ("centre_estimate", "centre_x0", "centre_frame", "none")
@@ -131,11 +132,6 @@ def needs_centre_frame(model) -> bool:
   return bool(getattr(getattr(model, "config", None), "needs_centre_frame", False))
 
 
-def _cast_floats(tree, dtype: str):
-  return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating)
-                      else x, tree)
-
-
 def _per_frame(tree: Mapping[str, Any] | None, frames: int) -> dict:
   """Repeat each batch entry of a condition once per frame (frames folded into B)."""
   return {k: jnp.repeat(v, frames, axis=0) for k, v in (tree or {}).items()}
@@ -152,7 +148,7 @@ class VideoFusion(nnx.Module):
     self.base = UNet(config.base_unet(), remat_policy=policy, rngs=rngs)
     self.residual = UNet(config.residual_unet(), remat_policy=policy, rngs=rngs)
     if config.param_dtype != "float32":
-      nnx.update(self, _cast_floats(nnx.state(self, nnx.Param), config.param_dtype))
+      nnx.update(self, cast_floats(nnx.state(self, nnx.Param), config.param_dtype))
 
   def in_compute_dtype(self) -> "VideoFusion":
     """This model, or a copy whose parameters are cast to `config.dtype` (gradients flow
@@ -160,7 +156,7 @@ class VideoFusion(nnx.Module):
     if self.config.dtype == self.config.param_dtype:
       return self
     graphdef, params, rest = nnx.split(self, nnx.Param, ...)
-    return nnx.merge(graphdef, _cast_floats(params, self.config.dtype), rest)
+    return nnx.merge(graphdef, cast_floats(params, self.config.dtype), rest)
 
   def __call__(self, z_t: jax.Array, t: jax.Array, alphas_cumprod: jax.Array, *,
                cond: Mapping[str, jax.Array] | None = None, stop_base_grad: bool = True,

@@ -49,16 +49,14 @@ def residual_loss(model: VideoFusion, videos: jax.Array, t: int, alphas_cumprod:
   eps = diffusion.decomposed_noise(base_key, residual_key, videos.shape, cfg.lam)
   t = jnp.full((videos.shape[0],), t, jnp.int32)
   z_t = diffusion.q_sample(videos, t, eps, alphas_cumprod)
-  centre = None
-  if cfg.needs_centre_frame:  # the clean centre frame is the context: swap that
-    centre = videos[:, diffusion.centre_index(videos.shape[1])]
-    if swap_context:
-      centre, swap_context = jnp.roll(centre, 1, axis=0), False
-  base_fn, residual_fn = model.generators(videos.shape, t, alphas_cumprod, centre_frame=centre)
-  if swap_context:
-    true_residual_fn = residual_fn
-    residual_fn = lambda z_others, centre: true_residual_fn(z_others,
-                                                            jnp.roll(centre, 1, axis=0))
+  swap = (lambda x: jnp.roll(x, 1, axis=0)) if swap_context else (lambda x: x)
+  if cfg.needs_centre_frame:  # the context is the clean centre frame: swap that
+    centre = swap(videos[:, diffusion.centre_index(videos.shape[1])])
+    base_fn, residual_fn = model.generators(videos.shape, t, alphas_cumprod,
+                                            centre_frame=centre)
+  else:  # the context is the base's estimate, made inside the denoiser: swap it there
+    base_fn, true_residual_fn = model.generators(videos.shape, t, alphas_cumprod)
+    residual_fn = lambda z_others, estimate: true_residual_fn(z_others, swap(estimate))
   out = diffusion.decomposed_denoise(z_t, alphas_cumprod[t], cfg.lam, base_fn, residual_fn,
                                      objective=cfg.objective, stop_base_grad=True,
                                      learned_variance=cfg.learned_variance)
