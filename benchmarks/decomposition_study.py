@@ -40,7 +40,7 @@ from benchmarks import provenance  # noqa: E402
 from configs import demo  # noqa: E402
 from videofusion_jax import diffusion, sampling  # noqa: E402
 from videofusion_jax.data import video_io  # noqa: E402
-from videofusion_jax.metrics import evaluation, fvd  # noqa: E402
+from videofusion_jax.metrics import evaluation, fvd, motion  # noqa: E402
 from videofusion_jax.metrics.features import FeatureExtractor, extract  # noqa: E402
 from videofusion_jax.models.from_config import model_spec  # noqa: E402
 from videofusion_jax.training.loop import train  # noqa: E402
@@ -157,8 +157,10 @@ def run_study(settings: StudySettings, workdir: str,
       score = fvd.frechet_distance(real, fake)
       runs.append({"lam": lam, "seed": seed, "noise_mode": config.diffusion.noise_mode,
                    "fvd": score, "final_loss": last.get("loss"),
-                   "frame_change": sampling.frame_change(videos),
+                   "frame_change": motion.frame_change(videos),
                    "train_s": t1 - t0, "sample_s": t2 - t1, "score_s": time.time() - t2})
+      if not settings.data_path:  # flat-background shapes: glide vs jitter
+        runs[-1]["object_motion"] = motion.object_motion(videos)._asdict()
       logging.info("lam %g seed %d: FVD %.1f", lam, seed, score)
   return {"settings": dataclasses.asdict(settings), "runs": runs, "summary": summarise(runs),
           "real_features_s": real_s, "wall_s": time.time() - start,

@@ -87,6 +87,8 @@ _JSON_LINE = re.compile(r"^([A-Z0-9_]+)_JSON (\{.*\})\s*$")
 _SAMPLED_STEP = re.compile(r"Sampling with the \w+ parameters of step (\d+)")
 _SAMPLE_LINE = re.compile(r"frame-to-frame change ([\d.]+)/255, brightness flicker ([\d.]+)/255"
                           r"(?:, frames to centre ([\d.]+)/255)?")
+_MOTION_LINE = re.compile(r"\b(samples|data): +objects move ([\d.]+|nan) px/frame along a path "
+                          r"of ([\d.]+|nan) \(straightness ([\d.]+|nan)\)")
 
 
 def wheel_download_command(dest: Path, python: str = sys.executable) -> list[str]:
@@ -181,6 +183,10 @@ def parse_results(lines: list[str]) -> dict:
                                                brightness_flicker=float(m.group(2)))
       if m.group(3):
         results["SAMPLES"]["centre_distance"] = float(m.group(3))
+    elif m := _MOTION_LINE.search(line):
+      keys = ("speed", "path_speed", "straightness")
+      results.setdefault("SAMPLES", {})[f"{m.group(1)}_motion"] = {
+          k: float(v) for k, v in zip(keys, m.groups()[1:])}
     elif m := _SAMPLED_STEP.search(line):
       results.setdefault("SAMPLES", {})["checkpoint_step"] = int(m.group(1))
   return results

@@ -190,7 +190,8 @@ def quickstart():
           from videofusion_jax import display
           from videofusion_jax.data import video_io
           from videofusion_jax.data.sources import make_source
-          from videofusion_jax.sampling import frame_change, sample
+          from videofusion_jax.metrics.motion import frame_change
+          from videofusion_jax.sampling import sample
 
           paths = [p for p in sample(config, WORKDIR) if p.suffix == ".mp4"]
           videos = np.stack([video_io.read_video(p) for p in paths])

@@ -225,32 +225,6 @@ def _progress_line(start: float):
   return show
 
 
-def frame_change(videos: np.ndarray) -> float:
-  """Mean absolute change between consecutive frames, in 0..255 units: how much a
-  video moves (or flickers). uint8 (K, N, H, W, C)."""
-  return float(np.abs(np.diff(videos.astype(np.float32), axis=1)).mean())
-
-
-def centre_distance(videos: np.ndarray) -> float:
-  """Mean absolute difference between each non-centre frame and the centre frame, in
-  0..255 units: whether the residual frames show what the base generator's centre frame
-  shows (the synthetic data's is ~8/255; frames that drift away from the centre give
-  20+). uint8 (K, N, H, W, C)."""
-  frames = videos.astype(np.float32)
-  c = diffusion.centre_index(frames.shape[1])
-  others = np.asarray(diffusion.other_frame_indices(frames.shape[1]))
-  return float(np.abs(frames[:, others] - frames[:, c:c + 1]).mean())
-
-
-def brightness_flicker(videos: np.ndarray) -> float:
-  """Mean absolute change of a frame's mean intensity between consecutive frames, in
-  0..255 units: the part of `frame_change` that is the whole frame getting brighter or
-  darker, which real footage (and the synthetic data, ~0.7) barely has. uint8 (K, N, H,
-  W, C)."""
-  means = videos.astype(np.float32).mean(axis=(2, 3, 4))
-  return float(np.abs(np.diff(means, axis=1)).mean())
-
-
 def write_samples(batches, out_dir: Path, *, fps: int, image_size: int) -> list[Path]:
   """Write each video as mp4 + gif and all of them as one strip.png; return the paths.
 

@@ -66,6 +66,9 @@ def _check_study(result, settings):
   assert row["std"] == pytest.approx(np.std(fvds, ddof=1))
   assert "0.25" in decomposition_study.format_table(result)
   assert all(r["noise_mode"] == "decomposed" for r in result["runs"])
+  # Synthetic shapes: each run also says whether its objects glide or jitter.
+  assert all(set(r["object_motion"]) == {"speed", "path_speed", "straightness"}
+             for r in result["runs"])
 
 
 @pytest.mark.slow  # two sampler runs (~16-35 s); make test is at 9m50s of its 10

@@ -108,12 +108,17 @@ def test_results_are_the_json_lines_and_the_sample_clis_smoothness():
   lines = ["I1203 sampling.py:256] Sampling with the EMA parameters of step 600 in /w/c.",
            "noise", 'TABLE4_JSON {"ratios": {"latency_ratio": 0.5}}', "TRAIN_JSON {broken}",
            "wrote 8 videos (mp4 + gif) and a frame strip to /w/samples/ (frame-to-frame "
-           "change 9.7/255, brightness flicker 3.6/255, frames to centre 5.4/255)"]
+           "change 9.7/255, brightness flicker 3.6/255, frames to centre 5.4/255)",
+           "samples: objects move 0.25 px/frame along a path of 0.35 (straightness 0.71)",
+           "data:    objects move 0.30 px/frame along a path of 0.35 (straightness 0.86)"]
   results = device_session.parse_results(lines)
   assert results["TABLE4"] == {"ratios": {"latency_ratio": 0.5}}
   assert results["TRAIN"] == {"unparsed": "{broken}"}
-  assert results["SAMPLES"] == {"frame_change": 9.7, "brightness_flicker": 3.6,
-                                "centre_distance": 5.4, "checkpoint_step": 600}
+  assert results["SAMPLES"] == {
+      "frame_change": 9.7, "brightness_flicker": 3.6, "centre_distance": 5.4,
+      "checkpoint_step": 600,
+      "samples_motion": {"speed": 0.25, "path_speed": 0.35, "straightness": 0.71},
+      "data_motion": {"speed": 0.30, "path_speed": 0.35, "straightness": 0.86}}
 
 
 def test_a_step_past_its_deadline_is_killed_with_its_children(tmp_path):
