@@ -5,9 +5,10 @@
 
 `make demo` passes `:gpu` when JAX's default backend is a GPU or TPU. On 2 CPU cores the
 samples keep one object per video, the centre frame included, with a frame change of
-5.1/255 (data 3.9-4.8) but softer shapes and less motion than the data
-(benchmarks/RESULTS.md "Demo quality"). The `:gpu` setting runs 12-17 steps/s on an
-H200; its recipe gave 3.9/255 at 1,000 steps (measured on a CPU).
+5.1/255 (data 3.9-4.8), but softer shapes than the data's, and they jitter in place
+rather than glide (net speed 0.07 px/frame, data 0.29). The `:gpu` setting runs 12-17
+steps/s on an H200. Its recipe, run on a CPU to 1,750 steps, glides: 0.25 px/frame
+(benchmarks/RESULTS.md "Demo quality").
 """
 
 from configs import base
@@ -44,14 +45,16 @@ def get_config(arg: str = ""):
   c.optim.warmup_steps = 100
   c.optim.base_lr_scale = 1.0         # trained from scratch: no pretrained base to protect
   c.sample.num_steps = 25
-  c.sample.eta = 1.0                  # fresh noise per step lets frames re-align late
+  c.sample.eta = 1.0                  # here: half eta 0's jitter (the model has no motion yet)
   c.sample.num_videos = 4
   c.sample.batch_size = 4
   if arg == "gpu":
     # Same model, data and process (a CPU checkpoint in runs/demo resumes here): 17x the
     # steps at 4x the batch, the lr annealed to 0, a longer EMA; on an H200 10-14 minutes
-    # (12-17 steps/s). Its first 1,000 steps, run on a CPU: frame change 6.4 / 3.9 /255
-    # and 6.2 / 5.1 to the centre at 500 / 1,000 steps (RESULTS.md "Demo quality").
+    # (12-17 steps/s). Its first 1,750 steps, run on a CPU: objects move 0.10 / 0.17 /
+    # 0.25 / 0.25 px/frame net at 500 / 1,000 / 1,500 / 1,750 steps (data 0.29), with
+    # straightness 0.22 / 0.50 / 0.72 / 0.75 (data 0.85): motion, not jitter, from
+    # ~1,000 steps on (RESULTS.md "Demo quality").
     c.train.num_steps = 10_000
     c.train.batch_size = 32
     c.train.ema_decay = 0.999
@@ -62,6 +65,10 @@ def get_config(arg: str = ""):
     # One reader thread makes ~600 synthetic clips/s; a GPU step of batch 32 wants more.
     c.data.worker_count = 8
     c.sample.num_steps = 50
+    # Deterministic DDIM keeps the motion the residual generator has learned: at 1,750
+    # steps eta 0 moves objects 0.25 px/frame (data 0.29) along a path as long as the
+    # data's, while eta 1's fresh noise shrinks it to 0.14 (RESULTS.md "Demo quality").
+    c.sample.eta = 0.0
     c.sample.num_videos = 8
     c.sample.batch_size = 8
   return c

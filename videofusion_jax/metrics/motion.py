@@ -48,8 +48,8 @@ class ObjectMotion(NamedTuple):
 
   A glide in a straight line has `path_speed == speed` and `straightness` 1. Jitter in
   place travels a path but gets nowhere, so `speed` is near 0 and `straightness` is
-  small. The synthetic data (`configs/demo.py`) moves 0.30 px/frame net along a path of
-  0.35 (straightness 0.86, less than 1 where shapes bounce off the walls).
+  small. The synthetic data (`configs/demo.py`) moves 0.29 px/frame net along a path of
+  0.35 (straightness 0.84, less than 1 where shapes bounce off the walls).
   """
   speed: float         # |last centroid - first| / (N - 1)
   path_speed: float    # sum of |centroid steps| / (N - 1)
