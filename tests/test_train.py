@@ -1,7 +1,10 @@
 """Train -> checkpoint -> resume -> sample, on the built-in synthetic set."""
 
 import json
+import os
 import shutil
+import signal
+import time
 
 import jax
 import numpy as np
@@ -12,7 +15,9 @@ from configs import demo
 from videofusion_jax.checkpoint import Checkpoints
 from videofusion_jax.data import video_io
 from videofusion_jax.sampling import sample
+from videofusion_jax.metric_writers import MetricWriter
 from videofusion_jax.training.loop import train
+from videofusion_jax.training.preemption import Preemption
 
 
 def tiny_config(num_steps=3):
@@ -68,6 +73,48 @@ def test_straight_run_logs_every_step_and_saves_at_exit(straight):
   assert list((straight / "tensorboard").iterdir())
   saved = sorted(int(p.name) for p in (straight / "checkpoints").iterdir() if p.name.isdigit())
   assert saved == [2, 3]  # every 2 steps, and at exit
+
+
+def test_ctrl_c_saves_the_step_it_stopped_at(tmp_path, monkeypatch):
+  write = MetricWriter.write
+
+  def write_then_interrupt(self, step, scalars):
+    write(self, step, scalars)
+    if step == 2:  # Ctrl-C lands between steps 2 and 3
+      os.kill(os.getpid(), signal.SIGINT)
+
+  monkeypatch.setattr(MetricWriter, "write", write_then_interrupt)
+  config = tiny_config(num_steps=50)
+  config.train.checkpoint_every = 50  # no periodic save before the interrupt
+  before = signal.getsignal(signal.SIGINT)
+  try:
+    train(config, str(tmp_path))
+  except KeyboardInterrupt:
+    pytest.fail("Ctrl-C interrupted training instead of saving and stopping")
+  assert [l["step"] for l in _metrics(tmp_path)] == [1, 2]
+  saved = [p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
+  assert saved == ["2"]
+  assert signal.getsignal(signal.SIGINT) is before  # restored
+
+
+def test_sigterm_and_a_first_ctrl_c_ask_to_save_a_second_ctrl_c_interrupts():
+  before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+  for signum in (signal.SIGTERM, signal.SIGINT):
+    preemption = Preemption()
+    name = signal.Signals(signum).name
+    try:
+      try:
+        os.kill(os.getpid(), signum)
+        time.sleep(0.05)  # the handler runs in the main thread at the next bytecode
+      except KeyboardInterrupt:
+        pytest.fail(f"{name} interrupted at once instead of asking to save")
+      assert preemption.requested, name
+      with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1.0)
+    finally:
+      preemption.restore()
+  assert {s: signal.getsignal(s) for s in before} == before
 
 
 def test_resume_past_a_killed_save_is_bitwise_identical(straight, tmp_path):

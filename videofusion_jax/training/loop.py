@@ -1,14 +1,14 @@
 """The training loop: `train(config, workdir)`, what `python -m videofusion_jax.train` runs.
 
 Resumes from the latest checkpoint in WORKDIR (state, EMA, data position), saves every
-`train.checkpoint_every` steps, at the end and on SIGTERM (preemptible TPUs send it),
-writes metrics (TensorBoard, metrics.jsonl, a progress line) and EMA sample videos.
+`train.checkpoint_every` steps, at the end, and on SIGTERM (preemptible TPUs send it) or
+a first Ctrl-C, writes metrics (TensorBoard, metrics.jsonl, a progress line) and EMA
+sample videos.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from videofusion_jax.models.from_config import ModelSpec, condition_of, model_sp
 from videofusion_jax.sample_conditions import sample_conditions
 from videofusion_jax.sampling import VideoSampler, sampler_config, write_samples
 from videofusion_jax.training import init_from
+from videofusion_jax.training.preemption import Preemption
 from videofusion_jax.training.optimizer import learning_rate, make_optimizer
 from videofusion_jax.training.step import StepConfig, StepShardings, make_train_step
 
@@ -74,21 +75,6 @@ def create_state(spec: ModelSpec, config: ml_collections.ConfigDict, mesh, rules
     state, ema = jax.device_put(create(), shardings) if mesh.size == 1 else init()
     state, ema = init_from.apply(state, ema, spec.config, config.train)  # init_*_from
   return TrainState(graphdef, nnx.graphdef(abstract_model), state, ema, target, shardings)
-
-
-class _Preemption:
-  """Turns SIGTERM into a flag the loop checks, so it can save before exiting."""
-
-  def __init__(self):
-    self.requested = False
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-  def _handle(self, signum, frame):
-    logging.warning("SIGTERM received: saving a checkpoint and stopping.")
-    self.requested = True
-
-  def restore(self):
-    signal.signal(signal.SIGTERM, self._previous)
 
 
 def _check_train_config(config: ml_collections.ConfigDict) -> None:
@@ -152,7 +138,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   writer = MetricWriter(workdir, tensorboard=t.tensorboard)
   progress = ProgressLine(t.num_steps, start)
   sampler = None
-  preemption = _Preemption()
+  preemption = Preemption()
   train_key = jax.random.key(config.seed + 1)
   last = {}
   step = start

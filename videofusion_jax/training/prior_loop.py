@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import signal
 from pathlib import Path
 
 import jax
@@ -33,6 +32,7 @@ from videofusion_jax.metric_writers import MetricWriter, ProgressLine
 from videofusion_jax.models.prior import PriorConfig, PriorStat, PriorTransformer
 from videofusion_jax.prior_sampling import prior_x0_fn
 from videofusion_jax.training.optimizer import learning_rate
+from videofusion_jax.training.preemption import Preemption
 from videofusion_jax.training.prior_data import (PriorData, read_clip_cache,
                                                  synthetic_prior_data)
 from videofusion_jax.training.step import ema_decay_at, ema_update
@@ -190,12 +190,11 @@ def train_prior(config: ml_collections.ConfigDict, workdir: str) -> dict[str, fl
   step_fn = make_prior_step(graphdef, float(t.cond_drop_prob), float(t.ema_decay))
   writer = MetricWriter(workdir, tensorboard=t.tensorboard)
   progress = ProgressLine(t.num_steps, start)
-  stop = {"requested": False}
-  previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
+  preemption = Preemption()
   key = jax.random.key(config.seed + 1)
   last, step = {}, start
   try:
-    while step < t.num_steps and not stop["requested"]:
+    while step < t.num_steps and not preemption.requested:
       batch = data.batch(_batch_indices(len(data), t.batch_size, config.seed, step))
       state, ema, metrics = step_fn(state, ema, batch, null, jax.random.fold_in(key, step),
                                     schedule)
@@ -208,7 +207,7 @@ def train_prior(config: ml_collections.ConfigDict, workdir: str) -> dict[str, fl
     if step > start and ckpt.latest_step() != step:
       ckpt.save(step, state, ema, None, config, force=True)
   finally:
-    signal.signal(signal.SIGTERM, previous)
+    preemption.restore()
     ckpt.close()
     writer.close()
   return last
