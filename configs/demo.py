@@ -7,7 +7,7 @@
 samples keep one object per video, the centre frame included, with a frame change of
 5.1/255 (data 3.9-4.8), but softer shapes than the data's, and they jitter in place
 rather than glide (net speed 0.07 px/frame, data 0.29). The `:gpu` setting runs 12-17
-steps/s on an H200. Its recipe, run on a CPU to 1,750 steps, glides: 0.25 px/frame
+steps/s on an H200. Its recipe, run on a CPU to 2,000 steps, glides: 0.25 px/frame
 (benchmarks/RESULTS.md "Demo quality").
 """
 
@@ -51,9 +51,9 @@ def get_config(arg: str = ""):
   if arg == "gpu":
     # Same model, data and process (a CPU checkpoint in runs/demo resumes here): 17x the
     # steps at 4x the batch, the lr annealed to 0, a longer EMA; on an H200 10-14 minutes
-    # (12-17 steps/s). Its first 1,750 steps, run on a CPU: objects move 0.10 / 0.17 /
-    # 0.25 / 0.25 px/frame net at 500 / 1,000 / 1,500 / 1,750 steps (data 0.29), with
-    # straightness 0.22 / 0.50 / 0.72 / 0.75 (data 0.85): motion, not jitter, from
+    # (12-17 steps/s). Its first 2,000 steps, run on a CPU: objects move 0.10 / 0.17 /
+    # 0.25 / 0.25 px/frame net at 500 / 1,000 / 1,500 / 2,000 steps (data 0.29), with
+    # straightness 0.22 / 0.50 / 0.72 / 0.81 (data 0.84): motion, not jitter, from
     # ~1,000 steps on (RESULTS.md "Demo quality").
     c.train.num_steps = 10_000
     c.train.batch_size = 32
@@ -65,9 +65,9 @@ def get_config(arg: str = ""):
     # One reader thread makes ~600 synthetic clips/s; a GPU step of batch 32 wants more.
     c.data.worker_count = 8
     c.sample.num_steps = 50
-    # Deterministic DDIM keeps the motion the residual generator has learned: at 1,750
-    # steps eta 0 moves objects 0.25 px/frame (data 0.29) along a path as long as the
-    # data's, while eta 1's fresh noise shrinks it to 0.14 (RESULTS.md "Demo quality").
+    # Deterministic DDIM keeps the motion the residual generator has learned: at 2,000
+    # steps eta 0 moves objects 0.25 px/frame (data 0.29), while eta 1's fresh noise
+    # shrinks it to 0.15, and shrank it with training (RESULTS.md "Demo quality").
     c.sample.eta = 0.0
     c.sample.num_videos = 8
     c.sample.batch_size = 8

@@ -173,5 +173,6 @@ def test_rehearsal_runs_every_step_and_returns_its_numbers(tmp_path):
   assert steps["table4"]["results"]["TABLE4"]["ratios"]["latency_ratio"] > 0
   assert steps["demo"]["results"]["SAMPLES"]["frame_change"] >= 0
   assert steps["demo"]["results"]["SAMPLES"]["checkpoint_step"] == 2
+  assert 0.2 < steps["demo"]["results"]["SAMPLES"]["data_motion"]["speed"] < 0.4
   assert (out / "demo_strip.png").exists() and (out / "demo_metrics.jsonl").exists()
   assert len(list(out.iterdir())) <= 8  # what a device call returns
