@@ -16,7 +16,7 @@ from videofusion_jax.checkpoint import Checkpoints
 from videofusion_jax.data import video_io
 from videofusion_jax.sampling import sample
 from videofusion_jax.metric_writers import MetricWriter
-from videofusion_jax.training.loop import train
+from videofusion_jax.training.loop import outcome, train
 from videofusion_jax.training.preemption import Preemption
 
 
@@ -95,6 +95,9 @@ def test_ctrl_c_saves_the_step_it_stopped_at(tmp_path, monkeypatch):
   saved = [p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
   assert saved == ["2"]
   assert signal.getsignal(signal.SIGINT) is before  # restored
+  assert outcome(str(tmp_path), 50, {"loss": 0.5}).startswith(
+      f"stopped at step 2 of 50, saved in {tmp_path} (the same command resumes): loss=0.5")
+  assert outcome(str(tmp_path), 2, {}).startswith("training done")
 
 
 def test_sigterm_and_a_first_ctrl_c_ask_to_save_a_second_ctrl_c_interrupts():

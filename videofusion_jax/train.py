@@ -13,8 +13,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from videofusion_jax.metric_writers import quiet_library_logs
-
-from videofusion_jax.training.loop import train
+from videofusion_jax.training.loop import outcome, train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -28,8 +27,7 @@ def main(argv):
   logging.info("JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(),
                jax.devices())
   metrics = train(_CONFIG.value, _WORKDIR.value)
-  print(f"training done in {_WORKDIR.value}: " +
-        ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+  print(outcome(_WORKDIR.value, _CONFIG.value.train.num_steps, metrics))
 
 
 if __name__ == "__main__":

@@ -166,6 +166,21 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   return last
 
 
+def outcome(workdir: str, num_steps: int, metrics: dict) -> str:
+  """The line the CLI ends with: done, or stopped early (SIGTERM, Ctrl-C) and resumable."""
+  summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
+  summary = f": {summary}" if summary else ""  # empty when stopped before the first log
+  ckpt = Checkpoints(workdir, read_only=True)
+  try:
+    step = ckpt.latest_step()
+  finally:
+    ckpt.close()
+  if step is not None and step < num_steps:
+    return (f"stopped at step {step} of {num_steps}, saved in {workdir} (the same command "
+            f"resumes){summary}")
+  return f"training done in {workdir}{summary}"
+
+
 def _make_sampler(model_graphdef, vf, config, mesh, rules) -> VideoSampler:
   s = config.sample
   return VideoSampler(model_graphdef, vf, num_frames=config.data.num_frames,
