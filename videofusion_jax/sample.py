@@ -69,6 +69,19 @@ _GUIDANCE = flags.DEFINE_float("guidance_scale", None, "Classifier-free guidance
                                "(1: conditional only, 0: unconditional).")
 
 
+def synthetic_motion(config, videos: np.ndarray, num_clips: int = 64) -> str:
+  """The samples' object motion beside the synthetic data's.
+
+  Frame change alone cannot tell a glide from jitter in place. On the synthetic set's
+  flat background the objects' centroid can (`metrics.motion.object_motion`).
+  """
+  source = make_source(config.data, seed=config.seed)
+  clips = [source[i]["video"] for i in range(min(num_clips, len(source)))]
+  data = video_io.to_uint8(np.stack(clips))
+  return (f"samples: {object_motion(videos).describe()}\n"
+          f"data:    {object_motion(data).describe()}")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -109,19 +122,6 @@ def main(argv):
         f"{centre_distance(videos):.1f}/255)")
   if config.data.source == "synthetic":
     print(synthetic_motion(config, videos))
-
-
-def synthetic_motion(config, videos: np.ndarray, num_clips: int = 64) -> str:
-  """The samples' object motion beside the synthetic data's.
-
-  Frame change alone cannot tell a glide from jitter in place. On the synthetic set's
-  flat background the objects' centroid can (`metrics.motion.object_motion`).
-  """
-  source = make_source(config.data, seed=config.seed)
-  clips = [source[i]["video"] for i in range(min(num_clips, len(source)))]
-  data = video_io.to_uint8(np.stack(clips))
-  return (f"samples: {object_motion(videos).describe()}\n"
-          f"data:    {object_motion(data).describe()}")
 
 
 if __name__ == "__main__":
