@@ -56,6 +56,12 @@ def config_differences(saved: dict, config: ml_collections.ConfigDict) -> list[s
   return diffs
 
 
+# A reader creates and deletes nothing; no count to keep and no saves to space (orbax
+# would set both itself, warning each time).
+_READER_OPTIONS = dict(read_only=True, create=False, cleanup_tmp_directories=False,
+                       max_to_keep=None, save_interval_steps=0)
+
+
 class Checkpoints:
   """Save and restore (state, ema, data iterator, config) by step."""
 
@@ -68,9 +74,8 @@ class Checkpoints:
     self.directory = Path(workdir).absolute() / "checkpoints"
     self.manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,
-                                             cleanup_tmp_directories=not read_only,
-                                             read_only=read_only))
+        options=ocp.CheckpointManagerOptions(**(_READER_OPTIONS if read_only else dict(
+            max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True))))
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()

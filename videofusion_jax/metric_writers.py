@@ -77,10 +77,14 @@ class ProgressLine:
 
 
 class _LibraryInfoFilter(logging_lib.Filter):
-  """Drops INFO lines from orbax/grain (a few per checkpoint) that bury the progress line."""
+  """Drops INFO lines from orbax/grain (a few per checkpoint) that bury the progress line,
+  and orbax's warning that a folder is read only: `Checkpoints(read_only=True)` readers
+  (sampling, evaluation, the train CLI's last line) open it so on purpose."""
 
   def filter(self, record: logging_lib.LogRecord) -> bool:
     noisy = any(f"/{lib}/" in record.pathname for lib in ("orbax", "grain"))
+    if noisy and "read only" in record.getMessage():
+      return False
     return record.levelno >= logging_lib.WARNING or not noisy
 
 

@@ -28,8 +28,8 @@ from videofusion_jax.models.from_config import ModelSpec, condition_of, model_sp
 from videofusion_jax.sample_conditions import sample_conditions
 from videofusion_jax.sampling import VideoSampler, sampler_config, write_samples
 from videofusion_jax.training import init_from
-from videofusion_jax.training.preemption import Preemption
 from videofusion_jax.training.optimizer import learning_rate, make_optimizer
+from videofusion_jax.training.preemption import Preemption
 from videofusion_jax.training.step import StepConfig, StepShardings, make_train_step
 
 
