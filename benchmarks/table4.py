@@ -10,7 +10,10 @@ Here both models are built from one preset (VDM* = the preset's base U-Net with
 temporal attention after each spatial attention, on all N frames; `models/vdm.py`)
 and measured in one process: each step function is compiled once (compile time
 reported apart), warmed up, then timed call by call (`block_until_ready`), the two
-variants interleaved, the median of `--steps` calls reported. Memory: XLA's memory
+variants interleaved, the median of `--steps` calls reported. The parameters go in as a
+list of arrays, as the training loop passes them: nnx.State is flattened in Python at
+every call, which would add host time in proportion to the number of arrays, and
+VideoFusion has 1.8x VDM*'s (two U-Nets). Memory: XLA's memory
 analysis of the compiled step (arguments + outputs + temporaries, the same number on
 every backend), and where the device reports `memory_stats()` (GPU/TPU) also the peak
 of a fresh process per variant. FLOPs: XLA's cost analysis. The whole `--sampler_steps`
@@ -139,17 +142,19 @@ def step_variant(config, setup: Setup) -> dict:
   schedule = diffusion.make_schedule("cosine", 1000)
   config.check_video(setup.shape())
 
+  leaves, treedef = jax.tree.flatten(state)
+
   @jax.jit
-  def step(state, z, t):
-    model = nnx.merge(graphdef, state).in_compute_dtype()
+  def step(leaves, z, t):
+    model = nnx.merge(graphdef, treedef.unflatten(leaves)).in_compute_dtype()
     return model(z, t, schedule.alphas_cumprod).eps
 
   z = jax.random.normal(jax.random.key(0), setup.shape())
   t = jnp.full((setup.batch,), 500, jnp.int32)
   start = time.perf_counter()
-  compiled = step.lower(state, z, t).compile()
+  compiled = step.lower(leaves, z, t).compile()
   compile_s = time.perf_counter() - start
-  return dict(graphdef=graphdef, state=state, fn=compiled, args=(state, z, t),
+  return dict(graphdef=graphdef, state=state, fn=compiled, args=(leaves, z, t),
               compile_s=compile_s, flops=_flops(compiled), params=_param_count(state),
               **_memory_bytes(compiled))
 
@@ -172,21 +177,22 @@ def part_variants(configs: dict, setup: Setup) -> dict:
   parts = {}
   for name, (unet_config, frames, clip_frames) in pieces.items():
     graphdef, state = nnx.split(UNet(unet_config, rngs=nnx.Rngs(0)))
-    state = cast_floats(state, setup.dtype)
+    leaves, treedef = jax.tree.flatten(cast_floats(state, setup.dtype))
 
     @jax.jit
-    def unet_call(state, x, t, frame_index, graphdef=graphdef, clip_frames=clip_frames):
+    def unet_call(leaves, x, t, frame_index, graphdef=graphdef, treedef=treedef,
+                  clip_frames=clip_frames):
       extra = ({} if clip_frames is None
                else dict(frame_index=frame_index, num_frames=clip_frames))
-      return nnx.merge(graphdef, state)(x, t, **extra)
+      return nnx.merge(graphdef, treedef.unflatten(leaves))(x, t, **extra)
 
     x = jax.random.normal(jax.random.key(0), (frames, h, w, unet_config.in_channels))
     t = jnp.full((frames,), 500, jnp.int32)
     frame_index = (jnp.tile(jnp.asarray(diffusion.other_frame_indices(n), jnp.int32), b)
                    if clip_frames else jnp.zeros((frames,), jnp.int32))
     start = time.perf_counter()
-    compiled = unet_call.lower(state, x, t, frame_index).compile()
-    parts[name] = dict(fn=compiled, args=(state, x, t, frame_index),
+    compiled = unet_call.lower(leaves, x, t, frame_index).compile()
+    parts[name] = dict(fn=compiled, args=(leaves, x, t, frame_index),
                        compile_s=time.perf_counter() - start, flops=_flops(compiled))
   return parts
 
@@ -267,7 +273,8 @@ def run(setup: Setup, *, steps: int = 20, sampler_steps: int = 50, sampler_calls
             "flops_ratio": vf["flops"] / vdm["flops"] if vdm["flops"] else float("nan")}
   if sampler_steps:
     # Per step inside the sampler's one scan: no dispatch or sync per step, which a lone
-    # step call pays (on an H200 ~8 ms of VideoFusion's 34, so host overhead goes negative).
+    # step call pays (on an H200 ~8 ms of VideoFusion's 34 at commit 863c5ad, when the
+    # step still took nnx.State; so host overhead went negative).
     ratios["sampler_latency_ratio"] = vf["sampler_s"] / vdm["sampler_s"]
   return {"setup": dataclasses.asdict(setup), "shape": list(setup.shape()),
           "rows": rows, "parts": part_rows, "ratios": ratios, "paper": PAPER, "steps": steps,

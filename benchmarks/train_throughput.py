@@ -30,7 +30,8 @@ from benchmarks import provenance  # noqa: E402
 from videofusion_jax import diffusion, parallel  # noqa: E402
 from videofusion_jax.models.from_config import model_spec  # noqa: E402
 from videofusion_jax.training.loop import create_state, step_shardings  # noqa: E402
-from videofusion_jax.training.step import StepConfig, make_train_step  # noqa: E402
+from videofusion_jax.training.step import (StateLeaves, StepConfig,  # noqa: E402
+                                           make_train_step)
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Experiment config.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per variant and round.")
@@ -56,7 +57,10 @@ def build(config, remat: bool):
   ts = create_state(spec, config, mesh, rules)
   shardings = step_shardings(ts, config, mesh, rules)
   batch_sh = shardings.batch
-  step = make_train_step(ts.graphdef, StepConfig(lam=spec.config.lam), shardings=shardings)
+  layout = StateLeaves.of(ts.state, ts.ema)  # as train() passes them
+  step = make_train_step(ts.graphdef, StepConfig(lam=spec.config.lam), shardings=shardings,
+                         leaves=layout)
+  state, ema = layout.flatten(ts.state, ts.ema)
   d = config.data
   video = np.zeros((config.train.batch_size, d.num_frames, d.image_size, d.image_size,
                     d.channels), np.float32)
@@ -64,12 +68,12 @@ def build(config, remat: bool):
   schedule = diffusion.make_schedule(config.diffusion.schedule,
                                      config.diffusion.num_timesteps)
   start = time.perf_counter()
-  compiled = step.lower(ts.state, ts.ema, batch, jax.random.key(0), schedule).compile()
+  compiled = step.lower(state, ema, batch, jax.random.key(0), schedule).compile()
   compile_s = time.perf_counter() - start
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   memory = compiled.memory_analysis()
-  return dict(fn=compiled, state=ts.state, ema=ts.ema, batch=batch, schedule=schedule,
+  return dict(fn=compiled, state=state, ema=ema, batch=batch, schedule=schedule,
               flops=float(cost.get("flops", 0.0)), compile_s=compile_s,
               temp_gb=getattr(memory, "temp_size_in_bytes", 0) / 2**30)
 

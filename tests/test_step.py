@@ -36,3 +36,38 @@ def test_base_moves_less_or_not_at_all():
     d_base = float(jnp.abs(moved["base"]["w"] - 1).max())
     d_res = float(jnp.abs(moved["residual"]["w"] - 1).max())
     np.testing.assert_allclose(d_base, ratio * d_res, rtol=1e-5)
+
+
+def test_the_step_over_leaf_lists_is_the_step_over_trees():
+  """What the training loop runs (state and EMA as lists of arrays, `StateLeaves`) gives
+  bit for bit the states, EMA and metrics of the step over nnx.State trees."""
+  import dataclasses
+  from flax import nnx
+  from videofusion_jax import diffusion
+  from videofusion_jax.models.unet import UNetConfig
+  from videofusion_jax.models.videofusion import VideoFusion, VideoFusionConfig
+  from videofusion_jax.training.step import StateLeaves, StepConfig, make_train_step
+  unet = UNetConfig(block_out_channels=(16,), layers_per_block=1, attention_levels=(),
+                    mid_block_attention=False, norm_num_groups=8)
+  model = VideoFusion(VideoFusionConfig(base=unet, residual=dataclasses.replace(
+      unet, temporal="attention", attention_head_dim=8)), rngs=nnx.Rngs(0))
+  graphdef, state = nnx.split((model, nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)))
+  ema = nnx.state(model, nnx.Param)
+  layout = StateLeaves.of(state, ema)
+  schedule = diffusion.make_schedule("cosine", 100)
+  video = jax.random.uniform(jax.random.key(1), (2, 3, 8, 8, 3), minval=-1, maxval=1)
+  tree_step = make_train_step(graphdef, StepConfig(ema_decay=0.9))
+  leaf_step = make_train_step(graphdef, StepConfig(ema_decay=0.9), leaves=layout)
+  copy = lambda tree: jax.tree.map(jnp.copy, tree)  # each step donates its inputs
+  trees = (copy(state), copy(ema))
+  leaves = layout.flatten(copy(state), copy(ema))
+  for k in range(2):
+    *trees, tree_metrics = tree_step(*trees, {"video": video}, jax.random.key(k), schedule)
+    *leaves, leaf_metrics = leaf_step(*leaves, {"video": video}, jax.random.key(k), schedule)
+    assert jax.tree.map(float, tree_metrics) == jax.tree.map(float, leaf_metrics)
+  assert float(tree_metrics["loss"]) > 0
+  rebuilt = layout.unflatten(*leaves)
+  assert jax.tree.structure(rebuilt) == jax.tree.structure(tuple(trees))
+  for got, want in zip(jax.tree.leaves(rebuilt), jax.tree.leaves(trees)):
+    np.testing.assert_array_equal(got, want)
+  assert not np.allclose(jax.tree.leaves(rebuilt[1])[0], jax.tree.leaves(ema)[0])  # it trained

@@ -30,7 +30,8 @@ from videofusion_jax.sampling import VideoSampler, sampler_config, write_samples
 from videofusion_jax.training import init_from
 from videofusion_jax.training.optimizer import learning_rate, make_optimizer
 from videofusion_jax.training.preemption import Preemption
-from videofusion_jax.training.step import StepConfig, StepShardings, make_train_step
+from videofusion_jax.training.step import (StateLeaves, StepConfig, StepShardings,
+                                           make_train_step)
 
 
 @dataclasses.dataclass
@@ -129,12 +130,17 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
 
   shardings = step_shardings(ts, config, mesh, rules)
   batch_sharding = shardings.batch
+  # The loop carries the state and EMA as lists of arrays and rebuilds the trees only
+  # to save or sample (StateLeaves: the trees cost host time at every call).
+  layout = StateLeaves.of(state, ema)
+  state_leaves, ema_leaves = layout.flatten(state, ema)
+  del state, ema  # donated by the first step: only the leaves stay valid
   lr = learning_rate(config.optim, t.num_steps)
   step_fn = make_train_step(ts.graphdef, StepConfig(
       lam=vf.lam, noise_mode=config.diffusion.noise_mode,
       base_stop_gradient=t.base_stop_gradient, ema_decay=t.ema_decay,
       cond_drop_prob=t.get("cond_drop_prob", 0.0) if cond.enabled else 0.0), lr,
-      shardings=shardings)
+      shardings=shardings, leaves=layout)
   writer = MetricWriter(workdir, tensorboard=t.tensorboard)
   progress = ProgressLine(t.num_steps, start)
   sampler = None
@@ -145,20 +151,22 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   try:
     while step < t.num_steps and not preemption.requested:
       batch = parallel.global_batch(condition_inputs(next(data_iter), cond), batch_sharding)
-      state, ema, metrics = step_fn(state, ema, batch, jax.random.fold_in(train_key, step),
-                                    schedule)
+      state_leaves, ema_leaves, metrics = step_fn(
+          state_leaves, ema_leaves, batch, jax.random.fold_in(train_key, step), schedule)
       step += 1
       if step % t.log_every == 0 or step == t.num_steps:
         last = {k: float(v) for k, v in jax.device_get(metrics).items()}
         rate = progress.update(step, last["loss"])
         writer.write(step, dict(last, steps_per_sec=rate))
       if step % t.checkpoint_every == 0:
-        ckpt.save(step, state, ema, data_iter, config)
+        ckpt.save(step, *layout.unflatten(state_leaves, ema_leaves), data_iter, config)
       if t.sample_every and step % t.sample_every == 0:  # every process samples; 0 writes
         sampler = sampler or _make_sampler(ts.model_graphdef, vf, config, mesh, rules)
-        _write_ema_samples(sampler, ema, schedule, config, workdir / "samples" / f"{step:07d}")
+        _write_ema_samples(sampler, layout.ema.unflatten(ema_leaves), schedule, config,
+                           workdir / "samples" / f"{step:07d}")
     if step > start and ckpt.latest_step() != step:
-      ckpt.save(step, state, ema, data_iter, config, force=True)
+      ckpt.save(step, *layout.unflatten(state_leaves, ema_leaves), data_iter, config,
+                force=True)
   finally:
     preemption.restore()
     ckpt.close()
