@@ -81,8 +81,9 @@ def build(config, remat: bool):
 def run(v, steps: int) -> float:
   state, ema = v["state"], v["ema"]
   start = time.perf_counter()
-  for k in range(steps):
-    state, ema, metrics = v["fn"](state, ema, v["batch"], jax.random.key(k), v["schedule"])
+  key = jax.random.key(0)  # the step folds in its step count, as in train()
+  for _ in range(steps):
+    state, ema, metrics = v["fn"](state, ema, v["batch"], key, v["schedule"])
   jax.block_until_ready(metrics)
   v["state"], v["ema"] = state, ema
   return (time.perf_counter() - start) / steps

@@ -151,8 +151,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   try:
     while step < t.num_steps and not preemption.requested:
       batch = parallel.global_batch(condition_inputs(next(data_iter), cond), batch_sharding)
-      state_leaves, ema_leaves, metrics = step_fn(
-          state_leaves, ema_leaves, batch, jax.random.fold_in(train_key, step), schedule)
+      state_leaves, ema_leaves, metrics = step_fn(state_leaves, ema_leaves, batch, train_key,
+                                                  schedule)
       step += 1
       if step % t.log_every == 0 or step == t.num_steps:
         last = {k: float(v) for k, v in jax.device_get(metrics).items()}

@@ -114,6 +114,10 @@ def make_train_step(graphdef: nnx.GraphDef, config: StepConfig,
                     leaves: StateLeaves | None = None) -> Callable:
   """-> jitted `train_step(state, ema, batch, key, schedule) -> (state, ema, metrics)`.
 
+  `key` is the run's: the step folds in the optimizer's step count, so a loop passes
+  the same key every step (one host-side `fold_in` less per step) and a resumed run
+  draws what the uninterrupted one would have.
+
   With `shardings`, inputs and outputs are pinned to them (the state stays where
   `parallel.sharded_init` put it, step after step); without, jit follows the inputs.
   With `leaves`, the state and EMA go in and come out as `leaves.flatten` lists.
@@ -121,11 +125,11 @@ def make_train_step(graphdef: nnx.GraphDef, config: StepConfig,
 
   def train_step(state, ema, batch, key, schedule):
     model, optimizer = nnx.merge(graphdef, state)
+    step = optimizer.step[...]
     grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
     groups = (batch["identity"], batch["action"]) if "identity" in batch else None
-    (_, metrics), grads = grad_fn(model, batch["video"], key, schedule, config,
-                                  batch.get("cond"), groups)
-    step = optimizer.step[...]
+    (_, metrics), grads = grad_fn(model, batch["video"], jax.random.fold_in(key, step),
+                                  schedule, config, batch.get("cond"), groups)
     optimizer.update(model, grads)
     ema = ema_update(ema, nnx.state(model, nnx.Param), ema_decay_at(step, config.ema_decay))
     metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
