@@ -30,7 +30,8 @@ Steps (each one or more subprocesses, output teed to OUT/session.log):
   demo        `make demo`'s GPU setting (configs/demo.py:gpu), its training cut at its
               share of the budget if need be, then 8 videos sampled from the last
               checkpoint (issue 12);
-  mfu         benchmarks/train_throughput.py, UCF101 (Table 8) model at 16x64x64, bf16 (issue 4);
+  mfu         benchmarks/train_throughput.py, UCF101 (Table 8) model at 16x64x64, bf16, with
+              XLA and cuDNN attention, and with remat (issue 4);
   table4      benchmarks/table4.py --preset=table8 in bf16: latency, memory, FLOPs ratios and
               the 50-step sampler's host overhead (issue 9).
 The decomposition study's --large setting (4 lams x 3 seeds of 20k steps) does not fit a
@@ -66,6 +67,10 @@ STEPS = ("setup", "precompile", "demo", "mfu", "table4")
 BACKGROUND = ("precompile",)  # started, not waited for, by the session
 TIMED = ("mfu", "table4")     # wait for the background first: they own the GPU while timing
 H200_BF16_PEAK_TFLOPS = 989  # dense, per chip (as train_throughput.py lists)
+# train_throughput's variants, each compiled in a process of its own by `precompile`:
+# cuDNN's flash attention before remat, because at 32x32 tokens XLA's attention writes
+# the logits of every head to memory, which is likely where the MFU goes.
+MFU_VARIANTS = ("no_remat", "cudnn", "remat")
 
 # What the GPU image (Python 3.12, its own jax/jaxlib with CUDA) lacks or holds in another
 # version than ours; their own dependencies are all in the image (KINDS.md's list).
@@ -138,9 +143,10 @@ def step_commands(step: str, *, python: str, out: Path, work: Path, rehearse: bo
     # after the other did not finish in 420 s on an H200 machine (RESULTS.md).
     compiles = []
     for cmd in timed:
-      cmd = [a for a in cmd if not a.startswith("--json=")] + ["--compile_only"]
+      cmd = [a for a in cmd if not a.startswith(("--json=", "--variants="))]
+      cmd.append("--compile_only")
       if "benchmarks/train_throughput.py" in cmd:
-        compiles += [cmd + [f"--variants={v}"] for v in ("no_remat", "remat")]
+        compiles += [cmd + [f"--variants={v}"] for v in MFU_VARIANTS]
       else:
         compiles.append(cmd)
     return compiles
@@ -150,7 +156,7 @@ def step_commands(step: str, *, python: str, out: Path, work: Path, rehearse: bo
                    "--config.model.dtype=bfloat16", "--batch=32",
                    f"--peak_tflops={H200_BF16_PEAK_TFLOPS}"])
     return [[python, "benchmarks/train_throughput.py", *sizes,
-             f"--json={out / 'train_throughput.json'}"]]
+             f"--variants={','.join(MFU_VARIANTS)}", f"--json={out / 'train_throughput.json'}"]]
   if step == "table4":
     sizes = (["--preset=micro", "--batch=1", "--frames=4", "--image_size=16",
               "--sampler_steps=2", "--sampler_calls=1"] if rehearse

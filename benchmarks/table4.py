@@ -79,6 +79,7 @@ class Setup:
   image_size: int
   dtype: str = "float32"
   vdm_temporal: str = "attention"
+  attention: str = "xla"            # model.attention of both models
 
   def shape(self) -> tuple[int, ...]:
     return (self.batch, self.frames, self.image_size, self.image_size, 3)
@@ -98,10 +99,11 @@ def model_configs(setup: Setup) -> dict:
   """{"videofusion": VideoFusionConfig, "vdm": VDMConfig} of one preset and dtype."""
   vf = {"tiny": quarter_table8, "micro": presets.tiny}.get(
       setup.preset, lambda: presets.get_preset(setup.preset))()
-  vf = dataclasses.replace(vf, dtype=setup.dtype, param_dtype=setup.dtype)
+  vf = dataclasses.replace(vf, dtype=setup.dtype, param_dtype=setup.dtype,
+                           attention=setup.attention)
   vdm = VDMConfig(unet=dataclasses.replace(vf.base, temporal="attention"),
                   channels=vf.channels, lam=vf.lam, temporal_placement=setup.vdm_temporal,
-                  dtype=setup.dtype, param_dtype=setup.dtype)
+                  dtype=setup.dtype, param_dtype=setup.dtype, attention=setup.attention)
   return {"videofusion": vf, "vdm": vdm}
 
 
@@ -176,7 +178,8 @@ def part_variants(configs: dict, setup: Setup) -> dict:
                             None)}
   parts = {}
   for name, (unet_config, frames, clip_frames) in pieces.items():
-    graphdef, state = nnx.split(UNet(unet_config, rngs=nnx.Rngs(0)))
+    graphdef, state = nnx.split(UNet(unet_config, attention=setup.attention,
+                                     rngs=nnx.Rngs(0)))
     leaves, treedef = jax.tree.flatten(cast_floats(state, setup.dtype))
 
     @jax.jit
@@ -221,7 +224,8 @@ def _isolated_peak(variant: str, setup: Setup) -> int | None:
   """Peak device bytes of one variant's step, measured in a fresh process."""
   cmd = [sys.executable, __file__, f"--preset={setup.preset}", f"--batch={setup.batch}",
          f"--frames={setup.frames}", f"--image_size={setup.image_size}",
-         f"--dtype={setup.dtype}", f"--vdm_temporal={setup.vdm_temporal}", f"--only={variant}"]
+         f"--dtype={setup.dtype}", f"--vdm_temporal={setup.vdm_temporal}",
+         f"--attention={setup.attention}", f"--only={variant}"]
   out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
   for line in out.splitlines():
     if line.startswith("PEAK_JSON "):
@@ -286,7 +290,8 @@ def format_table(result: dict) -> str:
   r, rows = result["ratios"], result["rows"]
   lines = [f"{provenance.describe(result)}; preset "
            f"{result['setup']['preset']}, step input {tuple(result['shape'])}, "
-           f"{result['setup']['dtype']}, median of {result['steps']} calls",
+           f"{result['setup']['dtype']}, {result['setup']['attention']} attention, median of "
+           f"{result['steps']} calls",
            f"{'model':<12} {'params M':>9} {'step ms':>9} {'GFLOP':>9} {'XLA mem MiB':>12} "
            f"{'peak MiB':>9} {'compile s':>9} {'sampler s':>9} {'host ovh':>8} {'compiles':>8}"]
   for name, row in rows.items():
@@ -332,7 +337,7 @@ def _setup_from_flags() -> Setup:
   frames, size, batch = SHAPES[preset]
   return Setup(preset=preset, batch=_BATCH.value or batch, frames=_FRAMES.value or frames,
                image_size=_SIZE.value or size, dtype=_DTYPE.value,
-               vdm_temporal=_TEMPORAL.value)
+               vdm_temporal=_TEMPORAL.value, attention=_ATTENTION.value)
 
 
 def main(argv):
@@ -368,7 +373,7 @@ def _define_flags() -> None:
   module next to other benchmarks, whose flags share names)."""
   global _PRESET, _BATCH, _FRAMES, _SIZE, _DTYPE, _STEPS
   global _SAMPLER_STEPS, _SAMPLER_CALLS, _TEMPORAL, _JSON, _ISOLATE, _ONLY, _COMPILE_ONLY
-  global _PARTS
+  global _PARTS, _ATTENTION
   _PRESET = flags.DEFINE_enum("preset", None, list(SHAPES),
                               "Model sizes: tiny (Table 8 / 4, CPU), table8, table9, micro "
                               "(tests) (default: tiny on CPU, table8 elsewhere).")
@@ -381,6 +386,8 @@ def _define_flags() -> None:
   _SAMPLER_CALLS = flags.DEFINE_integer("sampler_calls", 3, "Timed sampler calls.")
   _TEMPORAL = flags.DEFINE_enum("vdm_temporal", "attention", ["attention", "all"],
                                 "VDM* temporal layers: after spatial attention, or all.")
+  _ATTENTION = flags.DEFINE_enum("attention", "xla", ["xla", "cudnn"],
+                                 "model.attention of both models (cudnn: bfloat16 on a GPU).")
   _JSON = flags.DEFINE_string("json", "", "Also write the result to this JSON file.")
   _ISOLATE = flags.DEFINE_enum("isolate_memory", "auto", ["auto", "yes", "no"],
                                "Peak memory of each variant in a fresh process (auto: where "

@@ -1,15 +1,17 @@
-"""Train-step throughput and MFU, with and without remat. (A benchmark, not a test.)
+"""Train-step throughput and MFU: remat off / on, XLA / cuDNN attention. (A benchmark.)
 
   python benchmarks/train_throughput.py --config=configs/ucf101.py \
       --config.data.image_size=64 --config.model.dtype=bfloat16 --batch=32 --peak_tflops=989
   python benchmarks/train_throughput.py            # CPU smoke run: demo config, no MFU
 
-For each variant (remat off / on), in one process: compile once (time reported
-apart), then time `--steps` train steps after a warm-up, interleaving the variants so
-they see the same machine state. FLOPs per step come from XLA's cost analysis of the
-compiled step (forward + backward + optimizer, as executed, so remat's recompute is
-counted as work done; the "model FLOPs" column uses the no-remat count for both, the
-way MFU is usually defined). MFU = model FLOPs / step time / peak. Peak bf16 dense
+For each variant (`--variants`: no_remat; remat; cudnn = no remat with
+`model.attention=cudnn`, cuDNN's fused flash attention on a CUDA GPU), in one process:
+compile once (time reported apart), then time `--steps` train steps after a warm-up,
+interleaving the variants so they see the same machine state. FLOPs per step come from
+XLA's cost analysis of the compiled step (forward + backward + optimizer, as executed,
+so remat's recompute is counted as work done, and cuDNN's kernels, which XLA does not
+cost, are not); MFU uses the no-remat count for every variant, the way MFU is usually
+defined. MFU = model FLOPs / step time / peak. Peak bf16 dense
 TFLOP/s per chip: H100/H200 SXM 989, A100 312, TPU v5p 459, v6e 918, v5e 197.
 """
 
@@ -42,15 +44,17 @@ _JSON = flags.DEFINE_string("json", "", "Also write the result to this JSON file
 _COMPILE_ONLY = flags.DEFINE_bool(
     "compile_only", False, "Compile the variants and exit: fills JAX_COMPILATION_CACHE_DIR "
     "so a timed run later loads instead of compiling (benchmarks/device_session.py).")
-VARIANTS = {"no_remat": False, "remat": True}  # name -> model.remat
+# name -> its model settings over the config's
+VARIANTS = {"no_remat": {"remat": False}, "remat": {"remat": True},
+            "cudnn": {"remat": False, "attention": "cudnn"}}
 _VARIANTS = flags.DEFINE_list(
-    "variants", list(VARIANTS), "Which to build: with --compile_only, one per process "
+    "variants", ["no_remat", "remat"], "Which to build: with --compile_only, one per process "
     "compiles them side by side; a timed run needs no_remat (the MFU's FLOP count).")
 
 
-def build(config, remat: bool):
+def build(config, model_settings: dict):
   config = config.copy_and_resolve_references()
-  config.model.remat = remat
+  config.model.update(model_settings)
   spec = model_spec(config)
   mesh = parallel.make_mesh(config.mesh)
   rules = parallel.rules_from_config(config.mesh.rules)

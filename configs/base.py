@@ -67,6 +67,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.remat_policy = "nothing_saveable"  # jax.checkpoint_policies name to keep saved
   c.model.residual_chunks = 1         # run the residual generator over the batch in this
                                       # many sequential chunks (bounds activation memory)
+  c.model.attention = "xla"           # "cudnn": cuDNN's fused flash attention on a CUDA GPU
+                                      # (bfloat16/float16; XLA where cuDNN refuses a shape)
 
   # Conditioning (models/conditioning.py): both generators see the condition, added to the
   # timestep embedding and as attention tokens, as unCLIP decoders do (paper Sec 4.1).

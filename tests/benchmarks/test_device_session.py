@@ -78,11 +78,13 @@ def test_wheels_are_this_venvs_versions_for_cpython_312_but_a_flax_for_jax_0_11(
 def test_precompile_compiles_exactly_what_the_timed_steps_then_run(rehearse):
   """Same script, same flags (so the same XLA programs: the timed runs load them from the
   compile cache), plus --compile_only and minus the JSON output; the train step's two
-  variants in two processes, side by side."""
+  variants in processes of their own, side by side."""
   precompile = _commands("precompile", rehearse)
   (mfu,), (table4,) = (_commands(step, rehearse) for step in device_session.TIMED)
-  strip = lambda cmd: [a for a in cmd if not a.startswith("--json=")]
+  strip = lambda cmd: [a for a in cmd if not a.startswith(("--json=", "--variants="))]
+  assert "--variants=no_remat,cudnn,remat" in mfu
   assert precompile == [strip(mfu) + ["--compile_only", "--variants=no_remat"],
+                        strip(mfu) + ["--compile_only", "--variants=cudnn"],
                         strip(mfu) + ["--compile_only", "--variants=remat"],
                         strip(table4) + ["--compile_only"]]
   assert {"compile_only", "variants"} <= _defined_flags(REPO / "benchmarks/train_throughput.py")

@@ -69,3 +69,68 @@ def test_unknown_knob_values_are_refused_by_name():
     model_with(dtype="float16")
   with pytest.raises(ValueError, match="model.remat_policy='keep_all'"):
     model_with(remat_policy="keep_all")
+  with pytest.raises(ValueError, match="model.attention='flash'"):
+    model_with(attention="flash")
+
+
+def test_cudnn_attention_off_a_gpu_computes_what_xla_does():
+  z = Z[:, :2]  # 1 residual frame: the temporal attention has an odd length either way
+  xla = model_with()(z, T, SCHEDULE.alphas_cumprod).eps
+  cudnn = model_with(attention="cudnn")(z, T, SCHEDULE.alphas_cumprod).eps
+  np.testing.assert_array_equal(xla, cudnn)
+
+
+@pytest.fixture
+def pretend_gpu(monkeypatch):
+  """A 'gpu' backend whose cuDNN attention is XLA's, recording each call's choice (and
+  refusing head dims of 16, as cuDNN refuses some shapes)."""
+  real = jax.nn.dot_product_attention
+  calls = []
+
+  def fake(q, k, v, bias=None, implementation=None):
+    calls.append((implementation, q.shape[1], k.shape[1], q.dtype, bias is not None))
+    if implementation == "cudnn" and q.shape[-1] == 16:
+      raise NotImplementedError("The head dim must be <= 256 and a multiple of 8")
+    return real(q, k, v, bias=bias)
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  monkeypatch.setattr(jax.nn, "dot_product_attention", fake)
+  return calls
+
+
+def test_cudnn_attention_is_asked_for_exactly_where_cudnn_can_take_it(pretend_gpu):
+  from videofusion_jax.models.layers import attention_implementation, multi_head_attention
+  x = jax.random.normal(jax.random.key(0), (2, 16, 64), jnp.bfloat16)
+  bias15 = jnp.zeros((1, 2, 15, 15), jnp.bfloat16)
+  want = multi_head_attention(x, x, x, heads=2)  # outside the context: XLA
+  with attention_implementation("cudnn"):
+    np.testing.assert_array_equal(multi_head_attention(x, x, x, heads=2), want)
+    x32 = x.astype(jnp.float32)
+    multi_head_attention(x32, x32, x32, heads=2)  # cuDNN: 16-bit only
+    multi_head_attention(x[:, :15], x[:, :15], x[:, :15], heads=2, bias=bias15)
+    multi_head_attention(x[:, :14], x[:, :14], x[:, :14], heads=2, bias=bias15[..., 1:, 1:])
+    refused = multi_head_attention(x, x, x, heads=4)  # head dim 16: tried, refused
+  np.testing.assert_array_equal(refused, multi_head_attention(x, x, x, heads=4))
+  asked = [(impl, tq, dtype.name, has_bias) for impl, tq, _, dtype, has_bias in pretend_gpu]
+  assert asked == [
+      (None, 16, "bfloat16", False),                          # outside
+      ("cudnn", 16, "bfloat16", False),                       # taken
+      (None, 16, "float32", False),                           # float32: not asked
+      (None, 15, "bfloat16", True),                           # odd with a bias: not asked
+      ("cudnn", 14, "bfloat16", True),                        # even with a bias: taken
+      ("cudnn", 16, "bfloat16", False), (None, 16, "bfloat16", False),  # refused: XLA
+      (None, 16, "bfloat16", False)]                          # outside again
+
+
+def test_the_models_unets_compute_their_attention_as_configured(pretend_gpu):
+  """VideoFusion's base and residual U-Nets take `model.attention` to every spatial and
+  temporal attention layer (the tiny preset: 32-channel heads, 3 residual frames)."""
+  z = jax.random.normal(jax.random.key(1), (1, 4, 8, 8, 3))
+  model_with(dtype="bfloat16", attention="cudnn").in_compute_dtype()(
+      z, T[:1], SCHEDULE.alphas_cumprod)
+  spatial = [c for c in pretend_gpu if c[1] == c[2] and c[1] in (16, 4)]  # 4x4 / 2x2 tokens
+  temporal = [c for c in pretend_gpu if c[1] == 3]
+  assert spatial and all(c[0] == "cudnn" for c in spatial)
+  assert temporal and all(c[0] is None for c in temporal)  # 3 frames with their bias
+  del pretend_gpu[:]
+  model_with(dtype="bfloat16").in_compute_dtype()(z, T[:1], SCHEDULE.alphas_cumprod)
+  assert pretend_gpu and all(c[0] is None for c in pretend_gpu)

@@ -19,7 +19,8 @@ from videofusion_jax.models.videofusion import VideoFusion, VideoFusionConfig
 DERIVED_UNET_FIELDS = ("in_channels", "out_channels", "frame_conditioned")
 # `config.model` fields that change how the model runs, not its weights: a checkpoint
 # loads whatever they are set to.
-EXECUTION_FIELDS = ("dtype", "param_dtype", "remat", "remat_policy", "residual_chunks")
+EXECUTION_FIELDS = ("dtype", "param_dtype", "remat", "remat_policy", "residual_chunks",
+                    "attention")
 
 
 def unet_fields(unet: UNetConfig) -> dict:

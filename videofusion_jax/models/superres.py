@@ -50,7 +50,8 @@ from flax import nnx
 
 from videofusion_jax import diffusion
 from videofusion_jax.models.conditioning import Condition, ConditionConfig, condition_config
-from videofusion_jax.models.layers import cast_floats, timestep_embedding
+from videofusion_jax.models.layers import (cast_floats, check_attention_implementation,
+                                          timestep_embedding)
 from videofusion_jax.models.presets import unet_config_from_dict
 from videofusion_jax.models.unet import UNet, UNetConfig
 
@@ -60,7 +61,7 @@ DTYPES = ("float32", "bfloat16")
 # Set from the data channels and the augmentation embedding, never by hand.
 DERIVED_UNET_FIELDS = ("in_channels", "out_channels", "frame_conditioned", "class_embed_type",
                        "num_class_embeds", "class_embed_input_dim", "cross_attention_dim")
-EXECUTION_FIELDS = ("dtype", "param_dtype", "remat", "remat_policy")
+EXECUTION_FIELDS = ("dtype", "param_dtype", "remat", "remat_policy", "attention")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +86,7 @@ class SuperResConfig:
   param_dtype: str = "float32"
   remat: bool = False
   remat_policy: str = "nothing_saveable"
+  attention: str = "xla"              # "cudnn": fused flash attention on a CUDA GPU
 
   def validate(self) -> None:
     diffusion.decomposition.check_lam(self.lam)
@@ -111,6 +113,7 @@ class SuperResConfig:
     if not hasattr(jax.checkpoint_policies, self.remat_policy):
       raise ValueError(f"model.remat_policy={self.remat_policy!r}; expected a "
                        "jax.checkpoint_policies name")
+    check_attention_implementation(self.attention)
     self.cond.validate()
     if self.cond.kind == "unclip":
       raise ValueError("cond.kind='unclip' is not offered for the SR model (Karlo's "
@@ -208,7 +211,8 @@ class SuperRes(nnx.Module):
     self.config = config
     self.condition = Condition(config.cond, rngs=rngs) if config.cond.enabled else None
     self.unet = UNet(config.unet_config(),
-                     remat_policy=config.remat_policy if config.remat else None, rngs=rngs)
+                     remat_policy=config.remat_policy if config.remat else None,
+                     attention=config.attention, rngs=rngs)
     if config.param_dtype != "float32":
       nnx.update(self, cast_floats(nnx.state(self, nnx.Param), config.param_dtype))
 

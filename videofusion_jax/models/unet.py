@@ -16,7 +16,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from videofusion_jax.models.layers import TimestepEmbedding, group_norm, timestep_embedding
+from videofusion_jax.models.layers import (TimestepEmbedding, attention_implementation,
+                                          check_attention_implementation, group_norm,
+                                          timestep_embedding)
 from videofusion_jax.models.logical_axes import constrain
 from videofusion_jax.models.temporal import check_temporal_kind
 from videofusion_jax.models.unet_blocks import BlockOptions, DownBlock, MidBlock, UpBlock
@@ -102,11 +104,14 @@ class UNet(nnx.Module):
   """2D denoising U-Net; `(B, H, W, C)` in, `(B, H, W, out_channels)` out."""
 
   def __init__(self, config: UNetConfig, *, remat_policy: str | None = None,
-               rngs: nnx.Rngs):
+               attention: str = "xla", rngs: nnx.Rngs):
     """`remat_policy`: rematerialise every block under that `jax.checkpoint_policies`
-    name (memory for compute; the parameters are the same either way)."""
+    name (memory for compute; the parameters are the same either way). `attention`:
+    how its attention layers compute (`layers.ATTENTION_IMPLEMENTATIONS`)."""
     config.validate()
+    check_attention_implementation(attention)
     self.config = config
+    self.attention_impl = attention
     chans = tuple(config.block_out_channels)
     temb = config.time_embed_dim
     opts = BlockOptions(
@@ -190,12 +195,13 @@ class UNet(nnx.Module):
 
     h = constrain(self.conv_in(constrain(x.astype(dtype))))
     skips = [h]
-    for block in self.down_blocks:
-      h, block_skips = block(h, emb, context, num_frames, rngs, context_mask)
-      skips.extend(block_skips)
-    h = self.mid_block(h, emb, context, num_frames, rngs, context_mask)
-    for block in self.up_blocks:
-      h = block(h, skips, emb, context, num_frames, rngs, context_mask)
+    with attention_implementation(self.attention_impl):
+      for block in self.down_blocks:
+        h, block_skips = block(h, emb, context, num_frames, rngs, context_mask)
+        skips.extend(block_skips)
+      h = self.mid_block(h, emb, context, num_frames, rngs, context_mask)
+      for block in self.up_blocks:
+        h = block(h, skips, emb, context, num_frames, rngs, context_mask)
     return self.conv_out(nnx.silu(self.conv_norm_out(h)))
 
 

@@ -21,7 +21,7 @@ import ml_collections
 from flax import nnx
 
 from videofusion_jax import diffusion
-from videofusion_jax.models.layers import cast_floats
+from videofusion_jax.models.layers import cast_floats, check_attention_implementation
 from videofusion_jax.models.presets import unet_config_from_dict
 from videofusion_jax.models.unet import UNet, UNetConfig
 
@@ -51,6 +51,7 @@ class VDMConfig:
   param_dtype: str = "float32"
   remat: bool = False
   remat_policy: str = "nothing_saveable"
+  attention: str = "xla"               # "cudnn": fused flash attention on a CUDA GPU
 
   def validate(self) -> None:
     if not 0.0 <= self.lam <= 1.0:
@@ -72,6 +73,7 @@ class VDMConfig:
     if not hasattr(jax.checkpoint_policies, self.remat_policy):
       raise ValueError(f"model.remat_policy={self.remat_policy!r}; expected a "
                        "jax.checkpoint_policies name")
+    check_attention_implementation(self.attention)
     for field in ("dtype", "param_dtype"):
       if getattr(self, field) not in DTYPES:
         raise ValueError(f"model.{field}={getattr(self, field)!r}; expected one of {DTYPES}")
@@ -119,7 +121,8 @@ def vdm_config(config: ml_collections.ConfigDict) -> VDMConfig:
       unet=unet_config_from_dict(fields, "model.base"), channels=config.data.channels,
       lam=d.lam, objective=d.objective, learned_variance=model.learned_variance,
       temporal_placement=model.get("temporal_placement", "attention"),
-      **{k: model[k] for k in ("dtype", "param_dtype", "remat", "remat_policy") if k in model})
+      **{k: model[k] for k in ("dtype", "param_dtype", "remat", "remat_policy", "attention")
+         if k in model})
   vdm.validate()
   return vdm
 
@@ -142,7 +145,8 @@ class VDM(nnx.Module):
     config.validate()
     self.config = config
     policy = config.remat_policy if config.remat else None
-    self.unet = UNet(config.video_unet(), remat_policy=policy, rngs=rngs)
+    self.unet = UNet(config.video_unet(), remat_policy=policy, attention=config.attention,
+                     rngs=rngs)
     if config.temporal_placement == "attention":
       _keep_temporal_after_attention(self.unet)
     if config.param_dtype != "float32":

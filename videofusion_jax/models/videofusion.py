@@ -17,7 +17,7 @@ from flax import nnx
 
 from videofusion_jax import diffusion
 from videofusion_jax.models.conditioning import Condition, ConditionConfig
-from videofusion_jax.models.layers import cast_floats
+from videofusion_jax.models.layers import cast_floats, check_attention_implementation
 from videofusion_jax.models.unet import UNet, UNetConfig
 
 RESIDUAL_CONTEXTS = ("centre_estimate", "centre_x0", "centre_frame", "none")
@@ -50,6 +50,7 @@ class VideoFusionConfig:
   remat: bool = False                  # rematerialise every U-Net block in the backward
   remat_policy: str = "nothing_saveable"  # which activations remat may keep
   residual_chunks: int = 1             # residual generator in sequential batch chunks
+  attention: str = "xla"               # "cudnn": fused flash attention on a CUDA GPU
 
   @property
   def needs_centre_frame(self) -> bool:
@@ -76,6 +77,7 @@ class VideoFusionConfig:
         raise ValueError(f"model.{field}={getattr(self, field)!r}; expected one of {DTYPES}")
     if self.residual_chunks < 1:
       raise ValueError(f"model.residual_chunks={self.residual_chunks}; expected >= 1")
+    check_attention_implementation(self.attention)
     self.cond.validate()
     for part in ("base", "residual"):
       unet = getattr(self, part)
@@ -145,8 +147,10 @@ class VideoFusion(nnx.Module):
     self.config = config
     policy = config.remat_policy if config.remat else None
     self.condition = Condition(config.cond, rngs=rngs) if config.cond.enabled else None
-    self.base = UNet(config.base_unet(), remat_policy=policy, rngs=rngs)
-    self.residual = UNet(config.residual_unet(), remat_policy=policy, rngs=rngs)
+    self.base = UNet(config.base_unet(), remat_policy=policy, attention=config.attention,
+                     rngs=rngs)
+    self.residual = UNet(config.residual_unet(), remat_policy=policy,
+                         attention=config.attention, rngs=rngs)
     if config.param_dtype != "float32":
       nnx.update(self, cast_floats(nnx.state(self, nnx.Param), config.param_dtype))
 
