@@ -174,6 +174,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.sample.prior_workdir = ""         # prior from `train_prior` / `convert diffusers-prior`
   c.sample.prior_guidance_scale = 4.0  # the prior's classifier-free guidance
   c.sample.batch_size = 8             # videos per jitted sampling call
+  c.sample.allow_untrained = False    # True: a workdir without a checkpoint samples a
+                                      # freshly initialised model (noise) instead of failing
   c.sample.base_seed = 0              # base noise: content (same seed, same content)
   c.sample.residual_seed = 1          # residual noise: motion and per-frame detail
   c.sample.fps = 8                    # frame rate of the written mp4/gif

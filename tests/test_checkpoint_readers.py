@@ -4,6 +4,7 @@ reader that did so would break the training run saving at that moment (it did)."
 
 import jax.numpy as jnp
 import ml_collections
+import pytest
 
 from configs import demo
 from videofusion_jax import sampling
@@ -33,7 +34,10 @@ def test_sampling_opens_the_workdir_read_only_and_creates_nothing(tmp_path, monk
 
   monkeypatch.setattr(sampling, "Checkpoints", recording)
   config = demo.get_config()
+  with pytest.raises(FileNotFoundError, match=f"no checkpoint in {tmp_path}/run/checkpoints"):
+    sampling.load_ema_params(model_spec(config), config, str(tmp_path / "run"))
+  config.sample.allow_untrained = True
   sampling.load_ema_params(model_spec(config), config, str(tmp_path / "run"))
-  assert opened == [{"read_only": True}]
+  assert opened == [{"read_only": True}] * 2
   assert not (tmp_path / "run").exists()
 

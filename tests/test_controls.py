@@ -27,6 +27,7 @@ def tiny_config():
   config.sample.num_steps = 3
   config.sample.num_videos = 2
   config.sample.batch_size = 2
+  config.sample.allow_untrained = True  # no checkpoint in these workdirs
   return config
 
 

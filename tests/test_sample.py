@@ -21,6 +21,7 @@ def small_demo_config():
   config.sample.num_steps = 3
   config.sample.num_videos = 3
   config.sample.batch_size = 2
+  config.sample.allow_untrained = True  # no checkpoint in these workdirs
   return config
 
 
@@ -74,6 +75,11 @@ def test_sample_cli_flags(tmp_path):
   cmd = [sys.executable, "-m", "videofusion_jax.sample", "--config=configs/demo.py",
          f"--workdir={tmp_path}", "--num_videos=2", "--base_seed=5", "--residual_seed=6",
          "--config.data.num_frames=4", "--config.sample.num_steps=2"]
+  refused = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
+  assert refused.returncode != 0 and "sample.allow_untrained=True" in refused.stderr
+  assert f"no checkpoint in {tmp_path}/checkpoints" in refused.stderr
+  assert not (tmp_path / "samples").exists()  # nothing written for a workdir typo
+  cmd.append("--config.sample.allow_untrained=True")
   out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-2000:]
   assert "wrote 2 videos" in out.stdout

@@ -250,10 +250,12 @@ def write_samples(batches, out_dir: Path, *, fps: int, image_size: int) -> list[
 
 def load_ema_params(spec: ModelSpec, config: ml_collections.ConfigDict, workdir: str,
                     mesh=None, rules=None):
-  """(graphdef, EMA parameters) of the latest checkpoint in WORKDIR, or of a fresh model.
+  """(graphdef, EMA parameters) of the latest checkpoint in WORKDIR.
 
   The parameters land on their shardings over `mesh` (by default one device), so a
-  model saved on any mesh samples on the current one.
+  model saved on any mesh samples on the current one. A WORKDIR without a checkpoint
+  (a typo, a run not started) is an error unless `sample.allow_untrained` asks for a
+  freshly initialised model (pipeline checks: its videos are noise).
   """
   if mesh is None:
     mesh = parallel.make_mesh(config.mesh, jax.devices()[:1])
@@ -265,9 +267,15 @@ def load_ema_params(spec: ModelSpec, config: ml_collections.ConfigDict, workdir:
   try:
     step = ckpt.latest_step()
     if step is None:
+      if not config.sample.get("allow_untrained", False):
+        raise FileNotFoundError(
+            f"no checkpoint in {ckpt.directory}: train there first (python -m "
+            f"videofusion_jax.train --config=... --workdir={workdir}), or set "
+            "--config.sample.allow_untrained=True to use freshly initialised weights "
+            "(their videos are noise)")
       logging.warning("No checkpoint in %s: sampling from freshly initialised weights "
-                      "(seed %d), so the videos will look like noise.", ckpt.directory,
-                      config.seed)
+                      "(seed %d, sample.allow_untrained), so the videos will look like "
+                      "noise.", ckpt.directory, config.seed)
       return graphdef, jax.device_put(nnx.state(create()), shardings)
     ckpt.check_compatible(step, config)
     logging.info("Sampling with the EMA parameters of step %d in %s.", step, ckpt.directory)

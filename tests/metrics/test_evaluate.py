@@ -116,6 +116,7 @@ def test_evaluate_samples_from_a_workdir_against_the_config_data(tmp_path):
   config = demo.get_config()
   config.data.num_frames = 8
   config.sample.num_steps = 3
+  config.sample.allow_untrained = True  # an empty workdir: freshly initialised weights
   settings = _settings(tmp_path, num_videos=3, batch_size=2, metrics=("fvd", "kvd"))
   out = evaluate(None, str(tmp_path / "run"), settings, config=config,
                  extractors={"i3d": STANDINS["i3d"]})
