@@ -35,7 +35,7 @@ from videofusion_jax.training.optimizer import learning_rate
 from videofusion_jax.training.preemption import Preemption
 from videofusion_jax.training.prior_data import (PriorData, read_clip_cache,
                                                  synthetic_prior_data)
-from videofusion_jax.training.step import ema_decay_at, ema_update
+from videofusion_jax.training.step import StateLeaves, ema_decay_at, ema_update
 
 PRIOR_FIELDS = tuple(f.name for f in dataclasses.fields(PriorConfig))
 
@@ -116,15 +116,18 @@ def _abstract(pc, config):
 
 
 @functools.lru_cache(maxsize=8)
-def make_prior_step(graphdef, cond_drop_prob: float, ema_decay: float):
-  """-> jitted step(state, ema, batch, null, key, schedule) -> (state, ema, metrics).
+def make_prior_step(graphdef, layout: StateLeaves, cond_drop_prob: float, ema_decay: float):
+  """-> jitted step(state, ema, batch, null, key, schedule) -> (state, ema, metrics), the
+  state and EMA as `layout`'s lists; `key` is the run's (the step folds in its count).
 
-  Cached per (graphdef, settings): a resumed run in the same process reuses the compile.
+  Cached per (graphdef, layout, settings): a resumed run in the same process reuses the
+  compile.
   """
 
   def step(state, ema, batch, null, key, schedule):
     model, opt = nnx.merge(graphdef, state)
-    drop_key, loss_key, dropout_key = jax.random.split(key, 3)
+    count = opt.step[...]
+    drop_key, loss_key, dropout_key = jax.random.split(jax.random.fold_in(key, count), 3)
     b = batch["image_embeds"].shape[0]
     drop = jax.random.bernoulli(drop_key, cond_drop_prob, (b,))
     cond = {k: v for k, v in batch.items() if k != "image_embeds"}
@@ -143,12 +146,11 @@ def make_prior_step(graphdef, cond_drop_prob: float, ema_decay: float):
       return prior_diffusion.x0_loss(fn, x0, loss_key, schedule)
 
     (loss, _), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-    count = opt.step[...]
     opt.update(model, grads)
     ema = ema_update(ema, nnx.state(model, nnx.Param), ema_decay_at(count, ema_decay))
     return nnx.state((model, opt)), ema, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
-  return jax.jit(step, donate_argnums=(0, 1))
+  return jax.jit(layout.over_leaves(step), donate_argnums=(0, 1))
 
 
 def _schedule(config) -> Schedule:
@@ -187,7 +189,10 @@ def train_prior(config: ml_collections.ConfigDict, workdir: str) -> dict[str, fl
     model, opt = _build(pc, config, data.stats())
     state = nnx.state((model, opt))
     ema = jax.tree.map(jnp.copy, nnx.state(model, nnx.Param))
-  step_fn = make_prior_step(graphdef, float(t.cond_drop_prob), float(t.ema_decay))
+  layout = StateLeaves.of(state, ema)  # the loop carries lists (training/step.py)
+  state_leaves, ema_leaves = layout.flatten(state, ema)
+  del state, ema  # donated by the first step
+  step_fn = make_prior_step(graphdef, layout, float(t.cond_drop_prob), float(t.ema_decay))
   writer = MetricWriter(workdir, tensorboard=t.tensorboard)
   progress = ProgressLine(t.num_steps, start)
   preemption = Preemption()
@@ -196,16 +201,16 @@ def train_prior(config: ml_collections.ConfigDict, workdir: str) -> dict[str, fl
   try:
     while step < t.num_steps and not preemption.requested:
       batch = data.batch(_batch_indices(len(data), t.batch_size, config.seed, step))
-      state, ema, metrics = step_fn(state, ema, batch, null, jax.random.fold_in(key, step),
-                                    schedule)
+      state_leaves, ema_leaves, metrics = step_fn(state_leaves, ema_leaves, batch, null, key,
+                                                  schedule)
       step += 1
       if step % t.log_every == 0 or step == t.num_steps:
         last = {k: float(v) for k, v in jax.device_get(metrics).items()}
         writer.write(step, dict(last, steps_per_sec=progress.update(step, last["loss"])))
       if step % t.checkpoint_every == 0:
-        ckpt.save(step, state, ema, None, config)
+        ckpt.save(step, *layout.unflatten(state_leaves, ema_leaves), None, config)
     if step > start and ckpt.latest_step() != step:
-      ckpt.save(step, state, ema, None, config, force=True)
+      ckpt.save(step, *layout.unflatten(state_leaves, ema_leaves), None, config, force=True)
   finally:
     preemption.restore()
     ckpt.close()

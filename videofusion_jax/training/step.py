@@ -96,6 +96,14 @@ class StateLeaves:
   def unflatten(self, state_leaves, ema_leaves) -> tuple[Any, Any]:
     return self.state.unflatten(state_leaves), self.ema.unflatten(ema_leaves)
 
+  def over_leaves(self, step: Callable) -> Callable:
+    """`step(state, ema, *rest) -> (state, ema, out)` taking and giving their leaves."""
+    @functools.wraps(step)  # a jitted program keeps the step's name
+    def leaf_step(state_leaves, ema_leaves, *rest):
+      state, ema, out = step(*self.unflatten(state_leaves, ema_leaves), *rest)
+      return (*self.flatten(state, ema), out)
+    return leaf_step
+
 
 @dataclasses.dataclass(frozen=True)
 class StepShardings:
@@ -137,13 +145,7 @@ def make_train_step(graphdef: nnx.GraphDef, config: StepConfig,
       metrics["lr"] = jnp.asarray(learning_rate(step), jnp.float32)
     return nnx.state((model, optimizer)), ema, metrics
 
-  step_fn = train_step
-  if leaves is not None:
-    @functools.wraps(train_step)  # the program keeps its name
-    def step_fn(state_leaves, ema_leaves, batch, key, schedule):
-      state, ema, metrics = train_step(*leaves.unflatten(state_leaves, ema_leaves), batch,
-                                       key, schedule)
-      return (*leaves.flatten(state, ema), metrics)
+  step_fn = train_step if leaves is None else leaves.over_leaves(train_step)
 
   if shardings is None:
     return jax.jit(step_fn, donate_argnums=(0, 1))
