@@ -31,9 +31,7 @@ from ml_collections import config_flags
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from benchmarks import provenance  # noqa: E402
-from videofusion_jax import diffusion, parallel  # noqa: E402
-from videofusion_jax.models.from_config import model_spec  # noqa: E402
-from videofusion_jax.training.loop import create_state, step_shardings  # noqa: E402
+from benchmarks.train_setup import TrainSetup, train_setup  # noqa: E402
 from videofusion_jax.training.step import (StateLeaves, StepConfig,  # noqa: E402
                                            make_train_step)
 
@@ -55,13 +53,14 @@ def _no_op_step(shardings, layout: StateLeaves | None):
 class Way:
   """One way of passing the state: its two steps and the state it carries."""
 
-  def __init__(self, ts, shardings, spec, leaves: bool):
+  def __init__(self, setup: TrainSetup, leaves: bool):
+    ts = setup.ts
     self.layout = StateLeaves.of(ts.state, ts.ema) if leaves else None
     copy = jax.tree.map(lambda x: x.copy(), (ts.state, ts.ema))  # each way donates its own
     self.carried = self.layout.flatten(*copy) if leaves else copy
-    self.train = make_train_step(ts.graphdef, StepConfig(lam=spec.config.lam),
-                                 shardings=shardings, leaves=self.layout)
-    self.no_op = _no_op_step(shardings, self.layout)
+    self.train = make_train_step(ts.graphdef, StepConfig(lam=setup.spec.config.lam),
+                                 shardings=setup.shardings, leaves=self.layout)
+    self.no_op = _no_op_step(setup.shardings, self.layout)
 
   def run(self, fn, calls: int, batch, schedule) -> float:
     """Seconds per call of `fn` over `calls` chained calls, the last one waited for."""
@@ -76,20 +75,11 @@ class Way:
 def measure(config, *, steps: int, calls: int, rounds: int) -> dict:
   """Both ways side by side on `config`'s model and batch -> the result dict."""
   env = provenance.environment()
-  spec = model_spec(config)
-  mesh = parallel.make_mesh(config.mesh)
-  rules = parallel.rules_from_config(config.mesh.rules)
-  ts = create_state(spec, config, mesh, rules)
-  shardings = step_shardings(ts, config, mesh, rules)
-  d = config.data
-  video = np.zeros((config.train.batch_size, d.num_frames, d.image_size, d.image_size,
-                    d.channels), np.float32)
-  batch = parallel.global_batch({"video": video}, shardings.batch)
-  schedule = diffusion.make_schedule(config.diffusion.schedule,
-                                     config.diffusion.num_timesteps)
-  ways = {name: Way(ts, shardings, spec, leaves=name == "leaves") for name in WAYS}
-  arrays = len(jax.tree.leaves((ts.state, ts.ema)))
-  del ts
+  setup = train_setup(config)
+  batch, schedule = setup.batch, setup.schedule
+  ways = {name: Way(setup, leaves=name == "leaves") for name in WAYS}
+  arrays = len(jax.tree.leaves((setup.ts.state, setup.ts.ema)))
+  del setup
   for way in ways.values():  # compile and warm up
     way.run(way.no_op, 2, batch, schedule)
     way.run(way.train, 2, batch, schedule)
@@ -103,6 +93,7 @@ def measure(config, *, steps: int, calls: int, rounds: int) -> dict:
           for name in WAYS}
   ratios = {"no_op": ms["leaves", "no-op"] / ms["trees", "no-op"],
             "train_step": ms["leaves", "train"] / ms["trees", "train"]}
+  d = config.data
   return dict(env, arrays=arrays, shape=[config.train.batch_size, d.num_frames,
                                          d.image_size, d.image_size],
               rows=rows, ratios=ratios)

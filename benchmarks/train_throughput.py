@@ -29,9 +29,7 @@ from ml_collections import config_flags
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from benchmarks import provenance  # noqa: E402
-from videofusion_jax import diffusion, parallel  # noqa: E402
-from videofusion_jax.models.from_config import model_spec  # noqa: E402
-from videofusion_jax.training.loop import create_state, step_shardings  # noqa: E402
+from benchmarks.train_setup import train_setup  # noqa: E402
 from videofusion_jax.training.step import (StateLeaves, StepConfig,  # noqa: E402
                                            make_train_step)
 
@@ -55,22 +53,12 @@ _VARIANTS = flags.DEFINE_list(
 def build(config, model_settings: dict):
   config = config.copy_and_resolve_references()
   config.model.update(model_settings)
-  spec = model_spec(config)
-  mesh = parallel.make_mesh(config.mesh)
-  rules = parallel.rules_from_config(config.mesh.rules)
-  ts = create_state(spec, config, mesh, rules)
-  shardings = step_shardings(ts, config, mesh, rules)
-  batch_sh = shardings.batch
+  setup = train_setup(config)
+  ts, batch, schedule = setup.ts, setup.batch, setup.schedule
   layout = StateLeaves.of(ts.state, ts.ema)  # as train() passes them
-  step = make_train_step(ts.graphdef, StepConfig(lam=spec.config.lam), shardings=shardings,
-                         leaves=layout)
+  step = make_train_step(ts.graphdef, StepConfig(lam=setup.spec.config.lam),
+                         shardings=setup.shardings, leaves=layout)
   state, ema = layout.flatten(ts.state, ts.ema)
-  d = config.data
-  video = np.zeros((config.train.batch_size, d.num_frames, d.image_size, d.image_size,
-                    d.channels), np.float32)
-  batch = parallel.global_batch({"video": video}, batch_sh)
-  schedule = diffusion.make_schedule(config.diffusion.schedule,
-                                     config.diffusion.num_timesteps)
   start = time.perf_counter()
   compiled = step.lower(state, ema, batch, jax.random.key(0), schedule).compile()
   compile_s = time.perf_counter() - start
