@@ -78,9 +78,9 @@ class StateLeaves:
 
   A jitted call flattens its nnx.State arguments and rebuilds its nnx.State results in
   Python, a few microseconds an array: for the demo model's state, optimizer and EMA
-  (1,525 arrays) a train step that returns its inputs unchanged costs 21.5 ms of host
-  time on a 2-core CPU, and 3.2 ms given the same arrays as lists
-  (`benchmarks/step_dispatch.py`). The trees are rebuilt only to save or sample.
+  (1,525 arrays) a train step that returns its inputs unchanged costs 25.2 ms of host
+  time on a 2-core CPU, and 4.3 ms given the same arrays as lists
+  (`benchmarks/step_dispatch.py`, RESULTS.md). The trees are rebuilt only to save or sample.
   """
   state: Any   # jax.tree_util.PyTreeDef of the (model, optimizer) state
   ema: Any     # ... of the EMA parameters
