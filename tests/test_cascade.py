@@ -90,11 +90,12 @@ def test_sr_trains_and_the_cascade_cli_writes_both_sizes(tmp_path):
   assert np.isfinite(metrics["loss"]) and Checkpoints(sr_dir).latest_step() == 2
 
   # No --superres_config: the SR config comes from its checkpoint; the base model has
-  # no checkpoint, so it samples from fresh weights (with a warning).
+  # no checkpoint, so it samples from fresh weights (allowed, with a warning).
   cmd = [sys.executable, "-m", "videofusion_jax.sample", "--config=configs/demo.py",
          f"--workdir={base_dir}", f"--superres_workdir={sr_dir}", "--num_videos=3",
          "--config.data.image_size=8", "--config.data.num_frames=4",
-         "--config.sample.num_steps=2", "--config.sample.batch_size=2"]
+         "--config.sample.num_steps=2", "--config.sample.batch_size=2",
+         "--config.sample.allow_untrained=True"]
   out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "wrote 3 videos" in out.stdout
@@ -119,7 +120,7 @@ def test_class_conditioned_cascade_guides_the_sr_stage(tmp_path):
          f"--workdir={base_dir}", f"--superres_workdir={sr_dir}", "--num_videos=2",
          "--class_id=3", "--superres_guidance_scale=2.5", "--config.data.image_size=8",
          "--config.data.num_frames=4", "--config.sample.num_steps=2",
-         "--config.sample.batch_size=2"]
+         "--config.sample.batch_size=2", "--config.sample.allow_untrained=True"]
   out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   high = sorted((base_dir / "samples_16").glob("*.mp4"))

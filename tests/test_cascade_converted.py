@@ -41,6 +41,7 @@ def base_config():
   c.sample.num_steps = 2
   c.sample.num_videos = 3
   c.sample.batch_size = 2
+  c.sample.allow_untrained = True  # the base workdirs here hold no checkpoint
   return c
 
 
