@@ -68,7 +68,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.residual_chunks = 1         # run the residual generator over the batch in this
                                       # many sequential chunks (bounds activation memory)
   c.model.attention = "xla"           # "cudnn": cuDNN's fused flash attention on a CUDA GPU
-                                      # (bfloat16/float16; XLA where cuDNN refuses a shape)
+                                      # (bfloat16/float16, >= 256 tokens; XLA otherwise)
 
   # Conditioning (models/conditioning.py): both generators see the condition, added to the
   # timestep embedding and as attention tokens, as unCLIP decoders do (paper Sec 4.1).

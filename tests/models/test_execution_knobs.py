@@ -83,7 +83,8 @@ def test_cudnn_attention_off_a_gpu_computes_what_xla_does():
 @pytest.fixture
 def pretend_gpu(monkeypatch):
   """A 'gpu' backend whose cuDNN attention is XLA's, recording each call's choice (and
-  refusing head dims of 16, as cuDNN refuses some shapes)."""
+  refusing head dims of 16, as cuDNN refuses some shapes); cuDNN from 8 keys on, so
+  that test-sized sequences reach it."""
   real = jax.nn.dot_product_attention
   calls = []
 
@@ -92,6 +93,8 @@ def pretend_gpu(monkeypatch):
     if implementation == "cudnn" and q.shape[-1] == 16:
       raise NotImplementedError("The head dim must be <= 256 and a multiple of 8")
     return real(q, k, v, bias=bias)
+  from videofusion_jax.models import layers
+  monkeypatch.setattr(layers, "CUDNN_MIN_KEYS", 8)
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
   monkeypatch.setattr(jax.nn, "dot_product_attention", fake)
   return calls
@@ -108,6 +111,9 @@ def test_cudnn_attention_is_asked_for_exactly_where_cudnn_can_take_it(pretend_gp
     multi_head_attention(x32, x32, x32, heads=2)  # cuDNN: 16-bit only
     multi_head_attention(x[:, :15], x[:, :15], x[:, :15], heads=2, bias=bias15)
     multi_head_attention(x[:, :14], x[:, :14], x[:, :14], heads=2, bias=bias15[..., 1:, 1:])
+    mask = jnp.zeros((2, 1, 1, 16), jnp.bfloat16)  # a condition-token mask: (B, 1, 1, Tk)
+    multi_head_attention(x, x, x, heads=2, bias=mask)
+    multi_head_attention(x[:, :4], x[:, :4], x[:, :4], heads=2)  # 4 keys: too few
     refused = multi_head_attention(x, x, x, heads=4)  # head dim 16: tried, refused
   np.testing.assert_array_equal(refused, multi_head_attention(x, x, x, heads=4))
   asked = [(impl, tq, dtype.name, has_bias) for impl, tq, _, dtype, has_bias in pretend_gpu]
@@ -117,6 +123,8 @@ def test_cudnn_attention_is_asked_for_exactly_where_cudnn_can_take_it(pretend_gp
       (None, 16, "float32", False),                           # float32: not asked
       (None, 15, "bfloat16", True),                           # odd with a bias: not asked
       ("cudnn", 14, "bfloat16", True),                        # even with a bias: taken
+      (None, 16, "bfloat16", True),                           # broadcast bias: not asked
+      (None, 4, "bfloat16", False),                           # short: not asked
       ("cudnn", 16, "bfloat16", False), (None, 16, "bfloat16", False),  # refused: XLA
       (None, 16, "bfloat16", False)]                          # outside again
 
@@ -127,7 +135,7 @@ def test_the_models_unets_compute_their_attention_as_configured(pretend_gpu):
   z = jax.random.normal(jax.random.key(1), (1, 4, 8, 8, 3))
   model_with(dtype="bfloat16", attention="cudnn").in_compute_dtype()(
       z, T[:1], SCHEDULE.alphas_cumprod)
-  spatial = [c for c in pretend_gpu if c[1] == c[2] and c[1] in (16, 4)]  # 4x4 / 2x2 tokens
+  spatial = [c for c in pretend_gpu if c[1] == c[2] == 16]  # 4x4 tokens
   temporal = [c for c in pretend_gpu if c[1] == 3]
   assert spatial and all(c[0] == "cudnn" for c in spatial)
   assert temporal and all(c[0] is None for c in temporal)  # 3 frames with their bias

@@ -148,10 +148,15 @@ class ResnetBlock2D(nnx.Module):
 # How `multi_head_attention` computes (`model.attention`): "xla" (XLA's dot products and
 # softmax, every backend), or "cudnn" (cuDNN's fused flash attention, which never writes
 # the (heads, Tq, Tk) logits to memory: at 32x32 tokens that is 4 MiB per head and image
-# in float32; on a CUDA GPU, for the dtypes and shapes cuDNN takes, XLA elsewhere).
+# in float32; on a CUDA GPU, for long sequences and the dtypes and shapes cuDNN takes,
+# XLA elsewhere).
 ATTENTION_IMPLEMENTATIONS = ("xla", "cudnn")
 _ATTENTION = contextvars.ContextVar("attention_implementation", default="xla")
 _CUDNN_DTYPES = (jnp.bfloat16, jnp.float16)
+# Below this many keys the logits are small and XLA's batched products do well; cuDNN is
+# kept for the long spatial sequences (16x16 and 32x32 tokens), not the temporal layers'
+# 15-16 frames over B*H*W sequences.
+CUDNN_MIN_KEYS = 256
 _REFUSALS_LOGGED: set = set()
 
 
@@ -177,11 +182,16 @@ def _cudnn_refusal(q, k, bias) -> str | None:
     return f"the {jax.default_backend()} backend has no cuDNN"
   if q.dtype not in _CUDNN_DTYPES:
     return f"{q.dtype} inputs (cuDNN takes bfloat16/float16: set model.dtype)"
-  # cuDNN's backward refuses a bias with an odd sequence length (e.g. the residual
-  # generator's 15 frames), and only says so when the gradient is taken, which under
-  # remat happens outside this call: decided here, the same in training and sampling.
+  if k.shape[1] < CUDNN_MIN_KEYS:
+    return f"{k.shape[1]} keys, fewer than CUDNN_MIN_KEYS={CUDNN_MIN_KEYS}"
+  # What cuDNN refuses only when the gradient is taken (under remat, outside this call)
+  # is decided here, the same in training and sampling: a bias with an odd sequence
+  # length (the residual generator's 15 frames), or one broadcast over the queries (a
+  # condition-token mask, (B, 1, 1, Tk)).
   if bias is not None and (q.shape[1] % 2 or k.shape[1] % 2):
     return f"a bias with odd sequence lengths {q.shape[1]}, {k.shape[1]}"
+  if bias is not None and tuple(bias.shape[-2:]) != (q.shape[1], k.shape[1]):
+    return f"a bias of shape {bias.shape} (cuDNN takes (..., {q.shape[1]}, {k.shape[1]}))"
   return None
 
 
