@@ -86,7 +86,7 @@ def test_long_video_from_python_streams_the_requested_frames(tmp_path):
 def _cli(tmp_path, *flags):
   cmd = [sys.executable, "-m", "videofusion_jax.sample", "--config=configs/demo.py",
          f"--workdir={tmp_path}", "--config.data.num_frames=4",
-         "--config.sample.num_steps=2", *flags]
+         "--config.sample.num_steps=2", "--config.sample.allow_untrained=True", *flags]
   return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 

@@ -76,8 +76,12 @@ def test_decomposition_study_samples_and_scores_each_seed(tmp_path, monkeypatch)
   """Everything but the training (the loop has its own tests, and its compile is the
   slow part): untrained weights are sampled, scored and summarised per lam."""
   calls = []
-  monkeypatch.setattr(decomposition_study, "train",
-                      lambda config, workdir: calls.append(config) or {"loss": 1.0})
+
+  def no_training(config, workdir):  # the untrained weights are then sampled, on purpose
+    calls.append(config)
+    config.sample.allow_untrained = True
+    return {"loss": 1.0}
+  monkeypatch.setattr(decomposition_study, "train", no_training)
   settings = _micro_study()
   extractor = FeatureExtractor("standin", _standin, batch_size=4)
   result = decomposition_study.run_study(settings, str(tmp_path), extractor)
