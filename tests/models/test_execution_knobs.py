@@ -93,15 +93,15 @@ def pretend_gpu(monkeypatch):
     if implementation == "cudnn" and q.shape[-1] == 16:
       raise NotImplementedError("The head dim must be <= 256 and a multiple of 8")
     return real(q, k, v, bias=bias)
-  from videofusion_jax.models import layers
-  monkeypatch.setattr(layers, "CUDNN_MIN_KEYS", 8)
+  from videofusion_jax.models import attention
+  monkeypatch.setattr(attention, "CUDNN_MIN_KEYS", 8)
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
   monkeypatch.setattr(jax.nn, "dot_product_attention", fake)
   return calls
 
 
 def test_cudnn_attention_is_asked_for_exactly_where_cudnn_can_take_it(pretend_gpu):
-  from videofusion_jax.models.layers import attention_implementation, multi_head_attention
+  from videofusion_jax.models.attention import attention_implementation, multi_head_attention
   x = jax.random.normal(jax.random.key(0), (2, 16, 64), jnp.bfloat16)
   bias15 = jnp.zeros((1, 2, 15, 15), jnp.bfloat16)
   want = multi_head_attention(x, x, x, heads=2)  # outside the context: XLA

@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from videofusion_jax.models.layers import multi_head_attention, timestep_embedding
+from videofusion_jax.models.attention import multi_head_attention
+from videofusion_jax.models.layers import timestep_embedding
 
 MASK_VALUE = -10000.0    # diffusers' additive mask value (not -inf): parity near masks
 ACTIVATIONS = {"silu": nnx.silu, "gelu": lambda x: jax.nn.gelu(x, approximate=False)}

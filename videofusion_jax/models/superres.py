@@ -50,8 +50,8 @@ from flax import nnx
 
 from videofusion_jax import diffusion
 from videofusion_jax.models.conditioning import Condition, ConditionConfig, condition_config
-from videofusion_jax.models.layers import (cast_floats, check_attention_implementation,
-                                          timestep_embedding)
+from videofusion_jax.models.attention import check_attention_implementation
+from videofusion_jax.models.layers import cast_floats, timestep_embedding
 from videofusion_jax.models.presets import unet_config_from_dict
 from videofusion_jax.models.unet import UNet, UNetConfig
 

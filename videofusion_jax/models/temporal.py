@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from videofusion_jax.models.layers import group_norm, multi_head_attention
+from videofusion_jax.models.attention import multi_head_attention
+from videofusion_jax.models.layers import group_norm
 
 TEMPORAL_KINDS = ("none", "attention", "conv", "attention+conv")
 

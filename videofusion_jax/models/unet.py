@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from videofusion_jax.models.layers import (TimestepEmbedding, attention_implementation,
-                                          check_attention_implementation, group_norm,
-                                          timestep_embedding)
+from videofusion_jax.models.attention import (attention_implementation,
+                                             check_attention_implementation)
+from videofusion_jax.models.layers import TimestepEmbedding, group_norm, timestep_embedding
 from videofusion_jax.models.logical_axes import constrain
 from videofusion_jax.models.temporal import check_temporal_kind
 from videofusion_jax.models.unet_blocks import BlockOptions, DownBlock, MidBlock, UpBlock

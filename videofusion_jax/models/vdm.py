@@ -21,7 +21,8 @@ import ml_collections
 from flax import nnx
 
 from videofusion_jax import diffusion
-from videofusion_jax.models.layers import cast_floats, check_attention_implementation
+from videofusion_jax.models.attention import check_attention_implementation
+from videofusion_jax.models.layers import cast_floats
 from videofusion_jax.models.presets import unet_config_from_dict
 from videofusion_jax.models.unet import UNet, UNetConfig
 

@@ -17,7 +17,8 @@ from flax import nnx
 
 from videofusion_jax import diffusion
 from videofusion_jax.models.conditioning import Condition, ConditionConfig
-from videofusion_jax.models.layers import cast_floats, check_attention_implementation
+from videofusion_jax.models.attention import check_attention_implementation
+from videofusion_jax.models.layers import cast_floats
 from videofusion_jax.models.unet import UNet, UNetConfig
 
 RESIDUAL_CONTEXTS = ("centre_estimate", "centre_x0", "centre_frame", "none")
