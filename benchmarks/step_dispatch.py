@@ -40,14 +40,8 @@ WAYS = ("trees", "leaves")
 
 def _no_op_step(shardings, layout: StateLeaves | None):
   """A jitted step with the train step's signature and layout that changes nothing."""
-  state_sh, ema_sh = shardings.state, shardings.ema
-  if layout is not None:
-    state_sh, ema_sh = layout.flatten(state_sh, ema_sh)
   return jax.jit(lambda state, ema, batch, key, schedule: (state, ema, {"key": key}),
-                 donate_argnums=(0, 1),
-                 in_shardings=(state_sh, ema_sh, shardings.batch, shardings.replicated,
-                               shardings.replicated),
-                 out_shardings=(state_sh, ema_sh, shardings.replicated))
+                 donate_argnums=(0, 1), **shardings.jit_kwargs(layout))
 
 
 class Way:

@@ -115,6 +115,14 @@ class StepShardings:
   activations: Callable | None = None  # parallel.activation_shardings: pins the U-Nets'
                                        # activations while the step is traced
 
+  def jit_kwargs(self, leaves: StateLeaves | None = None) -> dict:
+    """`jax.jit`'s in/out shardings for `(state, ema, batch, key, schedule) -> (state,
+    ema, metrics)`, the state and EMA as `leaves`' lists when given."""
+    state, ema = (self.state, self.ema) if leaves is None else leaves.flatten(self.state,
+                                                                               self.ema)
+    return dict(in_shardings=(state, ema, self.batch, self.replicated, self.replicated),
+                out_shardings=(state, ema, self.replicated))
+
 
 def make_train_step(graphdef: nnx.GraphDef, config: StepConfig,
                     learning_rate: Callable | None = None, *,
@@ -149,8 +157,5 @@ def make_train_step(graphdef: nnx.GraphDef, config: StepConfig,
 
   if shardings is None:
     return jax.jit(step_fn, donate_argnums=(0, 1))
-  sh = shardings
-  state_sh, ema_sh = (sh.state, sh.ema) if leaves is None else leaves.flatten(sh.state, sh.ema)
-  return jax.jit(with_activation_sharding(step_fn, sh.activations), donate_argnums=(0, 1),
-                 in_shardings=(state_sh, ema_sh, sh.batch, sh.replicated, sh.replicated),
-                 out_shardings=(state_sh, ema_sh, sh.replicated))
+  return jax.jit(with_activation_sharding(step_fn, shardings.activations),
+                 donate_argnums=(0, 1), **shardings.jit_kwargs(leaves))
