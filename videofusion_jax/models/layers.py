@@ -7,6 +7,7 @@ are channels-last: images `(B, H, W, C)`.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -21,6 +22,18 @@ def cast_floats(tree, dtype):
   stay): mixed-precision parameter casts."""
   return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating)
                       else x, tree)
+
+def in_named_scope(scope: str):
+  """Decorate a layer's `__call__` to trace it under `jax.named_scope(scope)`: every XLA
+  op it issues then carries the scope in its op_name, so a profile can say which kind
+  of layer the time goes to (`benchmarks/op_profile.py`). Names only; no numerics."""
+  def decorate(call):
+    @functools.wraps(call)
+    def scoped(*args, **kwargs):
+      with jax.named_scope(scope):
+        return call(*args, **kwargs)
+    return scoped
+  return decorate
 
 # Stride-2 convolutions pad explicitly: 'SAME' with stride 2 pads (0, 1) where PyTorch's
 # padding=1 pads (1, 1), and the outputs differ.
@@ -123,6 +136,7 @@ class ResnetBlock2D(nnx.Module):
     self.conv_shortcut = (nnx.Conv(in_channels, out_channels, (1, 1), rngs=rngs)
                           if in_channels != out_channels else None)
 
+  @in_named_scope("resnet_block")
   def __call__(self, x: jax.Array, temb: jax.Array, *, rngs: nnx.Rngs | None = None):
     """x (B, H, W, Cin), temb (B, D) -> (B, H', W', Cout)."""
     h = nnx.silu(self.norm1(x))
@@ -168,6 +182,7 @@ class Attention(nnx.Module):
       self.add_k_proj = self.add_v_proj = None
     self.to_out = nnx.Linear(channels, channels, rngs=rngs)
 
+  @in_named_scope("spatial_attention")
   def __call__(self, x: jax.Array, context: jax.Array | None = None,
                context_mask: jax.Array | None = None) -> jax.Array:
     """x (B, H, W, C); context (B, L, D) condition tokens or None; context_mask (B, L)

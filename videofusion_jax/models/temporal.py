@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from videofusion_jax.models.attention import multi_head_attention
-from videofusion_jax.models.layers import group_norm
+from videofusion_jax.models.layers import group_norm, in_named_scope
 
 TEMPORAL_KINDS = ("none", "attention", "conv", "attention+conv")
 
@@ -96,6 +96,7 @@ class TemporalMixer(nnx.Module):
                                              eps=eps, rngs=rngs)
                            if "attention" in kind else None)
 
+  @in_named_scope("temporal_layer")
   def __call__(self, x: jax.Array, num_frames: int) -> jax.Array:
     if self.temp_conv is not None:
       x = self.temp_conv(x, num_frames)

@@ -215,7 +215,8 @@ class VideoFusion(nnx.Module):
                          f"{(b, h, w, c)}")
 
     def base_fn(z_centre):
-      return self.base(z_centre, t, **(cond or {}), rngs=rngs)
+      with jax.named_scope("base_unet"):  # op names say which generator (op_profile)
+        return self.base(z_centre, t, **(cond or {}), rngs=rngs)
 
     def residual_fn(z_others, centre_estimate):
       if not residual:
@@ -232,9 +233,10 @@ class VideoFusion(nnx.Module):
       if cfg.residual_context != "none":
         context = jnp.broadcast_to(centre_estimate[:, None], z_others.shape)
         x = jnp.concatenate([z_others, context], axis=-1)
-      out = self._residual_in_chunks(
-          x.reshape(b * m, h, w, x.shape[-1]), jnp.repeat(t, m),
-          jnp.tile(jnp.asarray(others, jnp.int32), b), _per_frame(cond, m), m, rngs)
+      with jax.named_scope("residual_unet"):
+        out = self._residual_in_chunks(
+            x.reshape(b * m, h, w, x.shape[-1]), jnp.repeat(t, m),
+            jnp.tile(jnp.asarray(others, jnp.int32), b), _per_frame(cond, m), m, rngs)
       return out.reshape(b, m, h, w, out.shape[-1])
 
     return base_fn, residual_fn
