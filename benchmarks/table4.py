@@ -23,7 +23,12 @@ number of compilations it triggered over repeated calls (expected: 1). What domi
 each step (`--parts`, on by default): VideoFusion's base and residual U-Nets and VDM*'s
 U-Net without its temporal layers, each compiled and timed alone in the same
 interleaved loop, with their share of the step and achieved FLOP/s (a piece far below
-the others' FLOP/s is bound by launches or memory, not by its arithmetic).
+the others' FLOP/s is bound by launches or memory, not by its arithmetic). Where
+the time goes inside each step (`--profile`, on by default): a profiler trace of a few
+calls, its ops grouped by the layer that issued them (each generator's ResNet blocks,
+spatial attention, temporal layers) and by what they compute (convolutions, matmuls,
+reductions such as GroupNorm and softmax, elementwise, layout copies;
+`op_profile.py`).
 
 The last line, `TABLE4_JSON {...}`, is the machine-readable result.
 """
@@ -51,7 +56,7 @@ from flax import nnx  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from benchmarks import provenance  # noqa: E402
+from benchmarks import op_profile, provenance  # noqa: E402
 from videofusion_jax import diffusion, sampling  # noqa: E402
 from videofusion_jax.models import presets  # noqa: E402
 from videofusion_jax.models.layers import cast_floats  # noqa: E402
@@ -239,7 +244,7 @@ def _peak_bytes() -> int | None:
 
 
 def run(setup: Setup, *, steps: int = 20, sampler_steps: int = 50, sampler_calls: int = 3,
-        isolate_memory: bool = False, parts: bool = True) -> dict:
+        isolate_memory: bool = False, parts: bool = True, profile: bool = True) -> dict:
   """Measure both variants side by side; return the result dict (see `format_table`)."""
   if steps < 1 or sampler_steps < 0 or sampler_calls < 1:
     raise ValueError(f"steps={steps}, sampler_steps={sampler_steps}, sampler_calls="
@@ -270,6 +275,8 @@ def run(setup: Setup, *, steps: int = 20, sampler_steps: int = 50, sampler_calls
       row["host_overhead_frac"] = overhead / row["sampler_s"]
     row["peak_bytes"] = _isolated_peak(name, setup) if isolate_memory else None
     rows[name] = row
+  profiles = ({name: op_profile.profile_compiled(v["fn"], v["args"])
+               for name, v in variants.items()} if profile else {})
   vf, vdm = rows["videofusion"], rows["vdm"]
   mem_key = "peak_bytes" if vf["peak_bytes"] and vdm["peak_bytes"] else "xla_total"
   ratios = {"latency_ratio": vf["step_s"] / vdm["step_s"],
@@ -281,7 +288,7 @@ def run(setup: Setup, *, steps: int = 20, sampler_steps: int = 50, sampler_calls
     # step still took nnx.State; so host overhead went negative).
     ratios["sampler_latency_ratio"] = vf["sampler_s"] / vdm["sampler_s"]
   return {"setup": dataclasses.asdict(setup), "shape": list(setup.shape()),
-          "rows": rows, "parts": part_rows, "ratios": ratios, "paper": PAPER, "steps": steps,
+          "rows": rows, "parts": part_rows, "profiles": profiles, "ratios": ratios, "paper": PAPER, "steps": steps,
           "sampler_steps": sampler_steps,
           **provenance.environment()}
 
@@ -311,6 +318,8 @@ def format_table(result: dict) -> str:
     lines.append(f"per step inside the {result['sampler_steps']}-step sampler: latency "
                  f"{r['sampler_latency_ratio']:.2f}x")
   lines += format_parts(result)
+  for name, profile in (result.get("profiles") or {}).items():
+    lines += op_profile.format_profile(f"{name} step", profile, rows[name]["step_s"])
   return "\n".join(lines)
 
 
@@ -364,7 +373,7 @@ def main(argv):
   isolate = {"yes": True, "no": False}.get(_ISOLATE.value, _peak_bytes() is not None)
   result = run(setup, steps=_STEPS.value, sampler_steps=_SAMPLER_STEPS.value,
                sampler_calls=_SAMPLER_CALLS.value, isolate_memory=isolate,
-               parts=_PARTS.value)
+               parts=_PARTS.value, profile=_PROFILE.value)
   provenance.emit(result, format_table(result), tag="TABLE4", json_path=_JSON.value)
 
 
@@ -373,7 +382,7 @@ def _define_flags() -> None:
   module next to other benchmarks, whose flags share names)."""
   global _PRESET, _BATCH, _FRAMES, _SIZE, _DTYPE, _STEPS
   global _SAMPLER_STEPS, _SAMPLER_CALLS, _TEMPORAL, _JSON, _ISOLATE, _ONLY, _COMPILE_ONLY
-  global _PARTS, _ATTENTION
+  global _PARTS, _ATTENTION, _PROFILE
   _PRESET = flags.DEFINE_enum("preset", None, list(SHAPES),
                               "Model sizes: tiny (Table 8 / 4, CPU), table8, table9, micro "
                               "(tests) (default: tiny on CPU, table8 elsewhere).")
@@ -396,6 +405,9 @@ def _define_flags() -> None:
   _PARTS = flags.DEFINE_bool(
       "parts", True, "Also time the steps' pieces alone (VideoFusion's base and residual "
       "U-Nets, VDM*'s U-Net without temporal layers): what dominates each step.")
+  _PROFILE = flags.DEFINE_bool(
+      "profile", True, "Also trace 3 calls of each step with the profiler and print its "
+      "op time by layer and op kind (op_profile.py).")
   _COMPILE_ONLY = flags.DEFINE_bool(
       "compile_only", False, "Compile both variants' step and sampler and exit: fills "
       "JAX_COMPILATION_CACHE_DIR so a timed run later loads instead of compiling.")

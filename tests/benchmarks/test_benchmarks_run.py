@@ -43,6 +43,15 @@ def test_table4_measures_both_models_with_one_sampler_compile_each():
   # The micro VideoFusion has a base and a residual U-Net of the VDM*'s size: about
   # twice the parameters (VDM* has no frame embedding and fewer temporal layers).
   assert 1.5 < parsed["rows"]["videofusion"]["params"] / parsed["rows"]["vdm"]["params"] < 2.5
+  # The profile finds each step's ops and names the layers that issued them.
+  groups = {name: {c["group"] for c in p["cells"]} for name, p in parsed["profiles"].items()}
+  assert {"base_unet/resnet_block", "residual_unet/resnet_block",
+          "residual_unet/temporal_layer"} <= groups["videofusion"]
+  assert {"resnet_block", "temporal_layer"} <= groups["vdm"]
+  assert not any("base_unet" in g or "residual_unet" in g for g in groups["vdm"])
+  for name, p in parsed["profiles"].items():
+    assert 0.3 < p["op_s"] / rows[name]["step_s"] < 3, (name, p["op_s"], rows[name]["step_s"])
+  assert "videofusion step:" in text and "of the untraced step" in text
 
 
 def _standin(videos):
