@@ -6,10 +6,13 @@
 
 The paper (Table 4) re-implemented VDM on VideoFusion's base generator (VDM*) and
 reports, per denoising step, VideoFusion at 0.78x VDM*'s memory and 0.43x its latency.
-Here both models are built from one preset (VDM* = the preset's base U-Net with
+Here the models are built from one preset (VDM* = the preset's base U-Net with
 temporal attention after each spatial attention, on all N frames; `models/vdm.py`)
-and measured in one process: each step function is compiled once (compile time
-reported apart), warmed up, then timed call by call (`block_until_ready`), the two
+and measured in one process. VideoFusion twice: as our configs train it (temporal
+attention after every layer of the residual U-Net, DESIGN.md §1) and with the paper's
+per-frame 2D residual generator ("videofusion_2d"), the architecture Table 4 measured;
+each gets its ratios to VDM*. Each step function is compiled once (compile time
+reported apart), warmed up, then timed call by call (`block_until_ready`), the
 variants interleaved, the median of `--steps` calls reported. The parameters go in as a
 list of arrays, as the training loop passes them: nnx.State is flattened in Python at
 every call, which would add host time in proportion to the number of arrays, and
@@ -71,7 +74,10 @@ PAPER = {"latency_ratio": 0.17 / 0.40, "memory_ratio": 49.85 / 63.82}  # 0.425, 
 # two-stage test model (base and residual the same size, unlike the paper).
 SHAPES = {"tiny": (16, 32, 1), "table8": (16, 64, 4), "table9": (16, 64, 4),
           "micro": (4, 16, 1)}
-VARIANTS = ("videofusion", "vdm")
+# videofusion: the preset as our configs train it, temporal attention in the residual
+# U-Net (DESIGN.md §1); videofusion_2d: the paper's per-frame 2D residual generator
+# (`residual.temporal = "none"`), the architecture its Table 4 measured.
+VARIANTS = ("videofusion", "videofusion_2d", "vdm")
 COMPILE_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"  # one per lowering
 
 
@@ -101,7 +107,7 @@ def quarter_table8() -> VideoFusionConfig:
 
 
 def model_configs(setup: Setup) -> dict:
-  """{"videofusion": VideoFusionConfig, "vdm": VDMConfig} of one preset and dtype."""
+  """{variant: VideoFusionConfig or VDMConfig} (see VARIANTS) of one preset and dtype."""
   vf = {"tiny": quarter_table8, "micro": presets.tiny}.get(
       setup.preset, lambda: presets.get_preset(setup.preset))()
   vf = dataclasses.replace(vf, dtype=setup.dtype, param_dtype=setup.dtype,
@@ -109,7 +115,8 @@ def model_configs(setup: Setup) -> dict:
   vdm = VDMConfig(unet=dataclasses.replace(vf.base, temporal="attention"),
                   channels=vf.channels, lam=vf.lam, temporal_placement=setup.vdm_temporal,
                   dtype=setup.dtype, param_dtype=setup.dtype, attention=setup.attention)
-  return {"videofusion": vf, "vdm": vdm}
+  vf_2d = dataclasses.replace(vf, residual=dataclasses.replace(vf.residual, temporal="none"))
+  return {"videofusion": vf, "videofusion_2d": vf_2d, "vdm": vdm}
 
 
 def _build(config):
@@ -277,46 +284,54 @@ def run(setup: Setup, *, steps: int = 20, sampler_steps: int = 50, sampler_calls
     rows[name] = row
   profiles = ({name: op_profile.profile_compiled(v["fn"], v["args"])
                for name, v in variants.items()} if profile else {})
-  vf, vdm = rows["videofusion"], rows["vdm"]
-  mem_key = "peak_bytes" if vf["peak_bytes"] and vdm["peak_bytes"] else "xla_total"
+  return {"setup": dataclasses.asdict(setup), "shape": list(setup.shape()),
+          "rows": rows, "parts": part_rows, "profiles": profiles,
+          "ratios": _ratios(rows, "videofusion"), "ratios_2d": _ratios(rows, "videofusion_2d"),
+          "paper": PAPER, "steps": steps, "sampler_steps": sampler_steps,
+          **provenance.environment()}
+
+
+def _ratios(rows: dict, variant: str) -> dict:
+  """One VideoFusion variant over VDM*: latency, memory, FLOPs (and inside the sampler)."""
+  vf, vdm = rows[variant], rows["vdm"]
+  peaks = all(row["peak_bytes"] for row in rows.values())
+  mem_key = "peak_bytes" if peaks else "xla_total"
   ratios = {"latency_ratio": vf["step_s"] / vdm["step_s"],
             "memory_ratio": vf[mem_key] / vdm[mem_key], "memory_source": mem_key,
             "flops_ratio": vf["flops"] / vdm["flops"] if vdm["flops"] else float("nan")}
-  if sampler_steps:
+  if "sampler_s" in vf:
     # Per step inside the sampler's one scan: no dispatch or sync per step, which a lone
     # step call pays (on an H200 ~8 ms of VideoFusion's 34 at commit 863c5ad, when the
     # step still took nnx.State; so host overhead went negative).
     ratios["sampler_latency_ratio"] = vf["sampler_s"] / vdm["sampler_s"]
-  return {"setup": dataclasses.asdict(setup), "shape": list(setup.shape()),
-          "rows": rows, "parts": part_rows, "profiles": profiles, "ratios": ratios, "paper": PAPER, "steps": steps,
-          "sampler_steps": sampler_steps,
-          **provenance.environment()}
+  return ratios
 
 
 def format_table(result: dict) -> str:
-  r, rows = result["ratios"], result["rows"]
+  rows = result["rows"]
   lines = [f"{provenance.describe(result)}; preset "
            f"{result['setup']['preset']}, step input {tuple(result['shape'])}, "
            f"{result['setup']['dtype']}, {result['setup']['attention']} attention, median of "
            f"{result['steps']} calls",
-           f"{'model':<12} {'params M':>9} {'step ms':>9} {'GFLOP':>9} {'XLA mem MiB':>12} "
+           f"{'model':<14} {'params M':>9} {'step ms':>9} {'GFLOP':>9} {'XLA mem MiB':>12} "
            f"{'peak MiB':>9} {'compile s':>9} {'sampler s':>9} {'host ovh':>8} {'compiles':>8}"]
   for name, row in rows.items():
     peak = f"{row['peak_bytes'] / 2**20:9.1f}" if row["peak_bytes"] else f"{'n/a':>9}"
     sampler = (f"{row['sampler_s']:9.2f} {row['host_overhead_frac']:8.1%} "
                f"{row['sampler_compiles']:8d}" if "sampler_s" in row
                else f"{'-':>9} {'-':>8} {'-':>8}")
-    lines.append(f"{name:<12} {row['params'] / 1e6:9.2f} {row['step_s'] * 1e3:9.2f} "
+    lines.append(f"{name:<14} {row['params'] / 1e6:9.2f} {row['step_s'] * 1e3:9.2f} "
                  f"{row['flops'] / 1e9:9.2f} {row['xla_total'] / 2**20:12.1f} {peak} "
                  f"{row['compile_s']:9.1f} {sampler}")
   p = result["paper"]
-  lines.append(f"VideoFusion / VDM*: latency {r['latency_ratio']:.2f}x (paper "
-               f"{p['latency_ratio']:.2f}x), memory {r['memory_ratio']:.2f}x from "
-               f"{r['memory_source']} (paper {p['memory_ratio']:.2f}x), FLOPs "
-               f"{r['flops_ratio']:.2f}x")
-  if "sampler_latency_ratio" in r:
-    lines.append(f"per step inside the {result['sampler_steps']}-step sampler: latency "
-                 f"{r['sampler_latency_ratio']:.2f}x")
+  for label, r in (("VideoFusion", result["ratios"]),
+                   ("VideoFusion, the paper's 2D residual,", result["ratios_2d"])):
+    inside = (f"; per step inside the {result['sampler_steps']}-step sampler "
+              f"{r['sampler_latency_ratio']:.2f}x" if "sampler_latency_ratio" in r else "")
+    lines.append(f"{label} / VDM*: latency {r['latency_ratio']:.2f}x (paper "
+                 f"{p['latency_ratio']:.2f}x){inside}, memory {r['memory_ratio']:.2f}x from "
+                 f"{r['memory_source']} (paper {p['memory_ratio']:.2f}x), FLOPs "
+                 f"{r['flops_ratio']:.2f}x")
   lines += format_parts(result)
   for name, profile in (result.get("profiles") or {}).items():
     lines += op_profile.format_profile(f"{name} step", profile, rows[name]["step_s"])

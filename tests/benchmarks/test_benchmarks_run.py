@@ -25,9 +25,15 @@ def test_table4_measures_both_models_with_one_sampler_compile_each():
   rows = parsed["rows"]
   assert r["sampler_latency_ratio"] == pytest.approx(
       rows["videofusion"]["sampler_s"] / rows["vdm"]["sampler_s"])
-  for key in ("latency_ratio", "memory_ratio", "flops_ratio", "sampler_latency_ratio"):
-    assert np.isfinite(r[key]) and r[key] > 0, (key, r[key])
-  for name in ("videofusion", "vdm"):
+  for ratios in (r, parsed["ratios_2d"]):
+    for key in ("latency_ratio", "memory_ratio", "flops_ratio", "sampler_latency_ratio"):
+      assert np.isfinite(ratios[key]) and ratios[key] > 0, (key, ratios[key])
+  # The paper's 2D residual generator is VideoFusion without its temporal layers: fewer
+  # FLOPs and parameters than ours, the same base.
+  assert parsed["ratios_2d"]["flops_ratio"] < r["flops_ratio"]
+  assert rows["videofusion_2d"]["params"] < rows["videofusion"]["params"]
+  assert "the paper's 2D residual" in text
+  for name in table4.VARIANTS:
     row = parsed["rows"][name]
     assert row["sampler_compiles"] == 1 and row["sampler_jit_cache"] == 1
     assert row["flops"] > 0 and row["xla_total"] > 0 and row["step_s"] > 0
@@ -49,6 +55,7 @@ def test_table4_measures_both_models_with_one_sampler_compile_each():
           "residual_unet/temporal_layer"} <= groups["videofusion"]
   assert {"resnet_block", "temporal_layer"} <= groups["vdm"]
   assert not any("base_unet" in g or "residual_unet" in g for g in groups["vdm"])
+  assert not any("temporal_layer" in g for g in groups["videofusion_2d"])
   for name, p in parsed["profiles"].items():
     assert 0.3 < p["op_s"] / rows[name]["step_s"] < 3, (name, p["op_s"], rows[name]["step_s"])
   assert "videofusion step:" in text and "of the untraced step" in text
