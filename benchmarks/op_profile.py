@@ -2,7 +2,9 @@
 by the layer that issued them and by what they compute.
 
   profile = op_profile.profile_compiled(compiled, args, calls=3)
-  print("\n".join(op_profile.format_profile(profile)))
+  print("\n".join(op_profile.format_profile("step", profile, step_s)))
+  # a step that donates its inputs: a call that feeds it its own outputs
+  profile = op_profile.profile_calls(compiled.as_text(), run_one_step, calls=3)
 
 Each executed op (a CPU thunk, a GPU kernel, a TPU op) carries the name of its HLO
 instruction. The compiled module's text gives that instruction's kind (a convolution,
@@ -29,7 +31,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import jax
 
@@ -200,8 +202,16 @@ def _module_name(hlo_text: str) -> str:
 
 def profile_compiled(compiled, args: Sequence, *, calls: int = 3,
                      scopes: Sequence[str] = SCOPES) -> dict:
-  """Run `compiled(*args)` `calls` times under the profiler (after one untraced call);
-  return its op time per call by layer group and kind.
+  """`profile_calls` of `compiled(*args)` (which must not donate `args`)."""
+  return profile_calls(compiled.as_text(), lambda: jax.block_until_ready(compiled(*args)),
+                       calls=calls, scopes=scopes)
+
+
+def profile_calls(hlo_text: str, call: Callable[[], object], *, calls: int = 3,
+                  scopes: Sequence[str] = SCOPES) -> dict:
+  """Run `call()` (one execution of the module `hlo_text`, finished when it returns)
+  `calls` times under the profiler, after one untraced call; return the module's op
+  time per call by layer group and kind.
 
   {"calls", "traced_wall_s" (per call, profiler overhead included), "op_s" (per call),
    "unmatched_s" (ops the module text does not name), "layer_names" (whether any op
@@ -209,14 +219,13 @@ def profile_compiled(compiled, args: Sequence, *, calls: int = 3,
   """
   if calls < 1:
     raise ValueError(f"calls={calls}; expected >= 1")
-  text = compiled.as_text()
-  ops, module = parse_hlo(text), _module_name(text)
-  jax.block_until_ready(compiled(*args))
+  ops, module = parse_hlo(hlo_text), _module_name(hlo_text)
+  call()
   with tempfile.TemporaryDirectory() as trace_dir:
     start = time.perf_counter()
     with jax.profiler.trace(trace_dir):
       for _ in range(calls):
-        jax.block_until_ready(compiled(*args))
+        call()
     wall = (time.perf_counter() - start) / calls
     traces = sorted(Path(trace_dir).rglob("*.xplane.pb"), key=lambda p: p.stat().st_mtime)
     if not traces:

@@ -324,8 +324,8 @@ def format_table(result: dict) -> str:
                  f"{row['flops'] / 1e9:9.2f} {row['xla_total'] / 2**20:12.1f} {peak} "
                  f"{row['compile_s']:9.1f} {sampler}")
   p = result["paper"]
-  for label, r in (("VideoFusion", result["ratios"]),
-                   ("VideoFusion, the paper's 2D residual,", result["ratios_2d"])):
+  for label, r in (("VideoFusion (ours)", result["ratios"]),
+                   ("VideoFusion (paper's 2D residual)", result["ratios_2d"])):
     inside = (f"; per step inside the {result['sampler_steps']}-step sampler "
               f"{r['sampler_latency_ratio']:.2f}x" if "sampler_latency_ratio" in r else "")
     lines.append(f"{label} / VDM*: latency {r['latency_ratio']:.2f}x (paper "

@@ -13,6 +13,9 @@ so remat's recompute is counted as work done, and cuDNN's kernels, which XLA doe
 cost, are not); MFU uses the no-remat count for every variant, the way MFU is usually
 defined. MFU = model FLOPs / step time / peak. Peak bf16 dense
 TFLOP/s per chip: H100/H200 SXM 989, A100 312, TPU v5p 459, v6e 918, v5e 197.
+Where each variant's step time goes (`--profile`, on by default): a profiler trace of
+two steps, the ops grouped by the layer that issued them (forward and backward alike)
+and by what they compute (`op_profile.py`): what to attack when the MFU is low.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from ml_collections import config_flags
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from benchmarks import provenance  # noqa: E402
+from benchmarks import op_profile, provenance  # noqa: E402
 from benchmarks.train_setup import train_setup  # noqa: E402
 from videofusion_jax.training.step import (StateLeaves, StepConfig,  # noqa: E402
                                            make_train_step)
@@ -39,6 +42,8 @@ _ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved rounds; the median is r
 _BATCH = flags.DEFINE_integer("batch", 0, "Global batch (0: the config's train.batch_size).")
 _PEAK = flags.DEFINE_float("peak_tflops", 0.0, "Peak bf16 TFLOP/s per device (0: no MFU).")
 _JSON = flags.DEFINE_string("json", "", "Also write the result to this JSON file.")
+_PROFILE = flags.DEFINE_bool("profile", True, "Also trace 2 steps of each variant and "
+                             "print its op time by layer and op kind (op_profile.py).")
 _COMPILE_ONLY = flags.DEFINE_bool(
     "compile_only", False, "Compile the variants and exit: fills JAX_COMPILATION_CACHE_DIR "
     "so a timed run later loads instead of compiling (benchmarks/device_session.py).")
@@ -112,6 +117,7 @@ def main(argv):
   lines = [f"{provenance.describe(env)}; {shape}",
            f"{'variant':<10} {'step s':>8} {'vs no remat':>11} {'XLA TFLOP':>10} "
            f"{'temp GiB':>9} {'compile s':>9} {'MFU':>6}"]
+  profiles = []
   for name, v in variants.items():
     t = float(np.median(times[name]))
     mfu = model_flops / t / peak if peak else None
@@ -120,6 +126,11 @@ def main(argv):
     lines.append(f"{name:<10} {t:8.4f} {t / base:11.2f} {v['flops'] / 1e12:10.3f} "
                  f"{v['temp_gb']:9.2f} {v['compile_s']:9.1f} "
                  f"{f'{mfu:6.1%}' if mfu is not None else '   n/a'}")
+    if _PROFILE.value:  # the step donates its state: each call feeds it its own outputs
+      rows[name]["profile"] = op_profile.profile_calls(
+          v["fn"].as_text(), lambda v=v: run(v, 1), calls=2)
+      profiles += op_profile.format_profile(f"{name} step", rows[name]["profile"], t)
+  lines += profiles
   result = dict(env, shape=shape, batch=config.train.batch_size, model_flops=model_flops,
                 peak_tflops_per_device=_PEAK.value, rows=rows)
   provenance.emit(result, "\n".join(lines), tag="TRAIN_THROUGHPUT", json_path=_JSON.value)

@@ -32,7 +32,7 @@ def test_table4_measures_both_models_with_one_sampler_compile_each():
   # FLOPs and parameters than ours, the same base.
   assert parsed["ratios_2d"]["flops_ratio"] < r["flops_ratio"]
   assert rows["videofusion_2d"]["params"] < rows["videofusion"]["params"]
-  assert "the paper's 2D residual" in text
+  assert "VideoFusion (paper's 2D residual) / VDM*" in text
   for name in table4.VARIANTS:
     row = parsed["rows"][name]
     assert row["sampler_compiles"] == 1 and row["sampler_jit_cache"] == 1

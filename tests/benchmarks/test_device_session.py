@@ -171,6 +171,8 @@ def test_rehearsal_runs_every_step_and_returns_its_numbers(tmp_path):
   assert "compiled videofusion" in (out / "precompile.log").read_text()
   mfu = steps["mfu"]["results"]["TRAIN_THROUGHPUT"]
   assert mfu["rows"]["no remat"]["step_s"] > 0 and mfu["model_flops"] > 0
+  profiled = {c["group"] for c in mfu["rows"]["no remat"]["profile"]["cells"]}
+  assert {"base_unet/resnet_block", "residual_unet/resnet_block"} <= profiled
   assert mfu["commit"] and json.loads((out / "train_throughput.json").read_text()) == mfu
   assert steps["table4"]["results"]["TABLE4"]["ratios"]["latency_ratio"] > 0
   assert steps["demo"]["results"]["SAMPLES"]["frame_change"] >= 0
