@@ -142,3 +142,31 @@ def test_the_models_unets_compute_their_attention_as_configured(pretend_gpu):
   del pretend_gpu[:]
   model_with(dtype="bfloat16").in_compute_dtype()(z, T[:1], SCHEDULE.alphas_cumprod)
   assert pretend_gpu and all(c[0] is None for c in pretend_gpu)
+
+
+def _mixed_precision_models(**knobs):
+  """Each model kind that stores parameters in `param_dtype` and computes in `dtype`."""
+  from videofusion_jax.models.superres import SuperRes, SuperResConfig
+  from videofusion_jax.models.unet import UNetConfig
+  from videofusion_jax.models.vdm import VDM, VDMConfig
+  unet = dataclasses.replace(presets.tiny().base, temporal="attention")
+  sr_unet = UNetConfig(block_out_channels=(16, 32), layers_per_block=1,
+                       attention_levels=(1,), attention_head_dim=16, norm_num_groups=8)
+  return [VideoFusion(dataclasses.replace(presets.tiny(), **knobs), rngs=nnx.Rngs(0)),
+          VDM(VDMConfig(unet=unet, **knobs), rngs=nnx.Rngs(0)),
+          SuperRes(SuperResConfig(unet=sr_unet, image_size=16, low_res_size=8, **knobs),
+                   rngs=nnx.Rngs(0))]
+
+
+def _param_dtypes(model):
+  return {x.dtype for x in jax.tree.leaves(nnx.state(model, nnx.Param))}
+
+
+def test_every_model_stores_in_param_dtype_and_computes_in_dtype():
+  for model in _mixed_precision_models(dtype="bfloat16", param_dtype="bfloat16"):
+    assert _param_dtypes(model) == {jnp.dtype(jnp.bfloat16)}, type(model).__name__
+    assert model.in_compute_dtype() is model  # nothing to cast
+  for model in _mixed_precision_models(dtype="bfloat16"):
+    assert _param_dtypes(model) == {jnp.dtype(jnp.float32)}, type(model).__name__
+    assert _param_dtypes(model.in_compute_dtype()) == {jnp.dtype(jnp.bfloat16)}
+    assert _param_dtypes(model) == {jnp.dtype(jnp.float32)}  # the stored copy is kept

@@ -51,7 +51,7 @@ from flax import nnx
 from videofusion_jax import diffusion
 from videofusion_jax.models.conditioning import Condition, ConditionConfig, condition_config
 from videofusion_jax.models.attention import check_attention_implementation
-from videofusion_jax.models.layers import cast_floats, timestep_embedding
+from videofusion_jax.models.layers import MixedPrecision, timestep_embedding
 from videofusion_jax.models.presets import unet_config_from_dict
 from videofusion_jax.models.unet import UNet, UNetConfig
 
@@ -203,7 +203,7 @@ def upsample_frames(frames, size: int, method: str) -> jax.Array:
   return jax.image.resize(frames, (b, size, size, c), method=method)
 
 
-class SuperRes(nnx.Module):
+class SuperRes(MixedPrecision, nnx.Module):
   """Per-frame SR denoiser; `__call__` follows the model contract of `from_config`."""
 
   def __init__(self, config: SuperResConfig, *, rngs: nnx.Rngs):
@@ -213,14 +213,7 @@ class SuperRes(nnx.Module):
     self.unet = UNet(config.unet_config(),
                      remat_policy=config.remat_policy if config.remat else None,
                      attention=config.attention, rngs=rngs)
-    if config.param_dtype != "float32":
-      nnx.update(self, cast_floats(nnx.state(self, nnx.Param), config.param_dtype))
-
-  def in_compute_dtype(self) -> "SuperRes":
-    if self.config.dtype == self.config.param_dtype:
-      return self
-    graphdef, params, rest = nnx.split(self, nnx.Param, ...)
-    return nnx.merge(graphdef, cast_floats(params, self.config.dtype), rest)
+    self.store_params_in_param_dtype()
 
   def augmented_condition(self, cond: Mapping[str, Any], alphas_cumprod,
                           rngs: nnx.Rngs | None):

@@ -22,7 +22,7 @@ from flax import nnx
 
 from videofusion_jax import diffusion
 from videofusion_jax.models.attention import check_attention_implementation
-from videofusion_jax.models.layers import cast_floats
+from videofusion_jax.models.layers import MixedPrecision
 from videofusion_jax.models.presets import unet_config_from_dict
 from videofusion_jax.models.unet import UNet, UNetConfig
 
@@ -139,7 +139,7 @@ def _keep_temporal_after_attention(unet: UNet) -> None:
       block.temp_mixers = None
 
 
-class VDM(nnx.Module):
+class VDM(MixedPrecision, nnx.Module):
   """Video U-Net denoising all N frames at once: `(B, N, H, W, C)` in, eps of each out."""
 
   def __init__(self, config: VDMConfig, *, rngs: nnx.Rngs):
@@ -150,15 +150,7 @@ class VDM(nnx.Module):
                      rngs=rngs)
     if config.temporal_placement == "attention":
       _keep_temporal_after_attention(self.unet)
-    if config.param_dtype != "float32":
-      nnx.update(self, cast_floats(nnx.state(self, nnx.Param), config.param_dtype))
-
-  def in_compute_dtype(self) -> "VDM":
-    """This model, or a copy with parameters cast to `config.dtype` (as VideoFusion)."""
-    if self.config.dtype == self.config.param_dtype:
-      return self
-    graphdef, params, rest = nnx.split(self, nnx.Param, ...)
-    return nnx.merge(graphdef, cast_floats(params, self.config.dtype), rest)
+    self.store_params_in_param_dtype()
 
   def __call__(self, z_t: jax.Array, t: jax.Array, alphas_cumprod: jax.Array, *,
                cond: Mapping[str, Any] | None = None, stop_base_grad: bool = True,

@@ -18,7 +18,7 @@ from flax import nnx
 from videofusion_jax import diffusion
 from videofusion_jax.models.conditioning import Condition, ConditionConfig
 from videofusion_jax.models.attention import check_attention_implementation
-from videofusion_jax.models.layers import cast_floats
+from videofusion_jax.models.layers import MixedPrecision
 from videofusion_jax.models.unet import UNet, UNetConfig
 
 RESIDUAL_CONTEXTS = ("centre_estimate", "centre_x0", "centre_frame", "none")
@@ -140,7 +140,7 @@ def _per_frame(tree: Mapping[str, Any] | None, frames: int) -> dict:
   return {k: jnp.repeat(v, frames, axis=0) for k, v in (tree or {}).items()}
 
 
-class VideoFusion(nnx.Module):
+class VideoFusion(MixedPrecision, nnx.Module):
   """Decomposed video denoiser: `base` (image U-Net) + `residual` (frame U-Net)."""
 
   def __init__(self, config: VideoFusionConfig, *, rngs: nnx.Rngs):
@@ -152,16 +152,7 @@ class VideoFusion(nnx.Module):
                      rngs=rngs)
     self.residual = UNet(config.residual_unet(), remat_policy=policy,
                          attention=config.attention, rngs=rngs)
-    if config.param_dtype != "float32":
-      nnx.update(self, cast_floats(nnx.state(self, nnx.Param), config.param_dtype))
-
-  def in_compute_dtype(self) -> "VideoFusion":
-    """This model, or a copy whose parameters are cast to `config.dtype` (gradients flow
-    back to the stored parameters through the cast): mixed precision at one boundary."""
-    if self.config.dtype == self.config.param_dtype:
-      return self
-    graphdef, params, rest = nnx.split(self, nnx.Param, ...)
-    return nnx.merge(graphdef, cast_floats(params, self.config.dtype), rest)
+    self.store_params_in_param_dtype()
 
   def __call__(self, z_t: jax.Array, t: jax.Array, alphas_cumprod: jax.Array, *,
                cond: Mapping[str, jax.Array] | None = None, stop_base_grad: bool = True,
