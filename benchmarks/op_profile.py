@@ -170,17 +170,17 @@ def _stats(event) -> dict:
   return {k: v for k, v in event.stats}
 
 
-def device_op_seconds(planes: Iterable, module: str) -> dict[str, float]:
+def device_op_seconds(planes: Iterable, module: str, on_device: bool) -> dict[str, float]:
   """{HLO instruction name: seconds summed over the trace} of `module`'s ops.
 
-  Device planes (GPU/TPU) when the trace has them, else the host's (the CPU client
-  runs its thunks there). A device plane with an "XLA Ops" line (TPU) is read from that
-  line alone; otherwise every event with an `hlo_op` stat counts (GPU kernels, one op
-  may be several kernels; CPU thunks).
+  `on_device`: read the device planes (GPU/TPU; on a host the thunks' events would be
+  launches, not the work); else the host CPU plane, where the CPU client runs its
+  thunks. A plane with an "XLA Ops" line (TPU) is read from that line alone; otherwise
+  every event with an `hlo_op` stat counts (GPU kernels, one op may be several kernels;
+  CPU thunks).
   """
-  planes = list(planes)
-  device = [p for p in planes if p.name.startswith("/device:")]
-  chosen = device or [p for p in planes if p.name.startswith("/host:CPU")]
+  prefix = "/device:" if on_device else "/host:CPU"
+  chosen = [p for p in planes if p.name.startswith(prefix)]
   seconds: dict[str, float] = collections.defaultdict(float)
   for plane in chosen:
     lines = list(plane.lines)
@@ -215,23 +215,34 @@ def profile_calls(hlo_text: str, call: Callable[[], object], *, calls: int = 3,
 
   {"calls", "traced_wall_s" (per call, profiler overhead included), "op_s" (per call),
    "unmatched_s" (ops the module text does not name), "layer_names" (whether any op
-   names one of `scopes`), "cells": [{"group", "kind", "seconds"}], largest first}.
+   names one of `scopes`), "cells": [{"group", "kind", "seconds"}], largest first}, or
+  {"error": why} when the trace holds none of the module's ops. A profile is a
+  diagnostic beside a benchmark's numbers: a profiler that fails (no CUPTI in a
+  container, say) must not cost the run those numbers, so its errors come back too.
   """
   if calls < 1:
     raise ValueError(f"calls={calls}; expected >= 1")
   ops, module = parse_hlo(hlo_text), _module_name(hlo_text)
+  on_device = jax.default_backend() != "cpu"
   call()
-  with tempfile.TemporaryDirectory() as trace_dir:
-    start = time.perf_counter()
-    with jax.profiler.trace(trace_dir):
-      for _ in range(calls):
-        call()
-    wall = (time.perf_counter() - start) / calls
-    traces = sorted(Path(trace_dir).rglob("*.xplane.pb"), key=lambda p: p.stat().st_mtime)
-    if not traces:
-      raise RuntimeError(f"jax.profiler.trace wrote no .xplane.pb under {trace_dir}")
-    planes = jax.profiler.ProfileData.from_file(str(traces[-1])).planes
-    seconds = device_op_seconds(planes, module)
+  try:
+    with tempfile.TemporaryDirectory() as trace_dir:
+      start = time.perf_counter()
+      with jax.profiler.trace(trace_dir):
+        for _ in range(calls):
+          call()
+      wall = (time.perf_counter() - start) / calls
+      traces = sorted(Path(trace_dir).rglob("*.xplane.pb"), key=lambda p: p.stat().st_mtime)
+      if not traces:
+        return {"error": "jax.profiler.trace wrote no .xplane.pb"}
+      planes = list(jax.profiler.ProfileData.from_file(str(traces[-1])).planes)
+      seconds = device_op_seconds(planes, module, on_device)
+  except Exception as e:  # noqa: BLE001 -- see the docstring
+    return {"error": f"the profiler failed: {type(e).__name__}: {e}"}
+  if not seconds:
+    where = "device planes" if on_device else "host CPU plane"
+    return {"error": f"the trace has no op of {module} on its {where} (planes: "
+                     f"{[p.name for p in planes]}); on a GPU the profiler needs CUPTI"}
   cells: dict[tuple[str, str], float] = collections.defaultdict(float)
   unmatched = 0.0
   for name, s in seconds.items():
@@ -257,6 +268,8 @@ def totals(profile: dict, by: str) -> dict[str, float]:
 
 def format_profile(title: str, profile: dict, step_s: float | None = None) -> list[str]:
   """A matrix of milliseconds per call: layer groups down, op kinds across."""
+  if "error" in profile:
+    return [f"{title}: no profile: {profile['error']}"]
   groups, kinds = totals(profile, "group"), totals(profile, "kind")
   ms = {(c["group"], c["kind"]): c["seconds"] * 1e3 for c in profile["cells"]}
   op_ms = profile["op_s"] * 1e3

@@ -110,11 +110,14 @@ def test_device_op_seconds_reads_device_planes_and_skips_other_modules():
               _event("cudnn_kernel_b", 1e6, hlo_op="conv.1", hlo_module="jit_step"),
               _event("other_program", 5e6, hlo_op="conv.1", hlo_module="jit_other"),
               _event("memset", 1e6)]})]
-  assert op_profile.device_op_seconds(gpu, "jit_step") == {"conv.1": pytest.approx(3e-3)}
+  assert op_profile.device_op_seconds(gpu, "jit_step", on_device=True) == {
+      "conv.1": pytest.approx(3e-3)}
+  # A GPU trace without device planes (no CUPTI) has only the host's launches: no ops.
+  assert op_profile.device_op_seconds(gpu[:1], "jit_step", on_device=True) == {}
   tpu = [_plane("/device:TPU:0", {
       "XLA Modules": [_event("jit_step(1)", 10e6)],
       "XLA Ops": [_event("fusion.4", 4e6), _event("convolution.2", 6e6)]})]
-  assert op_profile.device_op_seconds(tpu, "jit_step") == {
+  assert op_profile.device_op_seconds(tpu, "jit_step", on_device=True) == {
       "fusion.4": pytest.approx(4e-3), "convolution.2": pytest.approx(6e-3)}
 
 
@@ -130,6 +133,16 @@ def test_profile_compiled_puts_a_convolution_heavy_step_in_its_conv_row():
   assert by_group["resnet_block"] > 0.5 * profile["op_s"]
   text = "\n".join(op_profile.format_profile("step", profile, step_s=profile["op_s"]))
   assert "resnet_block" in text and "100% of the untraced step" in text
+
+
+def test_a_profile_without_ops_says_why_instead_of_failing(monkeypatch):
+  """No op found (or a profiler error) comes back as an error the table prints: the
+  benchmark's own numbers must survive a profiler that cannot see the device."""
+  monkeypatch.setattr(op_profile, "device_op_seconds", lambda *a: {})
+  compiled = jax.jit(lambda x: x * 2).lower(jnp.ones(8)).compile()
+  profile = op_profile.profile_compiled(compiled, (jnp.ones(8),), calls=1)
+  assert "no op of jit_" in profile["error"] and "/host:CPU" in profile["error"]
+  assert op_profile.format_profile("step", profile) == [f"step: no profile: {profile['error']}"]
 
 
 def test_profile_compiled_refuses_no_calls():
