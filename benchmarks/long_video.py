@@ -35,7 +35,7 @@ from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from benchmarks import provenance  # noqa: E402
+from benchmarks import provenance, xla_analysis  # noqa: E402
 from configs import demo  # noqa: E402
 from videofusion_jax import controls, diffusion  # noqa: E402
 from videofusion_jax.data import video_io  # noqa: E402
@@ -75,21 +75,6 @@ def model_config(settings: Settings):
   return config
 
 
-def _memory_bytes(compiled) -> dict:
-  m = compiled.memory_analysis()
-  get = lambda name: int(getattr(m, name, 0) or 0)
-  total = (get("argument_size_in_bytes") + get("output_size_in_bytes")
-           + get("temp_size_in_bytes") - get("alias_size_in_bytes"))
-  return {"xla_total": total, "xla_temp": get("temp_size_in_bytes"),
-          "xla_arguments": get("argument_size_in_bytes"),
-          "xla_outputs": get("output_size_in_bytes")}
-
-
-def _device_peak() -> int | None:
-  stats = jax.devices()[0].memory_stats()
-  return None if not stats else int(stats.get("peak_bytes_in_use", 0))
-
-
 def _rss_peak() -> int:
   """Peak resident set size of this process, in bytes (Linux reports KiB)."""
   return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
@@ -121,7 +106,7 @@ def run(settings: Settings) -> dict:
   start = time.perf_counter()
   compiled = window_fn.lower(state, schedule, kb, kr, known, known, jnp.asarray(True)).compile()
   compile_s = time.perf_counter() - start
-  memory = _memory_bytes(compiled)
+  memory = xla_analysis.memory_bytes(compiled)
   step = lambda *args: compiled(state, schedule, *args)
   jax.block_until_ready(step(kb, kr, known, known, jnp.asarray(True)))  # warm-up
 
@@ -139,7 +124,7 @@ def run(settings: Settings) -> dict:
     rows.append({"frames": length, "windows": windows, "seconds": seconds,
                  "frames_per_s": settings.batch * length / seconds,
                  "s_per_window": seconds / windows,
-                 "device_peak_bytes": _device_peak(), "rss_peak_bytes": _rss_peak()})
+                 "device_peak_bytes": xla_analysis.device_peak_bytes(), "rss_peak_bytes": _rss_peak()})
   for row in rows:
     row["s_per_window_ratio"] = row["s_per_window"] / rows[0]["s_per_window"]
     row["windows_ratio"] = row["windows"] / rows[0]["windows"]

@@ -59,7 +59,7 @@ from flax import nnx  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from benchmarks import op_profile, provenance  # noqa: E402
+from benchmarks import op_profile, provenance, xla_analysis  # noqa: E402
 from videofusion_jax import diffusion, sampling  # noqa: E402
 from videofusion_jax.models import presets  # noqa: E402
 from videofusion_jax.models.layers import cast_floats  # noqa: E402
@@ -135,21 +135,6 @@ def _timed(fn, *args) -> float:
   return time.perf_counter() - start
 
 
-def _memory_bytes(compiled) -> dict:
-  m = compiled.memory_analysis()
-  get = lambda name: int(getattr(m, name, 0) or 0)
-  total = (get("argument_size_in_bytes") + get("output_size_in_bytes")
-           + get("temp_size_in_bytes") - get("alias_size_in_bytes"))
-  return {"xla_total": total, "xla_temp": get("temp_size_in_bytes"),
-          "xla_arguments": get("argument_size_in_bytes")}
-
-
-def _flops(compiled) -> float:
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float((cost or {}).get("flops", 0.0))
-
-
 def step_variant(config, setup: Setup) -> dict:
   """Compile one denoising step of a model; return what is needed to time it."""
   graphdef, state = _build(config)
@@ -169,8 +154,8 @@ def step_variant(config, setup: Setup) -> dict:
   compiled = step.lower(leaves, z, t).compile()
   compile_s = time.perf_counter() - start
   return dict(graphdef=graphdef, state=state, fn=compiled, args=(leaves, z, t),
-              compile_s=compile_s, flops=_flops(compiled), params=_param_count(state),
-              **_memory_bytes(compiled))
+              compile_s=compile_s, flops=xla_analysis.flops(compiled),
+              params=_param_count(state), **xla_analysis.memory_bytes(compiled))
 
 
 def part_variants(configs: dict, setup: Setup) -> dict:
@@ -208,7 +193,8 @@ def part_variants(configs: dict, setup: Setup) -> dict:
     start = time.perf_counter()
     compiled = unet_call.lower(leaves, x, t, frame_index).compile()
     parts[name] = dict(fn=compiled, args=(leaves, x, t, frame_index),
-                       compile_s=time.perf_counter() - start, flops=_flops(compiled))
+                       compile_s=time.perf_counter() - start,
+                       flops=xla_analysis.flops(compiled))
   return parts
 
 
@@ -243,11 +229,6 @@ def _isolated_peak(variant: str, setup: Setup) -> int | None:
     if line.startswith("PEAK_JSON "):
       return json.loads(line[len("PEAK_JSON "):])["peak_bytes"]
   return None
-
-
-def _peak_bytes() -> int | None:
-  stats = jax.devices()[0].memory_stats()
-  return None if not stats else int(stats.get("peak_bytes_in_use", 0))
 
 
 def run(setup: Setup, *, steps: int = 20, sampler_steps: int = 50, sampler_calls: int = 3,
@@ -370,7 +351,7 @@ def main(argv):
   if _ONLY.value:  # child process of _isolated_peak: one variant, then its peak
     v = step_variant(model_configs(setup)[_ONLY.value], setup)
     _timed(v["fn"], *v["args"])
-    print("PEAK_JSON " + json.dumps({"peak_bytes": _peak_bytes()}))
+    print("PEAK_JSON " + json.dumps({"peak_bytes": xla_analysis.device_peak_bytes()}))
     return
   if _COMPILE_ONLY.value:  # both steps and samplers into the persistent compile cache
     for name, config in model_configs(setup).items():
@@ -385,7 +366,8 @@ def main(argv):
       for name, part in part_variants(model_configs(setup), setup).items():
         print(f"compiled {name}: {part['compile_s']:.1f} s")
     return
-  isolate = {"yes": True, "no": False}.get(_ISOLATE.value, _peak_bytes() is not None)
+  device_keeps_stats = xla_analysis.device_peak_bytes() is not None
+  isolate = {"yes": True, "no": False}.get(_ISOLATE.value, device_keeps_stats)
   result = run(setup, steps=_STEPS.value, sampler_steps=_SAMPLER_STEPS.value,
                sampler_calls=_SAMPLER_CALLS.value, isolate_memory=isolate,
                parts=_PARTS.value, profile=_PROFILE.value)

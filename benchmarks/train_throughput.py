@@ -31,7 +31,7 @@ from ml_collections import config_flags
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from benchmarks import op_profile, provenance  # noqa: E402
+from benchmarks import op_profile, provenance, xla_analysis  # noqa: E402
 from benchmarks.train_setup import train_setup  # noqa: E402
 from videofusion_jax.training.step import (StateLeaves, StepConfig,  # noqa: E402
                                            make_train_step)
@@ -67,12 +67,9 @@ def build(config, model_settings: dict):
   start = time.perf_counter()
   compiled = step.lower(state, ema, batch, jax.random.key(0), schedule).compile()
   compile_s = time.perf_counter() - start
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  memory = compiled.memory_analysis()
   return dict(fn=compiled, state=state, ema=ema, batch=batch, schedule=schedule,
-              flops=float(cost.get("flops", 0.0)), compile_s=compile_s,
-              temp_gb=getattr(memory, "temp_size_in_bytes", 0) / 2**30)
+              flops=xla_analysis.flops(compiled), compile_s=compile_s,
+              temp_gb=xla_analysis.memory_bytes(compiled)["xla_temp"] / 2**30)
 
 
 def run(v, steps: int) -> float:
