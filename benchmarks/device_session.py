@@ -31,9 +31,11 @@ Steps (each one or more subprocesses, output teed to OUT/session.log):
               share of the budget if need be, then 8 videos sampled from the last
               checkpoint (issue 12);
   mfu         benchmarks/train_throughput.py, UCF101 (Table 8) model at 16x64x64, bf16, with
-              XLA and cuDNN attention, and with remat (issue 4);
-  table4      benchmarks/table4.py --preset=table8 in bf16: latency, memory, FLOPs ratios and
-              the 50-step sampler's host overhead (issue 9).
+              XLA and cuDNN attention, and with remat, each step's profile by layer and
+              op kind (issue 4);
+  table4      benchmarks/table4.py --preset=table8 in bf16: latency, memory, FLOPs ratios
+              (VideoFusion as ours and with the paper's 2D residual, each over VDM*), the
+              50-step sampler's host overhead, and each step's profile (issue 9).
 The decomposition study's --large setting (4 lams x 3 seeds of 20k steps) does not fit a
 lease and is not a step.
 
