@@ -1,6 +1,6 @@
 """Does the decomposition help? FVD at equal training compute for lam in {0, .25, .5, .75}.
 
-  python benchmarks/decomposition_study.py                 # CPU default (<= ~20 min quiet)
+  python benchmarks/decomposition_study.py                 # CPU default (~11 min, 2 quiet cores)
   python benchmarks/decomposition_study.py --large         # a GPU: longer, more videos
   python benchmarks/decomposition_study.py --data_path=/path/to/videos  # a local folder
 
