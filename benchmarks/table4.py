@@ -233,7 +233,7 @@ def _isolated_peak(variant: str, setup: Setup) -> int | None:
 
 def run(setup: Setup, *, steps: int = 20, sampler_steps: int = 50, sampler_calls: int = 3,
         isolate_memory: bool = False, parts: bool = True, profile: bool = True) -> dict:
-  """Measure both variants side by side; return the result dict (see `format_table`)."""
+  """Measure every variant side by side; return the result dict (see `format_table`)."""
   if steps < 1 or sampler_steps < 0 or sampler_calls < 1:
     raise ValueError(f"steps={steps}, sampler_steps={sampler_steps}, sampler_calls="
                      f"{sampler_calls}; expected >= 1, >= 0, >= 1")

@@ -23,6 +23,7 @@ def cast_floats(tree, dtype):
   return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating)
                       else x, tree)
 
+
 class MixedPrecision:
   """For a model whose `config` has `dtype` and `param_dtype` (VideoFusion, VDM*,
   SuperRes): parameters stored in `param_dtype`, computed in `dtype`."""
@@ -53,6 +54,7 @@ def in_named_scope(scope: str):
         return call(*args, **kwargs)
     return scoped
   return decorate
+
 
 # Stride-2 convolutions pad explicitly: 'SAME' with stride 2 pads (0, 1) where PyTorch's
 # padding=1 pads (1, 1), and the outputs differ.
