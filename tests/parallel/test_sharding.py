@@ -18,7 +18,10 @@ MESHES = ["8x1x1", "2x4x1", "2x1x4", "2x2x2"]
 
 def run_checks(workdir, step_meshes):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)
+  # The child sets its own device count (jax_num_cpu_devices); it keeps the other XLA
+  # flags, such as conftest's fast compiles (all its steps are compile-bound).
+  env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split()
+                              if not f.startswith("--xla_force_host_platform_device_count"))
   proc = subprocess.run([sys.executable, str(HERE / "fake_devices.py"), str(workdir),
                          ",".join(step_meshes)],
                         capture_output=True, text=True, env=env, timeout=1800)
