@@ -17,13 +17,14 @@ import grain
 import ml_collections
 import orbax.checkpoint as ocp
 
+from videofusion_jax.models.execution import VIDEOFUSION_EXECUTION_FIELDS
+
 # Config sections that must match for a checkpoint to load: they fix parameter shapes
 # and the meaning of the weights. Training hyper-parameters may change across a resume.
 COMPATIBLE_SECTIONS = ("model", "diffusion", "cond")
 # ...except the fields that only change how the model runs (remat, dtypes, chunks,
 # the attention kernels).
-RUNTIME_FIELDS = ("model.dtype", "model.param_dtype", "model.remat", "model.remat_policy",
-                  "model.residual_chunks", "model.attention")
+RUNTIME_FIELDS = tuple(f"model.{name}" for name in VIDEOFUSION_EXECUTION_FIELDS)
 # Fields added after checkpoints were already written: absent in a saved config means
 # this value.
 FIELD_DEFAULTS = {"model.kind": "videofusion", "cond.kind": "none", "cond.num_classes": 0,

@@ -38,7 +38,8 @@ from videofusion_jax.convert.diffusers_unclip import (SUMMARY_FILE, superres_con
                                                       superres_with_params)
 from videofusion_jax.convert.folder import PARAMS_DIR, read_converted_config
 from videofusion_jax.models.conditioning import ConditionConfig
-from videofusion_jax.models.superres import EXECUTION_FIELDS, SuperResConfig, unet_fields
+from videofusion_jax.models.execution import EXECUTION_FIELDS
+from videofusion_jax.models.superres import SuperResConfig, unet_fields
 from videofusion_jax.models.superres_stages import FinalStepSwitch
 
 TRAINING, CONVERTED = "training", "converted"

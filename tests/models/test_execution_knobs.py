@@ -145,18 +145,25 @@ def test_the_models_unets_compute_their_attention_as_configured(pretend_gpu):
   assert pretend_gpu and all(c[0] is None for c in pretend_gpu)
 
 
-def _mixed_precision_models(**knobs):
-  """Each model kind that stores parameters in `param_dtype` and computes in `dtype`."""
-  from videofusion_jax.models.superres import SuperRes, SuperResConfig
+def _model_configs(**knobs):
+  """A small config of each model kind with execution knobs: VideoFusion, VDM*, SuperRes."""
+  from videofusion_jax.models.superres import SuperResConfig
   from videofusion_jax.models.unet import UNetConfig
-  from videofusion_jax.models.vdm import VDM, VDMConfig
+  from videofusion_jax.models.vdm import VDMConfig
   unet = dataclasses.replace(presets.tiny().base, temporal="attention")
   sr_unet = UNetConfig(block_out_channels=(16, 32), layers_per_block=1,
                        attention_levels=(1,), attention_head_dim=16, norm_num_groups=8)
-  return [VideoFusion(dataclasses.replace(presets.tiny(), **knobs), rngs=nnx.Rngs(0)),
-          VDM(VDMConfig(unet=unet, **knobs), rngs=nnx.Rngs(0)),
-          SuperRes(SuperResConfig(unet=sr_unet, image_size=16, low_res_size=8, **knobs),
-                   rngs=nnx.Rngs(0))]
+  return [dataclasses.replace(presets.tiny(), **knobs), VDMConfig(unet=unet, **knobs),
+          SuperResConfig(unet=sr_unet, image_size=16, low_res_size=8, **knobs)]
+
+
+def _mixed_precision_models(**knobs):
+  """Each model kind, built: it stores parameters in `param_dtype`, computes in `dtype`."""
+  from videofusion_jax.models.superres import SuperRes
+  from videofusion_jax.models.vdm import VDM
+  kinds = (VideoFusion, VDM, SuperRes)
+  return [kind(config, rngs=nnx.Rngs(0))
+          for kind, config in zip(kinds, _model_configs(**knobs))]
 
 
 def _param_dtypes(model):
@@ -171,3 +178,16 @@ def test_every_model_stores_in_param_dtype_and_computes_in_dtype():
     assert _param_dtypes(model) == {jnp.dtype(jnp.float32)}, type(model).__name__
     assert _param_dtypes(model.in_compute_dtype()) == {jnp.dtype(jnp.bfloat16)}
     assert _param_dtypes(model) == {jnp.dtype(jnp.float32)}  # the stored copy is kept
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(dtype="float16"), "model.dtype='float16'"),
+    (dict(param_dtype="int8"), "model.param_dtype='int8'"),
+    (dict(remat_policy="keep_all"), "model.remat_policy='keep_all'"),
+    (dict(attention="flash"), "model.attention='flash'"),
+])
+def test_every_model_config_refuses_bad_knobs_by_name(bad, message):
+  """VideoFusion, VDM* and SuperRes validate their execution knobs the same way."""
+  for config in _model_configs(**bad):
+    with pytest.raises(ValueError, match=message):
+      config.validate()

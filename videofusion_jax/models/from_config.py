@@ -9,6 +9,7 @@ import ml_collections
 from flax import nnx
 
 from videofusion_jax.models.conditioning import ConditionConfig, condition_config
+from videofusion_jax.models.execution import VIDEOFUSION_EXECUTION_FIELDS
 from videofusion_jax.models.presets import unet_config_from_dict
 from videofusion_jax.models.superres import SuperRes, superres_config
 from videofusion_jax.models.unet import UNetConfig
@@ -17,10 +18,6 @@ from videofusion_jax.models.videofusion import VideoFusion, VideoFusionConfig
 
 # Set by VideoFusionConfig from the data channels and the decomposition, never by hand.
 DERIVED_UNET_FIELDS = ("in_channels", "out_channels", "frame_conditioned")
-# `config.model` fields that change how the model runs, not its weights: a checkpoint
-# loads whatever they are set to.
-EXECUTION_FIELDS = ("dtype", "param_dtype", "remat", "remat_policy", "residual_chunks",
-                    "attention")
 
 
 def unet_fields(unet: UNetConfig) -> dict:
@@ -45,7 +42,7 @@ def videofusion_config(config: ml_collections.ConfigDict) -> VideoFusionConfig:
       channels=config.data.channels, lam=config.diffusion.lam,
       objective=config.diffusion.objective, residual_context=model.residual_context,
       learned_variance=model.learned_variance, cond=condition_config(config),
-      **{k: model[k] for k in EXECUTION_FIELDS if k in model})
+      **{k: model[k] for k in VIDEOFUSION_EXECUTION_FIELDS if k in model})
   vf.validate()
   return vf
 

@@ -24,25 +24,6 @@ def cast_floats(tree, dtype):
                       else x, tree)
 
 
-class MixedPrecision:
-  """For a model whose `config` has `dtype` and `param_dtype` (VideoFusion, VDM*,
-  SuperRes): parameters stored in `param_dtype`, computed in `dtype`."""
-
-  def store_params_in_param_dtype(self) -> None:
-    """Cast the freshly built float32 parameters to `config.param_dtype` (the EMA and
-    the optimizer state then follow them)."""
-    if self.config.param_dtype != "float32":
-      nnx.update(self, cast_floats(nnx.state(self, nnx.Param), self.config.param_dtype))
-
-  def in_compute_dtype(self):
-    """This model, or a copy whose parameters are cast to `config.dtype` (gradients flow
-    back to the stored parameters through the cast): mixed precision at one boundary."""
-    if self.config.dtype == self.config.param_dtype:
-      return self
-    graphdef, params, rest = nnx.split(self, nnx.Param, ...)
-    return nnx.merge(graphdef, cast_floats(params, self.config.dtype), rest)
-
-
 def in_named_scope(scope: str):
   """Decorate a layer's `__call__` to trace it under `jax.named_scope(scope)`: every XLA
   op it issues then carries the scope in its op_name, so a profile can say which kind

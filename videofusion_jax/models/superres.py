@@ -50,18 +50,17 @@ from flax import nnx
 
 from videofusion_jax import diffusion
 from videofusion_jax.models.conditioning import Condition, ConditionConfig, condition_config
-from videofusion_jax.models.attention import check_attention_implementation
-from videofusion_jax.models.layers import MixedPrecision, timestep_embedding
+from videofusion_jax.models.execution import (EXECUTION_FIELDS, MixedPrecision,
+                                             check_execution_knobs, remat_policy)
+from videofusion_jax.models.layers import timestep_embedding
 from videofusion_jax.models.presets import unet_config_from_dict
 from videofusion_jax.models.unet import UNet, UNetConfig
 
 UPSAMPLE_METHODS = ("bilinear", "bicubic")
 COND_KEYS = ("low_res", "aug_level", "aug_noise")
-DTYPES = ("float32", "bfloat16")
 # Set from the data channels and the augmentation embedding, never by hand.
 DERIVED_UNET_FIELDS = ("in_channels", "out_channels", "frame_conditioned", "class_embed_type",
                        "num_class_embeds", "class_embed_input_dim", "cross_attention_dim")
-EXECUTION_FIELDS = ("dtype", "param_dtype", "remat", "remat_policy", "attention")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,13 +106,7 @@ class SuperResConfig:
       if not self.aug_embedding and getattr(self, name) != 0.0:
         raise ValueError(f"{name}={getattr(self, name)} with model.aug_embedding=False: the "
                          "network is not told the augmentation level; set it to 0")
-    for name in ("dtype", "param_dtype"):
-      if getattr(self, name) not in DTYPES:
-        raise ValueError(f"model.{name}={getattr(self, name)!r}; expected one of {DTYPES}")
-    if not hasattr(jax.checkpoint_policies, self.remat_policy):
-      raise ValueError(f"model.remat_policy={self.remat_policy!r}; expected a "
-                       "jax.checkpoint_policies name")
-    check_attention_implementation(self.attention)
+    check_execution_knobs(self)
     self.cond.validate()
     if self.cond.kind == "unclip":
       raise ValueError("cond.kind='unclip' is not offered for the SR model (Karlo's "
@@ -211,7 +204,7 @@ class SuperRes(MixedPrecision, nnx.Module):
     self.config = config
     self.condition = Condition(config.cond, rngs=rngs) if config.cond.enabled else None
     self.unet = UNet(config.unet_config(),
-                     remat_policy=config.remat_policy if config.remat else None,
+                     remat_policy=remat_policy(config),
                      attention=config.attention, rngs=rngs)
     self.store_params_in_param_dtype()
 

@@ -107,7 +107,7 @@ class UNet(nnx.Module):
                attention: str = "xla", rngs: nnx.Rngs):
     """`remat_policy`: rematerialise every block under that `jax.checkpoint_policies`
     name (memory for compute; the parameters are the same either way). `attention`:
-    how its attention layers compute (`layers.ATTENTION_IMPLEMENTATIONS`)."""
+    how its attention layers compute (`attention.ATTENTION_IMPLEMENTATIONS`)."""
     config.validate()
     check_attention_implementation(attention)
     self.config = config

@@ -21,13 +21,12 @@ import ml_collections
 from flax import nnx
 
 from videofusion_jax import diffusion
-from videofusion_jax.models.attention import check_attention_implementation
-from videofusion_jax.models.layers import MixedPrecision
+from videofusion_jax.models.execution import (EXECUTION_FIELDS, MixedPrecision,
+                                             check_execution_knobs, remat_policy)
 from videofusion_jax.models.presets import unet_config_from_dict
 from videofusion_jax.models.unet import UNet, UNetConfig
 
 OBJECTIVES = ("eps", "v")
-DTYPES = ("float32", "bfloat16")
 # "attention": temporal layers only where the U-Net has spatial attention (Ho et al.);
 # "all": after every ResNet layer of every stage (the residual generator's placement).
 TEMPORAL_PLACEMENTS = ("attention", "all")
@@ -71,13 +70,7 @@ class VDMConfig:
         self.unet.attention_levels or self.unet.mid_block_attention):
       raise ValueError("model.temporal_placement='attention' but model.base has no "
                        "spatial attention, so VDM* would have no temporal layer")
-    if not hasattr(jax.checkpoint_policies, self.remat_policy):
-      raise ValueError(f"model.remat_policy={self.remat_policy!r}; expected a "
-                       "jax.checkpoint_policies name")
-    check_attention_implementation(self.attention)
-    for field in ("dtype", "param_dtype"):
-      if getattr(self, field) not in DTYPES:
-        raise ValueError(f"model.{field}={getattr(self, field)!r}; expected one of {DTYPES}")
+    check_execution_knobs(self)
     self.video_unet().validate("model.base")
 
   def video_unet(self) -> UNetConfig:
@@ -122,8 +115,7 @@ def vdm_config(config: ml_collections.ConfigDict) -> VDMConfig:
       unet=unet_config_from_dict(fields, "model.base"), channels=config.data.channels,
       lam=d.lam, objective=d.objective, learned_variance=model.learned_variance,
       temporal_placement=model.get("temporal_placement", "attention"),
-      **{k: model[k] for k in ("dtype", "param_dtype", "remat", "remat_policy", "attention")
-         if k in model})
+      **{k: model[k] for k in EXECUTION_FIELDS if k in model})
   vdm.validate()
   return vdm
 
@@ -145,8 +137,8 @@ class VDM(MixedPrecision, nnx.Module):
   def __init__(self, config: VDMConfig, *, rngs: nnx.Rngs):
     config.validate()
     self.config = config
-    policy = config.remat_policy if config.remat else None
-    self.unet = UNet(config.video_unet(), remat_policy=policy, attention=config.attention,
+    self.unet = UNet(config.video_unet(), remat_policy=remat_policy(config),
+                     attention=config.attention,
                      rngs=rngs)
     if config.temporal_placement == "attention":
       _keep_temporal_after_attention(self.unet)

@@ -17,13 +17,12 @@ from flax import nnx
 
 from videofusion_jax import diffusion
 from videofusion_jax.models.conditioning import Condition, ConditionConfig
-from videofusion_jax.models.attention import check_attention_implementation
-from videofusion_jax.models.layers import MixedPrecision
+from videofusion_jax.models.execution import (MixedPrecision, check_execution_knobs,
+                                             remat_policy)
 from videofusion_jax.models.unet import UNet, UNetConfig
 
 RESIDUAL_CONTEXTS = ("centre_estimate", "centre_x0", "centre_frame", "none")
 OBJECTIVES = ("eps", "v")
-DTYPES = ("float32", "bfloat16")  # float16 would need loss scaling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,16 +68,9 @@ class VideoFusionConfig:
                        f"{RESIDUAL_CONTEXTS}")
     if self.channels < 1:
       raise ValueError(f"model.channels={self.channels}; expected >= 1")
-    if not hasattr(jax.checkpoint_policies, self.remat_policy):
-      known = sorted(n for n in dir(jax.checkpoint_policies) if n.endswith("saveable"))
-      raise ValueError(f"model.remat_policy={self.remat_policy!r}; expected a "
-                       f"jax.checkpoint_policies name such as {known}")
-    for field in ("dtype", "param_dtype"):
-      if getattr(self, field) not in DTYPES:
-        raise ValueError(f"model.{field}={getattr(self, field)!r}; expected one of {DTYPES}")
+    check_execution_knobs(self)
     if self.residual_chunks < 1:
       raise ValueError(f"model.residual_chunks={self.residual_chunks}; expected >= 1")
-    check_attention_implementation(self.attention)
     self.cond.validate()
     for part in ("base", "residual"):
       unet = getattr(self, part)
@@ -146,7 +138,7 @@ class VideoFusion(MixedPrecision, nnx.Module):
   def __init__(self, config: VideoFusionConfig, *, rngs: nnx.Rngs):
     config.validate()
     self.config = config
-    policy = config.remat_policy if config.remat else None
+    policy = remat_policy(config)
     self.condition = Condition(config.cond, rngs=rngs) if config.cond.enabled else None
     self.base = UNet(config.base_unet(), remat_policy=policy, attention=config.attention,
                      rngs=rngs)
