@@ -38,29 +38,38 @@ def test_base_moves_less_or_not_at_all():
     np.testing.assert_allclose(d_base, ratio * d_res, rtol=1e-5)
 
 
-def test_the_step_over_leaf_lists_is_the_step_over_trees():
-  """What the training loop runs (state and EMA as lists of arrays, `StateLeaves`) gives
-  bit for bit the states, EMA and metrics of the step over nnx.State trees."""
+def _tiny_model_state():
+  """A one-level VideoFusion, its (model, optimizer) state and EMA, and their layout."""
   import dataclasses
   from flax import nnx
-  from videofusion_jax import diffusion
   from videofusion_jax.models.unet import UNetConfig
   from videofusion_jax.models.videofusion import VideoFusion, VideoFusionConfig
-  from videofusion_jax.training.step import StateLeaves, StepConfig, make_train_step
+  from videofusion_jax.training.step import StateLeaves
   unet = UNetConfig(block_out_channels=(16,), layers_per_block=1, attention_levels=(),
                     mid_block_attention=False, norm_num_groups=8)
   model = VideoFusion(VideoFusionConfig(base=unet, residual=dataclasses.replace(
       unet, temporal="attention", attention_head_dim=8)), rngs=nnx.Rngs(0))
   graphdef, state = nnx.split((model, nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)))
   ema = nnx.state(model, nnx.Param)
-  layout = StateLeaves.of(state, ema)
+  return graphdef, state, ema, StateLeaves.of(state, ema)
+
+
+def _copy(tree):  # each step donates its inputs
+  return jax.tree.map(jnp.copy, tree)
+
+
+def test_the_step_over_leaf_lists_is_the_step_over_trees():
+  """What the training loop runs (state and EMA as lists of arrays, `StateLeaves`) gives
+  bit for bit the states, EMA and metrics of the step over nnx.State trees."""
+  from videofusion_jax import diffusion
+  from videofusion_jax.training.step import StepConfig, make_train_step
+  graphdef, state, ema, layout = _tiny_model_state()
   schedule = diffusion.make_schedule("cosine", 100)
   video = jax.random.uniform(jax.random.key(1), (2, 3, 8, 8, 3), minval=-1, maxval=1)
   tree_step = make_train_step(graphdef, StepConfig(ema_decay=0.9))
   leaf_step = make_train_step(graphdef, StepConfig(ema_decay=0.9), leaves=layout)
-  copy = lambda tree: jax.tree.map(jnp.copy, tree)  # each step donates its inputs
-  trees = (copy(state), copy(ema))
-  leaves = layout.flatten(copy(state), copy(ema))
+  trees = (_copy(state), _copy(ema))
+  leaves = layout.flatten(_copy(state), _copy(ema))
   for k in range(2):
     *trees, tree_metrics = tree_step(*trees, {"video": video}, jax.random.key(k), schedule)
     *leaves, leaf_metrics = leaf_step(*leaves, {"video": video}, jax.random.key(k), schedule)
@@ -71,3 +80,26 @@ def test_the_step_over_leaf_lists_is_the_step_over_trees():
   for got, want in zip(jax.tree.leaves(rebuilt), jax.tree.leaves(trees)):
     np.testing.assert_array_equal(got, want)
   assert not np.allclose(jax.tree.leaves(rebuilt[1])[0], jax.tree.leaves(ema)[0])  # it trained
+
+
+def test_a_non_finite_step_is_skipped_on_the_device():
+  """A NaN in the batch makes the loss and gradients NaN: the step reports it and leaves
+  the parameters, Adam's moments and step count and the EMA bit for bit as they were; a
+  finite batch after it trains as usual."""
+  from videofusion_jax import diffusion
+  from videofusion_jax.training.step import StepConfig, make_train_step
+  graphdef, state, ema, layout = _tiny_model_state()
+  step = make_train_step(graphdef, StepConfig(ema_decay=0.9), leaves=layout)
+  schedule = diffusion.make_schedule("cosine", 100)
+  video = jax.random.uniform(jax.random.key(1), (2, 3, 8, 8, 3), minval=-1, maxval=1)
+  start = [np.asarray(x) for x in jax.tree.leaves((state, ema))]
+  poisoned = video.at[0, 1, 2, 3, 0].set(jnp.nan)
+  *leaves, metrics = step(*layout.flatten(_copy(state), _copy(ema)), {"video": poisoned},
+                          jax.random.key(0), schedule)
+  assert bool(metrics["nonfinite"]) and not np.isfinite(float(metrics["loss"]))
+  for got, want in zip(jax.tree.leaves(leaves), start):
+    np.testing.assert_array_equal(got, want)
+  *leaves, metrics = step(*leaves, {"video": video}, jax.random.key(0), schedule)
+  assert not bool(metrics["nonfinite"]) and np.isfinite(float(metrics["loss"]))
+  changed = [not np.array_equal(got, want) for got, want in zip(jax.tree.leaves(leaves), start)]
+  assert sum(changed) > len(changed) // 2  # parameters, moments, count and EMA moved

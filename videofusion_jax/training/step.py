@@ -72,6 +72,20 @@ def loss_fn(model, video: jax.Array, key: jax.Array, schedule: diffusion.Schedul
   return losses["loss"], losses
 
 
+def keep_if_finite(finite: jax.Array, updated, before: list) -> Any:
+  """`updated` where `finite`, else the tree of `before`'s arrays (the same structure).
+
+  A step whose loss or gradient norm is not finite is skipped on the device: the
+  parameters, the optimizer's moments and step count, and the EMA stay as they were, so
+  nothing non-finite reaches a checkpoint and the loop needs no host sync per step to
+  notice (`training/nonfinite.py` counts the skipped steps). `before` is taken as leaves
+  before `nnx.merge`, whose Variables the optimizer's update then overwrites.
+  """
+  leaves, treedef = jax.tree.flatten(updated)
+  assert len(leaves) == len(before), (len(leaves), len(before))
+  return treedef.unflatten([jnp.where(finite, new, old) for new, old in zip(leaves, before)])
+
+
 @dataclasses.dataclass(frozen=True)
 class StateLeaves:
   """How the (state, ema) trees flatten, for a loop that carries their arrays as lists.
@@ -140,6 +154,7 @@ def make_train_step(graphdef: nnx.GraphDef, config: StepConfig,
   """
 
   def train_step(state, ema, batch, key, schedule):
+    before = jax.tree.leaves((state, ema))  # arrays: what a skipped update keeps
     model, optimizer = nnx.merge(graphdef, state)
     step = optimizer.step[...]
     grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
@@ -148,10 +163,13 @@ def make_train_step(graphdef: nnx.GraphDef, config: StepConfig,
                                   schedule, config, batch.get("cond"), groups)
     optimizer.update(model, grads)
     ema = ema_update(ema, nnx.state(model, nnx.Param), ema_decay_at(step, config.ema_decay))
-    metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
+    state, ema = keep_if_finite(finite, (nnx.state((model, optimizer)), ema), before)
+    metrics = dict(metrics, grad_norm=grad_norm, nonfinite=jnp.logical_not(finite))
     if learning_rate is not None:
       metrics["lr"] = jnp.asarray(learning_rate(step), jnp.float32)
-    return nnx.state((model, optimizer)), ema, metrics
+    return state, ema, metrics
 
   step_fn = train_step if leaves is None else leaves.over_leaves(train_step)
 
