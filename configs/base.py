@@ -103,6 +103,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.log_every = 100             # steps between metric lines
   c.train.checkpoint_every = 5_000    # steps between checkpoints (also at the end/SIGTERM)
   c.train.max_checkpoints = 3         # checkpoints kept in WORKDIR/checkpoints
+  c.train.max_nonfinite_steps = 10    # consecutive steps with a NaN/inf loss or gradient
+                                      # (each skipped) before the run stops, exit code 3
   c.train.sample_every = 20_000       # steps between EMA sample videos (0: only CLI)
   c.train.tensorboard = True          # TensorBoard events in WORKDIR/tensorboard
   # Folders written by `python -m videofusion_jax.convert diffusers-unet` (README): start

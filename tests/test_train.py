@@ -13,6 +13,7 @@ import pytest
 
 from configs import demo
 from videofusion_jax.checkpoint import Checkpoints
+from videofusion_jax.cli import ConfigError
 from videofusion_jax.data import video_io
 from videofusion_jax.sampling import sample
 from videofusion_jax.metric_writers import MetricWriter
@@ -95,9 +96,11 @@ def test_ctrl_c_saves_the_step_it_stopped_at(tmp_path, monkeypatch):
   saved = [p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
   assert saved == ["2"]
   assert signal.getsignal(signal.SIGINT) is before  # restored
-  assert outcome(str(tmp_path), 50, {"loss": 0.5}).startswith(
+  stopped = outcome(str(tmp_path), 50, {"loss": 0.5})
+  assert stopped.stopped_early and stopped.line.startswith(
       f"stopped at step 2 of 50, saved in {tmp_path} (the same command resumes): loss=0.5")
-  assert outcome(str(tmp_path), 2, {}).startswith("training done")
+  done = outcome(str(tmp_path), 2, {})
+  assert not done.stopped_early and done.line.startswith("training done")
 
 
 def test_sigterm_and_a_first_ctrl_c_ask_to_save_a_second_ctrl_c_interrupts():
@@ -174,6 +177,6 @@ def test_one_step_on_a_folder_of_real_video_files(tmp_path):
 def test_missing_data_folder_fails_before_anything_is_written(tmp_path):
   from configs import folder
   config = folder.get_config(str(tmp_path / "absent"))
-  with pytest.raises(FileNotFoundError, match="absent does not exist"):
+  with pytest.raises(ConfigError, match="absent does not exist"):
     train(config, str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()

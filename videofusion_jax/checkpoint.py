@@ -5,18 +5,32 @@ parameters, the grain iterator state and the config as JSON. orbax writes each s
 a temporary directory and renames it when complete, so a save killed midway is never
 the one resumed from. Restores go onto the shardings of the target the caller builds
 (`jax.eval_shape` of the init function), so a run can resume on another mesh.
+
+What a long run must survive: nothing non-finite is ever saved (`save` refuses it) or
+restored (`restore` refuses it, naming the step); a writer checks that the folder takes
+new files before the first step, not after an hour; and a resume that meets a step which
+does not restore (a truncated array file, a missing `_METADATA`) moves it aside to
+WORKDIR/checkpoints_corrupt/ and resumes from the newest step that does
+(`restore_newest_intact`).
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import grain
+import jax
+import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
+from absl import logging
 
+from videofusion_jax.cli import ConfigError
 from videofusion_jax.models.execution import VIDEOFUSION_EXECUTION_FIELDS
 
 # Config sections that must match for a checkpoint to load: they fix parameter shapes
@@ -58,6 +72,73 @@ def config_differences(saved: dict, config: ml_collections.ConfigDict) -> list[s
   return diffs
 
 
+class CheckpointError(RuntimeError):
+  """A checkpoint folder that cannot be written, or no step in it that restores."""
+
+
+def first_nonfinite(tree) -> str | None:
+  """The path of the first floating-point array of `tree` holding a NaN or an inf, or
+  None. One jitted reduction over every array (sharded arrays stay where they are)."""
+  paths, leaves = [], []
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.inexact):
+      paths.append(jax.tree_util.keystr(path))
+      leaves.append(leaf)
+  if not leaves:
+    return None
+  finite = jax.device_get(_finite_per_array(leaves))
+  bad = [p for p, ok in zip(paths, finite) if not ok]
+  return bad[0] if bad else None
+
+
+@jax.jit
+def _finite_per_array(leaves):
+  return jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])
+
+
+def check_writable(directory: Path) -> None:
+  """Create and remove a folder in `directory`, as orbax will for every save, so an
+  unwritable folder fails now, in one line, and not in orbax's background thread, whose
+  error surfaces as a 300 s timeout at the first save."""
+  probe = directory / f".write_check.{os.getpid()}"
+  try:
+    directory.mkdir(parents=True, exist_ok=True)
+    probe.mkdir()
+    probe.rmdir()
+  except OSError as e:
+    raise CheckpointError(f"checkpoint folder {directory} is not writable: [Errno "
+                          f"{e.errno}] {os.strerror(e.errno or errno.EIO)}") from None
+
+
+def _cause(error: BaseException) -> str:
+  """An exception as one short line: its type and the first line of its message."""
+  text = str(error).strip().splitlines()
+  line = text[0] if text else ""
+  return f"{type(error).__name__}: {line[:300]}"
+
+
+# Data fields that fix the shape of what a run trains on: a resume that changes one
+# would train the saved model on other shapes from then on. Other data fields (the
+# path, the stride, workers) may change with a warning.
+DATA_SHAPE_FIELDS = ("data.num_frames", "data.image_size", "data.channels")
+
+
+def check_data_section(saved: dict, config: ml_collections.ConfigDict, step: int,
+                       directory: Path) -> None:
+  """Refuse a resume that changes a `DATA_SHAPE_FIELDS` field; log the other changes."""
+  before = _flatten(saved.get("data", {}), "data.")
+  now = _flatten(json.loads(config.to_json()).get("data", {}), "data.")
+  changed = [f"{k}: {before.get(k, '<absent>')} -> {now.get(k, '<absent>')}"
+             for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+  refused = [c for c in changed if c.split(":")[0] in DATA_SHAPE_FIELDS]
+  if refused:
+    raise ConfigError(f"{directory} holds step {step} trained on other clip shapes: "
+                     f"{'; '.join(refused)}. Use a new --workdir or the old data settings.")
+  if changed:
+    logging.warning("Resuming step %d with changed data settings: %s", step,
+                    "; ".join(changed))
+
+
 # A reader creates and deletes nothing; no count to keep and no saves to space (orbax
 # would set both itself, warning each time).
 _READER_OPTIONS = dict(read_only=True, create=False, cleanup_tmp_directories=False,
@@ -74,6 +155,8 @@ class Checkpoints:
     that would delete the save a training run is writing at that moment (seen: sampling
     a workdir while its run saved at SIGTERM crashed the save)."""
     self.directory = Path(workdir).absolute() / "checkpoints"
+    if not read_only:
+      check_writable(self.directory)
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(**(_READER_OPTIONS if read_only else dict(
@@ -82,8 +165,18 @@ class Checkpoints:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
+  def all_steps(self) -> list[int]:
+    return sorted(self.manager.all_steps())
+
   def save(self, step: int, state, ema, data_iter, config: ml_collections.ConfigDict,
            *, force: bool = False) -> bool:
+    """Save step `step` (asynchronously); refuses, before writing anything, a state or
+    EMA holding a NaN or inf."""
+    for name, tree in (("state", state), ("ema", ema)):
+      bad = first_nonfinite(tree)
+      if bad is not None:
+        raise CheckpointError(f"not saving step {step} to {self.directory}: {name}{bad} "
+                              "holds NaN or inf")
     args = dict(state=ocp.args.StandardSave(state), ema=ocp.args.StandardSave(ema),
                 config=ocp.args.JsonSave(json.loads(config.to_json())))
     if data_iter is not None:
@@ -94,10 +187,13 @@ class Checkpoints:
     return self.manager.restore(step, args=ocp.args.Composite(
         config=ocp.args.JsonRestore()))["config"]
 
-  def check_compatible(self, step: int, config: ml_collections.ConfigDict) -> None:
-    diffs = config_differences(self.saved_config(step), config)
+  def check_compatible(self, step: int, config: ml_collections.ConfigDict,
+                       saved: dict | None = None) -> None:
+    """Refuse `config` if it differs from step `step`'s (or `saved`) on a field that
+    fixes the parameters' shapes or meaning."""
+    diffs = config_differences(self.saved_config(step) if saved is None else saved, config)
     if diffs:
-      raise ValueError(
+      raise ConfigError(
           f"{self.directory} holds a checkpoint (step {step}) from an incompatible config; "
           f"differing fields: {'; '.join(diffs)}. Use a new --workdir or the old config.")
 
@@ -116,7 +212,62 @@ class Checkpoints:
     except (ValueError, KeyError, TypeError) as e:
       raise ValueError(f"cannot restore step {step} from {self.directory}: the saved "
                        f"trees do not match this model ({type(e).__name__}: {e})") from e
-    return {k: out[k] for k in args if k != "data"}
+    restored = {k: out[k] for k in args if k != "data"}
+    for name, tree in restored.items():
+      bad = first_nonfinite(tree)
+      if bad is not None:
+        raise CheckpointError(f"step {step} in {self.directory} holds NaN or inf "
+                              f"({name}{bad}): it is not a usable checkpoint")
+    return restored
+
+  def restore_newest_intact(self, config: ml_collections.ConfigDict, **targets
+                            ) -> tuple[int | None, dict]:
+    """Restore the newest step that restores whole (`restore`'s targets), moving each
+    newer step that does not to WORKDIR/checkpoints_corrupt/ with one line naming it and
+    why. -> (step, restored items), or (None, {}) for an empty folder.
+
+    A step whose saved config differs from `config` is the user's change, not damage:
+    `check_compatible`'s error is raised as it is. Nothing is moved unless an older
+    step restores, so a folder that no step of restores (say, a model the code can no
+    longer read) is left as it was, and the error lists every step tried.
+    """
+    tried = []
+    for step in reversed(self.all_steps()):
+      try:
+        saved = self.saved_config(step)
+      except Exception as e:  # noqa: BLE001: any failure to read is this step's damage
+        tried.append((step, _cause(e)))
+        continue
+      self.check_compatible(step, config, saved)
+      check_data_section(saved, config, step, self.directory)
+      try:
+        restored = self.restore(step, **targets)
+      except Exception as e:  # noqa: BLE001
+        tried.append((step, _cause(e)))
+        continue
+      for bad_step, cause in tried:
+        self._move_aside(bad_step, cause)
+      return step, restored
+    if tried:
+      raise CheckpointError(f"no checkpoint in {self.directory} restores: " + "; ".join(
+          f"step {s}: {cause}" for s, cause in tried))
+    return None, {}
+
+  def _move_aside(self, step: int, cause: str) -> None:
+    aside = self.directory.parent / "checkpoints_corrupt"
+    aside.mkdir(exist_ok=True)
+    target = aside / str(step)
+    n = 1
+    while target.exists():  # the same step went bad before
+      target, n = aside / f"{step}.{n}", n + 1
+    if jax.process_index() == 0:
+      shutil.move(str(self.directory / str(step)), str(target))
+    if jax.process_count() > 1:  # every host sees the move before reading the folder
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices(f"checkpoint_moved_aside_{step}")
+    logging.warning("checkpoint step %d does not restore (%s): moved to %s", step, cause,
+                    target)
+    self.manager.reload()
 
   def wait(self) -> None:
     self.manager.wait_until_finished()

@@ -2,7 +2,9 @@
 
 clu's metric writers need TensorFlow for TensorBoard events, which this project keeps
 out of its core dependencies; tensorboardX writes the same event files without it.
-Only process 0 writes files; the others only log.
+Only process 0 writes files; the others only log. A run that resumes at step S first
+cuts both back to S: a run killed after logging steps it never saved repeats them, and
+the files should hold each step once, as the resumed run computed it.
 """
 
 from __future__ import annotations
@@ -20,20 +22,48 @@ import numpy as np
 from absl import logging
 
 
-class MetricWriter:
-  """`write(step, scalars)` to TensorBoard + JSONL (process 0) and the absl log."""
+def cut_back_jsonl(path: Path, last_step: int) -> None:
+  """Drop the lines of `path` logged after `last_step` (atomically: a kill midway leaves
+  the old file or the new one)."""
+  if not path.exists():
+    return
+  kept = [line for line in path.read_text().splitlines(keepends=True)
+          if line.strip() and _step_of(line) <= last_step]
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text("".join(kept))
+  tmp.replace(path)
 
-  def __init__(self, workdir: str | Path, *, tensorboard: bool = True):
+
+def _step_of(line: str) -> float:
+  try:
+    return json.loads(line)["step"]
+  except (ValueError, KeyError, TypeError):  # a line cut short by a kill
+    return math.inf
+
+
+class MetricWriter:
+  """`write(step, scalars)` to TensorBoard + JSONL (process 0) and the absl log.
+
+  `resume_step`: the step the run starts from; what was logged after it is dropped
+  (metrics.jsonl rewritten, TensorBoard told to purge it).
+  """
+
+  def __init__(self, workdir: str | Path, *, tensorboard: bool = True,
+               resume_step: int | None = None):
     self.files = jax.process_index() == 0
     self.jsonl = None
     self.tb = None
     if self.files:
       workdir = Path(workdir)
       workdir.mkdir(parents=True, exist_ok=True)
+      if resume_step is not None:
+        cut_back_jsonl(workdir / "metrics.jsonl", resume_step)
       self.jsonl = open(workdir / "metrics.jsonl", "a", buffering=1)
       if tensorboard:
         from tensorboardX import SummaryWriter  # imported lazily: optional at sample time
-        self.tb = SummaryWriter(str(workdir / "tensorboard"))
+        # purge_step: TensorBoard drops the earlier files' events from this step on.
+        purge = None if resume_step is None else resume_step + 1
+        self.tb = SummaryWriter(str(workdir / "tensorboard"), purge_step=purge)
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     scalars = {k: float(np.asarray(v)) for k, v in scalars.items()}

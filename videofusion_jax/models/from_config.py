@@ -31,6 +31,9 @@ def unet_fields(unet: UNetConfig) -> dict:
 def videofusion_config(config: ml_collections.ConfigDict) -> VideoFusionConfig:
   """`config.model`, `config.diffusion` and `config.data` -> a validated VideoFusionConfig."""
   model = config.model
+  lam = config.diffusion.lam  # VideoFusionConfig would call it model.lam: name the field set
+  if not 0.0 <= lam <= 1.0:
+    raise ValueError(f"diffusion.lam={lam}; expected 0 <= lam <= 1")
   for part in ("base", "residual"):
     bad = sorted(set(model[part]) & set(DERIVED_UNET_FIELDS))
     if bad:

@@ -8,9 +8,10 @@ sample videos.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +21,7 @@ from flax import nnx
 
 from videofusion_jax import diffusion, parallel
 from videofusion_jax.checkpoint import Checkpoints
+from videofusion_jax.cli import ConfigError
 from videofusion_jax.data.conditions import condition_inputs, conditioned_source
 from videofusion_jax.data.pipeline import make_dataset
 from videofusion_jax.data.sources import make_source
@@ -28,6 +30,8 @@ from videofusion_jax.models.from_config import ModelSpec, condition_of, model_sp
 from videofusion_jax.sample_conditions import sample_conditions
 from videofusion_jax.sampling import VideoSampler, sampler_config, write_samples
 from videofusion_jax.training import init_from
+from videofusion_jax.training.config_checks import check_config
+from videofusion_jax.training.nonfinite import NonFiniteSteps
 from videofusion_jax.training.optimizer import learning_rate, make_optimizer
 from videofusion_jax.training.preemption import Preemption
 from videofusion_jax.training.step import (StateLeaves, StepConfig, StepShardings,
@@ -43,6 +47,7 @@ class TrainState:
   ema: Any                        # EMA of the parameters, or None when restoring
   target: Any                     # (state, ema) as ShapeDtypeStructs with shardings
   shardings: Any                  # (state, ema) NamedShardings
+  allocate: Callable[[], tuple]   # -> a new run's (state, ema), in their shardings
 
 
 def create_state(spec: ModelSpec, config: ml_collections.ConfigDict, mesh, rules,
@@ -71,20 +76,14 @@ def create_state(spec: ModelSpec, config: ml_collections.ConfigDict, mesh, rules
   graphdef = nnx.graphdef((abstract_model, abstract_opt))
   abstract = (nnx.state((abstract_model, abstract_opt)), nnx.state(abstract_model, nnx.Param))
   init, shardings, target = parallel.sharded_init(create, abstract, rules, mesh)
-  state = ema = None
-  if allocate:
+
+  def allocate_state():
     state, ema = jax.device_put(create(), shardings) if mesh.size == 1 else init()
-    state, ema = init_from.apply(state, ema, spec.config, config.train)  # init_*_from
-  return TrainState(graphdef, nnx.graphdef(abstract_model), state, ema, target, shardings)
+    return init_from.apply(state, ema, spec.config, config.train)  # init_*_from
 
-
-def _check_train_config(config: ml_collections.ConfigDict) -> None:
-  t = config.train
-  for name in ("num_steps", "batch_size", "log_every", "checkpoint_every"):
-    if int(t[name]) < 1:
-      raise ValueError(f"train.{name}={t[name]}; expected >= 1")
-  if not 0.0 <= t.ema_decay < 1.0:
-    raise ValueError(f"train.ema_decay={t.ema_decay}; expected 0 <= ema_decay < 1")
+  state, ema = allocate_state() if allocate else (None, None)
+  return TrainState(graphdef, nnx.graphdef(abstract_model), state, ema, target, shardings,
+                    allocate_state)
 
 
 def step_shardings(ts: TrainState, config: ml_collections.ConfigDict, mesh,
@@ -100,82 +99,153 @@ def step_shardings(ts: TrainState, config: ml_collections.ConfigDict, mesh,
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Train (or resume) until `train.num_steps`; return the last logged metrics."""
+  """Train (or resume) until `train.num_steps`; return the last logged metrics.
+
+  Stops early, after saving, on SIGTERM or a first Ctrl-C (`outcome` tells). Raises
+  `cli.ConfigError` for a bad config or data before anything is written, `Diverged`
+  after `train.max_nonfinite_steps` consecutive non-finite steps (each skipped; the
+  checkpoints keep the last finite state), and `CheckpointError` for a checkpoint
+  folder that is not writable or holds no step that restores.
+  """
   parallel.maybe_initialize_distributed(config.distributed)  # before any device use
-  _check_train_config(config)
-  spec = model_spec(config)
+  spec = check_config(config)
+  t = config.train
+  with _as_config_errors():
+    mesh = parallel.make_mesh(config.mesh)
+    rules = parallel.rules_from_config(config.mesh.rules)
+    parallel.batch_size_check(t.batch_size, rules, mesh, "train.batch_size")
+    source = conditioned_source(make_source(config.data, seed=config.seed), config.data,
+                                condition_of(spec.config))
+    dataset = make_dataset(source, global_batch_size=t.batch_size, seed=config.seed,
+                           worker_count=config.data.worker_count)
+  data_iter = iter(dataset)
+  workdir = Path(workdir)
+  first_batch = None
+  if not _has_checkpoints(workdir):
+    # A new run reads its first batch before it creates the workdir: a data folder of
+    # only unreadable files then leaves nothing behind.
+    with _as_config_errors():
+      first_batch = next(data_iter)
+  ckpt = Checkpoints(workdir, max_to_keep=t.max_checkpoints)
+  try:
+    ts = create_state(spec, config, mesh, rules, allocate=False)
+    start, restored = ckpt.restore_newest_intact(
+        config, state=ts.target[0], ema=ts.target[1], data_iter=data_iter)
+    if start is None:
+      start, restored = 0, dict(zip(("state", "ema"), ts.allocate()))
+    else:
+      logging.info("Resumed from %s at step %d.", ckpt.directory, start)
+    return _run_steps(spec, config, workdir, ckpt, ts, mesh, rules, data_iter,
+                      restored["state"], restored["ema"], start, first_batch)
+  finally:
+    ckpt.close()
+
+
+@contextlib.contextmanager
+def _as_config_errors():
+  """Errors of the config's data or mesh sections, found before anything is written."""
+  try:
+    yield
+  except (ValueError, FileNotFoundError) as e:
+    raise ConfigError(str(e)) from None
+
+
+def _has_checkpoints(workdir: Path) -> bool:
+  reader = Checkpoints(workdir, read_only=True)
+  try:
+    return bool(reader.all_steps())
+  finally:
+    reader.close()
+
+
+def _run_steps(spec, config, workdir, ckpt, ts, mesh, rules, data_iter, state, ema,
+               start: int, first_batch) -> dict[str, float]:
+  """The loop itself, from step `start` (state and EMA in place on the mesh)."""
+  t = config.train
   vf = spec.config
   cond = condition_of(vf)
-  t = config.train
-  workdir = Path(workdir)
   schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-  mesh = parallel.make_mesh(config.mesh)
-  rules = parallel.rules_from_config(config.mesh.rules)
-  parallel.batch_size_check(t.batch_size, rules, mesh, "train.batch_size")
-  source = conditioned_source(make_source(config.data, seed=config.seed), config.data, cond)
-  dataset = make_dataset(source, global_batch_size=t.batch_size, seed=config.seed,
-                         worker_count=config.data.worker_count)
-  data_iter = iter(dataset)
-
-  ckpt = Checkpoints(workdir, max_to_keep=t.max_checkpoints)
-  start = ckpt.latest_step() or 0
-  if start:
-    ckpt.check_compatible(start, config)
-  ts = create_state(spec, config, mesh, rules, allocate=not start)
-  state, ema = ts.state, ts.ema
-  if start:
-    restored = ckpt.restore(start, state=ts.target[0], ema=ts.target[1], data_iter=data_iter)
-    state, ema = restored["state"], restored["ema"]
-    logging.info("Resumed from %s at step %d.", ckpt.directory, start)
-
   shardings = step_shardings(ts, config, mesh, rules)
-  batch_sharding = shardings.batch
   # The loop carries the state and EMA as lists of arrays and rebuilds the trees only
   # to save or sample (StateLeaves: the trees cost host time at every call).
   layout = StateLeaves.of(state, ema)
   state_leaves, ema_leaves = layout.flatten(state, ema)
   del state, ema  # donated by the first step: only the leaves stay valid
-  lr = learning_rate(config.optim, t.num_steps)
   step_fn = make_train_step(ts.graphdef, StepConfig(
       lam=vf.lam, noise_mode=config.diffusion.noise_mode,
       base_stop_gradient=t.base_stop_gradient, ema_decay=t.ema_decay,
-      cond_drop_prob=t.get("cond_drop_prob", 0.0) if cond.enabled else 0.0), lr,
-      shardings=shardings, leaves=layout)
-  writer = MetricWriter(workdir, tensorboard=t.tensorboard)
+      cond_drop_prob=t.get("cond_drop_prob", 0.0) if cond.enabled else 0.0),
+      learning_rate(config.optim, t.num_steps), shardings=shardings, leaves=layout)
+  writer = MetricWriter(workdir, tensorboard=t.tensorboard, resume_step=start)
   progress = ProgressLine(t.num_steps, start)
+  nonfinite = NonFiniteSteps(t.max_nonfinite_steps, start)
   sampler = None
   preemption = Preemption()
   train_key = jax.random.key(config.seed + 1)
   last = {}
-  step = start
+  step = saved = start
+  if start == 0:
+    logging.info("Compiling the train step (the first step takes a while).")
+
+  def save(force=False):
+    """Save, except periodically while the latest steps are skipped as non-finite: the
+    state that led there may be what diverged, and retention would delete an older,
+    good checkpoint for it. The save at the end or at SIGTERM is made all the same (the
+    state is finite: skipped steps never change it)."""
+    nonlocal saved
+    counts = nonfinite.check(_last_good(ckpt, saved))
+    if counts["run"] and not force:
+      logging.warning("Not saving step %d: the last %d steps were non-finite.", step,
+                      counts["run"])
+      return
+    ckpt.save(step, *layout.unflatten(state_leaves, ema_leaves), data_iter, config,
+              force=force)
+    saved = step
+
   try:
     while step < t.num_steps and not preemption.requested:
-      batch = parallel.global_batch(condition_inputs(next(data_iter), cond), batch_sharding)
+      batch = first_batch if first_batch is not None else next(data_iter)
+      first_batch = None
+      batch = parallel.global_batch(condition_inputs(batch, cond), shardings.batch)
       state_leaves, ema_leaves, metrics = step_fn(state_leaves, ema_leaves, batch, train_key,
                                                   schedule)
+      nonfinite.record(metrics["nonfinite"])
       step += 1
       if step % t.log_every == 0 or step == t.num_steps:
-        last = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        counts = nonfinite.check(_last_good(ckpt, saved))
+        last = {k: float(v) for k, v in jax.device_get(metrics).items() if k != "nonfinite"}
+        last["nonfinite_steps"] = float(counts["total"])
         rate = progress.update(step, last["loss"])
         writer.write(step, dict(last, steps_per_sec=rate))
       if step % t.checkpoint_every == 0:
-        ckpt.save(step, *layout.unflatten(state_leaves, ema_leaves), data_iter, config)
+        save()
       if t.sample_every and step % t.sample_every == 0:  # every process samples; 0 writes
         sampler = sampler or _make_sampler(ts.model_graphdef, vf, config, mesh, rules)
         _write_ema_samples(sampler, layout.ema.unflatten(ema_leaves), schedule, config,
                            workdir / "samples" / f"{step:07d}")
     if step > start and ckpt.latest_step() != step:
-      ckpt.save(step, *layout.unflatten(state_leaves, ema_leaves), data_iter, config,
-                force=True)
+      save(force=True)
   finally:
     preemption.restore()
-    ckpt.close()
     writer.close()
   return last
 
 
-def outcome(workdir: str, num_steps: int, metrics: dict) -> str:
-  """The line the CLI ends with: done, or stopped early (SIGTERM, Ctrl-C) and resumable."""
+def _last_good(ckpt: Checkpoints, saved: int) -> str:
+  if not saved:
+    return "No checkpoint was written."
+  return f"The last good checkpoint is step {saved} in {ckpt.directory}."
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+  """How a run ended: the line the CLI prints, and whether it stopped before the end."""
+  line: str
+  stopped_early: bool
+
+
+def outcome(workdir: str, num_steps: int, metrics: dict) -> Outcome:
+  """Done, or stopped early (SIGTERM, Ctrl-C) and resumable."""
   summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
   summary = f": {summary}" if summary else ""  # empty when stopped before the first log
   ckpt = Checkpoints(workdir, read_only=True)
@@ -184,9 +254,9 @@ def outcome(workdir: str, num_steps: int, metrics: dict) -> str:
   finally:
     ckpt.close()
   if step is not None and step < num_steps:
-    return (f"stopped at step {step} of {num_steps}, saved in {workdir} (the same command "
-            f"resumes){summary}")
-  return f"training done in {workdir}{summary}"
+    return Outcome(f"stopped at step {step} of {num_steps}, saved in {workdir} (the same "
+                   f"command resumes){summary}", stopped_early=True)
+  return Outcome(f"training done in {workdir}{summary}", stopped_early=False)
 
 
 def _make_sampler(model_graphdef, vf, config, mesh, rules) -> VideoSampler:

@@ -1,0 +1,58 @@
+"""What the CLIs share: flags parsed with one-line errors, and exit codes a scheduler reads.
+
+Exit codes (README, launch/README.md); the launchers restart on PREEMPTED only:
+  0   DONE        train.num_steps reached (sample, evaluate: finished)
+  1   FAILED      an unexpected error: its traceback is printed
+  2   BAD_INPUT   a bad flag, config field or input, found before anything was written;
+                  or a checkpoint that does not fit the config: one line on stderr
+  3   DIVERGED    training stopped on consecutive non-finite steps; the checkpoints
+                  hold the last finite state
+  4   CHECKPOINT  the checkpoint folder is not writable, or no step in it restores
+  75  PREEMPTED   SIGTERM (or Ctrl-C) stopped the run after saving a checkpoint: run the
+                  same command again (sysexits' EX_TEMPFAIL, "try again later")
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from absl import app, flags
+
+DONE, FAILED, BAD_INPUT, DIVERGED, CHECKPOINT, PREEMPTED = 0, 1, 2, 3, 4, 75
+
+
+class ConfigError(ValueError):
+  """A bad config field or input, found before the run wrote anything."""
+
+
+def fail(message: str, code: int) -> None:
+  """Exit with `code` after one line on stderr (no traceback: the line says it all)."""
+  print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+  sys.exit(code)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with ml_collections' errors for a bad `--config.x.y=` override
+  (an AttributeError after three chained tracebacks) turned into one line."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(f"{e} (see --helpfull)", BAD_INPUT)
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    fail(_override_error(e, argv), BAD_INPUT)
+
+
+def _override_error(error: Exception, argv: list[str]) -> str:
+  text = str(error.args[0]) if error.args else str(error)
+  text = text.replace("\\n", " ").replace("\n", " ").replace("\\'", "'").strip("'\" ")
+  name = re.match(r"'?([A-Za-z_][\w]*)'?", text)
+  culprit = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")
+             and name and re.search(rf"\.{name.group(1)}(=|$|\.)", a.split("=")[0])]
+  where = culprit[0] if culprit else "a --config override"
+  return f"{where}: no such config field or bad value ({text})"
+
+
+def run(main) -> None:
+  """`app.run(main)` with `parse_flags`."""
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,44 @@
+"""Every check of a training config that needs neither a compile nor a file, run before
+the workdir is created: a typo costs seconds, names the field as the user writes it
+(`diffusion.lam`, `data.image_size`), and leaves nothing behind."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from videofusion_jax.cli import ConfigError
+from videofusion_jax.models.from_config import ModelSpec, model_spec
+from videofusion_jax.training.optimizer import make_optimizer
+
+POSITIVE_TRAIN_FIELDS = ("num_steps", "batch_size", "log_every", "checkpoint_every",
+                         "max_checkpoints", "max_nonfinite_steps")
+
+
+def check_train_fields(t: ml_collections.ConfigDict) -> None:
+  for name in POSITIVE_TRAIN_FIELDS:
+    if int(t[name]) < 1:
+      raise ValueError(f"train.{name}={t[name]}; expected >= 1")
+  if not 0.0 <= t.ema_decay < 1.0:
+    raise ValueError(f"train.ema_decay={t.ema_decay}; expected 0 <= ema_decay < 1")
+
+
+def check_clip_shape(spec: ModelSpec, data: ml_collections.ConfigDict) -> None:
+  """The clips `data` describes go through the model (frames, size, channels)."""
+  shape = (1, data.num_frames, data.image_size, data.image_size, data.channels)
+  try:
+    spec.config.check_video(shape, name="clip")
+  except ValueError as e:
+    raise ValueError(f"data.num_frames={data.num_frames}, data.image_size="
+                     f"{data.image_size}, data.channels={data.channels}: {e}") from None
+
+
+def check_config(config: ml_collections.ConfigDict) -> ModelSpec:
+  """The model to train; raises ConfigError naming the first bad field."""
+  try:
+    check_train_fields(config.train)
+    spec = model_spec(config)
+    make_optimizer(config.optim, config.train.num_steps)
+    check_clip_shape(spec, config.data)
+  except (ValueError, KeyError, AttributeError) as e:
+    raise ConfigError(str(e)) from None
+  return spec
