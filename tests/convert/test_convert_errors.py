@@ -12,7 +12,8 @@ import pytest
 from tests.convert.tiny_unets import TINY_CONFIGS, jax_forward, torch_forward, unet_inputs
 from videofusion_jax.convert import (convert_diffusers_unet, convert_state_dict, convert_unet,
                                      load_unet, unet_config_from_diffusers)
-from videofusion_jax.convert.diffusers_unet import abstract_unet, read_diffusers_unet
+from videofusion_jax.convert.diffusers_unet import (LIST_LIMIT, abstract_unet,
+                                                    read_diffusers_unet)
 from videofusion_jax.convert.weights import read_safetensors, read_weights
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,6 +106,50 @@ def test_unused_missing_and_misshapen_keys_fail_naming_them(saved_unets):
   with pytest.raises(ValueError, match=r"torch key 'conv_in\.weight' has shape \(32, 4, 3, 3\)"
                                        r".*expected \(3, 3, 3, 32\)"):
     convert_state_dict(bad, config)
+
+
+# Wrong-shaped weights of each transform: conv kernels (one not even 4-D), a Linear
+# weight and a norm scale.
+MISSHAPEN = {"conv_in.weight": (32, 4, 3, 3), "time_embedding.linear_1.weight": (7, 32),
+             "conv_norm_out.weight": (5,), "conv_out.weight": (6,)}
+MISSHAPEN_LINES = {
+    "  torch key 'conv_in.weight' has shape (32, 4, 3, 3), which gives (3, 3, 4, 32) for "
+    "conv_in.kernel; expected (3, 3, 3, 32)",
+    "  torch key 'time_embedding.linear_1.weight' has shape (7, 32), which gives (32, 7) for "
+    "time_embedding.linear_1.kernel; expected (32, 128)",
+    "  torch key 'conv_norm_out.weight' has shape (5,), which gives (5,) for "
+    "conv_norm_out.scale; expected (32,)",
+    "  torch key 'conv_out.weight' has shape (6,), which the 'conv' transform cannot turn "
+    "into conv_out.kernel; expected (3, 3, 32, 6)",
+}
+
+
+def _misshapen(sd):
+  return dict(sd, **{k: np.zeros(shape, np.float32) for k, shape in MISSHAPEN.items()})
+
+
+def test_every_misshapen_and_missing_key_is_named_in_one_error(saved_unets):
+  _, model = saved_unets("karlo")
+  sd = _misshapen(_state_dict(model))
+  del sd["up_blocks.0.attentions.0.add_k_proj.bias"]
+  with pytest.raises(ValueError) as info:
+    convert_unet(sd, unet_config_from_diffusers(_karlo_config()))
+  msg = str(info.value)
+  assert msg.startswith("state dict does not match the model: missing torch keys "
+                        "['up_blocks.0.attentions.0.add_k_proj.bias']; 4 torch keys of the "
+                        "wrong shape:\n"), msg
+  assert set(msg.splitlines()[1:]) == MISSHAPEN_LINES, msg
+
+
+def test_a_wholly_wrong_checkpoint_lists_the_first_keys_and_counts_the_rest(saved_unets):
+  _, model = saved_unets("karlo")
+  sd = {k: v[..., None] for k, v in _state_dict(model).items()}  # every tensor one rank up
+  with pytest.raises(ValueError) as info:
+    convert_unet(sd, unet_config_from_diffusers(_karlo_config()))
+  lines = str(info.value).splitlines()
+  assert lines[0] == f"state dict does not match the model: {len(sd)} torch keys of the " \
+                     "wrong shape:"
+  assert len(lines) == 1 + LIST_LIMIT + 1 and lines[-1] == f"  and {len(sd) - LIST_LIMIT} more"
 
 
 def test_legacy_attention_key_names_are_read(saved_unets):
@@ -214,3 +259,17 @@ def test_cli_converts_a_folder_and_the_snippet_configures_model_base(saved_unets
                         f"--src={src}", f"--out={out}"], cwd=REPO, capture_output=True,
                        text=True, timeout=300)
   assert bad.returncode != 0 and "one of ('diffusers-unet'," in bad.stderr
+
+  # A checkpoint with several wrong-shaped weights: one error lists them all.
+  st_numpy = pytest.importorskip("safetensors.numpy")
+  wrong, _ = _copy_model(saved_unets, tmp_path)
+  weights = wrong / "diffusion_pytorch_model.safetensors"
+  st_numpy.save_file(_misshapen(read_safetensors(weights)), weights)
+  bad = subprocess.run([sys.executable, "-m", "videofusion_jax.convert", "diffusers-unet",
+                        f"--src={wrong}", f"--out={tmp_path / 'wrong_jax'}"], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+  assert bad.returncode != 0 and not (tmp_path / "wrong_jax").exists()
+  assert bad.stderr.count("torch keys of the wrong shape") == 1, bad.stderr[-4000:]
+  assert "ValueError: state dict does not match the model: 4 torch keys of the wrong " \
+         "shape:" in bad.stderr, bad.stderr[-4000:]
+  assert MISSHAPEN_LINES <= set(bad.stderr.splitlines()), bad.stderr[-4000:]

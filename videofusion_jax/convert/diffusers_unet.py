@@ -56,6 +56,9 @@ LEGACY_KEYS: tuple[tuple[str, str], ...] = (
     (r"(attentions\.\d+)\.proj_attn\.", r"\1.to_out.0."),
 )
 
+# How many keys of each kind a mismatch error lists (a wrong checkpoint can miss thousands).
+LIST_LIMIT = 20
+
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
@@ -132,32 +135,72 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray], module: nnx.Module,
 def apply_param_table(state_dict: Mapping[str, np.ndarray], table: Iterable[Entry], *,
                       allow_unused: Iterable[str] = (), what: str = "the model") -> dict:
   """Fill a key table (`Entry` rows: torch key -> path, transform, shape) from a state
-  dict: the pure nested dict of parameters. Every converter's table goes through here."""
+  dict: the pure nested dict of parameters. Every converter's table goes through here.
+
+  Every missing, unused and misshapen key is checked before any fails, and one ValueError
+  lists them all (the first `LIST_LIMIT` of each kind): a wrong checkpoint is fixed in one
+  round, not one key per run.
+  """
   table = list(table)
-  missing = [e.torch_key for e in table if e.torch_key not in state_dict]
-  used = {e.torch_key for e in table}
-  unused = sorted(k for k in state_dict if k not in used and not _matches_any(k, allow_unused))
-  if missing or unused:
-    parts = []
-    if missing:
-      parts.append(f"missing torch keys {_some(missing)}")
-    if unused:
-      parts.append(f"unused torch keys {_some(unused)} (pass allow_unused to skip them)")
-    raise ValueError(f"state dict does not match {what}: " + "; ".join(parts))
-  flat = {}
-  for e in table:
-    w = np.asarray(state_dict[e.torch_key])
-    value = TRANSFORMS[e.transform](w)
-    if value.shape != e.shape:
-      raise ValueError(f"torch key {e.torch_key!r} has shape {tuple(w.shape)}, which "
-                       f"gives {tuple(value.shape)} for {'.'.join(map(str, e.path))}; "
-                       f"expected {e.shape}")
-    flat[e.path] = np.ascontiguousarray(value, dtype=np.float32)
+  problems = (_key_problems(state_dict, table, allow_unused)
+              + _shape_problems(state_dict, table))
+  if problems:
+    raise ValueError(f"state dict does not match {what}: " + "; ".join(problems))
+  flat = {e.path: np.ascontiguousarray(_transformed(state_dict[e.torch_key], e),
+                                       dtype=np.float32) for e in table}
   return _nest(flat)
 
 
-def _some(keys: list[str], limit: int = 20) -> str:
-  """The first `limit` keys and how many more (a wrong checkpoint can miss thousands)."""
+def _key_problems(state_dict: Mapping[str, np.ndarray], table: list[Entry],
+                  allow_unused: Iterable[str]) -> list[str]:
+  """The table's keys the state dict lacks and its keys the table does not use."""
+  missing = [e.torch_key for e in table if e.torch_key not in state_dict]
+  used = {e.torch_key for e in table}
+  unused = sorted(k for k in state_dict if k not in used and not _matches_any(k, allow_unused))
+  problems = []
+  if missing:
+    problems.append(f"missing torch keys {_some(missing)}")
+  if unused:
+    problems.append(f"unused torch keys {_some(unused)} (pass allow_unused to skip them)")
+  return problems
+
+
+def _shape_problems(state_dict: Mapping[str, np.ndarray], table: list[Entry]) -> list[str]:
+  """One line per present key whose transformed tensor is not the parameter's shape."""
+  lines = []
+  for e in table:
+    if e.torch_key not in state_dict:
+      continue  # reported as missing
+    w = np.asarray(state_dict[e.torch_key])
+    got = _transformed_shape(w, e)
+    if got != e.shape:
+      path = ".".join(map(str, e.path))
+      gives = (f"gives {got} for {path}" if got is not None
+               else f"the {e.transform!r} transform cannot turn into {path}")
+      lines.append(f"torch key {e.torch_key!r} has shape {tuple(w.shape)}, which {gives}; "
+                   f"expected {e.shape}")
+  if not lines:
+    return []
+  more = len(lines) - LIST_LIMIT
+  listed = lines[:LIST_LIMIT] + ([f"and {more} more"] if more > 0 else [])
+  return [f"{len(lines)} torch keys of the wrong shape:\n  " + "\n  ".join(listed)]
+
+
+def _transformed(w: np.ndarray, e: Entry) -> np.ndarray:
+  return TRANSFORMS[e.transform](np.asarray(w))
+
+
+def _transformed_shape(w: np.ndarray, e: Entry) -> tuple | None:
+  """The shape `e`'s transform gives `w` (views only, no copy); None if it cannot apply
+  (a conv kernel of the wrong rank)."""
+  try:
+    return tuple(_transformed(w, e).shape)
+  except ValueError:
+    return None
+
+
+def _some(keys: list[str], limit: int = LIST_LIMIT) -> str:
+  """The first `limit` keys and how many more."""
   return f"{keys[:limit]}" + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
