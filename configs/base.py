@@ -24,7 +24,8 @@ def get_config() -> ml_collections.ConfigDict:
                                       # batches (configs/weizmann.py)
   c.data.path = ""                    # folder of videos / frame folders for "folder"
   c.data.frame_stride = 1             # take every k-th frame of a video
-  c.data.random_start = False         # clip start: centre of the video, or random per clip
+  c.data.random_start = False         # clip start: centre of the video, or drawn anew
+                                      # each epoch (over the whole video)
   c.data.split_file = ""              # optional list of videos to keep (UCF101 splits)
   c.data.download = ""                # where to get the data (said if data.path is missing)
   c.data.num_frames = 16              # frames per clip; the centre frame is (N - 1) // 2

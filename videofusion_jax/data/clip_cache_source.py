@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from videofusion_jax.data.folders import item_at_epoch
+
 KEY_FIELDS = ("key", "videoid", "path")
 # What cond.kind="unclip" reads besides image_embeds: per-row caption encodings and the
 # empty prompt's (the input of clips dropped for classifier-free guidance).
@@ -84,7 +86,13 @@ class ClipCacheSource:
     return len(self.source)
 
   def __getitem__(self, index: int) -> dict:
-    item = dict(self.source[index])
+    return self.at_epoch(index, 0)
+
+  def at_epoch(self, index: int, epoch: int) -> dict:
+    """Epoch `epoch`'s clip with row `index`. The row is per video: a video folder with
+    random_start reads a new window each epoch, while the cached image embedding stays
+    that of epoch 0's window (the one the cache was built from)."""
+    item = dict(item_at_epoch(self.source, index, epoch))
     item["image_embed"] = self.image_embeds[index]
     item.setdefault("caption", self.captions[index])
     if self.text_hidden is not None:

@@ -5,10 +5,14 @@
     class_b/clip2.avi           clip2/000001.jpg ...
 
 Labels are the sorted names of the first-level sub-folders (0 without sub-folders).
-A clip is `num_frames` frames `frame_stride` apart, starting at the centre of the video
-(or at a start drawn per clip index with `random_start`), resized so the short side is
-`image_size` and centre-cropped. Files that fail to decode, or are shorter than a clip,
-are skipped with a logged warning naming them; the next clip is returned instead.
+A clip is `num_frames` frames `frame_stride` apart, resized so the short side is
+`image_size` and centre-cropped. It is the centre window of the video, or, with
+`random_start`, a window drawn anew for every epoch from (seed, epoch, index), its start
+uniform over all starts that fit: a long video is seen whole over the epochs, and a
+resumed run reads the windows the uninterrupted one would have. `item_at_epoch` is how
+the input pipeline asks a source for epoch `e`'s item; `source[i]` is epoch 0's. Files
+that fail to decode, or are shorter than a clip, are skipped with a logged warning
+naming them; the next clip is returned instead.
 """
 
 from __future__ import annotations
@@ -57,6 +61,24 @@ def read_frames(path: Path) -> list[np.ndarray]:
     return [np.asarray(Image.open(f).convert("RGB")) for f in files]
   with av.open(str(path)) as container:
     return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def item_at_epoch(source, index: int, epoch: int) -> dict:
+  """Item `index` of `source` as read in pass `epoch` over the data. Sources that cut
+  windows from longer videos define `at_epoch(index, epoch)` (a new window each pass);
+  any other random-access source has one item per index."""
+  at_epoch = getattr(source, "at_epoch", None)
+  return source[index] if at_epoch is None else at_epoch(index, epoch)
+
+
+def window_start(num_video_frames: int, span: int, *, random_start: bool, seed: int,
+                 epoch: int, index: int) -> int:
+  """First frame of the `span`-frame window of video `index`: the centre one, or one
+  drawn from (seed, epoch, index), uniform over 0 .. num_video_frames - span."""
+  if not random_start:
+    return (num_video_frames - span) // 2
+  rng = np.random.default_rng([seed, epoch, index])
+  return int(rng.integers(0, num_video_frames - span + 1))
 
 
 def resize_and_crop(frame: np.ndarray, size: int) -> np.ndarray:
@@ -111,8 +133,9 @@ class VideoFolder:
   def __len__(self) -> int:
     return len(self.paths)
 
-  def clip(self, index: int) -> np.ndarray:
-    """uint8 (N, image_size, image_size, 3) of clip `index`; raises ValueError if bad."""
+  def clip(self, index: int, epoch: int = 0) -> np.ndarray:
+    """uint8 (N, image_size, image_size, 3) of video `index`'s window in pass `epoch`;
+    raises ValueError if the video cannot give one."""
     path = self.paths[index]
     try:
       frames = read_frames(path)
@@ -122,10 +145,8 @@ class VideoFolder:
     if len(frames) < span:
       raise ValueError(f"{path} has {len(frames)} frames; a clip needs {span} "
                        f"({self.num_frames} frames, stride {self.frame_stride})")
-    if self.random_start:
-      start = int(np.random.default_rng([self.seed, index]).integers(0, len(frames) - span + 1))
-    else:
-      start = (len(frames) - span) // 2
+    start = window_start(len(frames), span, random_start=self.random_start, seed=self.seed,
+                         epoch=epoch, index=index)
     picked = frames[start:start + span:self.frame_stride]
     return np.stack([resize_and_crop(f, self.image_size) for f in picked])
 
@@ -136,10 +157,15 @@ class VideoFolder:
             "key": self.paths[index].relative_to(self.root).as_posix()}
 
   def __getitem__(self, index: int) -> dict:
+    return self.at_epoch(index, 0)
+
+  def at_epoch(self, index: int, epoch: int) -> dict:
+    """Item `index` with its window of pass `epoch` (see `clip`); an unreadable video
+    is skipped for the next one, read at the same epoch."""
     for offset in range(len(self.paths)):
       i = (index + offset) % len(self.paths)
       try:
-        video = self.clip(i)
+        video = self.clip(i, epoch)
       except ValueError as e:
         with self._lock:
           if self.paths[i] not in self.skipped:

@@ -1,20 +1,36 @@
 """grain input pipeline: a random-access clip source -> shuffled, batched numpy dicts.
 
 Each process reads only its share of the source (`ds[index::count]`); shuffling is
-seeded and re-drawn every epoch (shuffle, then repeat, keeps epochs apart); the
-iterator's state is a small dict that checkpoints with the model, so a resumed run
-continues with exactly the next batch.
+seeded and re-drawn every epoch (shuffle, then repeat, keeps epochs apart). Item p of
+the repeated stream is read as epoch p // (clips per process): sources that cut
+windows from longer videos draw a new window each epoch (`folders.item_at_epoch`).
+Everything is a function of the seed and the position, so the iterator's state is a
+small dict that checkpoints with the model, and a resumed run continues with exactly
+the next batch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import grain
 import jax
 from absl import flags
 
+from videofusion_jax.data.folders import item_at_epoch
 from videofusion_jax.data.weizmann import WeizmannFolder, make_grouped_dataset
+
+
+@dataclasses.dataclass(frozen=True)
+class _ReadAtEpoch:
+  """(position p in the repeated stream, clip index) -> the clip as read in epoch
+  p // clips_per_epoch; a module-level class so worker processes can unpickle it."""
+  source: Sequence[dict[str, Any]]
+  clips_per_epoch: int
+
+  def __call__(self, position: int, index: int) -> dict:
+    return item_at_epoch(self.source, int(index), position // self.clips_per_epoch)
 
 
 def make_dataset(source: Sequence[dict[str, Any]], *, global_batch_size: int, seed: int,
@@ -42,8 +58,10 @@ def make_dataset(source: Sequence[dict[str, Any]], *, global_batch_size: int, se
   if len(source) < count * per_process:
     raise ValueError(f"the data source holds {len(source)} clips; a batch of "
                      f"{global_batch_size} needs at least that many")
-  ds = grain.MapDataset.source(source)[index::count]
-  ds = ds.shuffle(seed=seed).repeat(None)
+  # Shuffle and repeat clip indices, not items, so the read sees the position.
+  clips = grain.MapDataset.range(len(source))[index::count]
+  ds = clips.shuffle(seed=seed).repeat(None)
+  ds = ds.map_with_index(_ReadAtEpoch(source, len(clips)))
   ds = ds.batch(per_process, drop_remainder=True)
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(1, prefetch),
                                             prefetch_buffer_size=prefetch))

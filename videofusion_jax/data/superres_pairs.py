@@ -16,6 +16,8 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from videofusion_jax.data.folders import item_at_epoch
+
 
 def downsample_video(video: np.ndarray, size: int) -> np.ndarray:
   """(N, H, W, C) float32 -> (N, size, size, C) float32, antialiased bilinear per channel."""
@@ -44,7 +46,11 @@ class LowResPairs:
     return len(self.source)
 
   def __getitem__(self, index: int) -> dict:
-    item = dict(self.source[index])
+    return self.at_epoch(index, 0)
+
+  def at_epoch(self, index: int, epoch: int) -> dict:
+    """The pair of epoch `epoch`'s clip (a new window each epoch, for video folders)."""
+    item = dict(item_at_epoch(self.source, index, epoch))
     low = downsample_video(item["video"], self.low_res_size)
     item["cond"] = dict(item.get("cond", {}), low_res=low)
     return item

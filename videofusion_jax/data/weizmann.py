@@ -90,7 +90,11 @@ class WeizmannFolder:
     return len(self.folder)
 
   def __getitem__(self, index: int) -> dict:
-    video = self.folder.clip(index)
+    return self.at_epoch(index, 0)
+
+  def at_epoch(self, index: int, epoch: int) -> dict:
+    """Clip `index` with its window of pass `epoch` (`VideoFolder.clip`)."""
+    video = self.folder.clip(index, epoch)
     return {"video": video.astype(np.float32) / 127.5 - 1.0,
             "label": self.action_ids[index], "identity": self.identity_ids[index],
             "action": self.action_ids[index]}
@@ -135,7 +139,8 @@ class _GroupedBatch:
                                          s.group_actions, rng) for _ in range(self.blocks)])
     mine = indices[self.process_index * self.per_process:
                    (self.process_index + 1) * self.per_process]
-    items = [s[int(i)] for i in mine]
+    # Grouped batches have no epochs: batch j is the pass whose windows it reads.
+    items = [s.at_epoch(int(i), int(j)) for i in mine]
     return {k: np.stack([it[k] for it in items]) for k in items[0]}
 
 
@@ -146,7 +151,8 @@ def make_grouped_dataset(source: WeizmannFolder, *, global_batch_size: int, seed
   """Batches of blocks of I identities x A actions; a process reads its share of each.
 
   Batch j is a function of (seed, j) only, so every process agrees on the global batch
-  and a resumed iterator (its state is {"next_index": j}) continues with batch j.
+  and a resumed iterator (its state is {"next_index": j}) continues with batch j. With
+  random_start its clips' windows are drawn from (seed, j, clip), new for every batch.
   """
   index = jax.process_index() if process_index is None else process_index
   count = jax.process_count() if process_count is None else process_count
