@@ -6,8 +6,10 @@ r"""Score generated videos: FVD and KVD against real videos (I3D), IS on UCF101 
   python -m videofusion_jax.evaluate --real=configs/ucf101.py --fake=runs/ucf101 \
       --config=configs/ucf101.py --metrics=fvd,kvd,is --c3d_weights=weights/c3d_ucf101.npz
 
-Prints the numbers and writes them, with the protocol, counts and package versions, to
-`--output` (default FAKE/metrics.json). Real features are cached under --cache_dir.
+Prints the numbers of videos scored and the metrics, and writes them, with the protocol
+and package versions, to `--output` (default FAKE/metrics.json). A folder counts each
+video once (the sample CLI's `video_000.mp4` and `video_000.gif` are one video). Real
+features are cached under --cache_dir.
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ def main(argv):
       i3d_weights=_I3D.value, c3d_weights=_C3D.value)
   results = evaluate(_REAL.value, _FAKE.value, settings, config=_CONFIG.value,
                      output=_OUTPUT.value)
+  counts = [f"{results['fake']['count']} fake"]
+  if "real" in results:
+    counts.append(f"{results['real']['count']} real")
+  print(f"videos scored: {', '.join(counts)}")
   print(json.dumps(results["metrics"], indent=2))
   print(f"wrote {results['output']}")
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from PIL import Image, ImageSequence
 
 from videofusion_jax.data import video_io
 from videofusion_jax.data.folders import VideoFolder
@@ -88,3 +89,43 @@ def test_split_file_keeps_only_listed_videos(folder):
   split.write_text("other/x.avi 3\n")
   with pytest.raises(ValueError, match="none of the 1 videos listed"):
     VideoFolder(str(folder), num_frames=8, image_size=16, split_file=str(split))
+
+
+def test_copies_of_one_video_are_one_entry_read_from_the_mp4(tmp_path):
+  # The sample CLI's layout: each video as mp4 and gif, plus one strip.png beside them.
+  for i in range(3):
+    video_io.write_mp4(tmp_path / f"video_{i:03d}.mp4", _moving_square(9))
+    video_io.write_gif(tmp_path / f"video_{i:03d}.gif", _moving_square(9))
+  video_io.write_png(tmp_path / "strip.png", _moving_square(1)[0])
+  video_io.write_gif(tmp_path / "extra.gif", _moving_square(9))      # a gif on its own
+  (tmp_path / ".video_003.tmp.mp4").write_bytes(b"half written")   # a killed writer's
+  ds = VideoFolder(str(tmp_path), num_frames=8, image_size=16)
+  assert [p.name for p in ds.paths] == ["extra.gif", "video_000.mp4", "video_001.mp4",
+                                        "video_002.mp4"]
+
+
+def test_a_frame_folder_holds_several_numbered_frames(tmp_path):
+  for i in (1, 2, 10, 9):  # unpadded numbers: read in number order, not name order
+    video_io.write_png(tmp_path / "clip" / f"img_{i}.png", _moving_square(11)[i])
+  video_io.write_png(tmp_path / "clip" / "cover.png", _moving_square(1)[0])  # not a frame
+  video_io.write_png(tmp_path / "lone" / "000001.png", _moving_square(1)[0])
+  video_io.write_png(tmp_path / "pictures" / "strip.png", _moving_square(1)[0])
+  video_io.write_png(tmp_path / "pictures" / "poster.png", _moving_square(1)[0])
+  ds = VideoFolder(str(tmp_path), num_frames=4, image_size=32)
+  assert [p.name for p in ds.paths] == ["clip"]
+  xs = [np.nonzero(f[..., 0] > 100)[1].min() for f in ds.clip(0)]
+  assert xs == sorted(xs) and len(set(xs)) == 4                   # frames 1, 2, 9, 10
+
+
+def test_gif_keeps_every_frame_including_repeats(tmp_path):
+  video = _moving_square(16)
+  video[5] = video[4]                 # a repeated frame and a still run at the end
+  video[12:] = video[11]
+  path = video_io.write_gif(tmp_path / "v.gif", video)
+  decoded = video_io.read_video(path)
+  assert decoded.shape == (16, 32, 40, 3)      # Pillow's writer merged repeats: 12 frames
+  np.testing.assert_array_equal(decoded, video)  # two colours: the palette is exact
+  with Image.open(path) as im:
+    assert sum(1 for _ in ImageSequence.Iterator(im)) == 16
+  ds = VideoFolder(str(tmp_path), num_frames=16, image_size=32)
+  assert ds.clip(0).shape == (16, 32, 32, 3)

@@ -14,6 +14,7 @@ from videofusion_jax.data.synthetic import SyntheticShapes
 from videofusion_jax.metrics import fvd
 from videofusion_jax.metrics.evaluation import EvalSettings, evaluate
 from videofusion_jax.metrics.features import FeatureExtractor, extract
+from videofusion_jax.sampling import write_samples
 
 ROOT = Path(__file__).resolve().parents[2]
 _PROJ = np.random.default_rng(0).normal(size=(2 * 8 * 4 * 4 * 3, 12)) / 20
@@ -151,8 +152,13 @@ def test_bad_inputs_fail_early_with_the_path(tmp_path):
     evaluate(fake, fake, _settings(tmp_path, metrics=("is",),
                                    c3d_weights=str(tmp_path / "absent.npz")))
   short = _write(tmp_path / "short", _clips(seed=0, n=2, frames=4))
-  with pytest.raises(ValueError, match="could be read as a clip of 8 frames"):
+  with pytest.raises(ValueError, match=r"--fake=.*short/v00.mp4 has 4 frames; a clip needs 8"):
     evaluate(fake, short, settings, extractors=STANDINS)
+  pictures = tmp_path / "pictures"
+  video_io.write_png(pictures / "strip.png", _clips(seed=0, n=1)[0, 0])
+  with pytest.raises(ValueError, match=r"^--fake=.*pictures holds no videos") as error:
+    evaluate(fake, str(pictures), settings, extractors=STANDINS)
+  assert "data.path" not in str(error.value)
 
 
 def test_cli_reports_a_missing_i3d_weights_file(tmp_path):
@@ -180,3 +186,70 @@ def test_cli_with_the_real_i3d_on_four_videos(tmp_path):
   assert saved["protocol"]["extractors"]["i3d"]["name"] == "i3d-kinetics-400-logits"
   assert saved["fake"]["count"] == 4 and saved["metrics"]["fvd"] > 0
   assert "rank-deficient" in proc.stderr
+
+
+def _sample_cli_folder(folder, videos):
+  """What `python -m videofusion_jax.sample` leaves: video_XXX.mp4 + .gif, strip.png."""
+  batches = [videos[:2] / 127.5 - 1.0, videos[2:] / 127.5 - 1.0]  # the sampler's [-1, 1]
+  write_samples(batches, folder, fps=8, image_size=16)
+  return str(folder)
+
+
+def test_a_sample_cli_folder_is_scored_once_per_video_from_its_mp4s(tmp_path, capsys):
+  clips = _clips(seed=0, n=4)
+  samples = _sample_cli_folder(tmp_path / "run" / "samples", clips)
+  assert len(list(Path(samples).iterdir())) == 9               # 4 mp4, 4 gif, strip.png
+  mp4s = tmp_path / "mp4s"                                      # the same videos, mp4 only
+  for path in sorted(Path(samples).glob("*.mp4")):
+    (mp4s / path.name).parent.mkdir(exist_ok=True)
+    (mp4s / path.name).write_bytes(path.read_bytes())
+  out = evaluate(str(mp4s), samples, _settings(tmp_path, metrics=("fvd",)),
+                 extractors={"i3d": STANDINS["i3d"]})
+  saved = json.loads((Path(samples) / "metrics.json").read_text())
+  assert saved["fake"]["count"] == saved["real"]["count"] == 4   # was 9 on the fake side
+  assert saved["fake"]["videos_found"] == 4
+  assert out["metrics"]["fvd"] == 0.0                # the same 4 videos on both sides
+
+
+def test_real_equal_to_fake_scores_the_videos_once(tmp_path):
+  calls = []
+
+  def counting(videos):
+    calls.append(len(videos))
+    return _standin_features(videos)
+  standin = {"i3d": FeatureExtractor("standin-features", counting, batch_size=5,
+                                     num_frames=8)}
+  fake = _write(tmp_path / "fake", _clips(seed=0, n=7))
+  out = evaluate(fake, fake, _settings(tmp_path, metrics=("fvd", "kvd")), extractors=standin)
+  assert len(calls) == 2                               # 7 videos in batches of 5, once
+  assert out["real"]["reused_fake_features"] is True and out["real"]["count"] == 7
+  assert out["metrics"]["fvd"] == 0.0                  # clamped, never -0.0004
+  again = evaluate(fake, fake, _settings(tmp_path, metrics=("fvd",)), extractors=standin,
+                   output=str(tmp_path / "again.json"))
+  assert again["real"]["cache_hit"] is True and len(calls) == 4  # only the fake side
+
+
+def test_an_unreadable_or_short_fake_video_is_an_error_naming_it(tmp_path):
+  samples = Path(_sample_cli_folder(tmp_path / "samples", _clips(seed=0, n=4)))
+  real = _write(tmp_path / "real", _clips(seed=1, n=4))
+  settings = _settings(tmp_path, metrics=("fvd",))
+  (samples / "video_002.mp4").write_bytes(b"\x00not really an mp4" * 10)  # its gif is fine
+  with pytest.raises(ValueError, match=r"--fake=.*cannot decode .*video_002\.mp4"):
+    evaluate(real, str(samples), settings, extractors={"i3d": STANDINS["i3d"]})
+  video_io.write_mp4(samples / "video_002.mp4", _clips(seed=0, n=1, frames=5)[0])
+  with pytest.raises(ValueError, match=r"video_002\.mp4 has 5 frames; a clip needs 8"):
+    evaluate(real, str(samples), settings, extractors={"i3d": STANDINS["i3d"]})
+
+
+def test_an_unreadable_real_video_is_left_out_and_not_counted(tmp_path, capfd, caplog):
+  real = tmp_path / "real"
+  _write(real, _clips(seed=1, n=5))
+  (real / "v02.mp4").write_bytes(b"\x00not really an mp4" * 10)
+  fake = _write(tmp_path / "fake", _clips(seed=0, n=5))
+  out = evaluate(str(real), fake, _settings(tmp_path, metrics=("fvd",)),
+                 extractors={"i3d": STANDINS["i3d"]})
+  assert out["real"]["count"] == 4 and out["fake"]["count"] == 5  # not v03 read twice
+  assert "leaving out cannot decode" in caplog.text and "v02.mp4" in caplog.text
+  err = capfd.readouterr().err
+  bar = err[err.rindex("real videos ["):]
+  assert "4/5 videos" in bar and bar.count("\n") >= 1   # the short bar ends its line

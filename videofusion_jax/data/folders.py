@@ -4,6 +4,12 @@
     class_a/clip1.mp4           clip1/000001.jpg ...
     class_b/clip2.avi           clip2/000001.jpg ...
 
+One entry per video: files of one stem in one folder (`clip1.mp4`, `clip1.gif`, as the
+sample CLI writes them) are one video, read from its best copy (see `PREFERENCE`). A frame
+folder holds at least two images numbered as a sequence, so a folder that merely holds a
+picture (the sample CLI's `strip.png`) is not a video. Hidden files (`.x.tmp.mp4` left by
+a killed writer, macOS `._x.mp4`) are not videos.
+
 Labels are the sorted names of the first-level sub-folders (0 without sub-folders).
 A clip is `num_frames` frames `frame_stride` apart, resized so the short side is
 `image_size` and centre-cropped. It is the centre window of the video, or, with
@@ -18,6 +24,7 @@ naming them; the next clip is returned instead.
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 from pathlib import Path
 
@@ -30,15 +37,53 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mov", ".mkv", ".gif")
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
+# Which copy of a video is read when several share a stem: real video containers first
+# (mp4 is what the sample CLI writes at crf 10), then lossless frame folders, and GIF last
+# (256-colour palette per frame).
+PREFERENCE = (".mp4", ".webm", ".mkv", ".mov", ".avi", "frames", ".gif")
+_FRAME_NUMBER = re.compile(r"\d+$")
+
+
+def _frame_files(folder: Path) -> list[Path]:
+  """The images of `folder` named with a trailing frame number (`000001.jpg`,
+  `x_frames_0002.png`), in frame order (by number, so unpadded `img_10` follows `img_9`)."""
+  numbered = [(p, _FRAME_NUMBER.search(p.stem)) for p in folder.iterdir()
+              if p.suffix.lower() in FRAME_EXTENSIONS and not p.name.startswith(".")]
+  numbered = [(p, m) for p, m in numbered if m]
+  return [p for p, m in sorted(numbered, key=lambda pm: (pm[0].stem[:pm[1].start()],
+                                                         int(pm[1].group()), pm[0].name))]
+
+
 def _is_frame_folder(path: Path) -> bool:
-  return path.is_dir() and any(p.suffix.lower() in FRAME_EXTENSIONS for p in path.iterdir())
+  return path.is_dir() and len(_frame_files(path)) >= 2
+
+
+def _kind(path: Path) -> str:
+  return "frames" if path.is_dir() else path.suffix.lower()
+
+
+def _video_candidates(root: Path) -> list[Path]:
+  """Every video file and frame folder under `root`, copies of one video included."""
+  found = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+           and not p.name.startswith(".")]
+  found += [p for p in [root, *root.rglob("*")] if _is_frame_folder(p)]
+  return found
+
+
+def one_per_video(paths: list[Path]) -> list[Path]:
+  """The best copy (by `PREFERENCE`) of each (folder, stem), sorted."""
+  best: dict[tuple[Path, str], Path] = {}
+  for path in paths:
+    key = (path.parent, path.name if path.is_dir() else path.stem)
+    if key not in best or PREFERENCE.index(_kind(path)) < PREFERENCE.index(_kind(best[key])):
+      best[key] = path
+  return sorted(best.values())
 
 
 def find_videos(root: Path) -> list[Path]:
-  """Video files and frame folders under `root`, sorted (the order defines indices)."""
-  found = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS]
-  found += [p for p in [root, *root.rglob("*")] if _is_frame_folder(p)]
-  return sorted(found)
+  """One path per video under `root` (a file or a frame folder), sorted (the order
+  defines indices)."""
+  return one_per_video(_video_candidates(root))
 
 
 def _keep_listed(paths: list[Path], root: Path, split_file: Path) -> list[Path]:
@@ -57,8 +102,7 @@ def _keep_listed(paths: list[Path], root: Path, split_file: Path) -> list[Path]:
 def read_frames(path: Path) -> list[np.ndarray]:
   """All frames of a video file or frame folder, uint8 (H, W, 3) each."""
   if path.is_dir():
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in FRAME_EXTENSIONS)
-    return [np.asarray(Image.open(f).convert("RGB")) for f in files]
+    return [np.asarray(Image.open(f).convert("RGB")) for f in _frame_files(path)]
   with av.open(str(path)) as container:
     return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
@@ -103,21 +147,23 @@ class VideoFolder:
   seed: int = 0
   split_file: str = ""       # keep only the videos listed (e.g. UCF101's trainlist01.txt)
   download: str = ""         # where to get the data, said when the folder is missing
+  name: str = "data.path"    # what errors call the folder (evaluation: --fake, --real)
 
   def __post_init__(self):
     root = Path(self.root)
     if not root.is_dir():
       hint = f" {self.download}" if self.download else ""
       raise FileNotFoundError(
-          f"data.path={self.root} does not exist or is not a folder; put the videos there "
-          f"(files {', '.join(VIDEO_EXTENSIONS)} or folders of frames) or point data.path "
-          f"at them.{hint}")
-    self.paths = find_videos(root)
-    if self.split_file:
-      self.paths = _keep_listed(self.paths, root, Path(self.split_file))
+          f"{self.name}={self.root} does not exist or is not a folder; put the videos "
+          f"there (files {', '.join(VIDEO_EXTENSIONS)} or folders of frames) or point "
+          f"{self.name} at them.{hint}")
+    paths = _video_candidates(root)
+    if self.split_file:  # before choosing one copy per video: the list names the copy
+      paths = _keep_listed(paths, root, Path(self.split_file))
+    self.paths = one_per_video(paths)
     if not self.paths:
-      raise ValueError(f"data.path={self.root} holds no videos (looked for "
-                       f"{', '.join(VIDEO_EXTENSIONS)} files and folders of "
+      raise ValueError(f"{self.name}={self.root} holds no videos (looked for "
+                       f"{', '.join(VIDEO_EXTENSIONS)} files and folders of numbered "
                        f"{', '.join(FRAME_EXTENSIONS)} frames)")
     classes = sorted({p.relative_to(root).parts[0] for p in self.paths
                       if len(p.relative_to(root).parts) > 1})
@@ -152,7 +198,7 @@ class VideoFolder:
 
   def entries(self, index: int) -> dict:
     """What an item holds besides its video: the label, and the key (its path under
-    data.path) that joins it to per-clip caches such as CLIP embeddings."""
+    the root) that joins it to per-clip caches such as CLIP embeddings."""
     return {"label": np.int32(self.labels[index]),
             "key": self.paths[index].relative_to(self.root).as_posix()}
 
@@ -173,5 +219,5 @@ class VideoFolder:
             logging.warning("Skipping %s (%d skipped so far)", e, len(self.skipped))
         continue
       return {"video": video.astype(np.float32) / 127.5 - 1.0, **self.entries(i)}
-    raise ValueError(f"no video under data.path={self.root} could be read as a clip of "
+    raise ValueError(f"no video under {self.name}={self.root} could be read as a clip of "
                      f"{self.num_frames} frames; {len(self.skipped)} files skipped")

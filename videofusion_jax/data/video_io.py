@@ -1,4 +1,4 @@
-"""Writing and reading videos: mp4 through PyAV, GIF and PNG frame strips through Pillow.
+"""Writing and reading videos: mp4 and GIF through PyAV, PNG frame strips through Pillow.
 
 Videos are uint8 arrays `(N, H, W, 3)`; `to_uint8` maps model outputs in [-1, 1].
 Files are written to a temporary name and renamed, so a crash never leaves a
@@ -60,12 +60,33 @@ def write_mp4(path: str | os.PathLike, video: np.ndarray, fps: int = 8) -> Path:
   return Path(path)
 
 
+def _palette_frame(frame: np.ndarray) -> av.VideoFrame:
+  """One RGB frame as a pal8 frame with its own adaptive 256-colour palette (the
+  palette Pillow's GIF writer would choose)."""
+  image = Image.fromarray(frame).convert("P", palette=Image.Palette.ADAPTIVE)
+  rgb = np.asarray(image.getpalette("RGB"), np.uint8).reshape(-1, 3)
+  argb = np.zeros((256, 4), np.uint8)
+  argb[:, 0] = 255                       # opaque
+  argb[:len(rgb), 1:] = rgb
+  return av.VideoFrame.from_ndarray((np.asarray(image), argb), format="pal8")
+
+
 def write_gif(path: str | os.PathLike, video: np.ndarray, fps: int = 8) -> Path:
+  """Looping GIF holding every frame. Written by ffmpeg's encoder, not Pillow's: Pillow
+  merges identical consecutive frames into one longer frame, so a 16-frame video with a
+  repeated frame came back as 15 frames."""
   video = _check_video(video)
-  frames = [Image.fromarray(f) for f in video]
+  _, h, w, _ = video.shape
   with _atomic(path) as tmp:
-    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
-                   duration=max(1, round(1000 / fps)), loop=0)
+    with av.open(str(tmp), mode="w", format="gif") as container:
+      stream = container.add_stream("gif", rate=fps)
+      stream.width, stream.height = w, h
+      stream.pix_fmt = "pal8"
+      for frame in video:
+        for packet in stream.encode(_palette_frame(frame)):
+          container.mux(packet)
+      for packet in stream.encode():
+        container.mux(packet)
   return Path(path)
 
 

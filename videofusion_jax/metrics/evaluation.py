@@ -1,7 +1,11 @@
 """`evaluate(...)`: FVD, KVD and IS of generated videos against real ones, with provenance.
 
 Real videos come from a data config (any `configs/*.py`, its `data` section) or a folder;
-fake videos from a folder or sampled from a workdir (the `sampling` API). Both pass
+fake videos from a folder or sampled from a workdir (the `sampling` API). A folder counts
+each video once (the sample CLI's `video_000.mp4` and `.gif` are one video, read from the
+mp4; its `strip.png` is none: `data/folders.py`). A fake video that cannot be read as a
+clip is an error naming it; a real one is skipped with a warning; neither is ever replaced
+by another video's clip, and the JSON's counts are the videos actually scored. Both pass
 through the same path: clips of `num_frames` frames at `image_size` (folders are read as
 the training pipeline reads them: short side to `image_size`, centre crop), quantised to
 uint8 as a saved video would be, then through the feature extractors in one pass. Real
@@ -30,7 +34,7 @@ import numpy as np
 from absl import logging
 
 from videofusion_jax.data import video_io
-from videofusion_jax.data.folders import VideoFolder, find_videos
+from videofusion_jax.data.folders import VideoFolder
 from videofusion_jax.data.sources import make_source
 from videofusion_jax.metrics import c3d, fvd, i3d, inception_score
 from videofusion_jax.metrics.features import FeatureCache, FeatureExtractor, extract
@@ -86,30 +90,59 @@ def _is_config(arg: str) -> bool:
   return arg.endswith(".py") or ".py:" in arg
 
 
-def _folder_fingerprint(root: Path) -> dict:
-  paths = find_videos(root)
+def _folder_fingerprint(root: Path, paths: list[Path]) -> dict:
   h = hashlib.sha256()
   for p in paths:
     st = p.stat()
     h.update(f"{p.relative_to(root)}:{st.st_size}:{int(st.st_mtime)}".encode())
-  return {"path": str(root.absolute()), "files": len(paths), "fingerprint": h.hexdigest()[:16]}
+  return {"path": str(root.absolute()), "videos_found": len(paths),
+          "fingerprint": h.hexdigest()[:16]}
 
 
 @dataclasses.dataclass
 class Videos:
-  """A named stream of uint8 video batches and what it is (for the JSON and cache)."""
+  """A named stream of uint8 video batches and what it is (for the JSON and cache).
+
+  count: the videos asked for (the batches hold fewer when real ones are skipped).
+  picked: the files read, in order, when they are files (equal lists: the same videos).
+  """
   describe: dict
   count: int
   batches: Callable[[], Iterator[np.ndarray]]
+  picked: list[Path] | None = None
 
 
-def _source_videos(source, indices: np.ndarray, settings: EvalSettings) -> Callable:
+def _clip_reader(source) -> Callable[[int], np.ndarray]:
+  """uint8 clip `i` of a source. A folder's `clip` raises on a bad file; its `[i]` would
+  return the next video's clip instead, which evaluation must never count."""
+  if isinstance(source, VideoFolder):
+    return source.clip
+  return lambda i: video_io.to_uint8(source[i]["video"])
+
+
+def _source_videos(read: Callable[[int], np.ndarray], indices: np.ndarray,
+                   settings: EvalSettings, *, what: str, strict: bool) -> Callable:
+  """Batches of the clips `read(i)` for `indices`. A clip that cannot be read (ValueError
+  naming its file) stops the evaluation when `strict` (fake videos: the score must be of
+  every video given), else is left out with a warning (real videos: a few bad files in a
+  dataset)."""
+  def read_or_skip(i):
+    try:
+      return read(int(i))
+    except ValueError as e:
+      if strict:
+        raise ValueError(f"{what}: {e}; evaluation scores every video it lists, so fix or "
+                         "remove that file") from e
+      logging.warning("%s: leaving out %s", what, e)
+      return None
+
   def batches():
     with concurrent.futures.ThreadPoolExecutor(settings.read_threads) as pool:
       for start in range(0, len(indices), settings.batch_size):
         chunk = indices[start:start + settings.batch_size]
-        clips = list(pool.map(lambda i: source[int(i)]["video"], chunk))
-        yield video_io.to_uint8(np.stack(clips))
+        clips = [c for c in pool.map(read_or_skip, chunk) if c is not None]
+        if clips:
+          yield np.stack(clips)
   return batches
 
 
@@ -124,15 +157,19 @@ def _pick(n_available: int, settings: EvalSettings, what: str, shuffle: bool) ->
 
 
 def folder_videos(path: str, settings: EvalSettings, *, what: str, shuffle: bool) -> Videos:
+  """The videos of a folder, one per video (`folders.find_videos`); `what` is the flag
+  ("fake" or "real") errors name. Fake videos that cannot be read are an error."""
   root = Path(path)
   if not root.is_dir():
-    raise FileNotFoundError(f"{what}={path} is not a folder (expected a folder of videos"
+    raise FileNotFoundError(f"--{what}={path} is not a folder (expected a folder of videos"
                             f"{' or a data config file' if what == 'real' else ''})")
   source = VideoFolder(str(root), num_frames=settings.num_frames,
-                       image_size=settings.image_size, seed=settings.seed)
-  indices = _pick(len(source), settings, f"{what}={path}", shuffle)
-  return Videos({"kind": "folder", **_folder_fingerprint(root)}, len(indices),
-                _source_videos(source, indices, settings))
+                       image_size=settings.image_size, seed=settings.seed, name=f"--{what}")
+  indices = _pick(len(source), settings, f"--{what}={path}", shuffle)
+  return Videos({"kind": "folder", **_folder_fingerprint(root, source.paths)}, len(indices),
+                _source_videos(source.clip, indices, settings, what=f"--{what}={path}",
+                               strict=what == "fake"),
+                picked=[source.paths[i].resolve() for i in indices])
 
 
 def data_videos(data: ml_collections.ConfigDict, settings: EvalSettings,
@@ -142,9 +179,11 @@ def data_videos(data: ml_collections.ConfigDict, settings: EvalSettings,
   with data.unlocked():
     data.num_frames, data.image_size = settings.num_frames, settings.image_size
   source = make_source(data, seed=settings.seed)
-  indices = _pick(len(source), settings, f"real data ({data.source})", shuffle=True)
+  what = f"real data ({data.source})"
+  indices = _pick(len(source), settings, what, shuffle=True)
   return Videos({**describe, "data": json.loads(data.to_json())}, len(indices),
-                _source_videos(source, indices, settings))
+                _source_videos(_clip_reader(source), indices, settings, what=what,
+                               strict=False))
 
 
 def sampled_videos(config: ml_collections.ConfigDict, workdir: str,
@@ -178,19 +217,42 @@ def sampled_videos(config: ml_collections.ConfigDict, workdir: str,
 
 
 class _Progress:
+  """A progress bar redrawn on one stderr line; `end()` closes the line, so the next bar,
+  warning or error starts on its own line even when fewer videos than `total` came
+  (left-out real videos, an error)."""
+
   def __init__(self, label: str, total: int):
     self.label, self.total, self.start = label, total, time.time()
+    self.open = False
 
   def __call__(self, done: int) -> None:
     elapsed = time.time() - self.start
     rate = done / max(elapsed, 1e-9)
-    eta = (self.total - done) / max(rate, 1e-9)
+    eta = max(self.total - done, 0) / max(rate, 1e-9)
     bar = "#" * (20 * min(done, self.total) // max(self.total, 1))
     sys.stderr.write(f"\r{self.label} [{bar:<20}] {done}/{self.total} videos, "
                      f"{rate:.2f} videos/s, ETA {eta:.0f}s")
-    if done >= self.total:
-      sys.stderr.write("\n")
     sys.stderr.flush()
+    self.open = True
+
+  def end(self) -> None:
+    if self.open:
+      sys.stderr.write("\n")
+      sys.stderr.flush()
+      self.open = False
+
+
+def _extract_with_progress(extractors, videos: Videos, what: str) -> dict[str, np.ndarray]:
+  progress = _Progress(f"{what} videos", videos.count)
+  try:
+    return extract(extractors, videos.batches(), what=what, progress=progress)
+  finally:
+    progress.end()
+
+
+def _count(feats: Mapping[str, np.ndarray]) -> int:
+  """Videos actually scored (left-out real videos are not)."""
+  return len(next(iter(feats.values())))
 
 
 def _versions() -> dict:
@@ -241,13 +303,13 @@ def evaluate(real: str | None, fake: str, settings: EvalSettings = EvalSettings(
   if needs_real and real is None and config is None:
     raise ValueError("FVD/KVD need real videos: pass --real (a folder or a data config)")
   if config is None and (Path(fake) / "checkpoints").is_dir():
-    raise ValueError(f"fake={fake} is a workdir (it has checkpoints/); pass --config=<its "
+    raise ValueError(f"--fake={fake} is a workdir (it has checkpoints/); pass --config=<its "
                      "experiment config> to sample from it")
   if config is None and not Path(fake).is_dir():
-    raise FileNotFoundError(f"fake={fake} is not a folder of videos (pass --config too to "
+    raise FileNotFoundError(f"--fake={fake} is not a folder of videos (pass --config too to "
                             "sample from a workdir)")
   if real is not None and not _is_config(real) and not Path(real).is_dir():
-    raise FileNotFoundError(f"real={real} is neither a folder of videos nor a config file")
+    raise FileNotFoundError(f"--real={real} is neither a folder of videos nor a config file")
   extractors = dict(extractors) if extractors is not None else default_extractors(settings)
   for key, metric in (("i3d", "fvd"), ("i3d", "kvd"), ("c3d", "is")):
     if metric in settings.metrics and key not in extractors:
@@ -257,10 +319,10 @@ def evaluate(real: str | None, fake: str, settings: EvalSettings = EvalSettings(
            else folder_videos(fake, settings, what="fake", shuffle=False))
   results: dict = {"metrics": {}, "protocol": {**dataclasses.asdict(settings),
                    "extractors": {k: e.describe() for k, e in extractors.items()}},
-                   "fake": {**fakes.describe, "count": fakes.count}, "timing_s": {}}
+                   "timing_s": {}}
   t = time.time()
-  fake_feats = extract(extractors, fakes.batches(), what="fake",
-                       progress=_Progress("fake videos", fakes.count))
+  fake_feats = _extract_with_progress(extractors, fakes, "fake")
+  results["fake"] = {**fakes.describe, "count": _count(fake_feats)}
   results["timing_s"]["fake"] = round(time.time() - t, 2)
 
   if needs_real:
@@ -278,13 +340,22 @@ def evaluate(real: str | None, fake: str, settings: EvalSettings = EvalSettings(
     cache = FeatureCache(settings.cache_dir)
     t = time.time()
     real_feats = cache.load("real-i3d", key)
-    results["real"] = {**reals.describe, "count": reals.count,
-                       "cache": str(cache.path("real-i3d", key)),
-                       "cache_hit": real_feats is not None}
-    if real_feats is None:
-      real_feats = extract(ex, reals.batches(), what="real",
-                           progress=_Progress("real videos", reals.count))
+    cache_hit = real_feats is not None
+    # --real and --fake the same folder (a self-check): the same videos, already scored.
+    reused = not cache_hit and reals.picked is not None and reals.picked == fakes.picked
+    if reused:
+      real_feats = {"i3d": fake_feats["i3d"]}
+    elif not cache_hit:
+      real_feats = _extract_with_progress(ex, reals, "real")
+      if _count(real_feats) < 2:
+        raise ValueError(f"{_count(real_feats)} of the {reals.count} real videos could be "
+                         f"read as clips of {settings.num_frames} frames (see the warnings "
+                         "above); FVD/KVD need at least 2")
+    if not cache_hit:
       cache.save("real-i3d", key, real_feats)
+    results["real"] = {**reals.describe, "count": _count(real_feats),
+                       "cache": str(cache.path("real-i3d", key)), "cache_hit": cache_hit,
+                       "reused_fake_features": reused}
     results["timing_s"]["real"] = round(time.time() - t, 2)
     r, f = real_feats["i3d"], fake_feats["i3d"]
     fvd.warn_if_rank_deficient(len(r), r.shape[1], "real")
