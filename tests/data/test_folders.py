@@ -129,3 +129,13 @@ def test_gif_keeps_every_frame_including_repeats(tmp_path):
     assert sum(1 for _ in ImageSequence.Iterator(im)) == 16
   ds = VideoFolder(str(tmp_path), num_frames=16, image_size=32)
   assert ds.clip(0).shape == (16, 32, 32, 3)
+
+
+def test_a_folder_source_reads_in_grain_worker_processes(folder):
+  """`data.worker_count > 0` pickles the source into each worker; its lock did not
+  pickle, so configs with workers (webvid: 8) failed on their first batch."""
+  from videofusion_jax.data.pipeline import make_dataset
+  ds = VideoFolder(str(folder), num_frames=8, image_size=16)
+  batches = iter(make_dataset(ds, global_batch_size=2, seed=0, worker_count=1))
+  batch = next(batches)
+  assert batch["video"].shape == (2, 8, 16, 16, 3) and np.isfinite(batch["video"]).all()

@@ -176,6 +176,17 @@ class VideoFolder:
     self._lock = threading.Lock()
     self.skipped: set[Path] = set()
 
+  def __getstate__(self) -> dict:
+    """grain's worker processes (`data.worker_count > 0`) get the source pickled: each
+    gets its own lock (a lock does not pickle)."""
+    state = dict(self.__dict__)
+    state.pop("_lock")
+    return state
+
+  def __setstate__(self, state: dict) -> None:
+    self.__dict__.update(state)
+    self._lock = threading.Lock()
+
   def __len__(self) -> int:
     return len(self.paths)
 
