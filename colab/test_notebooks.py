@@ -87,7 +87,11 @@ def test_notebook_executes(name, workspace, monkeypatch):
   nb = nbformat.read(HERE / name, as_version=4)
   start = time.time()
   try:  # a failing cell raises CellExecutionError with the cell's traceback
-    NotebookClient(nb, timeout=600, kernel_name="python3",
+    # Deadlines that only bound a hang. nbclient's defaults are short: 60 s for the kernel
+    # to start, and 4 s after a cell's reply for its last outputs, after which it drops
+    # them with a warning and the asserts on the text below fail on a loaded machine.
+    NotebookClient(nb, timeout=600, startup_timeout=300, iopub_timeout=300,
+                   raise_on_iopub_timeout=True, kernel_name="python3",
                    resources={"metadata": {"path": str(workspace)}}).execute()
   finally:
     out_dir = os.environ.get("VIDEOFUSION_NOTEBOOK_OUT")
