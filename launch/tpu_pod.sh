@@ -7,7 +7,9 @@
 # SETUP=1 first copies this checkout to ~/videofusion_jax on every worker and installs
 # it with the [tpu] extra. DRY_RUN=1 prints the gcloud commands instead of running them.
 # jax.distributed finds the other hosts by itself on a TPU slice (distributed.enabled
-# "auto"); the workdir must be visible to all hosts (a gs:// bucket).
+# "auto"); the workdir must be visible to all hosts (a gs:// bucket). Each worker runs
+# the command under launch/until_done.sh: a run preempted by SIGTERM (exit 75, saved)
+# starts again from its checkpoint; done (0) or a failure ends it (launch/README.md).
 set -euo pipefail
 if [[ $# -lt 4 ]]; then
   echo "usage: $0 TPU_NAME ZONE CONFIG WORKDIR [train flags...]" >&2
@@ -24,5 +26,5 @@ if [[ "${SETUP:-0}" == 1 ]]; then
   run gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone="$ZONE" --worker=all --command \
     "cd ~/$REMOTE_DIR && python3 -m venv .venv && .venv/bin/pip install -q -e '.[tpu]'"
 fi
-TRAIN="cd ~/$REMOTE_DIR && .venv/bin/python -m videofusion_jax.train --config=$CONFIG --workdir=$WORKDIR $*"
+TRAIN="cd ~/$REMOTE_DIR && launch/until_done.sh .venv/bin/python -m videofusion_jax.train --config=$CONFIG --workdir=$WORKDIR $*"
 run gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone="$ZONE" --worker=all --command "$TRAIN"

@@ -30,7 +30,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
 
-from videofusion_jax.cli import ConfigError
+from videofusion_jax.cli import CHECKPOINT, ConfigError
 from videofusion_jax.models.execution import VIDEOFUSION_EXECUTION_FIELDS
 
 # Config sections that must match for a checkpoint to load: they fix parameter shapes
@@ -73,7 +73,9 @@ def config_differences(saved: dict, config: ml_collections.ConfigDict) -> list[s
 
 
 class CheckpointError(RuntimeError):
-  """A checkpoint folder that cannot be written, or no step in it that restores."""
+  """A checkpoint folder that cannot be written, a step holding NaN or inf, or no step
+  that restores."""
+  exit_code = CHECKPOINT
 
 
 def first_nonfinite(tree) -> str | None:

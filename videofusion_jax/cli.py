@@ -8,8 +8,10 @@ Exit codes (README, launch/README.md); the launchers restart on PREEMPTED only:
   3   DIVERGED    training stopped on consecutive non-finite steps; the checkpoints
                   hold the last finite state
   4   CHECKPOINT  the checkpoint folder is not writable, or no step in it restores
-  75  PREEMPTED   SIGTERM (or Ctrl-C) stopped the run after saving a checkpoint: run the
-                  same command again (sysexits' EX_TEMPFAIL, "try again later")
+  75  PREEMPTED   SIGTERM stopped the run after saving a checkpoint: run the same
+                  command again (sysexits' EX_TEMPFAIL, "try again later")
+  130 STOPPED     Ctrl-C stopped the run after saving: a person asked, nothing restarts
+                  it (128 + SIGINT, as a shell reports an interrupted command)
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import sys
 
 from absl import app, flags
 
-DONE, FAILED, BAD_INPUT, DIVERGED, CHECKPOINT, PREEMPTED = 0, 1, 2, 3, 4, 75
+DONE, FAILED, BAD_INPUT, DIVERGED, CHECKPOINT, PREEMPTED, STOPPED = 0, 1, 2, 3, 4, 75, 130
 
 
 class ConfigError(ValueError):
   """A bad config field or input, found before the run wrote anything."""
+  exit_code = BAD_INPUT
 
 
 def fail(message: str, code: int) -> None:
@@ -54,5 +57,14 @@ def _override_error(error: Exception, argv: list[str]) -> str:
 
 
 def run(main) -> None:
-  """`app.run(main)` with `parse_flags`."""
-  app.run(main, flags_parser=parse_flags)
+  """`app.run(main)` with `parse_flags`; an exception that carries an `exit_code`
+  (ConfigError, checkpoint.CheckpointError, nonfinite.Diverged) ends the process with
+  that code and its message as one line, any other with its traceback (exit 1)."""
+  def main_with_exit_codes(argv):
+    try:
+      return main(argv)
+    except Exception as e:  # noqa: BLE001: re-raised unless it says how to exit
+      if getattr(e, "exit_code", None) is None:
+        raise
+      fail(e, e.exit_code)
+  app.run(main_with_exit_codes, flags_parser=parse_flags)

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
+from videofusion_jax import cli
 from videofusion_jax.metric_writers import quiet_library_logs
 from videofusion_jax.metrics.evaluation import EvalSettings, evaluate
 
@@ -48,7 +49,7 @@ _OUTPUT = flags.DEFINE_string("output", None, "JSON path (default FAKE/metrics.j
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli.fail(f"unexpected arguments: {argv[1:]}", cli.BAD_INPUT)
   quiet_library_logs()
   settings = EvalSettings(
       num_videos=_NUM_VIDEOS.value, metrics=tuple(_METRICS.value), batch_size=_BATCH.value,
@@ -67,4 +68,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["fake"])
-  app.run(main)
+  cli.run(main)

@@ -18,9 +18,10 @@ Conditioned models: `--class_id=K` (class-conditioned; default: the classes in t
 from __future__ import annotations
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
+from videofusion_jax import cli
 from videofusion_jax.metric_writers import quiet_library_logs
 
 from videofusion_jax import cascade, controls
@@ -84,7 +85,7 @@ def synthetic_motion(config, videos: np.ndarray, num_clips: int = 64) -> str:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli.fail(f"unexpected arguments: {argv[1:]}", cli.BAD_INPUT)
   quiet_library_logs()
   config = _CONFIG.value  # locked: existing fields can change, new ones cannot appear
   for flag, field in ((_BASE_SEED, "base_seed"), (_RESIDUAL_SEED, "residual_seed"),
@@ -126,4 +127,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  cli.run(main)

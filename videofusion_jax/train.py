@@ -4,12 +4,14 @@
 
 Resumes from the latest checkpoint in --workdir. Override any config field on the
 command line, e.g. `--config.train.num_steps=1000`. The exit code says how the run
-ended (`cli.py`): 0 done, 75 preempted and saved (run the same command again), 3
-diverged, 2 a bad config or input, 4 an unusable checkpoint folder, 1 anything else.
+ended (`cli.py`): 0 done, 75 preempted by SIGTERM and saved (run the same command
+again), 130 stopped by Ctrl-C and saved, 3 diverged, 2 a bad config or input, 4 an
+unusable checkpoint folder, 1 anything else.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import jax
@@ -17,10 +19,9 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from videofusion_jax import cli
-from videofusion_jax.checkpoint import CheckpointError
 from videofusion_jax.metric_writers import quiet_library_logs
 from videofusion_jax.training.loop import outcome, train
-from videofusion_jax.training.nonfinite import Diverged
+from videofusion_jax.training.preemption import Preemption
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -34,17 +35,17 @@ def main(argv):
   logging.info("JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(),
                jax.devices())
   config, workdir = _CONFIG.value, _WORKDIR.value
+  preemption = Preemption()
   try:
-    metrics = train(config, workdir)
-  except cli.ConfigError as e:
-    cli.fail(e, cli.BAD_INPUT)
-  except Diverged as e:
-    cli.fail(e, cli.DIVERGED)
-  except CheckpointError as e:
-    cli.fail(e, cli.CHECKPOINT)
+    metrics = train(config, workdir, preemption=preemption)  # failures: see cli.run
+  finally:
+    preemption.restore()
   ended = outcome(workdir, config.train.num_steps, metrics)
   print(ended.line)
-  sys.exit(cli.PREEMPTED if ended.stopped_early else cli.DONE)
+  if not ended.stopped_early:
+    sys.exit(cli.DONE)
+  # SIGTERM is a preemption: the launchers restart the run. Ctrl-C is a person: no.
+  sys.exit(cli.STOPPED if preemption.signal == signal.SIGINT else cli.PREEMPTED)
 
 
 if __name__ == "__main__":

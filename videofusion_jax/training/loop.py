@@ -98,10 +98,12 @@ def step_shardings(ts: TrainState, config: ml_collections.ConfigDict, mesh,
       activations=parallel.activation_shardings(rules, mesh) if pin else None)
 
 
-def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+def train(config: ml_collections.ConfigDict, workdir: str, *,
+          preemption: Preemption | None = None) -> dict[str, float]:
   """Train (or resume) until `train.num_steps`; return the last logged metrics.
 
-  Stops early, after saving, on SIGTERM or a first Ctrl-C (`outcome` tells). Raises
+  Stops early, after saving, on SIGTERM or a first Ctrl-C (`outcome` tells; pass a
+  `Preemption` to learn which signal it was: the CLI's exit code differs). Raises
   `cli.ConfigError` for a bad config or data before anything is written, `Diverged`
   after `train.max_nonfinite_steps` consecutive non-finite steps (each skipped; the
   checkpoints keep the last finite state), and `CheckpointError` for a checkpoint
@@ -136,7 +138,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     else:
       logging.info("Resumed from %s at step %d.", ckpt.directory, start)
     return _run_steps(spec, config, workdir, ckpt, ts, mesh, rules, data_iter,
-                      restored["state"], restored["ema"], start, first_batch)
+                      restored["state"], restored["ema"], start, first_batch, preemption)
   finally:
     ckpt.close()
 
@@ -159,7 +161,7 @@ def _has_checkpoints(workdir: Path) -> bool:
 
 
 def _run_steps(spec, config, workdir, ckpt, ts, mesh, rules, data_iter, state, ema,
-               start: int, first_batch) -> dict[str, float]:
+               start: int, first_batch, preemption: Preemption | None) -> dict[str, float]:
   """The loop itself, from step `start` (state and EMA in place on the mesh)."""
   t = config.train
   vf = spec.config
@@ -180,12 +182,13 @@ def _run_steps(spec, config, workdir, ckpt, ts, mesh, rules, data_iter, state, e
   progress = ProgressLine(t.num_steps, start)
   nonfinite = NonFiniteSteps(t.max_nonfinite_steps, start)
   sampler = None
-  preemption = Preemption()
+  own_preemption = preemption is None
+  preemption = preemption or Preemption()
   train_key = jax.random.key(config.seed + 1)
   last = {}
   step = saved = start
-  if start == 0:
-    logging.info("Compiling the train step (the first step takes a while).")
+  logging.info("Compiling the train step: the first step takes a while (minutes for a "
+               "large model; the persistent compilation cache makes it seconds next time).")
 
   def save(force=False):
     """Save, except periodically while the latest steps are skipped as non-finite: the
@@ -226,7 +229,8 @@ def _run_steps(spec, config, workdir, ckpt, ts, mesh, rules, data_iter, state, e
     if step > start and ckpt.latest_step() != step:
       save(force=True)
   finally:
-    preemption.restore()
+    if own_preemption:
+      preemption.restore()
     writer.close()
   return last
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from videofusion_jax.cli import DIVERGED
+
 # The counters: the current run of consecutive non-finite steps, all of them, steps
 # recorded, and the step (counted from the loop's start) at which a run first reached
 # the limit (0: never).
@@ -20,6 +22,7 @@ _RUN, _TOTAL, _SEEN, _HIT = range(4)
 
 class Diverged(RuntimeError):
   """Training stopped after `train.max_nonfinite_steps` consecutive non-finite steps."""
+  exit_code = DIVERGED
 
 
 @jax.jit

@@ -20,6 +20,7 @@ class Preemption:
 
   def __init__(self):
     self.requested = False
+    self.signal: signal.Signals | None = None  # the first one received
     self._previous = {}
     if threading.current_thread() is threading.main_thread():
       self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
@@ -30,6 +31,7 @@ class Preemption:
     logging.warning("%s received: saving a checkpoint and stopping (Ctrl-C again stops "
                     "without saving).", signal.Signals(signum).name)
     self.requested = True
+    self.signal = self.signal or signal.Signals(signum)
 
   def restore(self):
     for signum, previous in self._previous.items():
