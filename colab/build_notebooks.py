@@ -311,7 +311,8 @@ def decomposition():
           ## A long video by replacement (Sec. 4.6)
           `controls.long_videos` makes videos longer than the model's 8-frame window, window
           by window: the frames a window shares with the previous one are replaced at every
-          DDIM step by the known frames, noised with the noise they were made with. With the
+          DDIM step by the known frames, noised with that window's own decomposed noise (here
+          the centre frame is a known one, noised with the window's base noise). With the
           base noise fixed for the whole video the content stays; with a fresh base noise per
           window (`fixed_base = False`, the baseline) it drifts. The plot shows how far each
           frame is from the first."""),

@@ -89,20 +89,19 @@ def seed_grid(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
 
 def make_window_fn(graphdef: nnx.GraphDef, window_shape, overlap: int, lam: float,
                    config: SamplerConfig):
-  """-> jitted `fn(state, schedule, base_key, residual_key, known, known_eps, use_known)
-  -> (window video, window noise)`: `diffusion.long_video.window_step` with the model."""
+  """-> jitted `fn(state, schedule, base_key, residual_key, known, use_known)
+  -> window video`: `diffusion.long_video.window_step` with the model."""
   _check_ddim(config)
 
   @jax.jit
-  def window_fn(state, schedule, base_key, residual_key, known, known_eps, use_known):
+  def window_fn(state, schedule, base_key, residual_key, known, use_known):
     model = nnx.merge(graphdef, state)
 
     def run(**model_inputs):
       eps_fn = model_eps_fn(model, schedule, with_variance=False, **model_inputs)
       return window_step(eps_fn, schedule, window_shape, base_key, residual_key, known,
-                         known_eps, use_known, lam=lam, num_steps=config.num_steps,
-                         eta=config.eta, clip_x0=config.clip_x0,
-                         noise_mode=config.noise_mode)
+                         use_known, lam=lam, num_steps=config.num_steps, eta=config.eta,
+                         clip_x0=config.clip_x0, noise_mode=config.noise_mode)
 
     return centre_first(model, run, window_shape[1])
 
@@ -125,7 +124,14 @@ def long_videos(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
   WORKDIR/samples/long_XXX.mp4, streaming each window's new frames; return the paths.
 
   The window is the model's `data.num_frames`; windows overlap by `long_video_overlap`
-  frames, so `sample.num_frames` must be window + k * (window - overlap).
+  frames, so `sample.num_frames` must be window + k * (window - overlap). Any overlap
+  from 1 to window - 1 works: the known frames are noised with each window's own
+  decomposed noise, so when the centre frame is a known one (overlap > (window - 1) //
+  2, the default half window included) it holds the window's base noise, the base
+  generator denoises it back to the known frame, and the new frames are made around it.
+  The known centre, not the base noise, then holds the content: `sample.fixed_base`
+  shows its effect when the centre is new in every window, overlap <= (window - 1) // 2
+  (tests/test_long_video_drift.py).
   """
   s = config.sample
   window, size = config.data.num_frames, config.data.image_size

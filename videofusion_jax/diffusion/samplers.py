@@ -71,14 +71,20 @@ def ddim_step(z, eps, ab_t, ab_s, *, eta: float = 0.0, noise=None, clip_x0: bool
   if clip_x0:
     x0 = jnp.clip(x0, -1.0, 1.0)
     eps = (z - jnp.sqrt(ab_t) * x0) / jnp.sqrt(1.0 - ab_t)
+  return ddim_update(x0, eps, ab_t, ab_s, eta=eta, noise=noise), x0
+
+
+def ddim_update(x0, eps, ab_t, ab_s, *, eta: float = 0.0, noise=None):
+  """`ddim_step`'s move to `ab_s` for a consistent pair (x0, eps) at `ab_t`: a draw from
+  DDIM's q_sigma(z_s | z_t, x0) with eps = (z_t - sqrt(ab_t) x0) / sqrt(1 - ab_t). Apart
+  so that frames whose x0 is known (a long video's replaced frames) can take the same
+  step as the others with their true x0."""
   z_s = jnp.sqrt(ab_s) * x0
   if eta > 0:
     sigma = eta * jnp.sqrt((1.0 - ab_s) / (1.0 - ab_t)) * jnp.sqrt(1.0 - ab_t / ab_s)
     # max(., 0): for eta > 1 sigma^2 can exceed 1 - ab_s; float error can too at eta = 1.
-    z_s = z_s + jnp.sqrt(jnp.maximum(1.0 - ab_s - sigma ** 2, 0.0)) * eps + sigma * noise
-  else:
-    z_s = z_s + jnp.sqrt(1.0 - ab_s) * eps
-  return z_s, x0
+    return z_s + jnp.sqrt(jnp.maximum(1.0 - ab_s - sigma ** 2, 0.0)) * eps + sigma * noise
+  return z_s + jnp.sqrt(1.0 - ab_s) * eps
 
 
 def ddim_sample(eps_fn: Callable, schedule: Schedule, shape, base_key, residual_key, *,
