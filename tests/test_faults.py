@@ -111,6 +111,7 @@ def copy_of(run, tmp_path, name="run"):
 
 # --- divergence ------------------------------------------------------------------------
 
+@pytest.mark.slow  # a CLI run to divergence: ~40-110 s on 2 cores (make test's 12-minute budget)
 def test_a_diverging_run_keeps_its_good_checkpoints_and_exits_3(good_run, tmp_path):
   """lr=1e6 from step 4: the loss turns NaN within a few steps. Those steps are skipped,
   nothing non-finite is saved (so `sample` reads a finite checkpoint), and the run stops
@@ -195,6 +196,7 @@ def _truncate_largest_array_file(step_dir: Path) -> Path:
   return largest
 
 
+@pytest.mark.slow  # a CLI resume: ~40-100 s on 2 cores (make test's 12-minute budget)
 def test_a_truncated_array_file_moves_the_step_aside_and_resumes_from_the_last_intact(
     good_run, tmp_path):
   run = copy_of(good_run, tmp_path)
@@ -263,6 +265,7 @@ def test_an_unwritable_checkpoint_folder_fails_at_once_naming_it(tmp_path):
 
 # --- signals ----------------------------------------------------------------------------
 
+@pytest.mark.slow  # a CLI run: ~30-75 s on 2 cores (make test's 12-minute budget)
 def test_sigterm_saves_and_exits_with_the_preempted_code(tmp_path):
   proc = start_cli(tmp_path, "--config.train.num_steps=1000",
                    "--config.train.checkpoint_every=1000")
