@@ -9,7 +9,7 @@ reports, per denoising step, VideoFusion at 0.78x VDM*'s memory and 0.43x its la
 Here the models are built from one preset (VDM* = the preset's base U-Net with
 temporal attention after each spatial attention, on all N frames; `models/vdm.py`)
 and measured in one process. VideoFusion twice: as our configs train it (temporal
-attention after every layer of the residual U-Net, DESIGN.md §1) and with the paper's
+attention after every layer of the residual U-Net, docs/math.md) and with the paper's
 per-frame 2D residual generator ("videofusion_2d"), the architecture Table 4 measured;
 each gets its ratios to VDM*. Each step function is compiled once (compile time
 reported apart), warmed up, then timed call by call (`block_until_ready`), the
@@ -75,7 +75,7 @@ PAPER = {"latency_ratio": 0.17 / 0.40, "memory_ratio": 49.85 / 63.82}  # 0.425, 
 SHAPES = {"tiny": (16, 32, 1), "table8": (16, 64, 4), "table9": (16, 64, 4),
           "micro": (4, 16, 1)}
 # videofusion: the preset as our configs train it, temporal attention in the residual
-# U-Net (DESIGN.md §1); videofusion_2d: the paper's per-frame 2D residual generator
+# U-Net (docs/math.md); videofusion_2d: the paper's per-frame 2D residual generator
 # (`residual.temporal = "none"`), the architecture its Table 4 measured.
 VARIANTS = ("videofusion", "videofusion_2d", "vdm")
 COMPILE_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"  # one per lowering

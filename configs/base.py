@@ -50,7 +50,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.kind = "videofusion"        # the network (models/from_config.MODEL_KINDS)
   c.model.base = unet_fields(paper.base)          # image U-Net on the centre frame
   c.model.residual = unet_fields(paper.residual)  # frame U-Net over the other N-1 frames
-  # What ties the residual frames to the content (DESIGN.md section 1):
+  # What ties the residual frames to the content (docs/math.md):
   # "centre_estimate" feeds sqrt(ab) * x0_hat of the centre frame as extra input channels;
   # "centre_x0" feeds x0_hat itself (clipped to [-1, 1]: same scale at every noise level);
   # "centre_frame" feeds the clean centre frame (the data's in training; sampling runs the

@@ -28,7 +28,7 @@ def get_config(arg: str = ""):
   tiny = presets.tiny()
   c.model.base = unet_fields(tiny.base)
   c.model.residual = unet_fields(tiny.residual)
-  c.diffusion.objective = "v"         # clean frames much sooner than eps (DESIGN.md)
+  c.diffusion.objective = "v"         # clean frames much sooner than eps (docs/math.md)
   # The residual frames conditioned on the clean centre frame (the data's in training;
   # sampling finishes the base's centre frame first): frame change 4.8/255 at 600 steps
   # (data 4.0), frames 5.4/255 from the centre (data 8.3), against 9.8 and 11.9 with the

@@ -25,7 +25,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 from videofusion_jax.models.logical_axes import state_logical_axes
 
 MESH_AXES = ("data", "fsdp", "tensor")
-# Logical names a model or a batch may use (DESIGN.md section 3).
+# Logical names a model or a batch may use; `mesh.rules` in the config maps them onto MESH_AXES.
 LOGICAL_AXES = ("batch", "frames", "height", "width", "embed", "mlp", "heads")
 
 Rules = Mapping[str, tuple[str, ...]]

@@ -17,7 +17,7 @@ def classifier_free_guidance(eps_fn: Callable, cond: Any, null_cond: Any,
   `null_cond` are pytrees of arrays with the batch axis first. The conditional and
   unconditional branches run as ONE call on the doubled batch [z; z] with conditions
   [cond; null_cond]; inside it, each branch computes its own base prediction before its
-  residual input (Eq. 12), as DESIGN.md asks. Variance values come from the conditional
+  residual input (Eq. 12), as docs/math.md says. Variance values come from the conditional
   branch. `null_cond` leaves may have batch 1; they are broadcast to `cond`'s batch.
   With `scale` None or 1 the model runs once on the conditional batch.
   """

@@ -122,7 +122,7 @@ def ddim_sample(eps_fn: Callable, schedule: Schedule, shape, base_key, residual_
 def ddpm_sample(eps_fn: Callable, schedule: Schedule, shape, base_key, residual_key, *,
                 lam: float = 0.5, variance: str = "fixed_small", clip_x0: bool = False,
                 noise_mode: str = "decomposed"):
-  """Algorithm 1 as corrected in DESIGN.md over all T steps -> x0 of `shape` (B, N, H, W, C).
+  """Algorithm 1 as corrected in docs/math.md over all T steps -> x0 of `shape` (B, N, H, W, C).
 
   mu = (z - (1 - alpha_t) / sqrt(1 - ab_t) eps) / sqrt(alpha_t); with `clip_x0` the same
   posterior mean is computed as coef1 x0_hat + coef2 z from a clipped x0_hat. The

@@ -3,7 +3,7 @@
 The U-Nets are built from four kinds of parameters (convolution and dense kernels,
 their biases, embedding tables, norm scales), so their logical axes follow from the
 layer's attribute name, as one table, instead of being threaded through every
-constructor. Names come only from `embed`, `mlp` and `heads` (DESIGN.md section 3);
+constructor. Names come only from `embed`, `mlp` and `heads` (`parallel.LOGICAL_AXES`);
 `parallel.py` maps them onto mesh axes with the config's rules.
 
 Column/row pairs follow Megatron: the first layer of a pair splits its outputs
