@@ -150,9 +150,17 @@ def test_residual_from_the_image_model_is_that_model_per_frame_at_step_0(convert
   np.testing.assert_allclose(got, image(x, t), rtol=1e-4, atol=1e-5)
 
 
-def test_residual_rule_refuses_a_converted_layer_of_another_shape():
-  converted = {("conv_out", "kernel"): np.zeros((3, 3, 32, 3), np.float32)}
-  fresh = {("conv_out", "kernel"): np.zeros((3, 3, 32, 6), np.float32)}
-  with pytest.raises(ValueError, match=r"conv_out\.kernel has shape \(3, 3, 32, 3\); the "
-                                       r"residual generator's is \(3, 3, 32, 6\)"):
+def test_residual_rule_names_every_converted_layer_of_another_shape():
+  converted = {("conv_out", "kernel"): np.zeros((3, 3, 32, 3), np.float32),
+               ("conv_out", "bias"): np.zeros((3,), np.float32),
+               ("conv_norm_out", "scale"): np.zeros((32,), np.float32)}
+  fresh = {("conv_out", "kernel"): np.zeros((3, 3, 32, 6), np.float32),
+           ("conv_out", "bias"): np.zeros((6,), np.float32),
+           ("conv_norm_out", "scale"): np.zeros((32,), np.float32)}
+  with pytest.raises(ValueError) as error:
     init_from.residual_params(converted, fresh)
+  message = str(error.value)
+  assert message.startswith("2 converted parameter(s)")
+  assert "conv_out.kernel: converted (3, 3, 32, 3), residual generator (3, 3, 32, 6)" in message
+  assert "conv_out.bias: converted (3,), residual generator (6,)" in message
+  assert "conv_norm_out" not in message

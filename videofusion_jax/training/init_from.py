@@ -80,6 +80,7 @@ def residual_params(converted: dict[tuple, np.ndarray],
                     fresh: dict[tuple, np.ndarray]) -> tuple[dict, dict[str, int]]:
   """The module docstring's rule: residual parameters from image ones -> (params, counts)."""
   out, counts = {}, {"copied": 0, "conv_in": 0, "zeroed": 0, "kept": 0}
+  wrong = []  # every mismatch, so one run shows them all
   for path, value in fresh.items():
     src = converted.get(path)
     if src is not None and src.shape == value.shape:
@@ -92,9 +93,12 @@ def residual_params(converted: dict[tuple, np.ndarray],
       out[path], counts["zeroed"] = np.zeros(value.shape, np.float32), counts["zeroed"] + 1
     else:
       if src is not None:
-        raise ValueError(f"converted parameter {'.'.join(map(str, path))} has shape "
-                         f"{src.shape}; the residual generator's is {value.shape}")
+        wrong.append(f"{'.'.join(map(str, path))}: converted {src.shape}, "
+                     f"residual generator {value.shape}")
       counts["kept"] += 1
+  if wrong:
+    raise ValueError(f"{len(wrong)} converted parameter(s) have another shape than the "
+                     f"residual generator's: {'; '.join(wrong)}")
   return out, counts
 
 
