@@ -7,6 +7,7 @@ sizes are the paper's Table 8 (UCF101 / Sky Time-lapse / TaiChi-HD).
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 from videofusion_jax.models import presets
 from videofusion_jax.models.from_config import unet_fields
@@ -24,6 +25,11 @@ def get_config() -> ml_collections.ConfigDict:
                                       # batches (configs/weizmann.py)
   c.data.path = ""                    # folder of videos / frame folders for "folder"
   c.data.frame_stride = 1             # take every k-th frame of a video
+  c.data.fps = placeholder(float)     # None: frames frame_stride apart, whatever the file's
+                                      # rate; e.g. 8.0: the frames whose timestamps are
+                                      # nearest t0 + k / 8 s, so clips last num_frames / 8 s
+                                      # from 24, 25 and 29.97 fps files alike (frame_stride
+                                      # is then unused; shorter files are skipped by name)
   c.data.random_start = False         # clip start: centre of the video, or drawn anew
                                       # each epoch (over the whole video)
   c.data.split_file = ""              # optional list of videos to keep (UCF101 splits)

@@ -93,3 +93,16 @@ def test_checkpoints_from_before_model_kind_stay_compatible():
   assert config_differences(saved, config) == []
   config.model.kind = "vdm"
   assert config_differences(saved, config) == ["model.kind: videofusion -> vdm"]
+
+
+@pytest.mark.parametrize("fps", [0.0, -8.0])
+def test_data_fps_must_be_positive(fps):
+  from videofusion_jax.cli import ConfigError
+  from videofusion_jax.training.config_checks import check_config
+  config = demo.get_config()
+  assert config.data.fps is None          # default: every data.frame_stride-th frame
+  config.data.fps = 8                     # an int from the command line is a float
+  assert check_config(config) and config.data.fps == 8.0
+  config.data.fps = fps
+  with pytest.raises(ConfigError, match=rf"data.fps={fps}; expected > 0"):
+    check_config(config)

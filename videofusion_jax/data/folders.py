@@ -11,21 +11,25 @@ picture (the sample CLI's `strip.png`) is not a video. Hidden files (`.x.tmp.mp4
 a killed writer, macOS `._x.mp4`) are not videos.
 
 Labels are the sorted names of the first-level sub-folders (0 without sub-folders).
-A clip is `num_frames` frames `frame_stride` apart, resized so the short side is
-`image_size` and centre-cropped. It is the centre window of the video, or, with
+A clip is `num_frames` frames `frame_stride` apart, or, with `fps`, the frames whose
+timestamps are nearest t0 + k / fps (a clip lasts num_frames / fps seconds whatever the
+file's frame rate), resized so the short side is `image_size` and centre-cropped. Only
+the window is decoded (`window_reader.py`). It is the centre window of the video, or, with
 `random_start`, a window drawn anew for every epoch from (seed, epoch, index), its start
 uniform over all starts that fit: a long video is seen whole over the epochs, and a
 resumed run reads the windows the uninterrupted one would have. `item_at_epoch` is how
 the input pipeline asks a source for epoch `e`'s item; `source[i]` is epoch 0's. Files
 that fail to decode, or are shorter than a clip, are skipped with a logged warning
-naming them; the next clip is returned instead.
+naming them; the next clip is returned instead (with `fps`, also frame folders, which
+have no timestamps).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
+import math
 import threading
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -33,29 +37,20 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from videofusion_jax.data.window_reader import (FRAME_EXTENSIONS, DecodeStats, VideoReader,
+                                                Window, frame_files)
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mov", ".mkv", ".gif")
-FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
 # Which copy of a video is read when several share a stem: real video containers first
 # (mp4 is what the sample CLI writes at crf 10), then lossless frame folders, and GIF last
 # (256-colour palette per frame).
 PREFERENCE = (".mp4", ".webm", ".mkv", ".mov", ".avi", "frames", ".gif")
-_FRAME_NUMBER = re.compile(r"\d+$")
-
-
-def _frame_files(folder: Path) -> list[Path]:
-  """The images of `folder` named with a trailing frame number (`000001.jpg`,
-  `x_frames_0002.png`), in frame order (by number, so unpadded `img_10` follows `img_9`)."""
-  numbered = [(p, _FRAME_NUMBER.search(p.stem)) for p in folder.iterdir()
-              if p.suffix.lower() in FRAME_EXTENSIONS and not p.name.startswith(".")]
-  numbered = [(p, m) for p, m in numbered if m]
-  return [p for p, m in sorted(numbered, key=lambda pm: (pm[0].stem[:pm[1].start()],
-                                                         int(pm[1].group()), pm[0].name))]
 
 
 def _is_frame_folder(path: Path) -> bool:
-  return path.is_dir() and len(_frame_files(path)) >= 2
+  return path.is_dir() and len(frame_files(path)) >= 2
 
 
 def _kind(path: Path) -> str:
@@ -99,14 +94,6 @@ def _keep_listed(paths: list[Path], root: Path, split_file: Path) -> list[Path]:
   return kept
 
 
-def read_frames(path: Path) -> list[np.ndarray]:
-  """All frames of a video file or frame folder, uint8 (H, W, 3) each."""
-  if path.is_dir():
-    return [np.asarray(Image.open(f).convert("RGB")) for f in _frame_files(path)]
-  with av.open(str(path)) as container:
-    return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-
-
 def item_at_epoch(source, index: int, epoch: int) -> dict:
   """Item `index` of `source` as read in pass `epoch` over the data. Sources that cut
   windows from longer videos define `at_epoch(index, epoch)` (a new window each pass);
@@ -123,6 +110,12 @@ def window_start(num_video_frames: int, span: int, *, random_start: bool, seed: 
     return (num_video_frames - span) // 2
   rng = np.random.default_rng([seed, epoch, index])
   return int(rng.integers(0, num_video_frames - span + 1))
+
+
+def fps_span(num_frames: int, fps: Fraction, rate: Fraction) -> int:
+  """Frames of a `rate` video that a clip of `num_frames` frames at `fps` lasts over
+  (num_frames / fps seconds): its window, whose start is drawn like a stride clip's."""
+  return math.ceil(num_frames * rate / fps)
 
 
 def resize_and_crop(frame: np.ndarray, size: int) -> np.ndarray:
@@ -145,6 +138,7 @@ class VideoFolder:
   frame_stride: int = 1
   random_start: bool = False
   seed: int = 0
+  fps: float | None = None   # frames by timestamp at this rate (None: every frame_stride-th)
   split_file: str = ""       # keep only the videos listed (e.g. UCF101's trainlist01.txt)
   download: str = ""         # where to get the data, said when the folder is missing
   name: str = "data.path"    # what errors call the folder (evaluation: --fake, --real)
@@ -173,8 +167,13 @@ class VideoFolder:
     self._init_reading()
 
   def _init_reading(self):
+    if self.fps is not None and not self.fps > 0:
+      raise ValueError(f"data.fps={self.fps}; expected > 0 (or None: every frame_stride-th "
+                       "frame)")
     self._lock = threading.Lock()
     self.skipped: set[Path] = set()
+    self.decode_stats = DecodeStats()
+    self._counted_frames: dict[int, int] = {}  # videos whose container gave no count
 
   def __getstate__(self) -> dict:
     """grain's worker processes (`data.worker_count > 0`) get the source pickled: each
@@ -193,19 +192,47 @@ class VideoFolder:
   def clip(self, index: int, epoch: int = 0) -> np.ndarray:
     """uint8 (N, image_size, image_size, 3) of video `index`'s window in pass `epoch`;
     raises ValueError if the video cannot give one."""
+    return self.read_clip(index, epoch).frames
+
+  def read_clip(self, index: int, epoch: int = 0) -> Window:
+    """`clip`'s frames (stacked, resized) with their timestamps and what reading them
+    cost; the cost is added to `decode_stats`."""
     path = self.paths[index]
     try:
-      frames = read_frames(path)
-    except (av.error.FFmpegError, OSError, ValueError) as e:
+      with VideoReader(path, self._counted_frames.get(index)) as video:
+        if video.counted:  # a webm or GIF: its packets were counted; once is enough
+          self._counted_frames[index] = video.num_frames
+        window = self._read_window(video, index, epoch)
+    except (av.error.FFmpegError, OSError) as e:
       raise ValueError(f"cannot decode {path}: {e}") from e
-    span = (self.num_frames - 1) * self.frame_stride + 1
-    if len(frames) < span:
-      raise ValueError(f"{path} has {len(frames)} frames; a clip needs {span} "
-                       f"({self.num_frames} frames, stride {self.frame_stride})")
-    start = window_start(len(frames), span, random_start=self.random_start, seed=self.seed,
+    with self._lock:
+      self.decode_stats.add(window, window.frames[0].nbytes)
+    frames = np.stack([resize_and_crop(f, self.image_size) for f in window.frames])
+    return dataclasses.replace(window, frames=frames)
+
+  def _read_window(self, video: VideoReader, index: int, epoch: int) -> Window:
+    n = video.num_frames
+    if self.fps is None:
+      span = (self.num_frames - 1) * self.frame_stride + 1
+      if n < span:
+        raise ValueError(f"{video.path} has {n} frames; a clip needs {span} "
+                         f"({self.num_frames} frames, stride {self.frame_stride})")
+      start = window_start(n, span, random_start=self.random_start, seed=self.seed,
+                           epoch=epoch, index=index)
+      return video.read(range(start, start + span, self.frame_stride))
+    if not video.has_times:
+      raise ValueError(f"{video.path} is a frame folder: its frames have no timestamps, "
+                       f"and data.fps={self.fps} picks frames by time")
+    fps = Fraction(repr(float(self.fps)))
+    span = fps_span(self.num_frames, fps, video.rate)
+    if n < span:
+      raise ValueError(f"{video.path} lasts {float(n / video.rate):.2f} s ({n} frames at "
+                       f"{float(video.rate):.3g} fps); a clip needs "
+                       f"{float(self.num_frames / fps):.2f} s ({self.num_frames} frames at "
+                       f"data.fps={self.fps})")
+    start = window_start(n, span, random_start=self.random_start, seed=self.seed,
                          epoch=epoch, index=index)
-    picked = frames[start:start + span:self.frame_stride]
-    return np.stack([resize_and_crop(f, self.image_size) for f in picked])
+    return video.read_at_times(start, 1 / fps, self.num_frames)
 
   def entries(self, index: int) -> dict:
     """What an item holds besides its video: the label, and the key (its path under

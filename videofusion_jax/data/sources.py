@@ -41,13 +41,14 @@ def _clip_source(data: ml_collections.ConfigDict, *, seed: int):
                        "--config=configs/folder.py:/path/to/videos")
     return VideoFolder(data.path, num_frames=data.num_frames, image_size=data.image_size,
                        frame_stride=data.frame_stride, random_start=data.random_start,
-                       seed=seed, split_file=data.split_file, download=data.download)
+                       seed=seed, fps=data.get("fps"), split_file=data.split_file,
+                       download=data.download)
   if data.source == "weizmann":
     if data.channels != 3:
       raise ValueError(f"data.channels={data.channels}; Weizmann videos are read as RGB (3)")
     return WeizmannFolder(data.path, num_frames=data.num_frames, image_size=data.image_size,
                           frame_stride=data.frame_stride, random_start=data.random_start,
-                          seed=seed, download=data.download,
+                          seed=seed, fps=data.get("fps"), download=data.download,
                           group_identities=data.group_identities,
                           group_actions=data.group_actions)
   if data.source == "webvid":
@@ -55,7 +56,7 @@ def _clip_source(data: ml_collections.ConfigDict, *, seed: int):
       raise ValueError(f"data.channels={data.channels}; WebVid videos are read as RGB (3)")
     return WebVidSource(data.path, num_frames=data.num_frames, image_size=data.image_size,
                         frame_stride=data.frame_stride, random_start=data.random_start,
-                        seed=seed, download=data.download,
+                        seed=seed, fps=data.get("fps"), download=data.download,
                         csv_path=data.get("webvid_csv", ""),
                         template=data.get("webvid_template", DEFAULT_TEMPLATE))
   raise ValueError(f"data.source={data.source!r}; expected one of {SOURCES}")

@@ -57,6 +57,7 @@ class WeizmannFolder:
   frame_stride: int = 1
   random_start: bool = False
   seed: int = 0
+  fps: float | None = None      # frames by timestamp at this rate (VideoFolder)
   download: str = ""
   group_identities: int = 2     # identities per block of a batch
   group_actions: int = 2        # actions per block
@@ -65,7 +66,7 @@ class WeizmannFolder:
     self.folder = VideoFolder(self.root, num_frames=self.num_frames,
                               image_size=self.image_size, frame_stride=self.frame_stride,
                               random_start=self.random_start, seed=self.seed,
-                              download=self.download)
+                              fps=self.fps, download=self.download)
     names, bad = [], []
     for path in self.folder.paths:
       try:

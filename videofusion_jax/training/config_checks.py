@@ -22,6 +22,16 @@ def check_train_fields(t: ml_collections.ConfigDict) -> None:
     raise ValueError(f"train.ema_decay={t.ema_decay}; expected 0 <= ema_decay < 1")
 
 
+def check_data_fields(data: ml_collections.ConfigDict) -> None:
+  """Data fields whose range a folder would otherwise only meet at the first clip."""
+  fps = data.get("fps")
+  if fps is not None and not float(fps) > 0:
+    raise ValueError(f"data.fps={fps}; expected > 0 (frames per second of a clip), or "
+                     "None to take every data.frame_stride-th frame")
+  if int(data.get("frame_stride", 1)) < 1:
+    raise ValueError(f"data.frame_stride={data.frame_stride}; expected >= 1")
+
+
 def check_clip_shape(spec: ModelSpec, data: ml_collections.ConfigDict) -> None:
   """The clips `data` describes go through the model (frames, size, channels)."""
   shape = (1, data.num_frames, data.image_size, data.image_size, data.channels)
@@ -36,6 +46,7 @@ def check_config(config: ml_collections.ConfigDict) -> ModelSpec:
   """The model to train; raises ConfigError naming the first bad field."""
   try:
     check_train_fields(config.train)
+    check_data_fields(config.data)
     spec = model_spec(config)
     make_optimizer(config.optim, config.train.num_steps)
     check_clip_shape(spec, config.data)
