@@ -4,6 +4,10 @@
 
 Model sizes are demo.py's so it runs on a CPU; override `--config.model...` or start
 from another config for real runs.
+
+Clips are `data.num_frames` consecutive frames (`data.frame_stride` apart). For folders
+mixing frame rates, `--config.data.fps=8` picks frames by timestamp instead, so every
+clip lasts num_frames / 8 seconds (files shorter than that are skipped by name).
 """
 
 from configs import demo
