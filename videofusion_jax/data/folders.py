@@ -200,7 +200,7 @@ class VideoFolder:
     path = self.paths[index]
     try:
       with VideoReader(path, self._counted_frames.get(index)) as video:
-        if video.counted:  # a webm or GIF: its packets were counted; once is enough
+        if video.counted:  # webm, mkv, GIF: its packets were counted; once is enough
           self._counted_frames[index] = video.num_frames
         window = self._read_window(video, index, epoch)
     except (av.error.FFmpegError, OSError) as e:
