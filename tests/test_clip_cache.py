@@ -107,10 +107,10 @@ def test_clip_cache_source_adds_rows_and_checks_keys(clip_dir, tmp_path):
   np.testing.assert_array_equal(item["video"], source[3]["video"])
   assert item["caption"] == "" and item["text_hidden"].shape == (12, 32)
   assert len(wrapped) == 5
-  with pytest.raises(ValueError, match="has 5 rows; data.source='synthetic' has 4 clips"):
+  with pytest.raises(ValueError, match="has 5 rows; data.source='synthetic' has 4 videos"):
     ClipCacheSource([source[i] for i in range(4)], out, name="synthetic")
   renamed = [dict(source[i], videoid=f"v{i}") for i in range(5)]
-  with pytest.raises(ValueError, match="row 0 is for 'synthetic:0', but clip 0 .* is 'v0'"):
+  with pytest.raises(ValueError, match="row 0 is for 'synthetic:0', but video 0 .* is 'v0'"):
     ClipCacheSource(renamed, out, name="synthetic")
   with pytest.raises(FileNotFoundError, match="tools.clip_cache"):
     ClipCacheSource(source, tmp_path / "none.npz")

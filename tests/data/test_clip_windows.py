@@ -164,3 +164,45 @@ def test_weizmann_batches_draw_new_windows(tmp_path):
       starts.setdefault((int(ident), int(action)), []).append(_start_of(video, 40))
   assert len(starts) == 4
   assert all(len(set(s)) >= 2 for s in starts.values()), starts
+
+
+@pytest.fixture(scope="module")
+def three_videos(tmp_path_factory):
+  """Fewer videos than the batch: the long pan and two short ones."""
+  root = tmp_path_factory.mktemp("three")
+  for name in ("a_long.mp4", "b_mid.mp4", "d_short.mp4"):
+    video_io.write_mp4(root / name, _pan(LENGTHS[name]))
+  return root
+
+
+def test_three_videos_fill_batches_of_eight_with_a_window_per_copy(three_videos):
+  # Batch 8 from 3 videos: a pass holds 3 copies of each (9 entries), each copy read as
+  # an epoch of its own. Batches are full, every video comes equally often, and the
+  # copies of a video in one pass hold windows of their own.
+  source = _folder(three_videos, seed=3)
+  it = _iterator(source, batch=8, seed=3)
+  batches = [next(it) for _ in range(9)]               # 72 clips: 8 passes of 9
+  assert all(len(b["key"]) == 8 for b in batches)
+  clips = [(str(k), _start_of(v, LENGTHS[str(k)]))
+           for b in batches for k, v in zip(b["key"], b["video"])]
+  names = [name for name, _ in clips]
+  assert [names.count(n) for n in ("a_long.mp4", "b_mid.mp4", "d_short.mp4")] == [24] * 3
+  for first in range(0, 72, 9):
+    long_starts = [s for name, s in clips[first:first + 9] if name == LONG]
+    assert len(long_starts) == 3 and len(set(long_starts)) == 3, (first, long_starts)
+  all_long = [s for name, s in clips if name == LONG]
+  assert len(set(all_long)) >= 16, all_long             # 24 windows over 111 starts
+
+
+def test_three_videos_resume_bit_for_bit_mid_pass(three_videos):
+  source = _folder(three_videos, seed=3)
+  it = _iterator(source, batch=8, seed=3)
+  next(it)
+  state = it.get_state()                               # 8 of the first pass's 9 entries
+  expected = [next(it) for _ in range(3)]
+  resumed = _iterator(source, batch=8, seed=3)
+  resumed.set_state(state)
+  for want in expected:
+    got = next(resumed)
+    np.testing.assert_array_equal(got["video"], want["video"])
+    np.testing.assert_array_equal(got["key"], want["key"])

@@ -58,8 +58,25 @@ def test_iterator_state_resumes_at_the_exact_next_batch():
 def test_batch_that_cannot_be_filled_is_named():
   with pytest.raises(ValueError, match="train.batch_size=3 does not divide over 2"):
     make_dataset(Indexed(10), global_batch_size=3, seed=0, process_index=0, process_count=2)
-  with pytest.raises(ValueError, match="holds 2 clips"):
-    make_dataset(Indexed(2), global_batch_size=4, seed=0, process_index=0, process_count=1)
+  with pytest.raises(ValueError, match="the data source holds no videos"):
+    make_dataset(Indexed(0), global_batch_size=4, seed=0, process_index=0, process_count=1)
+
+
+def test_fewer_videos_than_the_batch_fill_it_each_video_equally_often():
+  # 3 videos, batch 8: each pass holds 3 copies of each (9 entries), so 8 passes give
+  # 9 batches in which every video comes 24 times.
+  it = iter(make_dataset(Indexed(3), global_batch_size=8, seed=4, process_index=0,
+                         process_count=1))
+  ids = [_ids(next(it)) for _ in range(9)]
+  assert all(len(b) == 8 for b in ids)
+  flat = sum(ids, [])
+  assert [flat.count(v) for v in range(3)] == [24, 24, 24]
+  assert all(sorted(flat[k:k + 9]) == [0, 0, 0, 1, 1, 1, 2, 2, 2] for k in range(0, 72, 9))
+  # Two processes, batch 8 (4 each) from 3 videos: each process reads full batches.
+  for p in range(2):
+    it = iter(make_dataset(Indexed(3), global_batch_size=8, seed=4, process_index=p,
+                           process_count=2))
+    assert [len(_ids(next(it))) for _ in range(3)] == [4, 4, 4]
 
 
 def test_worker_process_gives_the_same_batches_and_its_state_checkpoints(tmp_path):

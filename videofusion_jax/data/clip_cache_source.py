@@ -73,11 +73,11 @@ class ClipCacheSource:
                      for k in TEXT_ARRAYS + NULL_TEXT_ARRAYS if k != "text_hidden"}
     if len(self.keys) != len(source):
       raise ValueError(f"{path} has {len(self.keys)} rows; data.source={name!r} has "
-                       f"{len(source)} clips (rebuild the cache for this data config)")
+                       f"{len(source)} videos (rebuild the cache for this data config)")
     for i in sorted({0, len(source) // 2, len(source) - 1}):  # reads three clips
       want = clip_key(source, source[i], i, name)
       if self.keys[i] != want:
-        raise ValueError(f"{path} row {i} is for {self.keys[i]!r}, but clip {i} of "
+        raise ValueError(f"{path} row {i} is for {self.keys[i]!r}, but video {i} of "
                          f"data.source={name!r} is {want!r} (rebuild the cache)")
     self.source = source
     self.path = path

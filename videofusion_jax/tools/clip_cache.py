@@ -80,7 +80,7 @@ def build_clip_cache(config: ml_collections.ConfigDict, clip_dir: str | os.PathL
   name = config.data.get("source", "source")
   count = min(len(source), limit) if limit else len(source)
   if count == 0:
-    raise ValueError(f"data.source={name!r} holds no clips")
+    raise ValueError(f"data.source={name!r} holds no videos")
   encode_image = _jitted(vision)
   encode_text = _jitted(text)
   size = clip.config.vision.image_size
