@@ -2,7 +2,10 @@
 
   python -m videofusion_jax.train --config=configs/ucf101_sr.py:/data/UCF-101 --workdir=runs/sr
   python -m videofusion_jax.sample --config=configs/ucf101.py:/data/UCF-101 \
-      --config.data.image_size=64 --workdir=runs/base --superres_workdir=runs/sr
+      --workdir=runs/base --superres_workdir=runs/sr
+
+(runs/base trained with `--config.data.image_size=64`; sampling reads the 64 from its
+checkpoint.)
 
 The clips are read at 128x128 (`configs/ucf101.py`'s folder source) and each is paired
 with itself downsampled to `data.low_res_size` (data/superres_pairs.py). The model is

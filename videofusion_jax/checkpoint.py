@@ -56,8 +56,10 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
   return {prefix[:-1]: list(d) if isinstance(d, tuple) else d}
 
 
-def config_differences(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
-  """'field: saved -> now' for every differing field of the compatible sections."""
+def differing_fields(saved: dict, config: ml_collections.ConfigDict
+                     ) -> list[tuple[str, Any, Any]]:
+  """(field, saved value, value now) for every differing field of the compatible
+  sections; '<absent>' stands for a field one side lacks."""
   now = json.loads(config.to_json())
   diffs = []
   for section in COMPATIBLE_SECTIONS:
@@ -69,8 +71,13 @@ def config_differences(saved: dict, config: ml_collections.ConfigDict) -> list[s
         b.setdefault(key, default)
     for key in sorted((set(a) | set(b)) - set(RUNTIME_FIELDS)):
       if a.get(key, "<absent>") != b.get(key, "<absent>"):
-        diffs.append(f"{key}: {a.get(key, '<absent>')} -> {b.get(key, '<absent>')}")
+        diffs.append((key, a.get(key, "<absent>"), b.get(key, "<absent>")))
   return diffs
+
+
+def config_differences(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
+  """'field: saved -> now' for every differing field of the compatible sections."""
+  return [f"{key}: {a} -> {b}" for key, a, b in differing_fields(saved, config)]
 
 
 class CheckpointError(RuntimeError):

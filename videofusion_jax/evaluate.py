@@ -6,10 +6,11 @@ r"""Score generated videos: FVD and KVD against real videos (I3D), IS on UCF101 
   python -m videofusion_jax.evaluate --real=configs/ucf101.py --fake=runs/ucf101 \
       --config=configs/ucf101.py --metrics=fvd,kvd,is --c3d_weights=weights/c3d_ucf101.npz
 
-Prints the numbers of videos scored and the metrics, and writes them, with the protocol
-and package versions, to `--output` (default FAKE/metrics.json). A folder counts each
-video once (the sample CLI's `video_000.mp4` and `video_000.gif` are one video). Real
-features are cached under --cache_dir.
+Sampling from a workdir uses the model and clip shape saved with its checkpoint, as the
+sample CLI does (`run_config.py`). Prints the numbers of videos scored and the metrics,
+and writes them, with the protocol and package versions, to `--output` (default
+FAKE/metrics.json). A folder counts each video once (the sample CLI's `video_000.mp4`
+and `video_000.gif` are one video). Real features are cached under --cache_dir.
 """
 
 from __future__ import annotations
@@ -56,7 +57,14 @@ def main(argv):
       seed=_SEED.value, num_frames=_FRAMES.value, image_size=_SIZE.value,
       resize=_RESIZE.value, is_splits=_SPLITS.value, cache_dir=_CACHE.value,
       i3d_weights=_I3D.value, c3d_weights=_C3D.value)
-  results = evaluate(_REAL.value, _FAKE.value, settings, config=_CONFIG.value,
+  config = _CONFIG.value
+  if config is not None:  # --fake is a workdir: sample with its checkpoint's config
+    from videofusion_jax import run_config  # the checkpoint stack, only when sampling
+    run = run_config.checkpoint_config(
+        config, _FAKE.value, run_config.command_line_overrides(flags.FLAGS["config"]))
+    print(run.describe(), flush=True)
+    config = run.config
+  results = evaluate(_REAL.value, _FAKE.value, settings, config=config,
                      output=_OUTPUT.value)
   counts = [f"{results['fake']['count']} fake"]
   if "real" in results:

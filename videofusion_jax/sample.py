@@ -4,7 +4,12 @@
 
 Loads the EMA parameters of the latest checkpoint in WORKDIR and writes
 `WORKDIR/samples/video_XXX.mp4`, `.gif` and one `strip.png` (a row of frames per video).
-Override sampling settings on the command line, e.g. `--config.sample.num_videos=16`.
+The model and clip shape are the ones saved with the checkpoint: a run trained with
+`--config.data.image_size=32` samples 32x32 videos without repeating it, and an
+override or a config file that contradicts the checkpoint's model or clip shape is
+refused, naming the fields (exit 2; `run_config.py`). The first line printed says which
+config was used. Override sampling settings on the command line, e.g.
+`--config.sample.num_videos=16`.
 `--vary=residual|base|both` writes a seed grid (same content / same motion, paper
 Fig. 1); `--num_frames=512` writes long videos window by window (Sec 4.6).
 `--superres_workdir=DIR [--superres_config=...]` runs the cascade: the videos, then the
@@ -24,7 +29,7 @@ from ml_collections import config_flags
 from videofusion_jax import cli
 from videofusion_jax.metric_writers import quiet_library_logs
 
-from videofusion_jax import cascade, controls
+from videofusion_jax import cascade, controls, run_config
 from videofusion_jax.data import video_io
 from videofusion_jax.data.sources import make_source
 from videofusion_jax.metrics.motion import (brightness_flicker, centre_distance, frame_change,
@@ -87,7 +92,12 @@ def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {argv[1:]}", cli.BAD_INPUT)
   quiet_library_logs()
-  config = _CONFIG.value  # locked: existing fields can change, new ones cannot appear
+  # The checkpoint's config, checked against the file and the --config.x= overrides
+  # (run_config.py); locked: existing fields can change, new ones cannot appear.
+  run = run_config.checkpoint_config(
+      _CONFIG.value, _WORKDIR.value, run_config.command_line_overrides(flags.FLAGS["config"]))
+  print(run.describe(), flush=True)
+  config = run.config
   for flag, field in ((_BASE_SEED, "base_seed"), (_RESIDUAL_SEED, "residual_seed"),
                       (_NUM_VIDEOS, "num_videos"), (_VARY, "vary"),
                       (_NUM_FRAMES, "num_frames"), (_FIXED_BASE, "fixed_base"),
