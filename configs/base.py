@@ -114,6 +114,11 @@ def get_config() -> ml_collections.ConfigDict:
                                       # (each skipped) before the run stops, exit code 3
   c.train.sample_every = 20_000       # steps between EMA sample videos (0: only CLI)
   c.train.tensorboard = True          # TensorBoard events in WORKDIR/tensorboard
+  # Every host of a multi-process run writes the checkpoint together, so the workdir
+  # must be one folder all hosts see: a local path on a pod is refused at startup
+  # (each host would write its own shards into its own disk). True for a path on a
+  # filesystem shared by every host (NFS, Lustre, a mounted bucket).
+  c.train.allow_local_workdir_multihost = False
   # Folders written by `python -m videofusion_jax.convert diffusers-unet` (README): start
   # the base generator from a pretrained image U-Net (paper setup; model.base must match
   # it, see the folder's config_snippet.py), and optionally the residual generator too

@@ -2,6 +2,7 @@
 
 import json
 
+import ml_collections
 import pytest
 
 from configs import base, demo
@@ -106,3 +107,24 @@ def test_data_fps_must_be_positive(fps):
   config.data.fps = fps
   with pytest.raises(ConfigError, match=rf"data.fps={fps}; expected > 0"):
     check_config(config)
+
+
+def test_a_multi_process_run_refuses_a_workdir_the_hosts_do_not_share():
+  from videofusion_jax.cli import ConfigError
+  from videofusion_jax.training.config_checks import (check_shared_workdir,
+                                                       check_train_fields)
+  t = demo.get_config().train
+  for shared in ("gs://bucket/runs/w", "s3://bucket/w"):
+    check_shared_workdir(shared, t, process_count=4)
+  check_shared_workdir("/tmp/runs/w", t, process_count=1)  # one host: any path
+  for local in ("/tmp/runs/w", "runs/w", "file:///tmp/runs/w"):
+    with pytest.raises(ConfigError, match=rf"^--workdir={local} is a local path, but this "
+                       "run has 4 processes .*allow_local_workdir_multihost=True"):
+      check_shared_workdir(local, t, process_count=4)
+  t.allow_local_workdir_multihost = True  # every host mounts it (NFS)
+  check_shared_workdir("/nfs/runs/w", t, process_count=4)
+  # A config file may build its own dict (the CLI's override already refuses "yes").
+  loose = ml_collections.ConfigDict(dict(t.to_dict(), allow_local_workdir_multihost="yes"))
+  with pytest.raises(ValueError, match="train.allow_local_workdir_multihost='yes'; "
+                     "expected True or False"):
+    check_train_fields(loose)

@@ -18,7 +18,7 @@ import jax
 from absl import flags, logging
 from ml_collections import config_flags
 
-from videofusion_jax import cli
+from videofusion_jax import cli, parallel
 from videofusion_jax.metric_writers import quiet_library_logs
 from videofusion_jax.training.loop import outcome, train
 from videofusion_jax.training.preemption import Preemption
@@ -32,9 +32,15 @@ def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {argv[1:]}", cli.BAD_INPUT)
   quiet_library_logs()
+  config, workdir = _CONFIG.value, _WORKDIR.value
+  # Before the log line below touches the devices: jax.distributed.initialize() refuses
+  # to run after that, so a multi-host run would fail here.
+  try:
+    parallel.maybe_initialize_distributed(config.distributed)
+  except ValueError as e:  # distributed.enabled
+    raise cli.ConfigError(str(e)) from None
   logging.info("JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(),
                jax.devices())
-  config, workdir = _CONFIG.value, _WORKDIR.value
   preemption = Preemption()
   try:
     metrics = train(config, workdir, preemption=preemption)  # failures: see cli.run

@@ -1,13 +1,18 @@
-"""Two processes on 127.0.0.1 (gloo collectives) train the tiny config together."""
+"""Two processes on 127.0.0.1 (gloo collectives) train the tiny config together; through
+the train CLI, a SIGTERM to one of them stops both at the same step."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from videofusion_jax import cli
 
 HERE = Path(__file__).parent
 
@@ -40,3 +45,87 @@ def test_two_processes_train_together_and_agree_on_the_loss(tmp_path):
   assert (tmp_path / "run" / "checkpoints" / "2").is_dir()
   lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
   assert [json.loads(l)["step"] for l in lines] == [1, 2]
+
+
+# --- the train CLI on two processes: preemption agreed, a local workdir refused ---------
+
+ROOT = HERE.parent.parent
+TINY = ["--config=configs/demo.py", "--config.data.num_frames=4",
+        "--config.data.num_clips=64", "--config.train.batch_size=4",
+        "--config.train.log_every=1", "--config.train.tensorboard=False"]
+HANG = 900  # bounds a hang only; a working run ends far sooner
+
+
+def start_two(workdir, *overrides) -> list[subprocess.Popen]:
+  """`python -m videofusion_jax.train` as processes 0 and 1 of one run (gloo)."""
+  port = free_port()
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo")
+  env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split()
+                              if "device_count" not in f)  # one CPU device each
+  return [subprocess.Popen(
+      [sys.executable, "-m", "videofusion_jax.train", *TINY, f"--workdir={workdir}",
+       "--config.distributed.enabled=true",
+       f"--config.distributed.coordinator_address=127.0.0.1:{port}",
+       "--config.distributed.num_processes=2", f"--config.distributed.process_id={i}",
+       *overrides],
+      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+      for i in range(2)]
+
+
+def finish(procs):
+  return [(p.returncode, out, err) for p, (out, err) in
+          ((p, p.communicate(timeout=HANG)) for p in procs)]
+
+
+def steps_logged(workdir) -> list[int]:
+  path = Path(workdir) / "metrics.jsonl"  # process 0 writes it, one line per step
+  return [json.loads(l)["step"] for l in path.read_text().splitlines()
+          if l.endswith("}")] if path.exists() else []
+
+
+def saved_steps(workdir) -> list[int]:
+  return sorted(int(p.name) for p in (Path(workdir) / "checkpoints").iterdir()
+                if p.name.isdigit())
+
+
+def test_a_local_workdir_on_two_processes_is_refused_before_anything_is_written(tmp_path):
+  results = finish(start_two(tmp_path / "run", "--config.train.num_steps=2"))
+  for code, _, err in results:
+    assert code == cli.BAD_INPUT, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"error: --workdir={tmp_path / 'run'} is a local path, but "
+                           "this run has 2 processes"), err[-3000:]
+    assert "allow_local_workdir_multihost=True" in last
+  assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow  # three 2-process CLI runs: ~2-3 min on 2 cores
+def test_sigterm_on_one_process_stops_both_at_the_same_step_and_the_rerun_resumes(
+    tmp_path):
+  """Only process 1 gets SIGTERM; JAX's preemption service tells process 0, both save
+  the same step together and exit 75, and the same command (shorter) then ends with 0."""
+  run = tmp_path / "run"
+  shared = ("--config.train.allow_local_workdir_multihost=True",  # one machine: shared
+            "--config.train.checkpoint_every=100000")
+  procs = start_two(run, "--config.train.num_steps=100000", *shared)
+  deadline = time.monotonic() + HANG
+  while len(steps_logged(run)) < 2:  # both compiled and stepping
+    assert all(p.poll() is None for p in procs), procs[0].stderr.read()[-3000:]
+    assert time.monotonic() < deadline, "no step was logged"
+    time.sleep(0.05)
+  procs[1].send_signal(signal.SIGTERM)
+  results = finish(procs)
+  for code, _, err in results:
+    assert code == cli.PREEMPTED, err[-3000:]
+  [step] = saved_steps(run)  # one checkpoint, written by both processes together
+  assert 2 <= step < 100000 and steps_logged(run)[-1] == step
+  for _, out, _ in results:
+    assert f"stopped at step {step} of 100000" in out
+  assert "All processes stop at step" in results[0][2]  # process 0 was not signalled
+
+  results = finish(start_two(run, f"--config.train.num_steps={step + 2}", *shared))
+  for code, out, err in results:
+    assert code == cli.DONE, err[-3000:]
+    assert "training done" in out
+  assert saved_steps(run)[-1] == step + 2
+  assert steps_logged(run) == list(range(1, step + 3))  # no step twice, none missing

@@ -4,6 +4,8 @@ the workdir is created: a typo costs seconds, names the field as the user writes
 
 from __future__ import annotations
 
+import re
+
 import ml_collections
 
 from videofusion_jax.cli import ConfigError
@@ -20,6 +22,27 @@ def check_train_fields(t: ml_collections.ConfigDict) -> None:
       raise ValueError(f"train.{name}={t[name]}; expected >= 1")
   if not 0.0 <= t.ema_decay < 1.0:
     raise ValueError(f"train.ema_decay={t.ema_decay}; expected 0 <= ema_decay < 1")
+  allow = t.get("allow_local_workdir_multihost", False)
+  if not isinstance(allow, bool):
+    raise ValueError(f"train.allow_local_workdir_multihost={allow!r}; expected True or "
+                     "False")
+
+
+def check_shared_workdir(workdir: str, t: ml_collections.ConfigDict,
+                         process_count: int) -> None:
+  """A multi-process run needs a workdir every host sees: a local path there gives each
+  host a folder of its own, and the collective save writes shards no host can restore.
+  A `scheme://` path other than file:// (gs://, s3://) counts as shared; a local path
+  only with `train.allow_local_workdir_multihost` (an NFS mount). Raises ConfigError."""
+  scheme = re.match(r"([A-Za-z][\w+.-]*)://", str(workdir))
+  if process_count < 2 or (scheme and scheme.group(1).lower() != "file"):
+    return
+  if not t.get("allow_local_workdir_multihost", False):
+    raise ConfigError(
+        f"--workdir={workdir} is a local path, but this run has {process_count} "
+        "processes that must all write the same checkpoint: use a gs:// bucket, or set "
+        "--config.train.allow_local_workdir_multihost=True if every host mounts this "
+        "path (NFS)")
 
 
 def check_data_fields(data: ml_collections.ConfigDict) -> None:

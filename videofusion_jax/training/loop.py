@@ -30,10 +30,10 @@ from videofusion_jax.models.from_config import ModelSpec, condition_of, model_sp
 from videofusion_jax.sample_conditions import sample_conditions
 from videofusion_jax.sampling import VideoSampler, sampler_config, write_samples
 from videofusion_jax.training import init_from
-from videofusion_jax.training.config_checks import check_config
+from videofusion_jax.training.config_checks import check_config, check_shared_workdir
 from videofusion_jax.training.nonfinite import NonFiniteSteps
 from videofusion_jax.training.optimizer import learning_rate, make_optimizer
-from videofusion_jax.training.preemption import Preemption
+from videofusion_jax.training.preemption import Preemption, check_preemption_service
 from videofusion_jax.training.step import (StateLeaves, StepConfig, StepShardings,
                                            make_train_step)
 
@@ -112,6 +112,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   parallel.maybe_initialize_distributed(config.distributed)  # before any device use
   spec = check_config(config)
   t = config.train
+  check_shared_workdir(workdir, t, jax.process_count())
+  check_preemption_service()
   with _as_config_errors():
     mesh = parallel.make_mesh(config.mesh)
     rules = parallel.rules_from_config(config.mesh.rules)
@@ -184,6 +186,8 @@ def _run_steps(spec, config, workdir, ckpt, ts, mesh, rules, data_iter, state, e
   sampler = None
   own_preemption = preemption is None
   preemption = preemption or Preemption()
+  if jax.process_count() > 1:  # stop where every process stops (preemption.py)
+    preemption.agree_across_processes()
   train_key = jax.random.key(config.seed + 1)
   last = {}
   step = saved = start
@@ -206,7 +210,7 @@ def _run_steps(spec, config, workdir, ckpt, ts, mesh, rules, data_iter, state, e
     saved = step
 
   try:
-    while step < t.num_steps and not preemption.requested:
+    while step < t.num_steps and not preemption.stop_at(step):
       batch = first_batch if first_batch is not None else next(data_iter)
       first_batch = None
       batch = parallel.global_batch(condition_inputs(batch, cond), shardings.batch)
