@@ -99,7 +99,7 @@ def test_a_local_workdir_on_two_processes_is_refused_before_anything_is_written(
   assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.slow  # three 2-process CLI runs: ~2-3 min on 2 cores
+@pytest.mark.slow  # two 2-process CLI runs: 10 min measured on 2 busy cores (load 7)
 def test_sigterm_on_one_process_stops_both_at_the_same_step_and_the_rerun_resumes(
     tmp_path):
   """Only process 1 gets SIGTERM; JAX's preemption service tells process 0, both save
