@@ -26,6 +26,7 @@ def main(port: str, process_id: str, workdir: str) -> None:
   config.train.log_every = 1
   config.train.checkpoint_every = 2
   config.train.tensorboard = False
+  config.train.allow_local_workdir_multihost = True  # one machine: the folder is shared
   config.distributed.enabled = "true"
   config.distributed.coordinator_address = f"127.0.0.1:{port}"
   config.distributed.num_processes = 2
