@@ -30,7 +30,6 @@ from videofusion_jax.diffusion import prior_diffusion
 from videofusion_jax.diffusion.schedules import Schedule, make_schedule
 from videofusion_jax.metric_writers import MetricWriter, ProgressLine
 from videofusion_jax.models.prior import PriorConfig, PriorStat, PriorTransformer
-from videofusion_jax.prior_sampling import prior_x0_fn
 from videofusion_jax.training.optimizer import learning_rate
 from videofusion_jax.training.preemption import Preemption
 from videofusion_jax.training.prior_data import (PriorData, read_clip_cache,
