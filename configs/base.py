@@ -23,6 +23,8 @@ def get_config() -> ml_collections.ConfigDict:
                                       # "webvid": WebVid's CSV + its videos under data.path
                                       # "weizmann": person_action.avi files, grouped
                                       # batches (configs/weizmann.py)
+                                      # "tfds": a prepared TensorFlow Datasets
+                                      # video set (configs/bair.py)
   c.data.path = ""                    # folder of videos / frame folders for "folder"
   c.data.frame_stride = 1             # take every k-th frame of a video
   c.data.fps = placeholder(float)     # None: frames frame_stride apart, whatever the file's
@@ -34,6 +36,12 @@ def get_config() -> ml_collections.ConfigDict:
                                       # each epoch (over the whole video)
   c.data.split_file = ""              # optional list of videos to keep (UCF101 splits)
   c.data.download = ""                # where to get the data (said if data.path is missing)
+  c.data.tfds_name = ""               # "tfds": the dataset, e.g. "bair_robot_pushing_small",
+                                      # "ucf101/ucf101_1" (name/builder config)
+  c.data.split = "train"              # "tfds": the split (TFDS syntax: "train+test", ...)
+  c.data.data_dir = ""                # "tfds": folder of prepared datasets, as `tfds build
+                                      # --data_dir` wrote it ("": $TFDS_DATA_DIR or
+                                      # ~/tensorflow_datasets)
   c.data.num_frames = 16              # frames per clip; the centre frame is (N - 1) // 2
   c.data.image_size = 128             # square frames, H = W
   c.data.channels = 3                 # RGB

@@ -7,10 +7,11 @@ import ml_collections
 from videofusion_jax.data.folders import VideoFolder
 from videofusion_jax.data.superres_pairs import LowResPairs
 from videofusion_jax.data.synthetic import SyntheticShapes
+from videofusion_jax.data.tfds_source import TfdsClips
 from videofusion_jax.data.webvid import DEFAULT_TEMPLATE, WebVidSource
 from videofusion_jax.data.weizmann import WeizmannFolder
 
-SOURCES = ("synthetic", "folder", "weizmann", "webvid")
+SOURCES = ("synthetic", "folder", "weizmann", "webvid", "tfds")
 
 
 def make_source(data: ml_collections.ConfigDict, *, seed: int):
@@ -59,4 +60,12 @@ def _clip_source(data: ml_collections.ConfigDict, *, seed: int):
                         seed=seed, fps=data.get("fps"), download=data.download,
                         csv_path=data.get("webvid_csv", ""),
                         template=data.get("webvid_template", DEFAULT_TEMPLATE))
+  if data.source == "tfds":
+    if not data.tfds_name:
+      raise ValueError("data.tfds_name is empty; set it to a prepared TFDS video dataset, "
+                       "e.g. bair_robot_pushing_small (configs/bair.py)")
+    return TfdsClips(data.tfds_name, split=data.split, data_dir=data.data_dir,
+                     num_frames=data.num_frames, image_size=data.image_size,
+                     channels=data.channels, frame_stride=data.frame_stride,
+                     random_start=data.random_start, seed=seed)
   raise ValueError(f"data.source={data.source!r}; expected one of {SOURCES}")
