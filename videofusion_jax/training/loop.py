@@ -33,6 +33,7 @@ from videofusion_jax.training import init_from
 from videofusion_jax.training.config_checks import check_config, check_shared_workdir
 from videofusion_jax.training.nonfinite import NonFiniteSteps
 from videofusion_jax.training.optimizer import learning_rate, make_optimizer
+from videofusion_jax.training.parameter_table import log_parameter_tables
 from videofusion_jax.training.preemption import Preemption, check_preemption_service
 from videofusion_jax.training.step import (StateLeaves, StepConfig, StepShardings,
                                            make_train_step)
@@ -133,6 +134,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   ckpt = Checkpoints(workdir, max_to_keep=t.max_checkpoints)
   try:
     ts = create_state(spec, config, mesh, rules, allocate=False)
+    log_parameter_tables(ts.target[1], workdir)  # the EMA's target: the parameters
     start, restored = ckpt.restore_newest_intact(
         config, state=ts.target[0], ema=ts.target[1], data_iter=data_iter)
     if start is None:
