@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from einops import rearrange
 from flax import nnx
 
 from videofusion_jax.models.attention import multi_head_attention
@@ -29,7 +30,7 @@ def _unfold(x: jax.Array, num_frames: int) -> jax.Array:
   bf, h, w, c = x.shape
   if bf % num_frames:
     raise ValueError(f"batch*frames={bf} is not a multiple of num_frames={num_frames}")
-  return x.reshape(bf // num_frames, num_frames, h, w, c)
+  return rearrange(x, "(b f) h w c -> b f h w c", f=num_frames)
 
 
 class TemporalAttention(nnx.Module):
@@ -56,16 +57,15 @@ class TemporalAttention(nnx.Module):
   def __call__(self, x: jax.Array, num_frames: int) -> jax.Array:
     """x (B*F, H, W, C) -> (B*F, H, W, C)."""
     v5 = _unfold(x, num_frames)
-    b, f, h, w, c = v5.shape
+    b, f, h, w, _ = v5.shape
     # Normalise over the whole clip, then attend along F for each of the B*H*W pixels.
-    tokens = self.norm(v5).transpose(0, 2, 3, 1, 4).reshape(b * h * w, f, c)
+    tokens = rearrange(self.norm(v5), "b f h w c -> (b h w) f c")
     pos = jnp.arange(f)
     dist = jnp.clip(pos[None, :] - pos[:, None], -self.max_distance, self.max_distance)
     bias = self.rel_pos_bias(dist + self.max_distance).transpose(2, 0, 1)[None]  # (1,h,F,F)
     out = multi_head_attention(self.to_q(tokens), self.to_k(tokens), self.to_v(tokens),
                                self.heads, bias=bias.astype(tokens.dtype))
-    out = self.to_out(out).reshape(b, h, w, f, c).transpose(0, 3, 1, 2, 4)
-    return x + out.reshape(x.shape)
+    return x + rearrange(self.to_out(out), "(b h w) f c -> (b f) h w c", b=b, h=h, w=w)
 
 
 class TemporalConv(nnx.Module):
@@ -78,10 +78,9 @@ class TemporalConv(nnx.Module):
 
   def __call__(self, x: jax.Array, num_frames: int) -> jax.Array:
     v5 = _unfold(x, num_frames)
-    b, f, h, w, c = v5.shape
-    seq = nnx.silu(self.norm(v5)).transpose(0, 2, 3, 1, 4).reshape(b * h * w, f, c)
-    out = self.conv(seq).reshape(b, h, w, f, c).transpose(0, 3, 1, 2, 4)
-    return x + out.reshape(x.shape)
+    b, _, h, w, _ = v5.shape
+    seq = rearrange(nnx.silu(self.norm(v5)), "b f h w c -> (b h w) f c")
+    return x + rearrange(self.conv(seq), "(b h w) f c -> (b f) h w c", b=b, h=h, w=w)
 
 
 class TemporalMixer(nnx.Module):
