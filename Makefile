@@ -5,12 +5,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NB_STAMP := $(VENV)/.installed-notebooks
+TFDS_VENV := .venv-tfds
+TFDS_STAMP := $(TFDS_VENV)/.installed
 # One persistent XLA compilation cache for every run: a second run skips most compiles.
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0
 export JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES ?= -1
 
-.PHONY: demo test test-slow test-notebooks device-wheels venv clean
+.PHONY: demo test test-slow test-notebooks test-tfds device-wheels venv clean
 
 venv: $(STAMP)
 
@@ -47,6 +49,19 @@ $(NB_STAMP): $(STAMP)
 test-notebooks: $(NB_STAMP)
 	$(PY) -m pytest -q -s colab/test_notebooks.py
 
+# TFDS datasets with a Video feature (ucf101, moving_mnist) need TensorFlow, which `make
+# test` does not install: a second venv sees .venv's packages through a .pth file and adds
+# only the `[tfds]` extra (TensorFlow: ~1.8 min here from a local wheel cache).
+$(TFDS_STAMP): $(STAMP)
+	$(PYTHON) -m venv $(TFDS_VENV)
+	$(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))' > \
+	  "$$($(TFDS_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/videofusion_base.pth"
+	$(TFDS_VENV)/bin/python -m pip install --quiet -e '.[test,tfds]'
+	touch $(TFDS_STAMP)
+
+test-tfds: $(TFDS_STAMP)
+	$(TFDS_VENV)/bin/python -m pytest -q -rs tests/data/test_tfds.py
+
 # A lent GPU's image has Python 3.12 and its own jax but not grain, ml_collections, av, ...:
 # those (at this venv's versions) as cp312 wheels for benchmarks/device_session.py to carry.
 device-wheels: $(STAMP)
@@ -54,4 +69,4 @@ device-wheels: $(STAMP)
 	$(PY) benchmarks/device_session.py --download_wheels=.device_wheels
 
 clean:
-	rm -rf $(VENV) .cache runs .device_wheels .device_work
+	rm -rf $(VENV) $(TFDS_VENV) .cache runs .device_wheels .device_work
