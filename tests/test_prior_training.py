@@ -2,8 +2,10 @@
 ties image to text embeddings, its learned null gives the unconditional distribution,
 it resumes exactly, and bad caches fail naming the path and the fix."""
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -134,6 +136,39 @@ def test_cli_trains_the_synthetic_config(tmp_path):
   assert (tmp_path / "checkpoints" / "2").is_dir()
   prior, schedule = load_prior(tmp_path)
   assert prior.config.embedding_dim == DIM and schedule.num_timesteps == 100
+
+
+def test_cli_bad_field_is_one_line_with_exit_2_before_the_workdir_exists(tmp_path):
+  run = subprocess.run(
+      [sys.executable, "-m", "videofusion_jax.train_prior",
+       "--config=configs/prior_synthetic.py", f"--workdir={tmp_path / 'w'}",
+       "--config.train.batch_size=0"],
+      capture_output=True, text=True, timeout=300, cwd=ROOT)
+  assert run.returncode == 2, run.stderr[-2000:]
+  assert run.stderr.strip().splitlines()[-1] == "error: train.batch_size=0; expected >= 1"
+  assert "Traceback" not in run.stderr
+  assert not (tmp_path / "w").exists()
+
+
+def test_cli_sigterm_saves_and_exits_with_the_preempted_code(tmp_path):
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "videofusion_jax.train_prior",
+       "--config=configs/prior_synthetic.py", f"--workdir={tmp_path}",
+       "--config.train.num_steps=100000", "--config.train.log_every=1",
+       "--config.train.checkpoint_every=100000", "--config.train.tensorboard=False"],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+  metrics = tmp_path / "metrics.jsonl"
+  deadline = time.monotonic() + 600  # bounds a hang only
+  while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+    assert proc.poll() is None, proc.stderr.read()[-2000:]
+    assert time.monotonic() < deadline, "no step logged"
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=600)
+  assert proc.returncode == 75, err[-2000:]
+  assert "prior stopped at step" in out and "the same command resumes" in out
+  saved = [int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
+  assert len(saved) == 1 and 2 <= saved[0] < 100000
 
 
 def test_missing_cache_names_the_path_and_how_to_make_it(tmp_path):

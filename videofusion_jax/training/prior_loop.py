@@ -26,6 +26,7 @@ from absl import logging
 from flax import nnx
 
 from videofusion_jax.checkpoint import Checkpoints
+from videofusion_jax.cli import ConfigError
 from videofusion_jax.diffusion import prior_diffusion
 from videofusion_jax.diffusion.schedules import Schedule, make_schedule
 from videofusion_jax.metric_writers import MetricWriter, ProgressLine
@@ -44,7 +45,7 @@ def prior_config(config: ml_collections.ConfigDict) -> PriorConfig:
   model = config.model.to_dict()
   unknown = sorted(set(model) - set(PRIOR_FIELDS) - {"kind"})
   if unknown:
-    raise ValueError(f"model has unknown prior field(s) {unknown}; known: {PRIOR_FIELDS}")
+    raise ConfigError(f"model has unknown prior field(s) {unknown}; known: {PRIOR_FIELDS}")
   return PriorConfig(**{k: v for k, v in model.items() if k in PRIOR_FIELDS}).validate()
 
 
@@ -56,7 +57,7 @@ def load_data(config: ml_collections.ConfigDict) -> PriorData:
                                 num_classes=m.num_classes, seed=config.seed)
   if d.source == "clip_cache":
     return read_clip_cache(d.clip_cache)
-  raise ValueError(f"data.source={d.source!r}; expected 'clip_cache' or 'synthetic'")
+  raise ConfigError(f"data.source={d.source!r}; expected 'clip_cache' or 'synthetic'")
 
 
 def check_data(pc: PriorConfig, data: PriorData, config: ml_collections.ConfigDict) -> None:
@@ -64,7 +65,7 @@ def check_data(pc: PriorConfig, data: PriorData, config: ml_collections.ConfigDi
   src = f"data ({config.data.source} {config.data.get('clip_cache', '')})"
   def need(cond, msg):
     if not cond:
-      raise ValueError(f"{src}: {msg}")
+      raise ConfigError(f"{src}: {msg}")
   need(data.image_embeds.shape[1] == pc.embedding_dim == pc.out_dim,
        f"image_embeds are {data.image_embeds.shape[1]}-d; model.embedding_dim="
        f"{pc.embedding_dim} and clip_embed_dim={pc.out_dim} must match them")
@@ -160,15 +161,20 @@ def _batch_indices(num: int, batch_size: int, seed: int, step: int) -> np.ndarra
   return np.random.RandomState([seed, step]).randint(0, num, size=batch_size)
 
 
-def train_prior(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Train (or resume) the prior until `train.num_steps`; return the last metrics."""
+def train_prior(config: ml_collections.ConfigDict, workdir: str, *,
+                preemption: Preemption | None = None) -> dict[str, float]:
+  """Train (or resume) the prior until `train.num_steps`; return the last metrics.
+
+  `preemption`: the caller's signal flag (the CLI reads which signal stopped the run);
+  by default one of its own, for the length of the call.
+  """
   pc = prior_config(config)
   t = config.train
   for name in ("num_steps", "batch_size", "log_every", "checkpoint_every"):
     if int(t[name]) < 1:
-      raise ValueError(f"train.{name}={t[name]}; expected >= 1")
+      raise ConfigError(f"train.{name}={t[name]}; expected >= 1")
   if not 0.0 <= t.cond_drop_prob < 1.0:
-    raise ValueError(f"train.cond_drop_prob={t.cond_drop_prob}; expected 0 <= p < 1")
+    raise ConfigError(f"train.cond_drop_prob={t.cond_drop_prob}; expected 0 <= p < 1")
   data = load_data(config)
   check_data(pc, data, config)
   null = ({} if pc.learned_null or pc.num_classes or t.cond_drop_prob == 0 else
@@ -192,9 +198,11 @@ def train_prior(config: ml_collections.ConfigDict, workdir: str) -> dict[str, fl
   state_leaves, ema_leaves = layout.flatten(state, ema)
   del state, ema  # donated by the first step
   step_fn = make_prior_step(graphdef, layout, float(t.cond_drop_prob), float(t.ema_decay))
-  writer = MetricWriter(workdir, tensorboard=t.tensorboard)
+  # Lines past the restored step (a run killed after logging them) are cut back.
+  writer = MetricWriter(workdir, tensorboard=t.tensorboard, resume_step=start)
   progress = ProgressLine(t.num_steps, start)
-  preemption = Preemption()
+  own_preemption = preemption is None
+  preemption = preemption or Preemption()
   key = jax.random.key(config.seed + 1)
   last, step = {}, start
   try:
@@ -211,7 +219,8 @@ def train_prior(config: ml_collections.ConfigDict, workdir: str) -> dict[str, fl
     if step > start and ckpt.latest_step() != step:
       ckpt.save(step, *layout.unflatten(state_leaves, ema_leaves), None, config, force=True)
   finally:
-    preemption.restore()
+    if own_preemption:
+      preemption.restore()
     ckpt.close()
     writer.close()
   return last
