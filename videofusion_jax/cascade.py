@@ -37,7 +37,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from videofusion_jax import diffusion, parallel, superres_folders
+from videofusion_jax import diffusion, parallel, storage, superres_folders
 from videofusion_jax.checkpoint import Checkpoints
 from videofusion_jax.data.conditions import check_class_ids
 from videofusion_jax.diffusion.noise_sharing import video_keys
@@ -221,13 +221,13 @@ def cascade(config: ml_collections.ConfigDict, workdir: str, superres_workdir: s
   sr_condition = superres_conditions(config, sr_cond, cond, config.sample.num_videos)
   low = base_videos(config, workdir, cond=cond, mesh=mesh, rules=rules)
   fps = config.sample.fps
-  low_paths = write_samples([low], Path(workdir) / "samples", fps=fps,
+  low_paths = write_samples([low], storage.path(workdir) / "samples", fps=fps,
                             image_size=config.data.image_size)
   size = sr_config.data.image_size
   high_paths = write_samples(
       superres_batches(sr_config, superres_workdir, low, condition=sr_condition, mesh=mesh,
                        rules=parallel.rules_from_config(sr_config.mesh.rules)),
-      Path(workdir) / f"samples_{size}", fps=fps, image_size=size)
+      storage.path(workdir) / f"samples_{size}", fps=fps, image_size=size)
   logging.info("Cascade: %d videos at %d and %d pixels.", len(low), low.shape[2], size)
   return low_paths, high_paths
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,9 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 
+from videofusion_jax import storage
 from videofusion_jax.cli import CHECKPOINT, ConfigError
 from videofusion_jax.models.execution import VIDEOFUSION_EXECUTION_FIELDS
 
@@ -116,11 +117,21 @@ def _finite_per_array(leaves):
   return jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])
 
 
-def check_writable(directory: Path) -> None:
+def check_writable(directory: epath.Path) -> None:
   """Create and remove a folder in `directory`, as orbax will for every save, so an
   unwritable folder fails now, in one line, and not in orbax's background thread, whose
-  error surfaces as a 300 s timeout at the first save."""
+  error surfaces as a 300 s timeout at the first save. (On GCS, where folders are only
+  names, an object is written and deleted instead.)"""
   probe = directory / f".write_check.{os.getpid()}"
+  if storage.is_remote(directory):
+    with storage.access_errors(directory, "checkpoint folder"):
+      try:
+        probe.write_bytes(b"")
+        probe.unlink()
+      except OSError as e:
+        raise CheckpointError(f"checkpoint folder {directory} is not writable: "
+                              f"{' '.join(str(e).split())[:300]}") from None
+    return
   try:
     directory.mkdir(parents=True, exist_ok=True)
     probe.mkdir()
@@ -144,7 +155,7 @@ DATA_SHAPE_FIELDS = ("data.num_frames", "data.image_size", "data.channels")
 
 
 def check_data_section(saved: dict, config: ml_collections.ConfigDict, step: int,
-                       directory: Path) -> None:
+                       directory: Path | epath.Path) -> None:
   """Refuse a resume that changes a `DATA_SHAPE_FIELDS` field; log the other changes."""
   before = _flatten(saved.get("data", {}), "data.")
   now = _flatten(json.loads(config.to_json()).get("data", {}), "data.")
@@ -168,13 +179,15 @@ _READER_OPTIONS = dict(read_only=True, create=False, cleanup_tmp_directories=Fal
 class Checkpoints:
   """Save and restore (state, ema, data iterator, config) by step."""
 
-  def __init__(self, workdir: str | Path, *, max_to_keep: int = 3, read_only: bool = False):
+  def __init__(self, workdir: str | os.PathLike, *, max_to_keep: int = 3,
+               read_only: bool = False):
     """`read_only` for every reader (sampling, evaluation, diagnostics): it creates and
     deletes nothing. A writer (the training run, the only one per workdir) removes the
     temporary directories of unfinished saves when it opens the folder; a reader doing
     that would delete the save a training run is writing at that moment (seen: sampling
     a workdir while its run saved at SIGTERM crashed the save)."""
-    self.directory = Path(workdir).absolute() / "checkpoints"
+    # epath: a gs:// workdir stays one (orbax and tensorstore write to GCS natively).
+    self.directory = storage.absolute(workdir) / "checkpoints"
     if not read_only:
       check_writable(self.directory)
     self.manager = ocp.CheckpointManager(
@@ -281,7 +294,7 @@ class Checkpoints:
     while target.exists():  # the same step went bad before
       target, n = aside / f"{step}.{n}", n + 1
     if jax.process_index() == 0:
-      shutil.move(str(self.directory / str(step)), str(target))
+      storage.move_tree(self.directory / str(step), target)
     if jax.process_count() > 1:  # every host sees the move before reading the folder
       from jax.experimental import multihost_utils
       multihost_utils.sync_global_devices(f"checkpoint_moved_aside_{step}")

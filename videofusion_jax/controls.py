@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from videofusion_jax import diffusion
+from videofusion_jax import diffusion, storage
 from videofusion_jax.data import video_io
 from videofusion_jax.diffusion.long_video import (check_long_video, long_video_windows,
                                                   window_step)
@@ -75,7 +75,7 @@ def seed_grid(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
   sampler = VideoSampler(graphdef, vf, num_frames=config.data.num_frames,
                          image_size=config.data.image_size,
                          batch_size=min(s.batch_size, len(names)), config=sampler_config(config))
-  out_dir = Path(workdir) / "samples"
+  out_dir = storage.path(workdir) / "samples"
   videos = np.concatenate([video_io.to_uint8(b) for b in sampler.keyed_batches(
       state, schedule, base_keys, residual_keys,
       progress=_progress("seed grid", "videos"))])
@@ -152,7 +152,7 @@ def long_videos(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
   step = functools.partial(window_fn, state, schedule)
   base_keys = video_keys(s.base_seed, 0, s.num_videos)
   residual_keys = video_keys(s.residual_seed, 0, s.num_videos)
-  out_dir = Path(workdir) / "samples"
+  out_dir = storage.path(workdir) / "samples"
   paths, start = [], time.time()
   for first in range(0, s.num_videos, batch):
     take = min(batch, s.num_videos - first)

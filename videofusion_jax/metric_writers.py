@@ -5,6 +5,12 @@ out of its core dependencies; tensorboardX writes the same event files without i
 Only process 0 writes files; the others only log. A run that resumes at step S first
 cuts both back to S: a run killed after logging steps it never saved repeats them, and
 the files should hold each step once, as the resumed run computed it.
+
+A `gs://` workdir: GCS objects cannot be appended to, so metrics.jsonl is uploaded whole
+at each `write` (one line per `train.log_every` steps: a few MB at most), and
+tensorboardX writes its event file to a local temporary folder that is uploaded to
+WORKDIR/tensorboard/ at each `write` and at `close`. (tensorboardX's own gs:// writer
+re-uploads the file from its destructor after `close`, through a second GCS client.)
 """
 
 from __future__ import annotations
@@ -12,8 +18,12 @@ from __future__ import annotations
 import json
 import logging as logging_lib
 import math
+import os
+import shutil
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Mapping
 
@@ -21,17 +31,18 @@ import jax
 import numpy as np
 from absl import logging
 
+from videofusion_jax import storage
+
 
 def cut_back_jsonl(path: Path, last_step: int) -> None:
   """Drop the lines of `path` logged after `last_step` (atomically: a kill midway leaves
   the old file or the new one)."""
+  path = storage.path(path)
   if not path.exists():
     return
   kept = [line for line in path.read_text().splitlines(keepends=True)
           if line.strip() and _step_of(line) <= last_step]
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text("".join(kept))
-  tmp.replace(path)
+  storage.write_bytes(path, "".join(kept).encode())
 
 
 def _step_of(line: str) -> float:
@@ -53,17 +64,28 @@ class MetricWriter:
     self.files = jax.process_index() == 0
     self.jsonl = None
     self.tb = None
+    self.remote = storage.is_remote(workdir)
     if self.files:
-      workdir = Path(workdir)
+      workdir = storage.path(workdir)
       workdir.mkdir(parents=True, exist_ok=True)
+      self.jsonl_path = workdir / "metrics.jsonl"
       if resume_step is not None:
-        cut_back_jsonl(workdir / "metrics.jsonl", resume_step)
-      self.jsonl = open(workdir / "metrics.jsonl", "a", buffering=1)
+        cut_back_jsonl(self.jsonl_path, resume_step)
+      if self.remote:
+        self.jsonl = _UploadedLines(self.jsonl_path)
+      else:
+        self.jsonl = open(self.jsonl_path, "a", buffering=1)
       if tensorboard:
         from tensorboardX import SummaryWriter  # imported lazily: optional at sample time
         # purge_step: TensorBoard drops the earlier files' events from this step on.
         purge = None if resume_step is None else resume_step + 1
-        self.tb = SummaryWriter(str(workdir / "tensorboard"), purge_step=purge)
+        self.tb_dir = workdir / "tensorboard"
+        self.tb_local = tempfile.mkdtemp(prefix="videofusion-tb-") if self.remote else None
+        # Uploaded event files are replaced by name: one named by the second alone (as
+        # tensorboardX names them) could replace the previous run's on a quick resume.
+        suffix = f".{uuid.uuid4().hex[:8]}" if self.remote else ""
+        self.tb = SummaryWriter(self.tb_local or str(self.tb_dir), purge_step=purge,
+                                filename_suffix=suffix)
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     scalars = {k: float(np.asarray(v)) for k, v in scalars.items()}
@@ -74,12 +96,38 @@ class MetricWriter:
     if self.tb is not None:
       for k, v in scalars.items():
         self.tb.add_scalar(k, v, step)
+      if self.tb_local:
+        self.tb.flush()
+        self._upload_tensorboard()
+
+  def _upload_tensorboard(self) -> None:
+    for name in os.listdir(self.tb_local):
+      storage.upload(os.path.join(self.tb_local, name), self.tb_dir / name)
 
   def close(self) -> None:
     if self.jsonl is not None:
       self.jsonl.close()
     if self.tb is not None:
       self.tb.close()
+      if self.tb_local:
+        self._upload_tensorboard()
+        shutil.rmtree(self.tb_local, ignore_errors=True)
+
+
+class _UploadedLines:
+  """metrics.jsonl on GCS: the lines so far (the object's, then the new ones), uploaded
+  whole at each write, since an object cannot be appended to."""
+
+  def __init__(self, path):
+    self.path = path
+    self.text = path.read_text() if path.exists() else ""
+
+  def write(self, line: str) -> None:
+    self.text += line
+    storage.write_bytes(self.path, self.text.encode())
+
+  def close(self) -> None:
+    pass
 
 
 class ProgressLine:

@@ -20,7 +20,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from videofusion_jax import diffusion, parallel
+from videofusion_jax import diffusion, parallel, storage
 from videofusion_jax.checkpoint import Checkpoints
 from videofusion_jax.data import video_io
 from videofusion_jax.diffusion.noise_sharing import video_keys
@@ -289,6 +289,7 @@ def load_ema_params(spec: ModelSpec, config: ml_collections.ConfigDict, workdir:
 def sample(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
   """Generate `config.sample.num_videos` videos into WORKDIR/samples; return the paths."""
   parallel.maybe_initialize_distributed(config.distributed)  # before any device use
+  storage.check_reachable(workdir, "--workdir")  # gs://: no bucket, no credentials
   spec = model_spec(config)
   schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
   mesh = parallel.make_mesh(config.mesh)
@@ -303,7 +304,7 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
   batches = sampler.batches(state, schedule, num_videos=s.num_videos, base_seed=s.base_seed,
                             residual_seed=s.residual_seed, cond=cond,
                             progress=_progress_line(time.time()))
-  out_dir = Path(workdir) / "samples"
+  out_dir = storage.path(workdir) / "samples"
   paths = write_samples(batches, out_dir, fps=s.fps, image_size=config.data.image_size)
   prompts = read_prompts(s) if cond is not None else []
   if prompts and jax.process_index() == 0:  # which prompt made which video

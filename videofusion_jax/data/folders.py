@@ -1,4 +1,6 @@
-"""Clips from a local folder of videos (mp4/avi/webm/mov/mkv/gif) or of frame folders.
+"""Clips from a folder of videos (mp4/avi/webm/mov/mkv/gif) or of frame folders, local
+or on GCS (`data.path=gs://bucket/videos`: listed in one request, each video read
+through a file object, `storage.py`).
 
   root/                       root/
     class_a/clip1.mp4           clip1/000001.jpg ...
@@ -37,8 +39,9 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from videofusion_jax import storage
 from videofusion_jax.data.window_reader import (FRAME_EXTENSIONS, DecodeStats, VideoReader,
-                                                Window, frame_files)
+                                                Window, frame_files, numbered_frames)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mov", ".mkv", ".gif")
 
@@ -53,8 +56,14 @@ def _is_frame_folder(path: Path) -> bool:
   return path.is_dir() and len(frame_files(path)) >= 2
 
 
-def _kind(path: Path) -> str:
-  return "frames" if path.is_dir() else path.suffix.lower()
+def _is_folder(path: Path, folders: dict | None) -> bool:
+  """Whether `path` is a frame folder: from `folders` when the listing gave them (GCS:
+  no request per path), else asked of the file system."""
+  return path in folders if folders is not None else path.is_dir()
+
+
+def _kind(path: Path, folders: dict | None = None) -> str:
+  return "frames" if _is_folder(path, folders) else path.suffix.lower()
 
 
 def _video_candidates(root: Path) -> list[Path]:
@@ -65,12 +74,29 @@ def _video_candidates(root: Path) -> list[Path]:
   return found
 
 
-def one_per_video(paths: list[Path]) -> list[Path]:
-  """The best copy (by `PREFERENCE`) of each (folder, stem), sorted."""
+def _remote_candidates(root) -> tuple[list, dict]:
+  """`_video_candidates` of a `gs://` folder from one listing of every object under it
+  (GCS has no folders to walk): (candidates, {frame folder: its numbered images}; a
+  candidate that is not a key is a file)."""
+  files = storage.list_files(root)
+  found = [p for p in files if p.suffix.lower() in VIDEO_EXTENSIONS
+           and not p.name.startswith(".")]
+  by_folder: dict = {}
+  for p in files:
+    by_folder.setdefault(p.parent, []).append(p)
+  folders = {d: frames for d, names in by_folder.items()
+             if len(frames := numbered_frames(names)) >= 2}
+  return found + sorted(folders), folders
+
+
+def one_per_video(paths: list[Path], folders: dict | None = None) -> list[Path]:
+  """The best copy (by `PREFERENCE`) of each (folder, stem), sorted. `folders`: which
+  paths are frame folders, when known (else each path is asked)."""
   best: dict[tuple[Path, str], Path] = {}
   for path in paths:
-    key = (path.parent, path.name if path.is_dir() else path.stem)
-    if key not in best or PREFERENCE.index(_kind(path)) < PREFERENCE.index(_kind(best[key])):
+    key = (path.parent, path.name if _is_folder(path, folders) else path.stem)
+    if key not in best or (PREFERENCE.index(_kind(path, folders))
+                           < PREFERENCE.index(_kind(best[key], folders))):
       best[key] = path
   return sorted(best.values())
 
@@ -78,6 +104,8 @@ def one_per_video(paths: list[Path]) -> list[Path]:
 def find_videos(root: Path) -> list[Path]:
   """One path per video under `root` (a file or a frame folder), sorted (the order
   defines indices)."""
+  if storage.is_remote(root):
+    return one_per_video(*_remote_candidates(root))
   return one_per_video(_video_candidates(root))
 
 
@@ -144,17 +172,23 @@ class VideoFolder:
   name: str = "data.path"    # what errors call the folder (evaluation: --fake, --real)
 
   def __post_init__(self):
-    root = Path(self.root)
+    remote = storage.is_remote(self.root)
+    storage.check_reachable(self.root, self.name)
+    root = storage.path(self.root) if remote else Path(self.root)
     if not root.is_dir():
       hint = f" {self.download}" if self.download else ""
       raise FileNotFoundError(
-          f"{self.name}={self.root} does not exist or is not a folder; put the videos "
-          f"there (files {', '.join(VIDEO_EXTENSIONS)} or folders of frames) or point "
+          f"{self.name}={self.root} does not exist or is not a folder"
+          f"{storage.missing_folder_hint(root)}; put the videos there (files "
+          f"{', '.join(VIDEO_EXTENSIONS)} or folders of frames) or point "
           f"{self.name} at them.{hint}")
-    paths = _video_candidates(root)
+    # Which candidates are frame folders, with their images: from the listing on GCS
+    # (reading a clip then asks nothing more); locally None, and each path is asked.
+    paths, self.frame_folders = _remote_candidates(root) if remote else (
+        _video_candidates(root), None)
     if self.split_file:  # before choosing one copy per video: the list names the copy
-      paths = _keep_listed(paths, root, Path(self.split_file))
-    self.paths = one_per_video(paths)
+      paths = _keep_listed(paths, root, storage.path(self.split_file))
+    self.paths = one_per_video(paths, self.frame_folders)
     if not self.paths:
       raise ValueError(f"{self.name}={self.root} holds no videos (looked for "
                        f"{', '.join(VIDEO_EXTENSIONS)} files and folders of numbered "
@@ -198,8 +232,11 @@ class VideoFolder:
     """`clip`'s frames (stacked, resized) with their timestamps and what reading them
     cost; the cost is added to `decode_stats`."""
     path = self.paths[index]
+    folders = getattr(self, "frame_folders", None)  # None: not listed (local, WebVid)
+    listed = {} if folders is None else {"is_folder": path in folders,
+                                         "frames": folders.get(path)}
     try:
-      with VideoReader(path, self._counted_frames.get(index)) as video:
+      with VideoReader(path, self._counted_frames.get(index), **listed) as video:
         if video.counted:  # webm, mkv, GIF: its packets were counted; once is enough
           self._counted_frames[index] = video.num_frames
         window = self._read_window(video, index, epoch)

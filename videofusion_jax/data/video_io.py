@@ -2,18 +2,22 @@
 
 Videos are uint8 arrays `(N, H, W, 3)`; `to_uint8` maps model outputs in [-1, 1].
 Files are written to a temporary name and renamed, so a crash never leaves a
-half-written video under the final name.
+half-written video under the final name; a `gs://` path is written to a local temporary
+file and uploaded (`storage.local_then_upload`: ffmpeg's muxers seek back in the file
+they write, which an upload stream cannot do).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
 
 import av
 import numpy as np
+from etils import epath
 from PIL import Image
+
+from videofusion_jax import storage
 
 
 def to_uint8(video: np.ndarray) -> np.ndarray:
@@ -30,19 +34,10 @@ def _check_video(video: np.ndarray) -> np.ndarray:
   return np.repeat(video, 3, axis=-1) if video.shape[-1] == 1 else video
 
 
-@contextlib.contextmanager
-def _atomic(path: str | os.PathLike):
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-  try:
-    yield tmp
-    os.replace(tmp, path)
-  finally:
-    tmp.unlink(missing_ok=True)
+_atomic = storage.local_then_upload
 
 
-def write_mp4(path: str | os.PathLike, video: np.ndarray, fps: int = 8) -> Path:
+def write_mp4(path: str | os.PathLike, video: np.ndarray, fps: int = 8) -> epath.Path:
   """H.264 mp4 (yuv444p keeps small frames' colours exact enough to inspect)."""
   video = _check_video(video)
   n, h, w, _ = video.shape
@@ -57,7 +52,7 @@ def write_mp4(path: str | os.PathLike, video: np.ndarray, fps: int = 8) -> Path:
           container.mux(packet)
       for packet in stream.encode():
         container.mux(packet)
-  return Path(path)
+  return storage.path(path)
 
 
 def _palette_frame(frame: np.ndarray) -> av.VideoFrame:
@@ -71,7 +66,7 @@ def _palette_frame(frame: np.ndarray) -> av.VideoFrame:
   return av.VideoFrame.from_ndarray((np.asarray(image), argb), format="pal8")
 
 
-def write_gif(path: str | os.PathLike, video: np.ndarray, fps: int = 8) -> Path:
+def write_gif(path: str | os.PathLike, video: np.ndarray, fps: int = 8) -> epath.Path:
   """Looping GIF holding every frame. Written by ffmpeg's encoder, not Pillow's: Pillow
   merges identical consecutive frames into one longer frame, so a 16-frame video with a
   repeated frame came back as 15 frames."""
@@ -87,7 +82,7 @@ def write_gif(path: str | os.PathLike, video: np.ndarray, fps: int = 8) -> Path:
           container.mux(packet)
       for packet in stream.encode():
         container.mux(packet)
-  return Path(path)
+  return storage.path(path)
 
 
 def frame_strip(videos: np.ndarray, scale: int = 1, gap: int = 1) -> np.ndarray:
@@ -105,19 +100,32 @@ def frame_strip(videos: np.ndarray, scale: int = 1, gap: int = 1) -> np.ndarray:
   return canvas
 
 
-def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
+def write_png(path: str | os.PathLike, image: np.ndarray) -> epath.Path:
   with _atomic(path) as tmp:
     Image.fromarray(np.asarray(image, np.uint8)).save(tmp, format="PNG")
-  return Path(path)
+  return storage.path(path)
+
+
+@contextlib.contextmanager
+def open_video(path: str | os.PathLike):
+  """A PyAV container reading `path`: a local file by name, a `gs://` object through a
+  file object (fsspec fetches it in blocks as ffmpeg reads and seeks: no copy on disk
+  to clean up after a kill, and grain's workers need no scratch space)."""
+  if storage.is_remote(path):
+    with storage.path(path).open("rb") as f, av.open(f) as container:
+      yield container
+  else:
+    with av.open(os.fspath(path)) as container:
+      yield container
 
 
 def read_video(path: str | os.PathLike) -> np.ndarray:
   """Decode every frame of a video file -> uint8 (N, H, W, 3)."""
-  path = Path(path)
+  path = storage.path(path)
   if not path.is_file():
     raise FileNotFoundError(f"video file {path} does not exist")
   try:
-    with av.open(str(path)) as container:
+    with open_video(path) as container:
       frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
   except (av.error.FFmpegError, ValueError) as e:
     raise ValueError(f"cannot decode video file {path}: {e}") from e
@@ -138,7 +146,7 @@ class Mp4Stream:
   """
 
   def __init__(self, path: str | os.PathLike, fps: int = 8):
-    self.path, self.fps, self.num_frames = Path(path), fps, 0
+    self.path, self.fps, self.num_frames = storage.path(path), fps, 0
     self._atomic = _atomic(self.path)
     self._tmp = self._atomic.__enter__()
     self._container = av.open(str(self._tmp), mode="w")
@@ -159,7 +167,7 @@ class Mp4Stream:
         self._container.mux(packet)
     self.num_frames += len(frames)
 
-  def close(self, error: BaseException | None = None) -> Path:
+  def close(self, error: BaseException | None = None) -> epath.Path:
     """Finish the file (or, after `error`, remove the partial one); return the path."""
     empty = error is None and self._stream is None
     if empty:

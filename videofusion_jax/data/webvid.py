@@ -5,18 +5,22 @@ The CSV (`results_10M_train.csv`, `results_2M_val.csv`) has a row per video:
 downloaded here: videos are read from `data.path` at `data.webvid_template`
 (default `{page_dir}/{videoid}.mp4`, the layout of the dataset's own download
 script). Rows whose file is absent, or that lack a video id, are skipped and counted,
-so a partial download trains on what is there.
+so a partial download trains on what is there. The CSV and the videos may be on GCS
+(`gs://...`): the videos present are then found by one listing of `data.path`, not a
+request per row.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 from pathlib import Path
 
 import numpy as np
 from absl import logging
 
+from videofusion_jax import storage
 from videofusion_jax.data.folders import VideoFolder
 
 REQUIRED_COLUMNS = ("videoid", "name")
@@ -38,17 +42,24 @@ class WebVidRows:
 def read_webvid_csv(csv_path: str | Path, videos_dir: str | Path,
                     template: str = DEFAULT_TEMPLATE) -> WebVidRows:
   """Rows of a WebVid CSV whose video exists under `videos_dir`."""
-  csv_path, videos_dir = Path(csv_path), Path(videos_dir)
+  storage.check_reachable(csv_path, "data.webvid_csv")
+  storage.check_reachable(videos_dir, "data.path")
+  remote = storage.is_remote(videos_dir)
+  csv_path = storage.path(csv_path)
+  videos_dir = storage.path(videos_dir) if remote else Path(videos_dir)
   if not csv_path.is_file():
     raise FileNotFoundError(f"data.webvid_csv={csv_path} does not exist; put WebVid's "
                             "results_10M_train.csv (or results_2M_val.csv) there")
   if not videos_dir.is_dir():
-    raise FileNotFoundError(f"data.path={videos_dir} does not exist or is not a folder; "
-                            f"put the downloaded videos there as {template}")
+    raise FileNotFoundError(f"data.path={videos_dir} does not exist or is not a folder"
+                            f"{storage.missing_folder_hint(videos_dir)}; put the "
+                            f"downloaded videos there as {template}")
+  # On GCS a request per row (10M rows) would take hours: list what is there once.
+  present = set(storage.list_files(videos_dir)) if remote else None
   paths, captions, keys = [], [], []
   absent = bad = 0
   first_absent = first_bad = ""
-  with open(csv_path, newline="", encoding="utf-8") as f:
+  with _open_csv(csv_path) as f:
     reader = csv.DictReader(f)
     columns = reader.fieldnames or []
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
@@ -67,7 +78,7 @@ def read_webvid_csv(csv_path: str | Path, videos_dir: str | Path,
         raise ValueError(f"data.webvid_template={template!r} names the column {e}, which "
                          f"{csv_path} does not have ({columns})") from None
       path = videos_dir / relative
-      if not path.is_file():
+      if not (path.is_file() if present is None else path in present):
         absent += 1
         first_absent = first_absent or str(path)
         continue
@@ -75,6 +86,13 @@ def read_webvid_csv(csv_path: str | Path, videos_dir: str | Path,
       captions.append((row.get("name") or "").strip())
       keys.append(videoid)
   return WebVidRows(paths, captions, keys, absent, bad, first_absent, first_bad)
+
+
+def _open_csv(path):
+  """Text as the csv module wants it (newline="": quoted fields may hold newlines)."""
+  if storage.is_remote(path):
+    return io.TextIOWrapper(path.open("rb"), encoding="utf-8", newline="")
+  return open(path, newline="", encoding="utf-8")
 
 
 @dataclasses.dataclass
@@ -102,6 +120,8 @@ class WebVidSource(VideoFolder):
     self.paths, self.captions, self.keys = rows.paths, rows.captions, rows.keys
     self.rows = rows
     self.classes, self.labels = [], [0] * len(self.paths)
+    # On GCS every row's video is a file of the listing: no request asks what it is.
+    self.frame_folders = {} if storage.is_remote(self.root) else None
     self._init_reading()
 
   def entries(self, index: int) -> dict:

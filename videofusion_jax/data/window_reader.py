@@ -13,13 +13,20 @@ frame). Only the frames asked for are converted to RGB arrays.
 
 A frame folder (numbered images) opens only the window's files; it has no timestamps.
 
+A `gs://` video is read through a file object (`video_io.open_video`): PyAV seeks it like
+a local file (`seek`/`tell`, fetched in gcsfs's blocks), so a clip fetches and decodes
+about its window, not the whole file. A frame folder on GCS is listed once (by the
+caller's listing, or here) and only the window's images are fetched.
+
 Every read returns what it cost (`Window.decoded`, `Window.peak_bytes`), which the
 folder source sums into its `DecodeStats` and tests and benchmarks read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import math
 import re
 from fractions import Fraction
@@ -30,6 +37,9 @@ import av
 import numpy as np
 from PIL import Image
 
+from videofusion_jax import storage
+from videofusion_jax.data.video_io import open_video
+
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
 _FRAME_NUMBER = re.compile(r"\d+$")
 # Containers whose seeking is by byte offset or not at all: decoded from the start.
@@ -39,7 +49,12 @@ _NO_SEEK_FORMATS = ("gif",)
 def frame_files(folder: Path) -> list[Path]:
   """The images of `folder` named with a trailing frame number (`000001.jpg`,
   `x_frames_0002.png`), in frame order (by number, so unpadded `img_10` follows `img_9`)."""
-  numbered = [(p, _FRAME_NUMBER.search(p.stem)) for p in folder.iterdir()
+  return numbered_frames(folder.iterdir())
+
+
+def numbered_frames(paths) -> list[Path]:
+  """`frame_files` of one folder's listing (on GCS, a part of one listing of a prefix)."""
+  numbered = [(p, _FRAME_NUMBER.search(p.stem)) for p in paths
               if p.suffix.lower() in FRAME_EXTENSIONS and not p.name.startswith(".")]
   numbered = [(p, m) for p, m in numbered if m]
   return [p for p, m in sorted(numbered, key=lambda pm: (pm[0].stem[:pm[1].start()],
@@ -78,7 +93,7 @@ def _round_half_up(x: Fraction) -> int:
 def count_packets(path: str | Path) -> int:
   """Video packets holding data in `path`: its frame count when the container does not
   say (webm, mkv, GIF), found without decoding."""
-  with av.open(str(path)) as container:
+  with open_video(path) as container:
     stream = container.streams.video[0]
     return sum(1 for packet in container.demux(stream) if packet.size > 0)
 
@@ -90,21 +105,33 @@ class VideoReader:
       window = video.read([10, 12, 14])        # frames 10, 12 and 14
 
   `num_frames` may be given when known from before (a packet count cached by the
-  caller), so a container that does not report it is not counted again.
+  caller), so a container that does not report it is not counted again. `is_folder` and
+  `frames` may be given when a listing already said what `path` is (a frame folder, and
+  its `numbered_frames`): on GCS that saves a request per clip, and a folder's listing.
   """
 
-  def __init__(self, path: str | Path, num_frames: int | None = None):
-    self.path = Path(path)
+  def __init__(self, path: str | Path, num_frames: int | None = None, *,
+               is_folder: bool | None = None, frames: Sequence[Path] | None = None):
+    self.path = storage.path(path) if storage.is_remote(path) else Path(path)
     self._container = None
-    if self.path.is_dir():
-      self._files = frame_files(self.path)
+    if is_folder is None:
+      is_folder = self.path.is_dir()
+      if not is_folder and not self.path.is_file():
+        raise FileNotFoundError(f"video file {self.path} does not exist")
+    if is_folder:
+      self._files = list(frame_files(self.path) if frames is None else frames)
       self.num_frames, self.rate, self.counted = len(self._files), None, False
       return
-    if not self.path.is_file():
-      raise FileNotFoundError(f"video file {self.path} does not exist")
-    self._container = av.open(str(self.path))
-    if not self._container.streams.video:
+    self._open = contextlib.ExitStack()  # a remote file's file object, then its container
+    self._container = self._open.enter_context(open_video(self.path))
+    try:
+      self._init_stream(num_frames)
+    except BaseException:
       self.close()
+      raise
+
+  def _init_stream(self, num_frames: int | None) -> None:
+    if not self._container.streams.video:
       raise ValueError(f"{self.path} holds no video stream")
     self._stream = self._container.streams.video[0]
     rate = self._stream.average_rate or self._stream.guessed_rate
@@ -128,7 +155,7 @@ class VideoReader:
 
   def close(self) -> None:
     if self._container is not None:
-      self._container.close()
+      self._open.close()
       self._container = None
 
   def __enter__(self):
@@ -255,8 +282,14 @@ class VideoReader:
       yield index, time, frame
 
   def _read_images(self, indices: list[int]) -> Window:
-    arrays = {i: np.asarray(Image.open(self._files[i]).convert("RGB"))
-              for i in sorted(set(indices))}
+    arrays = {i: _read_image(self._files[i]) for i in sorted(set(indices))}
     return Window([arrays[i] for i in indices], None, len(arrays),
                   sum(a.nbytes for a in arrays.values()))
 
+
+
+def _read_image(path: Path) -> np.ndarray:
+  """uint8 (H, W, 3) of one image file; a `gs://` one fetched whole in one request."""
+  if storage.is_remote(path):
+    return np.asarray(Image.open(io.BytesIO(storage.path(path).read_bytes())).convert("RGB"))
+  return np.asarray(Image.open(path).convert("RGB"))

@@ -33,6 +33,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from videofusion_jax import storage
 from videofusion_jax.data import video_io
 from videofusion_jax.data.folders import VideoFolder
 from videofusion_jax.data.sources import make_source
@@ -93,9 +94,14 @@ def _is_config(arg: str) -> bool:
 def _folder_fingerprint(root: Path, paths: list[Path]) -> dict:
   h = hashlib.sha256()
   for p in paths:
-    st = p.stat()
-    h.update(f"{p.relative_to(root)}:{st.st_size}:{int(st.st_mtime)}".encode())
-  return {"path": str(root.absolute()), "videos_found": len(paths),
+    if storage.is_remote(p):  # epath's stat: length and mtime
+      st = p.stat()
+      size, mtime = st.length or 0, st.mtime
+    else:
+      st = Path(p).stat()
+      size, mtime = st.st_size, st.st_mtime
+    h.update(f"{p.relative_to(root)}:{size}:{int(mtime)}".encode())
+  return {"path": str(storage.absolute(root)), "videos_found": len(paths),
           "fingerprint": h.hexdigest()[:16]}
 
 
@@ -159,7 +165,8 @@ def _pick(n_available: int, settings: EvalSettings, what: str, shuffle: bool) ->
 def folder_videos(path: str, settings: EvalSettings, *, what: str, shuffle: bool) -> Videos:
   """The videos of a folder, one per video (`folders.find_videos`); `what` is the flag
   ("fake" or "real") errors name. Fake videos that cannot be read are an error."""
-  root = Path(path)
+  storage.check_reachable(path, f"--{what}")
+  root = storage.path(path) if storage.is_remote(path) else Path(path)
   if not root.is_dir():
     raise FileNotFoundError(f"--{what}={path} is not a folder (expected a folder of videos"
                             f"{' or a data config file' if what == 'real' else ''})")
@@ -169,7 +176,8 @@ def folder_videos(path: str, settings: EvalSettings, *, what: str, shuffle: bool
   return Videos({"kind": "folder", **_folder_fingerprint(root, source.paths)}, len(indices),
                 _source_videos(source.clip, indices, settings, what=f"--{what}={path}",
                                strict=what == "fake"),
-                picked=[source.paths[i].resolve() for i in indices])
+                picked=[source.paths[i] if storage.is_remote(root)
+                        else source.paths[i].resolve() for i in indices])
 
 
 def data_videos(data: ml_collections.ConfigDict, settings: EvalSettings,
@@ -210,7 +218,7 @@ def sampled_videos(config: ml_collections.ConfigDict, workdir: str,
     for videos in sampler.batches(state, schedule, num_videos=n, base_seed=settings.seed,
                                   residual_seed=settings.seed + 1, cond=cond):
       yield video_io.to_uint8(videos)
-  return Videos({"kind": "workdir", "workdir": str(Path(workdir).absolute()),
+  return Videos({"kind": "workdir", "workdir": str(storage.absolute(workdir)),
                  "base_seed": settings.seed, "residual_seed": settings.seed + 1,
                  "sample": json.loads(config.sample.to_json()),
                  "video_shape": list(sampler.shape[1:])}, n, batches)
@@ -302,13 +310,18 @@ def evaluate(real: str | None, fake: str, settings: EvalSettings = EvalSettings(
   needs_real = bool({"fvd", "kvd"} & set(settings.metrics))
   if needs_real and real is None and config is None:
     raise ValueError("FVD/KVD need real videos: pass --real (a folder or a data config)")
-  if config is None and (Path(fake) / "checkpoints").is_dir():
+  storage.check_reachable(fake, "--fake")
+  if real is not None and not _is_config(real):
+    storage.check_reachable(real, "--real")
+  storage.check_reachable(output, "--output")
+  storage.check_reachable(settings.cache_dir, "--cache_dir")
+  if config is None and (storage.path(fake) / "checkpoints").is_dir():
     raise ValueError(f"--fake={fake} is a workdir (it has checkpoints/); pass --config=<its "
                      "experiment config> to sample from it")
-  if config is None and not Path(fake).is_dir():
+  if config is None and not storage.path(fake).is_dir():
     raise FileNotFoundError(f"--fake={fake} is not a folder of videos (pass --config too to "
                             "sample from a workdir)")
-  if real is not None and not _is_config(real) and not Path(real).is_dir():
+  if real is not None and not _is_config(real) and not storage.path(real).is_dir():
     raise FileNotFoundError(f"--real={real} is neither a folder of videos nor a config file")
   extractors = dict(extractors) if extractors is not None else default_extractors(settings)
   for key, metric in (("i3d", "fvd"), ("i3d", "kvd"), ("c3d", "is")):
@@ -369,9 +382,8 @@ def evaluate(real: str | None, fake: str, settings: EvalSettings = EvalSettings(
     results["metrics"].update(is_mean=mean, is_std=std)
   results["versions"] = _versions()
   results["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-  out = Path(output) if output else Path(fake) / "metrics.json"
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+  out = storage.path(output) if output else storage.path(fake) / "metrics.json"
+  storage.write_bytes(out, (json.dumps(results, indent=2, default=str) + "\n").encode())
   results["output"] = str(out)
   return results
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 from absl import logging
+
+from videofusion_jax import storage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,13 +93,13 @@ class FeatureCache:
 
   def path(self, name: str, settings: Mapping[str, Any]) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
-    return Path(self.directory) / f"{safe}-{settings_hash(settings)}.npz"
+    return storage.path(self.directory) / f"{safe}-{settings_hash(settings)}.npz"
 
   def load(self, name: str, settings: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
     path = self.path(name, settings)
     if not path.is_file():
       return None
-    with np.load(path) as data:
+    with path.open("rb") as f, np.load(f) as data:
       feats = {k: data[k] for k in data.files}
     logging.info("Loaded cached features from %s", path)
     return feats
@@ -106,10 +107,8 @@ class FeatureCache:
   def save(self, name: str, settings: Mapping[str, Any], feats: Mapping[str, np.ndarray]
            ) -> Path:
     path = self.path(name, settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, **feats)
-    os.replace(tmp, path)
-    path.with_suffix(".json").write_text(json.dumps(settings, indent=2, sort_keys=True,
-                                                    default=str) + "\n")
+    with storage.local_then_upload(path) as tmp:  # local: a temporary name, renamed
+      np.savez(tmp, **feats)
+    storage.write_bytes(path.with_suffix(".json"), (json.dumps(
+        settings, indent=2, sort_keys=True, default=str) + "\n").encode())
     return path

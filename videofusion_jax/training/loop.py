@@ -19,7 +19,7 @@ import ml_collections
 from absl import logging
 from flax import nnx
 
-from videofusion_jax import diffusion, parallel
+from videofusion_jax import diffusion, parallel, storage
 from videofusion_jax.checkpoint import Checkpoints
 from videofusion_jax.cli import ConfigError
 from videofusion_jax.data.conditions import condition_inputs, conditioned_source
@@ -112,6 +112,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   """
   parallel.maybe_initialize_distributed(config.distributed)  # before any device use
   spec = check_config(config)
+  storage.check_reachable(workdir, "--workdir")  # gs://: no bucket, no credentials
   t = config.train
   check_shared_workdir(workdir, t, jax.process_count())
   check_preemption_service()
@@ -124,7 +125,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     dataset = make_dataset(source, global_batch_size=t.batch_size, seed=config.seed,
                            worker_count=config.data.worker_count)
   data_iter = iter(dataset)
-  workdir = Path(workdir)
+  workdir = storage.path(workdir)
   first_batch = None
   if not _has_checkpoints(workdir):
     # A new run reads its first batch before it creates the workdir: a data folder of
