@@ -29,7 +29,8 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")
 # collection order. Longest first, or the 8-fake-device run (a third of the suite's wall
 # time on 2 cores) starts last and runs alone at the end.
 LONGEST_FIRST = ("tests/parallel/test_sharding.py", "tests/test_faults.py",
-                 "tests/test_train.py", "tests/models/test_videofusion.py",
+                 "tests/test_train.py", "tests/gcs/test_cli_on_gcs.py",
+                 "tests/models/test_videofusion.py",
                  "tests/test_prior_training.py", "tests/models/test_execution_knobs.py",
                  "tests/models/test_conditioning.py")
 

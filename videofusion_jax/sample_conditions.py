@@ -19,12 +19,12 @@ Video k takes condition k modulo how many there are.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import ml_collections
 import numpy as np
 from absl import logging
 
+from videofusion_jax import storage
 from videofusion_jax.data.conditions import check_class_ids
 from videofusion_jax.models.conditioning import ConditionConfig
 
@@ -54,10 +54,10 @@ def sample_conditions(config: ml_collections.ConfigDict, cond: ConditionConfig,
                      "sample.image_embeds, an npz of CLIP image embeddings"
                      + (" and text inputs (a clip cache made with --text_hidden)"
                         if cond.kind == "unclip" else ""))
-  if not Path(path).is_file():
+  if not storage.path(path).is_file():
     raise FileNotFoundError(f"sample.image_embeds={path} does not exist")
   names = ("image_embeds",) + (UNCLIP_CACHE_ARRAYS if cond.kind == "unclip" else ())
-  with np.load(path) as f:
+  with storage.path(path).open("rb") as file, np.load(file) as f:
     missing = [n for n in names if n not in f.files]
     if missing:
       raise ValueError(f"sample.image_embeds={path} has no {missing} array(s); it has "
@@ -104,9 +104,9 @@ def read_prompts(s: ml_collections.ConfigDict) -> list[str]:
   """`sample.prompt`, or the lines of `sample.prompts_file` ([] when neither is set)."""
   path = s.get("prompts_file", "")
   if path:
-    if not Path(path).is_file():
+    if not storage.path(path).is_file():
       raise FileNotFoundError(f"sample.prompts_file={path} does not exist")
-    prompts = Path(path).read_text(encoding="utf-8").splitlines()
+    prompts = storage.path(path).read_text(encoding="utf-8").splitlines()
     if not prompts:
       raise ValueError(f"sample.prompts_file={path} is empty; expected one prompt per line")
     return prompts

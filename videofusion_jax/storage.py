@@ -153,6 +153,19 @@ def upload(local: str | os.PathLike, target: str | os.PathLike) -> None:
   _fs(epath.Path(target)).put_file(os.fspath(local), os.fspath(target))
 
 
+def upload_tree(local: str | os.PathLike, target: str | os.PathLike) -> None:
+  """Copy the local folder `local` to `target`: the files of its sub-folders first, its
+  own files last (a reader that looks for a top-level config file finds it only once
+  everything it describes is there)."""
+  nested, top = [], []
+  for folder, _, files in os.walk(local):
+    for name in files:
+      rel = os.path.relpath(os.path.join(folder, name), local)
+      (top if os.sep not in rel else nested).append(rel)
+  for rel in sorted(nested) + sorted(top):
+    upload(os.path.join(local, rel), epath.Path(target) / rel)
+
+
 def write_bytes(target: str | os.PathLike, data: bytes) -> None:
   """`target`'s whole content, written atomically (locally: a temporary name renamed)."""
   with local_then_upload(target) as tmp:

@@ -31,6 +31,7 @@ import ml_collections
 from absl import logging
 from flax import nnx
 
+from videofusion_jax import storage
 from videofusion_jax import parallel
 from videofusion_jax.convert.converted import (CONFIG_FILE, SNIPPET_FILE, load_converted,
                                                load_converted_config)
@@ -55,7 +56,7 @@ ACCEPTED = (f"it must be one of two kinds of folder: an SR training workdir (wit
 def folder_kind(path: str | Path) -> tuple[str, Path]:
   """(TRAINING or CONVERTED, the folder to read); `convert unclip`'s OUT stands for
   OUT/super_res_first. Anything else raises ValueError naming both kinds."""
-  path = Path(path)
+  path = storage.path(path)
   if (path / "checkpoints").is_dir():
     return TRAINING, path
   if (path / SUMMARY_FILE).is_file() and (path / FIRST).is_dir():

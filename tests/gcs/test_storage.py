@@ -199,3 +199,38 @@ def test_an_empty_prefix_of_an_existing_bucket_is_a_missing_folder(gs_prefix):
   with pytest.raises(FileNotFoundError, match=r"^data.path=gs://bucket/.*/nothing does not "
                      r"exist or is not a folder \(on GCS a folder exists once an object"):
     VideoFolder(f"{gs_prefix}/nothing", num_frames=4, image_size=16)
+
+
+def test_a_converted_unet_folder_written_to_and_read_from_gcs(gs_prefix, tmp_path,
+                                                              monkeypatch):
+  from flax import nnx
+  from configs import demo
+  from videofusion_jax.convert.converted import (SNIPPET_FILE, load_converted,
+                                                 save_converted)
+  from videofusion_jax.models.from_config import model_spec
+  from videofusion_jax.models.unet import UNet
+  monkeypatch.chdir(tmp_path)
+  config = model_spec(demo.get_config()).config.base_unet()
+  params = nnx.to_pure_dict(nnx.state(UNet(config, rngs=nnx.Rngs(3)), nnx.Param))
+  out = save_converted(f"{gs_prefix}/converted", params, config, source={"path": "test"})
+  assert str(out) == f"{gs_prefix}/converted"
+  assert f"init_base_from = '{gs_prefix}/converted'" in (out / SNIPPET_FILE).read_text()
+  loaded_config, loaded = load_converted(f"{gs_prefix}/converted")
+  assert loaded_config == config
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(loaded)):
+    np.testing.assert_array_equal(np.asarray(a), b)
+  with pytest.raises(FileExistsError, match=f"{gs_prefix}/converted exists and is not "):
+    save_converted(f"{gs_prefix}/converted", params, config, source={})
+  assert not list(tmp_path.iterdir())
+
+
+def test_a_clip_cache_on_gcs_reads_as_the_local_one(gs_prefix, tmp_path):
+  from videofusion_jax.training.prior_data import (read_clip_cache, synthetic_prior_data,
+                                                   write_clip_cache)
+  local = write_clip_cache(tmp_path / "cache.npz",
+                           synthetic_prior_data(6, 8, num_tokens=3))
+  storage.upload(local, f"{gs_prefix}/cache.npz")
+  a, b = read_clip_cache(local), read_clip_cache(f"{gs_prefix}/cache.npz")
+  for name in ("image_embeds", "text_embeds", "text_hidden", "text_mask"):
+    np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+  np.testing.assert_array_equal(a.null["text_hidden"], b.null["text_hidden"])

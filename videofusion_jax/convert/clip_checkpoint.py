@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from videofusion_jax import storage
 from videofusion_jax.convert.folder import read_converted_config, restore_params, write_converted
 from videofusion_jax.models.clip import (CLIPConfig, CLIPTextModelWithProjection,
                                          CLIPVisionModelWithProjection)
@@ -79,7 +80,7 @@ def _abstract(name: str, config: CLIPConfig) -> nnx.Module:
 
 def load_clip(path: str | Path) -> LoadedCLIP:
   """The converted CLIP in `path`: its towers with their weights, and its tokenizer."""
-  path = Path(path).absolute()
+  path = storage.absolute(path)
   config = load_clip_config(path)
   names = [n for n in TOWERS if _tower_config(config, n) is not None]
   abstract = {n: _abstract(n, config) for n in names}

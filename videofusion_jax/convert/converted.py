@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from videofusion_jax import storage
 from videofusion_jax.convert.folder import read_converted_config, restore_params, write_converted
 from videofusion_jax.models.from_config import unet_fields
 from videofusion_jax.models.presets import unet_config_from_dict
@@ -58,7 +59,7 @@ def config_snippet(config: UNetConfig, out_dir: Path, source: Mapping[str, Any])
   if source.get("sample_size"):
     lines.append(f"  c.data.image_size = {source['sample_size']}   # the resolution it was "
                  "trained at")
-  lines.append(f"  c.train.init_base_from = {str(Path(out_dir).absolute())!r}")
+  lines.append(f"  c.train.init_base_from = {str(storage.absolute(out_dir))!r}")
   if config.class_embed_type or config.cross_attention_dim:
     lines.append("  # This U-Net needs condition inputs (class_labels / context) at every call.")
   return "\n".join(lines) + "\n"
@@ -67,7 +68,7 @@ def config_snippet(config: UNetConfig, out_dir: Path, source: Mapping[str, Any])
 def save_converted(out_dir: str | Path, params: Mapping, config: UNetConfig, *,
                    source: Mapping[str, Any], overwrite: bool = False) -> Path:
   """Write params + config + snippet to `out_dir` atomically (temp dir, then rename)."""
-  out_dir = Path(out_dir).absolute()
+  out_dir = storage.absolute(out_dir)
 
   def snippet(tmp: Path):
     (tmp / SNIPPET_FILE).write_text(config_snippet(config, out_dir, source))
@@ -78,12 +79,12 @@ def save_converted(out_dir: str | Path, params: Mapping, config: UNetConfig, *,
 
 def load_converted_config(path: str | Path) -> UNetConfig:
   saved = read_converted_config(path, CONFIG_FILE, "U-Net", "diffusers-unet")
-  return unet_config_from_dict(saved["unet"], str(Path(path) / CONFIG_FILE))
+  return unet_config_from_dict(saved["unet"], str(storage.path(path) / CONFIG_FILE))
 
 
 def load_converted(path: str | Path) -> tuple[UNetConfig, dict]:
   """-> (UNetConfig, pure nested dict of numpy parameters) of a converted folder."""
-  path = Path(path).absolute()
+  path = storage.absolute(path)
   config = load_converted_config(path)
   abstract = nnx.eval_shape(lambda: UNet(config, rngs=nnx.Rngs(0)))
   params = restore_params(path, nnx.to_pure_dict(nnx.state(abstract, nnx.Param)), "U-Net",

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from videofusion_jax import storage
 from videofusion_jax.convert.diffusers_unet import Entry, apply_param_table, param_table
 from videofusion_jax.convert.folder import read_converted_config, restore_params, write_converted
 from videofusion_jax.convert.weights import find_weights_file, read_model_config, read_weights
@@ -107,12 +108,12 @@ def convert_diffusers_prior(src: str | Path, out: str | Path, *, variant: str | 
 
 
 def is_converted_prior(path: str | Path) -> bool:
-  return (Path(path) / CONFIG_FILE).is_file()
+  return (storage.path(path) / CONFIG_FILE).is_file()
 
 
 def load_converted_prior(path: str | Path) -> PriorTransformer:
   """The prior in a folder written by `convert diffusers-prior`, ready to call."""
-  path = Path(path).absolute()
+  path = storage.absolute(path)
   saved = read_converted_config(path, CONFIG_FILE, "prior",
                                 f"diffusers-prior --src=PRIOR_DIR --out={path}")
   config = PriorConfig(**saved["prior"]).validate()

@@ -36,6 +36,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
+from videofusion_jax import storage
 from videofusion_jax.convert.converted import SNIPPET_FILE, load_converted, save_converted
 from videofusion_jax.convert.diffusers_prior import convert_diffusers_prior
 from videofusion_jax.convert.diffusers_unet import (Entry, apply_param_table, param_table,
@@ -291,7 +292,7 @@ def _superres(src: Path, out: Path, final: Path, name: str, low_res_size: int, v
 def convert_unclip_pipeline(src: str | Path, out: str | Path, *, variant: str | None = None,
                             allow_unused: Iterable[str] = (), overwrite: bool = False) -> Path:
   """`python -m videofusion_jax.convert unclip`: every component of SRC into OUT."""
-  src, out = Path(src).absolute(), Path(out).absolute()
+  src, out = Path(src).absolute(), storage.absolute(out)
   if not src.is_dir():
     raise FileNotFoundError(f"--src={src} is not a directory (expected a diffusers unCLIP "
                             "pipeline folder with model_index.json)")

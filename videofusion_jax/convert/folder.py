@@ -5,7 +5,9 @@
   OUT_DIR/...              whatever else the kind adds (a config snippet, tokenizer files)
 
 The folder is written under a temporary name and renamed when complete, so a failed
-conversion leaves nothing that looks like a checkpoint. U-Nets (`converted.py`), CLIP
+conversion leaves nothing that looks like a checkpoint. A `gs://` OUT_DIR is written
+to a local temporary folder and uploaded when complete, its top-level files (the JSON
+config a reader looks for) after its sub-folders. U-Nets (`converted.py`), CLIP
 (`clip_checkpoint.py`) and the prior (`diffusers_prior.py`) differ only in the config
 they store and the modules they restore into.
 """
@@ -22,6 +24,8 @@ from typing import Any, Callable, Iterator, Mapping
 import jax
 import orbax.checkpoint as ocp
 
+from videofusion_jax import storage
+
 PARAMS_DIR = "params"
 FORMAT_VERSION = 1
 
@@ -30,10 +34,20 @@ FORMAT_VERSION = 1
 def atomic_folder(out_dir: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
   """A temporary sibling of `out_dir` to write into, renamed to `out_dir` when the block
   ends without an exception (replacing it only with `overwrite`), deleted otherwise."""
-  out_dir = Path(out_dir).absolute()
+  out_dir = storage.absolute(out_dir)
   if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
     raise FileExistsError(f"{out_dir} exists and is not empty; choose a new --out or pass "
                           "--overwrite")
+  if storage.is_remote(out_dir):
+    tmp = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.partial-"))
+    try:
+      yield tmp
+      if out_dir.exists():
+        out_dir.rmtree()
+      storage.upload_tree(tmp, out_dir)
+    finally:
+      shutil.rmtree(tmp, ignore_errors=True)
+    return
   out_dir.parent.mkdir(parents=True, exist_ok=True)
   tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
   try:
@@ -50,7 +64,7 @@ def write_converted(out_dir: str | Path, params: Mapping, config_file: str,
                     config: Mapping[str, Any], *, overwrite: bool = False,
                     extra: Callable[[Path], None] | None = None) -> Path:
   """Write `params` and `config` (JSON) to `out_dir`; `extra(tmp_dir)` adds other files."""
-  out_dir = Path(out_dir).absolute()
+  out_dir = storage.absolute(out_dir)
   with atomic_folder(out_dir, overwrite=overwrite) as tmp:
     with ocp.StandardCheckpointer() as ckptr:
       ckptr.save(tmp / PARAMS_DIR, dict(params))
@@ -65,7 +79,7 @@ def write_converted(out_dir: str | Path, params: Mapping, config_file: str,
 def read_converted_config(path: str | Path, config_file: str, what: str,
                           command: str) -> dict[str, Any]:
   """The JSON config of a converted folder; a missing file names `command` to make it."""
-  file = Path(path) / config_file
+  file = storage.path(path) / config_file
   if not file.is_file():
     raise FileNotFoundError(f"{path} is not a converted {what}: {file} is missing (write "
                             f"one with `python -m videofusion_jax.convert {command}`)")
@@ -77,7 +91,7 @@ def read_converted_config(path: str | Path, config_file: str, what: str,
 
 def restore_params(path: str | Path, target: Any, what: str, config_file: str) -> Any:
   """The parameters of a converted folder, shaped like `target` (ShapeDtypeStructs)."""
-  path = Path(path)
+  path = storage.path(path)
   target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype), target)
   with ocp.StandardCheckpointer() as ckptr:
     try:

@@ -7,11 +7,11 @@ CLI imports this one.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from videofusion_jax import storage
 from videofusion_jax.data.folders import item_at_epoch
 
 KEY_FIELDS = ("key", "videoid", "path")
@@ -46,11 +46,11 @@ class ClipCacheSource:
 
   def __init__(self, source: Sequence[dict], path: str | os.PathLike, *,
                name: str = "source", text_inputs: bool = False):
-    path = Path(path)
+    path = storage.path(path)  # local or gs://
     if not path.is_file():
       raise FileNotFoundError(f"data.clip_cache={str(path)!r} does not exist; make it with "
                               "python -m videofusion_jax.tools.clip_cache")
-    with np.load(path, allow_pickle=False) as z:
+    with path.open("rb") as f, np.load(f, allow_pickle=False) as z:
       missing = [k for k in ("image_embeds", "keys", "captions") if k not in z.files]
       if missing:
         raise ValueError(f"{path} lacks {missing} (has {sorted(z.files)}); not a CLIP cache")

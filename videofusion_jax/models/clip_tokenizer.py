@@ -23,6 +23,8 @@ from typing import Sequence
 import numpy as np
 from absl import logging
 
+from videofusion_jax import storage
+
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 CONTRACTIONS = ("'s", "'t", "'re", "'ve", "'m", "'ll", "'d")
 WORD_SUFFIX = "</w>"
@@ -108,7 +110,7 @@ class CLIPTokenizer:
   @classmethod
   def from_dir(cls, path: str | Path, **kwargs) -> CLIPTokenizer:
     """Read `vocab.json`, `merges.txt` (and the pad token of `tokenizer_config.json`)."""
-    path = Path(path)
+    path = storage.path(path)
     vocab_file, merges_file = path / "vocab.json", path / "merges.txt"
     for f in (vocab_file, merges_file):
       if not f.is_file():

@@ -39,6 +39,7 @@ from absl import app, flags, logging
 from flax import nnx
 from ml_collections import config_flags
 
+from videofusion_jax import storage
 from videofusion_jax.convert.clip_checkpoint import load_clip
 from videofusion_jax.data.clip_cache_source import ClipCacheSource, clip_key  # noqa: F401 (re-export)
 from videofusion_jax.data.sources import make_source
@@ -135,14 +136,19 @@ def build_clip_cache(config: ml_collections.ConfigDict, clip_dir: str | os.PathL
     arrays["text_hidden"], arrays["null_text_hidden"] = hidden[row], hidden[null]
   if all(label is not None for label in labels):
     arrays["class_ids"] = np.asarray(labels, np.int32)
-  return _write_npz(Path(out), arrays)
+  return _write_npz(out, arrays)
 
 
-def _write_npz(out: Path, arrays: dict) -> Path:
-  """Write atomically: a temporary file in the same folder, renamed when complete."""
-  out = out.absolute()
+def _write_npz(out: str | Path, arrays: dict) -> Path:
+  """Write atomically: a temporary file in the same folder, renamed when complete (on
+  GCS: a local temporary file, uploaded when complete)."""
+  out = storage.absolute(out)
   if out.suffix != ".npz":
     raise ValueError(f"--out={out}; expected a path ending in .npz")
+  if storage.is_remote(out):
+    with storage.local_then_upload(out) as tmp:
+      np.savez(tmp, **arrays)
+    return out
   out.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".npz", dir=out.parent)
   try:

@@ -30,7 +30,7 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
-from videofusion_jax import diffusion
+from videofusion_jax import diffusion, storage
 from videofusion_jax.checkpoint import Checkpoints
 from videofusion_jax.data.sources import make_source
 from videofusion_jax.models.from_config import model_spec
@@ -106,7 +106,7 @@ def measure_workdir(workdir: str | Path, steps: list[int] | None = None, *,
   """{step: {t: {...}}} for the EMA weights of each of `steps` (default: every saved
   one), on `num_clips` clips the model was not trained on (the data config's source
   with seed + 1: the synthetic set's other clips; a folder's first clips)."""
-  folder = Path(workdir) / "checkpoints"
+  folder = storage.path(workdir) / "checkpoints"
   if not folder.is_dir():  # named here: orbax would only warn
     raise FileNotFoundError(f"--workdir={workdir}: no checkpoints/ folder; train there first")
   ckpt = Checkpoints(workdir, read_only=True)

@@ -26,7 +26,6 @@ as `condition/` (cond.kind="unclip"); `init_base_from` loads it into the model's
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Iterable
 
 import jax
@@ -34,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from videofusion_jax import storage
 from videofusion_jax.convert import diffusers_unclip
 from videofusion_jax.convert.converted import load_converted
 from videofusion_jax.models.unet import UNetConfig
@@ -162,7 +162,7 @@ def initial_params(vf: VideoFusionConfig, train_config, ema) -> dict[tuple, np.n
 
 def _condition_params(vf: VideoFusionConfig, base_path) -> dict[tuple, np.ndarray]:
   """("condition", ...) updates from `base_path`/condition/ (a converted unCLIP text_proj)."""
-  folder = Path(base_path) / diffusers_unclip.CONDITION_DIR
+  folder = storage.path(base_path) / diffusers_unclip.CONDITION_DIR
   if not folder.is_dir():
     if vf.cond.kind == "unclip":
       logging.warning("train.init_base_from=%s has no condition/ folder: the unclip "

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from videofusion_jax import storage
+
 PRECOMPUTE_HINT = ("make it with the CLIP precompute script: python -m "
                    "videofusion_jax.tools.clip_cache --config=configs/webvid.py "
                    "--clip=CONVERTED_CLIP_DIR --out=PATH --text_hidden (README, CLIP section)")
@@ -69,11 +71,11 @@ def _mask(z, prefix: str):
 
 def read_clip_cache(path: str | Path) -> PriorData:
   """The npz cache at `path` as PriorData; ValueError naming any bad array."""
-  path = Path(path)
+  path = storage.path(path)  # local or gs://
   if not str(path) or not path.is_file():
     raise FileNotFoundError(f"data.clip_cache={str(path)!r} does not exist; "
                             f"{PRECOMPUTE_HINT}")
-  with np.load(path, allow_pickle=False) as z:
+  with path.open("rb") as f, np.load(f, allow_pickle=False) as z:
     if "image_embeds" not in z:
       raise ValueError(f"{path} has no 'image_embeds' array (has {sorted(z.files)})")
     image = np.asarray(z["image_embeds"], np.float32)

@@ -25,6 +25,7 @@ import optax
 from absl import logging
 from flax import nnx
 
+from videofusion_jax import storage
 from videofusion_jax.checkpoint import Checkpoints
 from videofusion_jax.cli import ConfigError
 from videofusion_jax.diffusion import prior_diffusion
@@ -181,7 +182,8 @@ def train_prior(config: ml_collections.ConfigDict, workdir: str, *,
           {k: jnp.asarray(v) for k, v in data.null.items()
            if k == "text_embeds" or pc.uses_hidden_states})
   schedule = _schedule(config)
-  workdir = Path(workdir)
+  storage.check_reachable(workdir, "--workdir")  # gs://: no bucket, no credentials
+  workdir = storage.path(workdir)
   ckpt = Checkpoints(workdir, max_to_keep=t.max_checkpoints)
   start = ckpt.latest_step() or 0
   graphdef, _, target = _abstract(pc, config)
