@@ -158,7 +158,7 @@ def test_no_credentials_is_one_line_naming_the_path(tmp_path):
   assert "Traceback" not in out.stderr
 
 
-@pytest.mark.slow  # a SIGTERM'd run, its resume, and the real I3D: ~2-3 min on 2 cores
+@pytest.mark.slow  # a SIGTERM'd run, its resume, the real I3D: 11 min on 2 loaded cores
 def test_sigterm_resume_and_the_evaluate_cli_on_gcs(gs_prefix, tmp_path):
   videos = upload_videos(gs_prefix, frames=16)  # I3D's clip length, for the evaluation
   run = f"{gs_prefix}/run"
