@@ -91,6 +91,7 @@ def test_train_sample_evaluate_with_the_workdir_and_videos_on_gcs(gs_prefix, tmp
   assert f"training done in {run}" in out.stdout
   stored = objects(run)
   assert "metrics.jsonl" in stored and steps_logged(run) == [1, 2]
+  assert "parameters.txt" in stored
   assert any(p.startswith("checkpoints/2/state/") for p in stored), stored
   assert any(p.startswith("tensorboard/events.out.tfevents") for p in stored), stored
 

@@ -9,12 +9,15 @@ costs no transfer and is the same whether the run starts fresh or resumes.
 from __future__ import annotations
 
 import math
-from pathlib import Path
+import os
 
 import jax
 from absl import logging
 from clu import parameter_overview
+from etils import epath
 from flax import nnx
+
+from videofusion_jax import storage
 
 FILE_NAME = "parameters.txt"
 
@@ -33,14 +36,13 @@ def parameter_tables(params: nnx.State) -> str:
   return "\n\n".join(parts) + "\n"
 
 
-def log_parameter_tables(params: nnx.State, workdir: str | Path) -> Path | None:
+def log_parameter_tables(params: nnx.State, workdir: str | os.PathLike) -> epath.Path | None:
   """Log the tables once and write them to WORKDIR/parameters.txt (process 0); return
   the file written, or None on other processes."""
   text = parameter_tables(params)
   logging.info("Parameters:\n%s", text)
   if jax.process_index() != 0:
     return None
-  path = Path(workdir) / FILE_NAME
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(text)
+  path = storage.path(workdir) / FILE_NAME  # gs://: an object in the bucket
+  storage.write_bytes(path, text.encode())
   return path
