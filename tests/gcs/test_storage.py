@@ -12,12 +12,14 @@ import orbax.checkpoint as ocp
 import pytest
 from etils import epath
 
+from tests.data import footage
 from videofusion_jax import storage
 from videofusion_jax.checkpoint import Checkpoints, CheckpointError
 from videofusion_jax.cli import ConfigError
 from videofusion_jax.data import video_io
-from videofusion_jax.data.folders import VideoFolder
+from videofusion_jax.data.folders import VideoFolder, resize_and_crop
 from videofusion_jax.data.webvid import read_webvid_csv
+from videofusion_jax.data.window_reader import VideoReader
 from videofusion_jax.metric_writers import MetricWriter
 from videofusion_jax.metrics.features import FeatureCache
 from videofusion_jax.sampling import write_samples
@@ -79,6 +81,69 @@ def test_a_video_folder_on_gcs_gives_the_clips_of_the_same_local_folder(gs_prefi
     assert got["key"] == want["key"] and got["label"] == want["label"]
     np.testing.assert_array_equal(got["video"], want["video"])
   assert not remote.skipped
+
+
+def test_a_clip_of_a_long_mp4_on_gcs_decodes_only_its_window_as_the_local_copy(gs_prefix,
+                                                                              tmp_path):
+  # 20 s of footage at 24 fps, a keyframe every 24 frames; PyAV reads the object through
+  # gcsfs's file object and seeks on it.
+  length, gop = 480, 24
+  local = footage.encode(tmp_path / "videos" / "pan.mp4",
+                         footage.film(length, 24, (36, 48)), 24, gop=gop)
+  storage.upload(local, f"{gs_prefix}/videos/pan.mp4")
+  span = 5 * 3 + 1                        # 6 frames, stride 3
+  for fps in (None, 8.0):                 # by frame index, and by timestamp
+    sources = [VideoFolder(root, num_frames=6, image_size=32, frame_stride=3, fps=fps,
+                           random_start=True)
+               for root in (str(tmp_path / "videos"), f"{gs_prefix}/videos")]
+    for epoch in range(6):
+      want, got = (source.read_clip(0, epoch) for source in sources)
+      np.testing.assert_array_equal(got.frames, want.frames, err_msg=f"epoch {epoch}")
+      assert got.times == want.times and got.decoded == want.decoded
+      # From the keyframe before the window to its end, not the file's 480 frames.
+      assert got.decoded <= gop + span < length, (fps, epoch, got.decoded)
+    stats = sources[1].decode_stats
+    assert stats.clips == 6 and stats.decoded_frames < 6 * (gop + span)
+    assert not sources[1].skipped
+
+
+@pytest.mark.parametrize("name, kind, gop, bframes", [
+    ("h264.mkv", "mkv", 20, None), ("bframes.avi", "avi", 9, 2),
+    ("vp9.webm", "webm", 15, None), ("anim.gif", "gif", None, None)])
+def test_windows_of_other_containers_on_gcs_read_as_from_a_local_copy(gs_prefix, tmp_path,
+                                                                        name, kind, gop,
+                                                                        bframes):
+  """PyAV seeks the gcsfs file object of each container as it seeks a local file (GIF
+  does not seek: decoded from the start, as locally)."""
+  frames = footage.film(120 if kind != "gif" else 30, 24, (32, 40))
+  local = tmp_path / name
+  if kind == "gif":
+    video_io.write_gif(local, frames)
+  else:
+    footage.encode(local, frames, 24, kind, gop=gop, bframes=bframes)
+  storage.upload(local, f"{gs_prefix}/{name}")
+  for indices in ([3, 5], [len(frames) // 2, len(frames) // 2 + 4], [len(frames) - 2]):
+    with VideoReader(local) as want, VideoReader(f"{gs_prefix}/{name}") as got:
+      assert got.num_frames == want.num_frames == len(frames)
+      a, b = want.read(indices), got.read(indices)
+    np.testing.assert_array_equal(np.stack(b.frames), np.stack(a.frames))
+    assert b.times == a.times and b.decoded == a.decoded, (indices, b.decoded, a.decoded)
+    if gop:  # from a keyframe before the window (an AVI with B-frames: maybe one more GOP)
+      assert b.decoded <= 2 * gop + indices[-1] - indices[0] + 1 < len(frames), indices
+
+
+def test_a_frame_folder_on_gcs_fetches_only_the_windows_images(gs_prefix):
+  frames = footage.film(30, 25, (36, 48))
+  for i, frame in enumerate(frames):
+    video_io.write_png(f"{gs_prefix}/frames/clip/{i:04d}.png", frame)
+  # Outside the centre window: fetching it would fail the clip.
+  (epath.Path(gs_prefix) / "frames" / "clip" / "0001.png").write_bytes(b"not a png")
+  source = VideoFolder(f"{gs_prefix}/frames", num_frames=4, image_size=36, frame_stride=2)
+  window = source.read_clip(0)
+  start = (30 - 7) // 2
+  np.testing.assert_array_equal(
+      window.frames, np.stack([resize_and_crop(f, 36) for f in frames[start:start + 7:2]]))
+  assert window.decoded == 4 and not source.skipped
 
 
 def test_a_webvid_csv_and_its_videos_on_gcs(gs_prefix):

@@ -13,10 +13,13 @@ frame). Only the frames asked for are converted to RGB arrays.
 
 A frame folder (numbered images) opens only the window's files; it has no timestamps.
 
-A `gs://` video is read through a file object (`video_io.open_video`): PyAV seeks it like
-a local file (`seek`/`tell`, fetched in gcsfs's blocks), so a clip fetches and decodes
-about its window, not the whole file. A frame folder on GCS is listed once (by the
-caller's listing, or here) and only the window's images are fetched.
+A `gs://` video is read through a file object (`video_io.open_video`), which PyAV seeks
+like a local file (it has `seek` and `tell`): a clip decodes the same frames as from a
+local copy, and fetches only the blocks gcsfs reads around the header and the window (5
+MiB each), not the whole file (tests/gcs/test_storage.py checks mp4, mkv, avi with
+B-frames, webm and GIF). The packet count of a webm, mkv or GIF reads the file whole,
+once per file and source. A frame folder on GCS is listed once (by the caller's
+listing, or here) and only the window's images are fetched.
 
 Every read returns what it cost (`Window.decoded`, `Window.peak_bytes`), which the
 folder source sums into its `DecodeStats` and tests and benchmarks read.
@@ -285,7 +288,6 @@ class VideoReader:
     arrays = {i: _read_image(self._files[i]) for i in sorted(set(indices))}
     return Window([arrays[i] for i in indices], None, len(arrays),
                   sum(a.nbytes for a in arrays.values()))
-
 
 
 def _read_image(path: Path) -> np.ndarray:
