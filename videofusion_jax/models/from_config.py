@@ -12,6 +12,7 @@ from videofusion_jax.models.conditioning import ConditionConfig, condition_confi
 from videofusion_jax.models.execution import VIDEOFUSION_EXECUTION_FIELDS
 from videofusion_jax.models.presets import unet_config_from_dict
 from videofusion_jax.models.superres import SuperRes, superres_config
+from videofusion_jax.models.tracing import quiet_tracer_errors
 from videofusion_jax.models.unet import UNetConfig
 from videofusion_jax.models.vdm import VDM, vdm_config
 from videofusion_jax.models.videofusion import VideoFusion, VideoFusionConfig
@@ -64,7 +65,8 @@ class ModelSpec:
   cls: type
 
   def build(self, seed: int) -> nnx.Module:
-    return self.cls(self.config, rngs=nnx.Rngs(seed))
+    with quiet_tracer_errors():  # under eval_shape or a jitted init: models/tracing.py
+      return self.cls(self.config, rngs=nnx.Rngs(seed))
 
 
 def _videofusion_spec(config: ml_collections.ConfigDict) -> ModelSpec:
