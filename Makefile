@@ -12,7 +12,7 @@ export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0
 export JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES ?= -1
 
-.PHONY: demo test test-slow test-notebooks test-tfds device-wheels venv clean
+.PHONY: demo test test-flows test-slow test-notebooks test-tfds device-wheels venv clean
 
 venv: $(STAMP)
 
@@ -34,7 +34,13 @@ demo: $(STAMP)
 # --dist loadfile: a module's fixtures (e.g. the 8-device run in tests/parallel/) run
 # once, on one worker, instead of once per worker.
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile tests
+	$(PY) -m pytest -q -n 2 --dist loadfile -m 'not slow and not flow' tests
+
+# The user's commands as subprocesses: the CLIs on real material and on the GCS emulator,
+# fault injection (NaN, corrupt and unwritable checkpoints, SIGTERM), the 8-device child.
+# Their own tier: each pays a process start and its compiles (.ci/run runs it too).
+test-flows: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist loadfile -m 'flow and not slow' tests
 
 # Slow tests train for hundreds of steps: XLA's default optimisation (tests/conftest.py).
 test-slow: $(STAMP)

@@ -25,6 +25,8 @@ from videofusion_jax.checkpoint import CheckpointError
 from videofusion_jax.training import loop
 from videofusion_jax.training.loop import train
 
+pytestmark = pytest.mark.flow  # make test-flows (pyproject.toml: markers)
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--config=configs/demo.py", "--config.data.num_frames=4",
         "--config.data.num_clips=64", "--config.train.batch_size=2",

@@ -125,6 +125,7 @@ def test_empty_text_dropout_without_a_learned_null(cache, tmp_path):
   assert err1 < 0.5 * baseline < err0, (err1, baseline, err0)
 
 
+@pytest.mark.flow  # a CLI subprocess: make test-flows
 def test_cli_trains_the_synthetic_config(tmp_path):
   run = subprocess.run(
       [sys.executable, "-m", "videofusion_jax.train_prior",
@@ -138,6 +139,7 @@ def test_cli_trains_the_synthetic_config(tmp_path):
   assert prior.config.embedding_dim == DIM and schedule.num_timesteps == 100
 
 
+@pytest.mark.flow  # a CLI subprocess: make test-flows
 def test_cli_bad_field_is_one_line_with_exit_2_before_the_workdir_exists(tmp_path):
   run = subprocess.run(
       [sys.executable, "-m", "videofusion_jax.train_prior",
@@ -150,6 +152,7 @@ def test_cli_bad_field_is_one_line_with_exit_2_before_the_workdir_exists(tmp_pat
   assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.flow  # a CLI subprocess: make test-flows
 def test_cli_sigterm_saves_and_exits_with_the_preempted_code(tmp_path):
   proc = subprocess.Popen(
       [sys.executable, "-m", "videofusion_jax.train_prior",

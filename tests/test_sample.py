@@ -67,6 +67,7 @@ def test_video_io_round_trip_is_close():
     video_io.read_video("/tmp/missing.mp4")
 
 
+@pytest.mark.flow  # a CLI subprocess: make test-flows
 def test_sample_cli_flags(tmp_path):
   import subprocess
   import sys

@@ -82,6 +82,7 @@ def saved(tmp_path_factory):
   return flag, root / "run"
 
 
+@pytest.mark.flow  # a CLI subprocess: make test-flows
 def test_a_shape_override_that_contradicts_the_checkpoint_is_refused(saved):
   flag, run = saved
   out = _cli("sample", flag, f"--workdir={run}", "--config.data.image_size=32")
@@ -93,6 +94,7 @@ def test_a_shape_override_that_contradicts_the_checkpoint_is_refused(saved):
   assert not (run / "samples").exists()
 
 
+@pytest.mark.flow  # a CLI subprocess: make test-flows
 def test_another_runs_config_file_is_refused_naming_each_field(saved, tmp_path):
   flag, run = saved
   other = tmp_path / "other.py"
@@ -106,6 +108,7 @@ def test_another_runs_config_file_is_refused_naming_each_field(saved, tmp_path):
   assert not (run / "samples").exists()
 
 
+@pytest.mark.flow  # a CLI subprocess: make test-flows
 def test_evaluate_refuses_the_same_way_before_sampling(saved, tmp_path):
   flag, run = saved
   out = _cli("evaluate", flag, f"--fake={run}", "--config.data.num_frames=8",

@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.flow  # the benchmark's CLI: make test-flows
 
 ROOT = Path(__file__).parents[2]
 

@@ -27,6 +27,8 @@ from videofusion_jax.data import video_io
 from videofusion_jax.metrics.evaluation import EvalSettings, evaluate
 from videofusion_jax.metrics.features import FeatureExtractor
 
+pytestmark = pytest.mark.flow  # make test-flows (pyproject.toml: markers)
+
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--config.data.num_frames=4", "--config.train.batch_size=2",
         "--config.train.log_every=1", "--config.train.checkpoint_every=2",

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.flow  # make test-flows (pyproject.toml: markers)
+
 HERE = Path(__file__).parent
 MESHES = ["8x1x1", "2x4x1", "2x1x4", "2x2x2"]
 
