@@ -30,14 +30,15 @@ def window_changes(videos: np.ndarray, window: int, overlap: int) -> np.ndarray:
   return np.array([frame_change(videos[:, s:s + window]) for s in starts])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> np.ndarray:
+  """Print the table (and write the strip); return the frame change per window."""
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--window", type=int, required=True, help="the model's data.num_frames")
   parser.add_argument("--overlap", type=int, required=True, help="sample.overlap used")
   parser.add_argument("--strip", default=None, help="write a frame strip PNG here")
   parser.add_argument("--every", type=int, default=2, help="strip: every k-th frame")
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
   paths = sorted((Path(args.workdir) / "samples").glob("long_*.mp4"))
   if not paths:
     raise SystemExit(f"no long_*.mp4 in {args.workdir}/samples")
@@ -56,6 +57,7 @@ def main() -> None:
   if args.strip:
     strip = video_io.frame_strip(videos[:, ::args.every], scale=4)
     print(f"wrote {video_io.write_png(args.strip, strip)} ({strip.shape[1]}x{strip.shape[0]})")
+  return change
 
 
 if __name__ == "__main__":
