@@ -141,6 +141,7 @@ def long_video(config: str, workdir: Path, num_frames: int, *overrides: str):
   return video_io.read_video(workdir / "samples" / "long_000.mp4"), out
 
 
+@pytest.mark.flow  # four CLI subprocesses: make test-flows
 def test_train_sample_evaluate_and_a_long_video_through_the_clis(tmp_path):
   """The chain on a 2-step model (its videos are still noise): exit codes and artefacts.
   About 80 s of CPU with a warm compilation cache (train 40, sample 11, long video 15)."""
