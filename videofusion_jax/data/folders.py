@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from absl import logging
 from PIL import Image
 
 from videofusion_jax import storage
+from videofusion_jax.data.locked_source import LockedSource
 from videofusion_jax.data.window_reader import (FRAME_EXTENSIONS, DecodeStats, VideoReader,
                                                 Window, frame_files, numbered_frames)
 
@@ -157,7 +157,7 @@ def resize_and_crop(frame: np.ndarray, size: int) -> np.ndarray:
 
 
 @dataclasses.dataclass
-class VideoFolder:
+class VideoFolder(LockedSource):
   """Random-access source of {"video": (N, H, W, 3) float32 in [-1, 1], "label": int32,
   "key": str}."""
   root: str
@@ -204,21 +204,10 @@ class VideoFolder:
     if self.fps is not None and not self.fps > 0:
       raise ValueError(f"data.fps={self.fps}; expected > 0 (or None: every frame_stride-th "
                        "frame)")
-    self._lock = threading.Lock()
+    LockedSource.__init__(self)
     self.skipped: set[Path] = set()
     self.decode_stats = DecodeStats()
     self._counted_frames: dict[int, int] = {}  # videos whose container gave no count
-
-  def __getstate__(self) -> dict:
-    """grain's worker processes (`data.worker_count > 0`) get the source pickled: each
-    gets its own lock (a lock does not pickle)."""
-    state = dict(self.__dict__)
-    state.pop("_lock")
-    return state
-
-  def __setstate__(self, state: dict) -> None:
-    self.__dict__.update(state)
-    self._lock = threading.Lock()
 
   def __len__(self) -> int:
     return len(self.paths)

@@ -25,12 +25,12 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
-import threading
 
 import numpy as np
 from absl import logging
 
 from videofusion_jax.data.folders import resize_and_crop, window_start
+from videofusion_jax.data.locked_source import LockedSource
 
 # TFDS dataset -> (its video feature, its label feature or "")
 KNOWN_DATASETS = {
@@ -98,7 +98,7 @@ def open_prepared(name: str, split: str, data_dir: str):
 
 
 @dataclasses.dataclass
-class TfdsClips:
+class TfdsClips(LockedSource):
   """Random-access source of {"video": (N, H, W, C) float32 in [-1, 1], "label": int32,
   "key": "split/index"} over a prepared TFDS video dataset."""
   name: str
@@ -131,18 +131,8 @@ class TfdsClips:
     self.classes = list(features[label_key].names) if label_key else []
     # TFDS class id -> id in sorted-name order (see the module docstring).
     self._label_ids = np.argsort(np.argsort(self.classes)).astype(np.int32)
-    self._lock = threading.Lock()
+    LockedSource.__init__(self)
     self.skipped: set[int] = set()
-
-  def __getstate__(self) -> dict:
-    """grain's worker processes get the source pickled (a lock does not pickle)."""
-    state = dict(self.__dict__)
-    state.pop("_lock")
-    return state
-
-  def __setstate__(self, state: dict) -> None:
-    self.__dict__.update(state)
-    self._lock = threading.Lock()
 
   def __len__(self) -> int:
     return len(self.source)
