@@ -36,6 +36,7 @@ def _restore(workdir, step):
   return jax.tree.leaves(out["state"]), jax.tree.leaves(out["ema"])
 
 
+@pytest.mark.flow  # two train() runs on BAIR (~70 s on 2 cores): make test-flows
 def test_two_steps_on_bair_resume_bitwise_and_write_the_parameter_tables(tmp_path):
   config = bair_tiny_config(str(tmp_path / "tfds"))
   assert config.data.source == "tfds" and config.data.random_start

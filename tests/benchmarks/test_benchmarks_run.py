@@ -14,6 +14,7 @@ from benchmarks import decomposition_study, table4  # noqa: E402
 from videofusion_jax.metrics.features import FeatureExtractor  # noqa: E402
 
 
+@pytest.mark.flow  # the Table 4 benchmark as its user runs it: make test-flows
 def test_table4_measures_both_models_with_one_sampler_compile_each():
   setup = table4.Setup(preset="micro", batch=1, frames=4, image_size=16)
   result = table4.run(setup, steps=20, sampler_steps=3, sampler_calls=1)
