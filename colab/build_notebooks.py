@@ -311,14 +311,19 @@ def decomposition():
           ## A long video by replacement (Sec. 4.6)
           `controls.long_videos` makes videos longer than the model's 8-frame window, window
           by window: the frames a window shares with the previous one are replaced at every
-          DDIM step by the known frames, noised with that window's own decomposed noise (here
-          the centre frame is a known one, noised with the window's base noise). With the
+          DDIM step by the known frames, noised with that window's own decomposed noise. Here
+          the windows overlap by 3 of 8 frames, so each window's centre frame, which carries
+          the base noise, is a new one. With the
           base noise fixed for the whole video the content stays; with a fresh base noise per
           window (`fixed_base = False`, the baseline) it drifts. The plot shows how far each
           frame is from the first."""),
       code('''
           long = config.copy_and_resolve_references()
-          window, overlap = long.data.num_frames, long.data.num_frames // 2
+          # Overlap (window - 1) // 2: the centre frame, which carries the base noise, is new in
+          # every window, so fixed and fresh base noise differ; with a larger overlap the known
+          # centre frame holds the content and both look alike.
+          window = long.data.num_frames
+          overlap = long.sample.overlap = (window - 1) // 2
           long.sample.num_frames = window + (LONG_WINDOWS - 1) * (window - overlap)
           long.sample.num_videos = 1
           long.sample.batch_size = 1
