@@ -490,7 +490,7 @@ def evaluate():
       header(name, "FVD and KVD between two folders of videos", """
           `videofusion_jax.metrics.evaluation.evaluate(real, fake, settings)` scores a
           folder of generated videos against a folder of real ones (or a data config, or
-          a workdir to sample from: see the README's *Evaluating* section).
+          a workdir to sample from: see docs/evaluation.md).
 
           **The protocol.** Clips of `num_frames = 16` frames read at `image_size` (folders
           as the training pipeline reads them: centre clip, short side resized, centre

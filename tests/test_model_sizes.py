@@ -2,7 +2,7 @@
 
 Counts next to the paper's Tables 8 and 9 (printed with `pytest -s`). The base
 generators match within 15%; the residual generators are smaller than the paper says
-for the reason given in the README ("Model sizes").
+for the reason given in docs/models.md (the table of sizes against Tables 8 and 9).
 """
 
 import math

@@ -40,7 +40,7 @@ HOW_TO_GET = (
     "convert the UCF101-finetuned Chainer C3D of the TGAN/TGANv2 evaluation "
     "(conv3d_deepnetA_ucf.npz and its mean2.npz) with `python -m videofusion_jax.metrics.c3d "
     "--chainer_weights=conv3d_deepnetA_ucf.npz --chainer_mean=mean2.npz --out=PATH` "
-    "(README, section Evaluating)")
+    "(docs/evaluation.md)")
 
 
 class C3D(nnx.Module):

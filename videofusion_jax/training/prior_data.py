@@ -23,7 +23,7 @@ from videofusion_jax import storage
 
 PRECOMPUTE_HINT = ("make it with the CLIP precompute script: python -m "
                    "videofusion_jax.tools.clip_cache --config=configs/webvid.py "
-                   "--clip=CONVERTED_CLIP_DIR --out=PATH --text_hidden (README, CLIP section)")
+                   "--clip=CONVERTED_CLIP_DIR --out=PATH --text_hidden (docs/conditioning.md, CLIP section)")
 
 
 @dataclasses.dataclass
