@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,7 +28,9 @@ from etils import epath
 
 from videofusion_jax.cli import ConfigError
 
-REMOTE_PREFIXES = ("gs://",)
+# `scheme://`: gs:// (what the project tests, through gcsfs) and any other object store
+# epath has an fsspec backend for (s3:// with s3fs). file:// is a local path.
+_SCHEME = re.compile(r"([A-Za-z][\w+.-]*)://")
 HOW_TO_INSTALL = "pip install 'videofusion_jax[gcs]' (or [tpu])"
 HOW_TO_AUTHENTICATE = ("run `gcloud auth application-default login`, or set "
                        "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file; "
@@ -35,7 +38,9 @@ HOW_TO_AUTHENTICATE = ("run `gcloud auth application-default login`, or set "
 
 
 def is_remote(p: str | os.PathLike) -> bool:
-  return os.fspath(p).startswith(REMOTE_PREFIXES)
+  """An object store (gs://, s3://, ...): shared by every host, no folders, no appends."""
+  scheme = _SCHEME.match(os.fspath(p))
+  return scheme is not None and scheme.group(1).lower() != "file"
 
 
 def path(p: str | os.PathLike) -> epath.Path:
@@ -64,8 +69,9 @@ def list_files(root: str | os.PathLike) -> list[epath.Path]:
   root = path(root)
   if not is_remote(root):
     return sorted(epath.Path(d) / f for d, _, files in os.walk(root) for f in files)
-  found = _fs(root).find(os.fspath(root))
-  return sorted(epath.Path(f"gs://{f}") for f in found if not f.endswith("/"))
+  found = _fs(root).find(os.fspath(root))  # without the scheme: bucket/key
+  scheme = os.fspath(root).split("://", 1)[0]
+  return sorted(epath.Path(f"{scheme}://{f}") for f in found if not f.endswith("/"))
 
 
 def _access_line(p: str, name: str, error: BaseException) -> str | None:

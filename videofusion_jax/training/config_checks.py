@@ -4,10 +4,9 @@ the workdir is created: a typo costs seconds, names the field as the user writes
 
 from __future__ import annotations
 
-import re
-
 import ml_collections
 
+from videofusion_jax import storage
 from videofusion_jax.cli import ConfigError
 from videofusion_jax.models.from_config import ModelSpec, model_spec
 from videofusion_jax.training.optimizer import make_optimizer
@@ -34,8 +33,7 @@ def check_shared_workdir(workdir: str, t: ml_collections.ConfigDict,
   host a folder of its own, and the collective save writes shards no host can restore.
   A `scheme://` path other than file:// (gs://, s3://) counts as shared; a local path
   only with `train.allow_local_workdir_multihost` (an NFS mount). Raises ConfigError."""
-  scheme = re.match(r"([A-Za-z][\w+.-]*)://", str(workdir))
-  if process_count < 2 or (scheme and scheme.group(1).lower() != "file"):
+  if process_count < 2 or storage.is_remote(workdir):
     return
   if not t.get("allow_local_workdir_multihost", False):
     raise ConfigError(

@@ -211,6 +211,7 @@ def _run_steps(spec, config, workdir, ckpt, ts, mesh, rules, data_iter, state, e
     ckpt.save(step, *layout.unflatten(state_leaves, ema_leaves), data_iter, config,
               force=force)
     saved = step
+    writer.flush()  # metrics on a gs:// workdir at least as new as its checkpoints
 
   try:
     while step < t.num_steps and not preemption.stop_at(step):
