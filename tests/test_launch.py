@@ -198,12 +198,12 @@ def test_first_run_walkthrough_runs_exactly_the_commands_tested_here():
 
 
 def test_slurm_runs_one_task_per_gpu_with_srun():
-  out = dry_run("slurm_gpu.sbatch", "configs/webvid.py", "/shared/runs/w", VENV="/opt/venv")
+  out = dry_run("slurm_gpu.sbatch", "configs/webvid.py", "/nfs/runs/w", VENV="/opt/venv")
   assert out.returncode == 0, out.stderr
   srun, requeue = out.stdout.strip().splitlines()
   assert srun.split() == [
       "srun", "--kill-on-bad-exit=1", "--gpus-per-task=1", "/opt/venv/bin/python", "-m",
-      "videofusion_jax.train", "--config=configs/webvid.py", "--workdir=/shared/runs/w"]
+      "videofusion_jax.train", "--config=configs/webvid.py", "--workdir=/nfs/runs/w"]
   assert requeue == f"on exit {cli.PREEMPTED}: scontrol requeue $SLURM_JOB_ID"
   header = (LAUNCH / "slurm_gpu.sbatch").read_text()
   assert "#SBATCH --requeue\n" in header and "#SBATCH --signal=TERM@300\n" in header
