@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -28,9 +27,10 @@ from etils import epath
 
 from videofusion_jax.cli import ConfigError
 
-# `scheme://`: gs:// (what the project tests, through gcsfs) and any other object store
-# epath has an fsspec backend for (s3:// with s3fs). file:// is a local path.
-_SCHEME = re.compile(r"([A-Za-z][\w+.-]*)://")
+# The object stores epath has an fsspec backend for: gs:// (what the project tests,
+# through gcsfs), s3:// (s3fs), az:// and hf://. epath reads any other `scheme://` path,
+# file:// included, as a local one.
+REMOTE_SCHEMES = ("gs", "s3", "az", "hf")
 HOW_TO_INSTALL = "pip install 'videofusion_jax[gcs]' (or [tpu])"
 HOW_TO_AUTHENTICATE = ("run `gcloud auth application-default login`, or set "
                        "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file; "
@@ -39,8 +39,8 @@ HOW_TO_AUTHENTICATE = ("run `gcloud auth application-default login`, or set "
 
 def is_remote(p: str | os.PathLike) -> bool:
   """An object store (gs://, s3://, ...): shared by every host, no folders, no appends."""
-  scheme = _SCHEME.match(os.fspath(p))
-  return scheme is not None and scheme.group(1).lower() != "file"
+  scheme, sep, _ = os.fspath(p).partition("://")
+  return bool(sep) and scheme in REMOTE_SCHEMES
 
 
 def path(p: str | os.PathLike) -> epath.Path:

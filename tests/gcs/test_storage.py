@@ -324,10 +324,13 @@ def test_a_clip_cache_on_gcs_reads_as_the_local_one(gs_prefix, tmp_path):
   np.testing.assert_array_equal(a.null["text_hidden"], b.null["text_hidden"])
 
 
-def test_every_object_store_scheme_is_remote_and_file_urls_are_local():
+def test_the_object_stores_epath_serves_are_remote_and_other_urls_local():
   """One predicate for "an object store": what gets GCS handling (no appends, no
   folders) is also what a multi-host run accepts as a shared workdir."""
-  for remote in ("gs://bucket/w", "s3://bucket/w", "GS://bucket/w"):
+  for remote in ("gs://bucket/w", "s3://bucket/w"):
     assert storage.is_remote(remote)
-  for local in ("/tmp/runs/w", "runs/w", "file:///tmp/runs/w", "weights/gs:/x"):
+  # epath reads these as local paths (it would write ./hdfs:/...): local, so a
+  # multi-host run refuses them as a workdir.
+  for local in ("/tmp/runs/w", "runs/w", "file:///tmp/runs/w", "weights/gs:/x",
+                "hdfs://host/w"):
     assert not storage.is_remote(local)
