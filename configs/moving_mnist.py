@@ -1,32 +1,4 @@
-"""Moving MNIST (TFDS `moving_mnist`): two digits bouncing in 64x64 grey frames, 16 of
-each 20-frame sequence, unconditional. A small real benchmark, with smaller models than
-the paper's (our choice, not a paper setting): base 64 / residual 32 channels, mults
-1,2,3,4, Table 8's 2 layers per scale.
+"""The config is videofusion_jax/configs/moving_mnist.py (shipped in the package); this file
+keeps `--config=configs/moving_mnist.py` working from a clone's root (docs/configs.md)."""
 
-  python -m videofusion_jax.train --config=configs/moving_mnist.py --workdir=runs/mmnist
-  python -m videofusion_jax.train --config=configs/moving_mnist.py:/data/tensorflow_datasets ...
-
-The argument is the TFDS data_dir ("" = $TFDS_DATA_DIR or ~/tensorflow_datasets).
-TFDS stores its frames as a Video feature, which TensorFlow decodes: install the
-`[tfds]` extra (tensorflow-cpu) to train, and prepare the set once with
-`tfds build moving_mnist --data_dir=DIR --file_format=array_record`, then copy
-DIR/moving_mnist there. TFDS has only its 10,000-sequence "test" split.
-"""
-
-from configs import base
-
-
-def get_config(data_dir: str = ""):
-  c = base.get_config()
-  c.data.source = "tfds"
-  c.data.tfds_name = "moving_mnist"
-  c.data.split = "test"               # the only split TFDS makes
-  c.data.data_dir = data_dir
-  c.data.num_frames = 16
-  c.data.image_size = 64
-  c.data.channels = 1                 # grey
-  c.data.random_start = True          # a new 16-frame window of the 20 each epoch
-  c.model.base.block_out_channels = (64, 128, 192, 256)
-  c.model.residual.block_out_channels = (32, 64, 96, 128)
-  c.train.num_steps = 100_000
-  return c
+from videofusion_jax.configs.moving_mnist import *  # noqa: F401,F403

@@ -1,18 +1,4 @@
-"""Sky Time-lapse, 16 frames of 128x128, the paper's Table 8 models.
+"""The config is videofusion_jax/configs/sky_timelapse.py (shipped in the package); this file
+keeps `--config=configs/sky_timelapse.py` working from a clone's root (docs/configs.md)."""
 
-  python -m videofusion_jax.train --config=configs/sky_timelapse.py --workdir=runs/sky
-"""
-
-from configs import base
-
-
-def get_config(path: str = "data/sky_timelapse/sky_train"):
-  c = base.get_config()
-  c.data.source = "folder"
-  c.data.path = path                  # sky_train/<video>/<clip>/*.jpg (frame folders)
-  c.data.random_start = True
-  c.data.download = (
-      "Get the Sky Time-lapse set (Xiong et al., CVPR 2018; linked from "
-      "https://github.com/weixiong-ur/mdgan) and extract it so that "
-      "data/sky_timelapse/sky_train/<video>/<clip>/ holds .jpg frames.")
-  return c
+from videofusion_jax.configs.sky_timelapse import *  # noqa: F401,F403

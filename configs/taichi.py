@@ -1,19 +1,4 @@
-"""TaiChi-HD, 16 frames of 128x128, the paper's Table 8 models.
+"""The config is videofusion_jax/configs/taichi.py (shipped in the package); this file
+keeps `--config=configs/taichi.py` working from a clone's root (docs/configs.md)."""
 
-  python -m videofusion_jax.train --config=configs/taichi.py --workdir=runs/taichi
-"""
-
-from configs import base
-
-
-def get_config(path: str = "data/taichi/train"):
-  c = base.get_config()
-  c.data.source = "folder"
-  c.data.path = path                  # taichi/train/<id>.mp4 or taichi/train/<id>/*.png
-  c.data.random_start = True
-  c.data.frame_stride = 4             # TaiChi moves slowly at its frame rate
-  c.data.download = (
-      "Build TaiChi-HD with the scripts of https://github.com/AliaksandrSiarohin/"
-      "first-order-model (taichi-loading) and put the train clips in data/taichi/train/ "
-      "as .mp4 files or folders of .png frames.")
-  return c
+from videofusion_jax.configs.taichi import *  # noqa: F401,F403

@@ -1,28 +1,4 @@
-"""Weizmann Action, lam = 0.9 as the paper's content/motion experiment (Sec 4.7).
+"""The config is videofusion_jax/configs/weizmann.py (shipped in the package); this file
+keeps `--config=configs/weizmann.py` working from a clone's root (docs/configs.md)."""
 
-  python -m videofusion_jax.train --config=configs/weizmann.py --workdir=runs/weizmann
-  python -m videofusion_jax.sample --config=configs/weizmann.py --workdir=runs/weizmann \
-      --vary=both --num_videos=4
-
-Batches are blocks of `data.group_identities` people x `data.group_actions` actions;
-the train step shares the base noise across clips of one person and the residual noise
-across clips of one action, so the base noise learns content and the residual motion.
-"""
-
-from configs import base
-
-
-def get_config(path: str = "data/weizmann"):
-  c = base.get_config()
-  c.data.source = "weizmann"          # <person>_<action>[N].avi: identity and action ids
-  c.data.path = path
-  c.data.image_size = 64
-  c.data.random_start = True
-  c.data.group_identities = 2         # a batch of 64 = 16 blocks of 2 people x 2 actions
-  c.data.group_actions = 2
-  c.diffusion.lam = 0.9
-  c.data.download = (
-      "Download the Weizmann Action videos (classification database) from "
-      "https://www.wisdom.weizmann.ac.il/~vision/SpaceTimeActions.html and put the "
-      "<person>_<action>.avi files in data/weizmann/.")
-  return c
+from videofusion_jax.configs.weizmann import *  # noqa: F401,F403

@@ -5,7 +5,7 @@ import json
 import ml_collections
 import pytest
 
-from configs import base, demo
+from videofusion_jax.configs import base, demo
 from videofusion_jax.models import presets
 from videofusion_jax.models.from_config import videofusion_config
 
@@ -32,7 +32,9 @@ def test_demo_gpu_setting_trains_longer_the_same_checkpointable_model():
   assert gpu.data.worker_count > 0  # one reader thread cannot feed a GPU step
   assert config_differences(json.loads(cpu.to_json()), gpu) == []  # runs/demo resumes
   assert demo.get_config("cpu").to_json() == cpu.to_json()
-  with pytest.raises(ValueError, match="configs/demo.py:tpu; expected one of"):
+  assert demo.get_config("setting=gpu").to_json() == gpu.to_json()
+  with pytest.raises(ValueError, match=r"configs/demo.py: setting='tpu'; expected one of "
+                                       r"cpu\|gpu\|tiny"):
     demo.get_config("tpu")
 
 
@@ -70,7 +72,8 @@ def test_unknown_and_derived_unet_fields_are_rejected():
 def test_dataset_configs_say_where_to_put_missing_data(name, tmp_path):
   import importlib
   from videofusion_jax.data.sources import make_source
-  config = importlib.import_module(f"configs.{name}").get_config(str(tmp_path / "absent"))
+  module = importlib.import_module(f"videofusion_jax.configs.{name}")
+  config = module.get_config(str(tmp_path / "absent"))
   videofusion_config(config)  # the model part is valid
   with pytest.raises(FileNotFoundError, match="absent does not exist.*(Download|Get|Build)"):
     make_source(config.data, seed=0)

@@ -41,9 +41,18 @@ def parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    fail(f"{e} (see --helpfull)", BAD_INPUT)
+    fail(_config_file_error(str(e)) or f"{e} (see --helpfull)", BAD_INPUT)
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     fail(_override_error(e, argv), BAD_INPUT)
+
+
+def _config_file_error(text: str) -> str | None:
+  """The config file's own error (`configs/demo.py: setting='tpu'; expected one of ...`)
+  out of ml_collections' wrapping, which appends the whole traceback; None for others."""
+  if "Error whilst parsing config file" not in text:
+    return None
+  last = text.strip().splitlines()[-1]
+  return re.sub(r"^\w+(Error|Exception): ", "", last)
 
 
 def _override_error(error: Exception, argv: list[str]) -> str:
