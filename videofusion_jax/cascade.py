@@ -101,9 +101,9 @@ def superres_params(sr_config: ml_collections.ConfigDict, superres_workdir: str 
 
 def check_stages(config: ml_collections.ConfigDict, sr_config: ml_collections.ConfigDict):
   """The base model's frames must be what the SR model takes as its condition."""
-  if sr_config.model.get("kind") != "superres":
+  if sr_config.model.kind != "superres":
     raise ValueError(f"the super-resolution config has model.kind="
-                     f"{sr_config.model.get('kind')!r}; expected 'superres'")
+                     f"{sr_config.model.kind!r}; expected 'superres'")
   base, sr = config.data, sr_config.data
   if base.image_size != sr.low_res_size:
     raise ValueError(f"base data.image_size={base.image_size} but the SR model takes "

@@ -58,7 +58,7 @@ def make_mesh(mesh_config, devices: Sequence[jax.Device] | None = None) -> Mesh:
   shape = mesh_shape(mesh_config, len(devices))
   _avoid_shardy_miscompile(shape)
   axis_types = (AxisType.Auto,) * len(MESH_AXES)
-  slices = int(mesh_config.get("num_slices", 1))
+  slices = int(mesh_config.num_slices)
   if slices > 1:
     return Mesh(multi_slice_grid(shape, slices, devices), MESH_AXES, axis_types=axis_types)
   return jax.make_mesh(shape, MESH_AXES, axis_types=axis_types, devices=devices)

@@ -36,7 +36,7 @@ def sample_conditions(config: ml_collections.ConfigDict, cond: ConditionConfig,
     return None
   s = config.sample
   if cond.kind == "class":
-    class_id = int(s.get("class_id", -1))
+    class_id = int(s.class_id)
     if class_id < 0:
       ids = np.arange(num_videos) % cond.num_classes
       logging.info("Sampling classes 0..%d in turn (set sample.class_id for one).",
@@ -47,7 +47,7 @@ def sample_conditions(config: ml_collections.ConfigDict, cond: ConditionConfig,
   prompts = read_prompts(s)
   if prompts:
     return _prompt_conditions(s, cond, [prompts[k % len(prompts)] for k in range(num_videos)])
-  path = s.get("image_embeds", "")
+  path = s.image_embeds
   if not path:
     raise ValueError(f"cond.kind={cond.kind!r}: give a text prompt (--prompt or "
                      "--prompts_file, with sample.clip_dir and sample.prior_workdir) or "
@@ -102,7 +102,7 @@ def unclip_text_inputs(text: dict, null: dict, cond: ConditionConfig,
 
 def read_prompts(s: ml_collections.ConfigDict) -> list[str]:
   """`sample.prompt`, or the lines of `sample.prompts_file` ([] when neither is set)."""
-  path = s.get("prompts_file", "")
+  path = s.prompts_file
   if path:
     if not storage.path(path).is_file():
       raise FileNotFoundError(f"sample.prompts_file={path} does not exist")
@@ -110,7 +110,7 @@ def read_prompts(s: ml_collections.ConfigDict) -> list[str]:
     if not prompts:
       raise ValueError(f"sample.prompts_file={path} is empty; expected one prompt per line")
     return prompts
-  prompt = s.get("prompt", None)
+  prompt = s.prompt
   return [] if prompt is None else [prompt]
 
 
@@ -121,14 +121,14 @@ def _prompt_conditions(s, cond: ConditionConfig, prompts: list[str]) -> dict[str
   from videofusion_jax.prior_sampling import (encode_prompts, load_prior,  # pylint: disable=import-outside-toplevel
                                               prompt_image_embeds)
   for field in ("clip_dir", "prior_workdir"):
-    if not s.get(field, ""):
+    if not s[field]:
       raise ValueError(f"text prompts need sample.{field} (the converted CLIP folder and "
                        "the prior's workdir or converted folder)")
   clip = load_clip(s.clip_dir)
   prior, schedule = load_prior(s.prior_workdir)
   embeds = np.asarray(prompt_image_embeds(
       prior, schedule, clip, prompts, key=jax.random.key(s.base_seed),
-      guidance_scale=s.get("prior_guidance_scale", 4.0)), np.float32)
+      guidance_scale=s.prior_guidance_scale), np.float32)
   if embeds.shape[1] != cond.embed_dim:
     raise ValueError(f"the prior in {s.prior_workdir} makes {embeds.shape[1]}-d embeddings; "
                      f"the video model takes cond.embed_dim={cond.embed_dim}")

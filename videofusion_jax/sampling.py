@@ -42,7 +42,8 @@ class SamplerConfig:
   clip_x0: bool = True
   ddpm_variance: str = "fixed_small"
   noise_mode: str = "decomposed"
-  guidance_scale: float = 1.0         # classifier-free guidance (conditioned models)
+  guidance_scale: float = 3.0         # classifier-free guidance of conditioned models
+                                      # (paper Tables 8-9; 1: conditional only)
 
   def validate(self, learned_variance: bool) -> None:
     if self.sampler not in SAMPLERS:
@@ -209,7 +210,7 @@ def sampler_config(config: ml_collections.ConfigDict) -> SamplerConfig:
   return SamplerConfig(sampler=s.sampler, num_steps=s.num_steps, eta=s.eta,
                        clip_x0=s.clip_x0, ddpm_variance=s.ddpm_variance,
                        noise_mode=config.diffusion.noise_mode,
-                       guidance_scale=s.get("guidance_scale", 1.0))
+                       guidance_scale=s.guidance_scale)
 
 
 def _progress_line(start: float):
@@ -267,7 +268,7 @@ def load_ema_params(spec: ModelSpec, config: ml_collections.ConfigDict, workdir:
   try:
     step = ckpt.latest_step()
     if step is None:
-      if not config.sample.get("allow_untrained", False):
+      if not config.sample.allow_untrained:
         raise FileNotFoundError(
             f"no checkpoint in {ckpt.directory}: train there first (python -m "
             f"videofusion_jax.train --config=... --workdir={workdir}), or set "

@@ -121,12 +121,12 @@ def converted_config(folder: Path, settings: ml_collections.ConfigDict, *,
   c.train.sample_every = 0
   schedule = dict(schedule="cosine", num_timesteps=_num_timesteps(folder), objective="eps")
   for name, value in schedule.items():
-    if settings.diffusion.get(name, value) != value:
+    if settings.diffusion[name] != value:
       logging.info("Cascade: the converted SR model was trained with diffusion.%s=%r; "
                    "using it instead of %r.", name, value, settings.diffusion[name])
     c.diffusion[name] = value
   if (from_base and not sr.learned_variance
-      and c.sample.get("ddpm_variance") == "learned_range"):
+      and c.sample.ddpm_variance == "learned_range"):
     c.sample.ddpm_variance = "fixed_small"
   return c
 

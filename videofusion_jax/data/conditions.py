@@ -61,7 +61,7 @@ def conditioned_source(source: Any, data: ml_collections.ConfigDict,
   if cond.kind not in ("image_embed", "unclip"):
     return source
   unclip = cond.kind == "unclip"
-  if not data.get("clip_cache", ""):
+  if not data.clip_cache:
     raise ValueError(f"cond.kind={cond.kind!r} needs data.clip_cache, the CLIP embeddings "
                      "of the clips' centre frames"
                      + (" and captions" if unclip else "")

@@ -8,7 +8,7 @@ from videofusion_jax.data.folders import VideoFolder
 from videofusion_jax.data.superres_pairs import LowResPairs
 from videofusion_jax.data.synthetic import SyntheticShapes
 from videofusion_jax.data.tfds_source import TfdsClips
-from videofusion_jax.data.webvid import DEFAULT_TEMPLATE, WebVidSource
+from videofusion_jax.data.webvid import WebVidSource
 from videofusion_jax.data.weizmann import WeizmannFolder
 
 SOURCES = ("synthetic", "folder", "weizmann", "webvid", "tfds")
@@ -33,7 +33,7 @@ def _clip_source(data: ml_collections.ConfigDict, *, seed: int):
       raise ValueError(f"data.channels={data.channels}; the synthetic set is RGB (3)")
     return SyntheticShapes(num_clips=data.num_clips, num_frames=data.num_frames,
                            image_size=data.image_size, speed=data.synthetic_speed, seed=seed,
-                           labels=data.get("synthetic_labels", "shape"))
+                           labels=data.synthetic_labels)
   if data.source == "folder":
     if data.channels != 3:
       raise ValueError(f"data.channels={data.channels}; video folders are read as RGB (3)")
@@ -42,14 +42,14 @@ def _clip_source(data: ml_collections.ConfigDict, *, seed: int):
                        "--config=configs/folder.py:/path/to/videos")
     return VideoFolder(data.path, num_frames=data.num_frames, image_size=data.image_size,
                        frame_stride=data.frame_stride, random_start=data.random_start,
-                       seed=seed, fps=data.get("fps"), split_file=data.split_file,
+                       seed=seed, fps=data.fps, split_file=data.split_file,
                        download=data.download)
   if data.source == "weizmann":
     if data.channels != 3:
       raise ValueError(f"data.channels={data.channels}; Weizmann videos are read as RGB (3)")
     return WeizmannFolder(data.path, num_frames=data.num_frames, image_size=data.image_size,
                           frame_stride=data.frame_stride, random_start=data.random_start,
-                          seed=seed, fps=data.get("fps"), download=data.download,
+                          seed=seed, fps=data.fps, download=data.download,
                           group_identities=data.group_identities,
                           group_actions=data.group_actions)
   if data.source == "webvid":
@@ -57,9 +57,9 @@ def _clip_source(data: ml_collections.ConfigDict, *, seed: int):
       raise ValueError(f"data.channels={data.channels}; WebVid videos are read as RGB (3)")
     return WebVidSource(data.path, num_frames=data.num_frames, image_size=data.image_size,
                         frame_stride=data.frame_stride, random_start=data.random_start,
-                        seed=seed, fps=data.get("fps"), download=data.download,
-                        csv_path=data.get("webvid_csv", ""),
-                        template=data.get("webvid_template", DEFAULT_TEMPLATE))
+                        seed=seed, fps=data.fps, download=data.download,
+                        csv_path=data.webvid_csv,
+                        template=data.webvid_template)
   if data.source == "tfds":
     if not data.tfds_name:
       raise ValueError("data.tfds_name is empty; set it to a prepared TFDS video dataset, "

@@ -88,7 +88,7 @@ def condition_of(model_config) -> ConditionConfig:
 
 def model_spec(config: ml_collections.ConfigDict) -> ModelSpec:
   """The ModelSpec named by `config.model.kind` (default "videofusion")."""
-  kind = config.model.get("kind", "videofusion")
+  kind = config.model.kind
   if kind not in MODEL_KINDS:
     raise ValueError(f"model.kind={kind!r}; expected one of {sorted(MODEL_KINDS)}")
   return MODEL_KINDS[kind](config)

@@ -299,7 +299,8 @@ def superres_config(config: ml_collections.ConfigDict) -> SuperResConfig:
   Reads `model.unet`, `model.upsample`, `model.aug_max_level`, `model.learned_variance`,
   the execution fields, `data.channels/image_size/low_res_size`, `diffusion.lam/
   objective`, `cond` (the condition, as for VideoFusion) and `sample.aug_level` (the
-  sampling level; 0.1 when absent).
+  sampling level): every SR config sets them (configs' `base.superres_model`, the
+  cascade's converted stages).
   """
   model = config.model
   if "unet" not in model:
@@ -308,7 +309,7 @@ def superres_config(config: ml_collections.ConfigDict) -> SuperResConfig:
   if bad:
     raise ValueError(f"model.unet.{bad[0]} is derived by the SR model (data.channels, the "
                      "augmentation embedding); remove it from the config")
-  if config.train.get("sample_every", 0):
+  if config.train.sample_every:
     raise ValueError(f"train.sample_every={config.train.sample_every}; the SR model samples "
                      "only with low-res inputs, so set it to 0 and sample through the "
                      "cascade (python -m videofusion_jax.sample --superres_workdir=...)")
@@ -320,11 +321,11 @@ def superres_config(config: ml_collections.ConfigDict) -> SuperResConfig:
       channels=config.data.channels, image_size=config.data.image_size,
       low_res_size=config.data.low_res_size, lam=config.diffusion.lam,
       objective=config.diffusion.objective, learned_variance=model.learned_variance,
-      upsample=model.get("upsample", "bilinear"),
-      residual_input=model.get("residual_input", True),
+      upsample=model.upsample,
+      residual_input=model.residual_input,
       aug_embedding=model.get("aug_embedding", True),
-      aug_max_level=model.get("aug_max_level", 0.5),
-      sample_aug_level=config.sample.get("aug_level", 0.1), cond=condition_config(config),
+      aug_max_level=model.aug_max_level,
+      sample_aug_level=config.sample.aug_level, cond=condition_config(config),
       **{k: model[k] for k in EXECUTION_FIELDS if k in model})
   sr.validate()
   return sr

@@ -101,10 +101,10 @@ def vdm_config(config: ml_collections.ConfigDict) -> VDMConfig:
   if d.noise_mode != "standard":
     raise ValueError(f"diffusion.noise_mode={d.noise_mode!r} with model.kind='vdm'; the VDM* "
                      "baseline is trained and sampled with 'standard' (independent) noise")
-  if model.get("residual_chunks", 1) != 1:
+  if model.residual_chunks != 1:
     raise ValueError(f"model.residual_chunks={model.residual_chunks}; VDM* has no residual "
                      "generator (expected 1)")
-  if config.get("cond") is not None and config.cond.get("kind", "none") != "none":
+  if config.cond.kind != "none":
     raise ValueError(f"cond.kind={config.cond.kind!r}; VDM* is unconditional here "
                      "(expected 'none')")
   fields = model.base.to_dict()
@@ -114,7 +114,7 @@ def vdm_config(config: ml_collections.ConfigDict) -> VDMConfig:
   vdm = VDMConfig(
       unet=unet_config_from_dict(fields, "model.base"), channels=config.data.channels,
       lam=d.lam, objective=d.objective, learned_variance=model.learned_variance,
-      temporal_placement=model.get("temporal_placement", "attention"),
+      temporal_placement=model.temporal_placement,
       **{k: model[k] for k in EXECUTION_FIELDS if k in model})
   vdm.validate()
   return vdm

@@ -78,7 +78,7 @@ def build_clip_cache(config: ml_collections.ConfigDict, clip_dir: str | os.PathL
     if config.data.channels != 3:
       raise ValueError(f"data.channels={config.data.channels}; CLIP reads RGB frames (3)")
     source = make_source(config.data, seed=config.seed)
-  name = config.data.get("source", "source")
+  name = config.data.source
   count = min(len(source), limit) if limit else len(source)
   if count == 0:
     raise ValueError(f"data.source={name!r} holds no videos")

@@ -21,7 +21,7 @@ def check_train_fields(t: ml_collections.ConfigDict) -> None:
       raise ValueError(f"train.{name}={t[name]}; expected >= 1")
   if not 0.0 <= t.ema_decay < 1.0:
     raise ValueError(f"train.ema_decay={t.ema_decay}; expected 0 <= ema_decay < 1")
-  allow = t.get("allow_local_workdir_multihost", False)
+  allow = t.allow_local_workdir_multihost
   if not isinstance(allow, bool):
     raise ValueError(f"train.allow_local_workdir_multihost={allow!r}; expected True or "
                      "False")
@@ -35,7 +35,7 @@ def check_shared_workdir(workdir: str, t: ml_collections.ConfigDict,
   only with `train.allow_local_workdir_multihost` (an NFS mount). Raises ConfigError."""
   if process_count < 2 or storage.is_remote(workdir):
     return
-  if not t.get("allow_local_workdir_multihost", False):
+  if not t.allow_local_workdir_multihost:
     raise ConfigError(
         f"--workdir={workdir} is a local path, but this run has {process_count} "
         "processes that must all write the same checkpoint: use a gs:// bucket, or set "
@@ -45,11 +45,11 @@ def check_shared_workdir(workdir: str, t: ml_collections.ConfigDict,
 
 def check_data_fields(data: ml_collections.ConfigDict) -> None:
   """Data fields whose range a folder would otherwise only meet at the first clip."""
-  fps = data.get("fps")
+  fps = data.fps
   if fps is not None and not float(fps) > 0:
     raise ValueError(f"data.fps={fps}; expected > 0 (frames per second of a clip), or "
                      "None to take every data.frame_stride-th frame")
-  if int(data.get("frame_stride", 1)) < 1:
+  if int(data.frame_stride) < 1:
     raise ValueError(f"data.frame_stride={data.frame_stride}; expected >= 1")
 
 

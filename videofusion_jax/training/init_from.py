@@ -137,8 +137,8 @@ def initial_params(vf: VideoFusionConfig, train_config, ema) -> dict[tuple, np.n
   `ema` is the fresh parameter state (for the residual's shapes).
   """
   updates = {}
-  base_path = train_config.get("init_base_from", "")
-  residual_path = train_config.get("init_residual_from", "")
+  base_path = train_config.init_base_from
+  residual_path = train_config.init_residual_from
   if (base_path or residual_path) and not isinstance(vf, VideoFusionConfig):
     raise ValueError("train.init_base_from / train.init_residual_from initialise "
                      f"VideoFusion's two generators; model.kind builds {type(vf).__name__}")

@@ -35,8 +35,8 @@ from videofusion_jax.training.nonfinite import NonFiniteSteps
 from videofusion_jax.training.optimizer import learning_rate, make_optimizer
 from videofusion_jax.training.parameter_table import log_parameter_tables
 from videofusion_jax.training.preemption import Preemption, check_preemption_service
-from videofusion_jax.training.step import (StateLeaves, StepConfig, StepShardings,
-                                           make_train_step)
+from videofusion_jax.training.step import (StateLeaves, StepShardings, make_train_step,
+                                           step_config)
 
 
 @dataclasses.dataclass
@@ -91,7 +91,7 @@ def step_shardings(ts: TrainState, config: ml_collections.ConfigDict, mesh,
                    rules) -> StepShardings:
   """Where the train step's state, batch and (with `mesh.pin_activations`) the U-Nets'
   activations live on `mesh`."""
-  pin = config.mesh.get("pin_activations", True)
+  pin = config.mesh.pin_activations
   return StepShardings(
       state=ts.shardings[0], ema=ts.shardings[1],
       batch=parallel.batch_sharding(config.train.batch_size, rules, mesh),
@@ -178,11 +178,9 @@ def _run_steps(spec, config, workdir, ckpt, ts, mesh, rules, data_iter, state, e
   layout = StateLeaves.of(state, ema)
   state_leaves, ema_leaves = layout.flatten(state, ema)
   del state, ema  # donated by the first step: only the leaves stay valid
-  step_fn = make_train_step(ts.graphdef, StepConfig(
-      lam=vf.lam, noise_mode=config.diffusion.noise_mode,
-      base_stop_gradient=t.base_stop_gradient, ema_decay=t.ema_decay,
-      cond_drop_prob=t.get("cond_drop_prob", 0.0) if cond.enabled else 0.0),
-      learning_rate(config.optim, t.num_steps), shardings=shardings, leaves=layout)
+  step_fn = make_train_step(ts.graphdef, step_config(config, vf),
+                            learning_rate(config.optim, t.num_steps), shardings=shardings,
+                            leaves=layout)
   writer = MetricWriter(workdir, tensorboard=t.tensorboard, resume_step=start)
   progress = ProgressLine(t.num_steps, start)
   nonfinite = NonFiniteSteps(t.max_nonfinite_steps, start)

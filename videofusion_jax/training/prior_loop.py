@@ -63,7 +63,7 @@ def load_data(config: ml_collections.ConfigDict) -> PriorData:
 
 def check_data(pc: PriorConfig, data: PriorData, config: ml_collections.ConfigDict) -> None:
   """The cache's arrays fit the prior's config, else a ValueError naming both."""
-  src = f"data ({config.data.source} {config.data.get('clip_cache', '')})"
+  src = f"data ({config.data.source} {config.data.clip_cache})"
   def need(cond, msg):
     if not cond:
       raise ConfigError(f"{src}: {msg}")

@@ -16,23 +16,37 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 from flax import nnx
 
 from videofusion_jax import diffusion
 from videofusion_jax.diffusion.noise_sharing import training_noise
+from videofusion_jax.models.from_config import condition_of
 from videofusion_jax.models.logical_axes import with_activation_sharding
 from videofusion_jax.models.videofusion import needs_centre_frame
 
 
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
-  """Static settings of the train step."""
+  """Static settings of the train step; `step_config` reads them from an experiment
+  config, whose defaults (configs/base.py) these are."""
   lam: float = 0.5
   noise_mode: str = "decomposed"      # "standard": independent noise (VDM baseline)
   base_stop_gradient: bool = True     # False: Table 7's "w/o stop gradient" ablation
-  ema_decay: float = 0.999
-  cond_drop_prob: float = 0.0         # clips whose condition is dropped (guidance)
+  ema_decay: float = 0.9999
+  cond_drop_prob: float = 0.0         # clips whose condition is dropped (guidance);
+                                      # train.cond_drop_prob for conditioned models
+
+
+def step_config(config: ml_collections.ConfigDict, model_config) -> StepConfig:
+  """The train step's settings from an experiment config and the model's config (its
+  `lam`, and whether it is conditioned: only then are conditions dropped)."""
+  t = config.train
+  return StepConfig(lam=model_config.lam, noise_mode=config.diffusion.noise_mode,
+                    base_stop_gradient=t.base_stop_gradient, ema_decay=t.ema_decay,
+                    cond_drop_prob=t.cond_drop_prob if condition_of(model_config).enabled
+                    else 0.0)
 
 
 def ema_decay_at(step, decay: float):
