@@ -37,9 +37,10 @@ HANG = 600
 
 
 def tiny_config(num_steps):
-  from tests.test_train import tiny_config as shared
-  config = shared(num_steps)
-  config.train.tensorboard = False
+  """What TINY runs from Python (the same config: the kill -9 test compares them)."""
+  from videofusion_jax.configs import demo
+  config = demo.get_config("setting=tiny")
+  config.train.num_steps = num_steps
   return config
 
 

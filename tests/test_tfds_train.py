@@ -13,15 +13,15 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from configs import bair  # noqa: E402
-from tests.test_train import tiny_config  # noqa: E402
+from videofusion_jax.configs import bair, demo  # noqa: E402
 from videofusion_jax.checkpoint import Checkpoints  # noqa: E402
 from videofusion_jax.cli import BAD_INPUT, ConfigError  # noqa: E402
 from videofusion_jax.training.loop import train  # noqa: E402
 
 
 def bair_tiny_config(data_dir, num_steps=2):
-  config = tiny_config(num_steps)
+  config = demo.get_config("setting=tiny")
+  config.train.num_steps = num_steps
   config.data.update({k: v for k, v in bair.get_config(data_dir).data.items()
                       if k not in ("num_frames", "image_size")})
   config.train.checkpoint_every = 1

@@ -10,7 +10,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from configs import demo
+from videofusion_jax.configs import demo, folder
 from videofusion_jax.checkpoint import Checkpoints
 from videofusion_jax.cli import ConfigError
 from videofusion_jax.data import video_io
@@ -18,20 +18,6 @@ from videofusion_jax.sampling import sample
 from videofusion_jax.metric_writers import MetricWriter
 from videofusion_jax.training.loop import outcome, train
 from videofusion_jax.training.preemption import Preemption
-
-
-def tiny_config(num_steps=3):
-  config = demo.get_config()
-  config.data.num_frames = 4
-  config.data.num_clips = 64
-  config.train.num_steps = num_steps
-  config.train.batch_size = 2
-  config.train.log_every = 1
-  config.train.checkpoint_every = 2
-  config.sample.num_steps = 2
-  config.sample.num_videos = 2
-  config.sample.batch_size = 2
-  return config
 
 
 def _restore_all(workdir, step):
@@ -51,7 +37,9 @@ def straight(tmp_path_factory):
   """The reference run: 3 steps straight through, saved at step 2 and (at exit) step 3.
   The tests below work on copies of it, so each costs at most one more train()."""
   workdir = tmp_path_factory.mktemp("straight")
-  train(tiny_config(3), str(workdir))
+  config = demo.get_config("setting=tiny")  # 3 steps, saved at 2 and 3
+  config.train.tensorboard = True
+  train(config, str(workdir))
   return workdir
 
 
@@ -84,7 +72,8 @@ def test_ctrl_c_saves_the_step_it_stopped_at(tmp_path, monkeypatch):
       os.kill(os.getpid(), signal.SIGINT)
 
   monkeypatch.setattr(MetricWriter, "write", write_then_interrupt)
-  config = tiny_config(num_steps=50)
+  config = demo.get_config("setting=tiny")
+  config.train.num_steps = 50
   config.train.checkpoint_every = 50  # no periodic save before the interrupt
   before = signal.getsignal(signal.SIGINT)
   try:
@@ -128,7 +117,7 @@ def test_resume_past_a_killed_save_is_bitwise_identical(straight, tmp_path):
   (partial / "state" / "half_written").write_bytes(b"\x00" * 10)
   assert Checkpoints(resumed).latest_step() == 2  # the partial save is never a candidate
 
-  train(tiny_config(3), str(resumed))  # resumes at 2: state, EMA and data position
+  train(demo.get_config("setting=tiny"), str(resumed))  # resumes at 2: state, EMA and data position
   assert Checkpoints(resumed).latest_step() == 3
   (state_a, ema_a), (state_b, ema_b) = _restore_all(straight, 3), _restore_all(resumed, 3)
   assert len(state_a) == len(state_b) > 0 and len(ema_a) == len(ema_b) > 0
@@ -139,7 +128,7 @@ def test_resume_past_a_killed_save_is_bitwise_identical(straight, tmp_path):
 
 def test_samples_load_the_checkpoint(straight, tmp_path):
   run = shutil.copytree(straight, tmp_path / "run")
-  paths = sample(tiny_config(3), str(run))
+  paths = sample(demo.get_config("setting=tiny"), str(run))
   assert [p.name for p in paths] == ["video_000.mp4", "video_001.mp4", "strip.png"]
   for path in paths[:2]:
     assert video_io.read_video(path).shape == (4, 16, 16, 3)
@@ -147,7 +136,8 @@ def test_samples_load_the_checkpoint(straight, tmp_path):
 
 def test_incompatible_checkpoint_is_refused_by_field(straight, tmp_path):
   run = shutil.copytree(straight, tmp_path / "run")
-  config = tiny_config(4)
+  config = demo.get_config("setting=tiny")
+  config.train.num_steps = 4
   config.model.base.block_out_channels = (32, 32)
   with pytest.raises(ValueError, match="model.base.block_out_channels: \\[32, 64\\] -> "
                                        "\\[32, 32\\]"):
@@ -156,23 +146,18 @@ def test_incompatible_checkpoint_is_refused_by_field(straight, tmp_path):
 
 
 def test_one_step_on_a_folder_of_real_video_files(tmp_path):
-  from configs import folder
   frames = np.zeros((10, 24, 32, 3), np.uint8)
   for i in range(10):
     frames[i, 6:14, 2 + 2 * i:10 + 2 * i] = (30, 200, 90)
   for name in ("a", "b"):
     video_io.write_mp4(tmp_path / "videos" / "cls" / f"{name}.mp4", frames)
-  config = folder.get_config(str(tmp_path / "videos"))
-  for field in ("num_steps", "batch_size", "checkpoint_every"):
-    config.train[field] = tiny_config().train[field]
-  config.data.num_frames = 4
+  config = folder.get_config(f"path={tmp_path / 'videos'},setting=tiny")
   config.train.num_steps = 1
   metrics = train(config, str(tmp_path / "run"))
   assert np.isfinite(metrics["loss"]) and Checkpoints(tmp_path / "run").latest_step() == 1
 
 
 def test_missing_data_folder_fails_before_anything_is_written(tmp_path):
-  from configs import folder
   config = folder.get_config(str(tmp_path / "absent"))
   with pytest.raises(ConfigError, match="absent does not exist"):
     train(config, str(tmp_path / "run"))

@@ -128,8 +128,8 @@ def test_decomposition_study_end_to_end_with_training(tmp_path):
 @pytest.mark.slow
 def test_step_dispatch_times_both_ways_of_passing_the_state():
   from benchmarks import step_dispatch
-  from tests.test_train import tiny_config
-  config = tiny_config()
+  from videofusion_jax.configs import demo
+  config = demo.get_config("setting=tiny")
   config.model.base.block_out_channels = config.model.residual.block_out_channels = (32,)
   config.model.base.attention_levels = config.model.residual.attention_levels = ()
   result = step_dispatch.measure(config, steps=2, calls=3, rounds=1)

@@ -8,7 +8,7 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from configs import demo
+from videofusion_jax.configs import demo
 from videofusion_jax.convert import convert_diffusers_unet, load_converted, load_unet
 from videofusion_jax.models.from_config import videofusion_config
 from videofusion_jax.models.videofusion import VideoFusion
@@ -38,12 +38,9 @@ def converted(tmp_path_factory):
 
 
 def tiny_config(converted_dir, num_steps=1):
-  config = demo.get_config()
-  config.data.num_frames = 4
+  config = demo.get_config("setting=tiny")
   config.data.num_clips = 16
   config.train.num_steps = num_steps
-  config.train.batch_size = 2
-  config.train.log_every = 1
   config.train.checkpoint_every = 1
   config.train.init_base_from = str(converted_dir)
   return config

@@ -19,8 +19,8 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-from configs import demo  # noqa: E402
 from videofusion_jax import diffusion, parallel  # noqa: E402
+from videofusion_jax.configs import demo  # noqa: E402
 from videofusion_jax.checkpoint import Checkpoints  # noqa: E402
 from videofusion_jax.models.from_config import model_spec  # noqa: E402
 from videofusion_jax.sampling import SamplerConfig, VideoSampler  # noqa: E402
@@ -40,9 +40,8 @@ GOLDEN = ("residual/conv_in/kernel", "residual/down_blocks/1/resnets/0/conv1/ker
 
 
 def tiny_config(mesh_shape) -> ml_collections.ConfigDict:
-  config = demo.get_config()
-  config.data.num_frames = 4
-  config.train.batch_size = 8
+  config = demo.get_config("setting=tiny")
+  config.train.batch_size = 8                 # one clip per device
   config.mesh.data, config.mesh.fsdp, config.mesh.tensor = mesh_shape
   return config
 
