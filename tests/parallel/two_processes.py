@@ -13,19 +13,14 @@ import jax
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-from configs import demo  # noqa: E402
+from videofusion_jax.configs import demo  # noqa: E402
 from videofusion_jax.training.loop import train  # noqa: E402
 
 
 def main(port: str, process_id: str, workdir: str) -> None:
-  config = demo.get_config()
-  config.data.num_frames = 4
-  config.data.num_clips = 64
+  config = demo.get_config("setting=tiny")
   config.train.num_steps = 2
-  config.train.batch_size = 4
-  config.train.log_every = 1
-  config.train.checkpoint_every = 2
-  config.train.tensorboard = False
+  config.train.batch_size = 4                         # two clips per process
   config.train.allow_local_workdir_multihost = True  # one machine: the folder is shared
   config.distributed.enabled = "true"
   config.distributed.coordinator_address = f"127.0.0.1:{port}"
