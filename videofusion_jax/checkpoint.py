@@ -309,3 +309,9 @@ class Checkpoints:
     self.manager.wait_until_finished()
     self.manager.close()
 
+  def __enter__(self) -> "Checkpoints":
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()  # waits for saves in flight: a reader's `with` never leaves one behind
+

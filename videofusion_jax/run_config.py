@@ -130,8 +130,7 @@ def checkpoint_config(config: ml_collections.ConfigDict, workdir: str,
                       overrides: Mapping[str, Any] | None = None) -> RunConfig:
   """The config to sample WORKDIR's latest checkpoint with: `merge_with_saved` with that
   step's saved config, or `config` as it is when WORKDIR holds no checkpoint."""
-  ckpt = Checkpoints(workdir, read_only=True)
-  try:
+  with Checkpoints(workdir, read_only=True) as ckpt:
     step = ckpt.latest_step()
     saved = None
     if step is not None:
@@ -140,8 +139,6 @@ def checkpoint_config(config: ml_collections.ConfigDict, workdir: str,
       except Exception as e:  # noqa: BLE001: any failure to read is the step's damage
         raise CheckpointError(f"step {step} in {ckpt.directory}: its saved config does "
                               f"not read ({type(e).__name__}: {e})") from None
-  finally:
-    ckpt.close()
   directory = str(ckpt.directory)
   if saved is None:
     overrides = dict(overrides or {})

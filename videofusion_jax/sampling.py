@@ -264,8 +264,7 @@ def load_ema_params(spec: ModelSpec, config: ml_collections.ConfigDict, workdir:
   create = lambda: spec.build(config.seed)
   graphdef, abstract = nnx.split(nnx.eval_shape(create))
   shardings = parallel.state_shardings(abstract, rules, mesh)
-  ckpt = Checkpoints(workdir, read_only=True)
-  try:
+  with Checkpoints(workdir, read_only=True) as ckpt:
     step = ckpt.latest_step()
     if step is None:
       if not config.sample.allow_untrained:
@@ -283,8 +282,6 @@ def load_ema_params(spec: ModelSpec, config: ml_collections.ConfigDict, workdir:
     target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           abstract, shardings)
     return graphdef, ckpt.restore(step, ema=target)["ema"]
-  finally:
-    ckpt.close()
 
 
 def sample(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:

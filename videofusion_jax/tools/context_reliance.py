@@ -109,8 +109,7 @@ def measure_workdir(workdir: str | Path, steps: list[int] | None = None, *,
   folder = storage.path(workdir) / "checkpoints"
   if not folder.is_dir():  # named here: orbax would only warn
     raise FileNotFoundError(f"--workdir={workdir}: no checkpoints/ folder; train there first")
-  ckpt = Checkpoints(workdir, read_only=True)
-  try:
+  with Checkpoints(workdir, read_only=True) as ckpt:
     available = sorted(ckpt.manager.all_steps())
     if not available:
       raise FileNotFoundError(f"{folder} holds no finished checkpoint")
@@ -131,8 +130,6 @@ def measure_workdir(workdir: str | Path, steps: list[int] | None = None, *,
     return {step: context_reliance(graphdef, ckpt.restore(step, ema=target)["ema"], videos,
                                    schedule.alphas_cumprod, timesteps, repeats)
             for step in steps}
-  finally:
-    ckpt.close()
 
 
 def format_table(result: dict) -> str:

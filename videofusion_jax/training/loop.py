@@ -158,11 +158,8 @@ def _as_config_errors():
 
 
 def _has_checkpoints(workdir: Path) -> bool:
-  reader = Checkpoints(workdir, read_only=True)
-  try:
+  with Checkpoints(workdir, read_only=True) as reader:
     return bool(reader.all_steps())
-  finally:
-    reader.close()
 
 
 def _run_steps(spec, config, workdir, ckpt, ts, mesh, rules, data_iter, state, ema,
@@ -258,11 +255,8 @@ def outcome(workdir: str, num_steps: int, metrics: dict) -> Outcome:
   """Done, or stopped early (SIGTERM, Ctrl-C) and resumable."""
   summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
   summary = f": {summary}" if summary else ""  # empty when stopped before the first log
-  ckpt = Checkpoints(workdir, read_only=True)
-  try:
+  with Checkpoints(workdir, read_only=True) as ckpt:
     step = ckpt.latest_step()
-  finally:
-    ckpt.close()
   if step is not None and step < num_steps:
     return Outcome(f"stopped at step {step} of {num_steps}, saved in {workdir} (the same "
                    f"command resumes){summary}", stopped_early=True)

@@ -230,8 +230,7 @@ def train_prior(config: ml_collections.ConfigDict, workdir: str, *,
 
 def load_trained_prior(workdir: str | Path) -> tuple[PriorTransformer, Schedule]:
   """(prior with the EMA parameters and the data statistics, schedule) of a workdir."""
-  ckpt = Checkpoints(workdir, read_only=True)
-  try:
+  with Checkpoints(workdir, read_only=True) as ckpt:
     step = ckpt.latest_step()
     if step is None:
       raise FileNotFoundError(f"no prior checkpoint in {ckpt.directory}: train one with "
@@ -242,8 +241,6 @@ def load_trained_prior(workdir: str | Path) -> tuple[PriorTransformer, Schedule]
     pc = prior_config(config)
     graphdef, model_graphdef, target = _abstract(pc, config)
     restored = ckpt.restore(step, state=target[0], ema=target[1])
-  finally:
-    ckpt.close()
   trained, _ = nnx.merge(graphdef, restored["state"])
   model = nnx.merge(model_graphdef, restored["ema"], nnx.state(trained, PriorStat))
   return model, _schedule(config)
