@@ -69,10 +69,10 @@ test-tfds: $(TFDS_STAMP)
 	$(TFDS_VENV)/bin/python -m pytest -q -rs tests/data/test_tfds.py
 
 # A lent GPU's image has Python 3.12 and its own jax but not grain, ml_collections, av, ...:
-# those (at this venv's versions) as cp312 wheels for benchmarks/device_session.py to carry.
+# those (at this venv's versions) as cp312 wheels for scripts/device_session.py to carry.
 device-wheels: $(STAMP)
 	rm -rf .device_wheels
-	$(PY) benchmarks/device_session.py --download_wheels=.device_wheels
+	$(PY) scripts/device_session.py --download_wheels=.device_wheels
 
 clean:
 	rm -rf $(VENV) $(TFDS_VENV) .cache runs .device_wheels .device_work

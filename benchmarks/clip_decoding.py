@@ -1,6 +1,6 @@
 """Does a clip's cost grow with the video's length? (A benchmark, not a test.)
 
-  python benchmarks/clip_decoding.py [--short_s=10] [--long_s=300] [--height=720]
+  python -m benchmarks.clip_decoding [--short_s=10] [--long_s=300] [--height=720]
 
 Writes two files of the same footage once (a photograph filmed by a moving camera, 24
 fps, x264 `ultrafast` with its default keyframe interval of 250 frames), 10 seconds and
@@ -32,10 +32,8 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
-
-from benchmarks import provenance  # noqa: E402
-from videofusion_jax.data.folders import VideoFolder, resize_and_crop, window_start  # noqa: E402
+from benchmarks import provenance
+from videofusion_jax.data.folders import VideoFolder, resize_and_crop, window_start
 
 _SHORT = flags.DEFINE_float("short_s", 10, "Length of the short file, seconds.")
 _LONG = flags.DEFINE_float("long_s", 300, "Length of the long file, seconds.")

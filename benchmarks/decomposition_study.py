@@ -1,8 +1,8 @@
 """Does the decomposition help? FVD at equal training compute for lam in {0, .25, .5, .75}.
 
-  python benchmarks/decomposition_study.py                 # CPU default (~11 min, 2 quiet cores)
-  python benchmarks/decomposition_study.py --large         # a GPU: longer, more videos
-  python benchmarks/decomposition_study.py --data_path=/path/to/videos  # a local folder
+  python -m benchmarks.decomposition_study                 # CPU default (~11 min, 2 quiet cores)
+  python -m benchmarks.decomposition_study --large         # a GPU: longer, more videos
+  python -m benchmarks.decomposition_study --data_path=/path/to/videos  # a local folder
 
 The paper's Table 5 varies lam on UCF101 (FVD 149 / 122 / 139 / 181 at lam 0.1 / 0.25
 / 0.5 / 0.75). Here the tiny model of `configs/demo.py` is trained from scratch with the
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -34,16 +33,14 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
-
-from benchmarks import provenance  # noqa: E402
-from configs import demo  # noqa: E402
-from videofusion_jax import diffusion, sampling  # noqa: E402
-from videofusion_jax.data import video_io  # noqa: E402
-from videofusion_jax.metrics import evaluation, fvd, motion  # noqa: E402
-from videofusion_jax.metrics.features import FeatureExtractor, extract  # noqa: E402
-from videofusion_jax.models.from_config import model_spec  # noqa: E402
-from videofusion_jax.training.loop import train  # noqa: E402
+from benchmarks import provenance
+from configs import demo
+from videofusion_jax import diffusion, sampling
+from videofusion_jax.data import video_io
+from videofusion_jax.metrics import evaluation, fvd, motion
+from videofusion_jax.metrics.features import FeatureExtractor, extract
+from videofusion_jax.models.from_config import model_spec
+from videofusion_jax.training.loop import train
 
 
 @dataclasses.dataclass(frozen=True)

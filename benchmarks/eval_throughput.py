@@ -1,6 +1,6 @@
 """How fast are FVD/KVD features? (A benchmark, not a test.)
 
-  python benchmarks/eval_throughput.py [--batch_sizes=1,4] [--rounds=2]
+  python -m benchmarks.eval_throughput [--batch_sizes=1,4] [--rounds=2]
 
 I3D feature extraction (uint8 16x128x128 clips -> resize to 224 -> logits) at two batch
 sizes, timed interleaved in one process after a warm-up call per batch size (compile
@@ -12,18 +12,14 @@ generated videos (real features come from the cache after the first run).
 from __future__ import annotations
 
 import platform
-import sys
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
-
-from benchmarks import provenance  # noqa: E402
-from videofusion_jax.metrics import fvd  # noqa: E402
+from benchmarks import provenance
+from videofusion_jax.metrics import fvd
 
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "4"], "Two batch sizes to compare.")
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "Timed calls per batch size.")

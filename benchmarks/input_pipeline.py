@@ -1,6 +1,6 @@
 """Is the input pipeline fast enough to feed the train step? (A benchmark, not a test.)
 
-  python benchmarks/input_pipeline.py [--config=configs/demo.py] [--steps=20]
+  python -m benchmarks.input_pipeline [--config=configs/demo.py] [--steps=20]
 
 Measures, in one process and one run: clips/s that the grain pipeline delivers for the
 config's source, and clips/s that the jitted train step consumes (after a warm-up, so
@@ -10,7 +10,6 @@ For the folder source it writes a temporary folder of mp4 clips first.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,18 +19,16 @@ import jax.numpy as jnp
 from absl import app, flags
 from ml_collections import config_flags
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
-
-from benchmarks import provenance  # noqa: E402
-from videofusion_jax import diffusion  # noqa: E402
-from videofusion_jax.data import video_io  # noqa: E402
-from videofusion_jax.data.pipeline import make_dataset  # noqa: E402
-from videofusion_jax.data.sources import make_source  # noqa: E402
-from videofusion_jax.data.synthetic import SyntheticShapes  # noqa: E402
-from videofusion_jax.models.from_config import model_spec  # noqa: E402
-from videofusion_jax import parallel  # noqa: E402
-from videofusion_jax.training.loop import create_state  # noqa: E402
-from videofusion_jax.training.step import StepConfig, make_train_step  # noqa: E402
+from benchmarks import provenance
+from videofusion_jax import diffusion
+from videofusion_jax.data import video_io
+from videofusion_jax.data.pipeline import make_dataset
+from videofusion_jax.data.sources import make_source
+from videofusion_jax.data.synthetic import SyntheticShapes
+from videofusion_jax.models.from_config import model_spec
+from videofusion_jax import parallel
+from videofusion_jax.training.loop import create_state
+from videofusion_jax.training.step import StepConfig, make_train_step
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Experiment config.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed train steps and batches.")

@@ -1,7 +1,7 @@
 """Long videos by replacement (issue 8): frames/s and memory for 64, 128 and 512 frames.
 
-  python benchmarks/long_video.py                          # tiny model, CPU default
-  python benchmarks/long_video.py --lengths=64,128,512 --num_steps=25 --json=long.json
+  python -m benchmarks.long_video                          # tiny model, CPU default
+  python -m benchmarks.long_video --lengths=64,128,512 --num_steps=25 --json=long.json
 
 A video of L frames is made window by window (`controls.make_window_fn`: one jitted
 DDIM `lax.scan` per window, compiled once, `diffusion.long_video.long_video_windows`
@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import resource
-import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -33,18 +31,16 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
-
-from benchmarks import provenance, xla_analysis  # noqa: E402
-from configs import demo  # noqa: E402
-from videofusion_jax import controls, diffusion  # noqa: E402
-from videofusion_jax.data import video_io  # noqa: E402
-from videofusion_jax.diffusion.long_video import (check_long_video,  # noqa: E402
+from benchmarks import provenance, xla_analysis
+from configs import demo
+from videofusion_jax import controls, diffusion
+from videofusion_jax.data import video_io
+from videofusion_jax.diffusion.long_video import (check_long_video,
                                                   long_video_windows, window_keys)
-from videofusion_jax.diffusion.noise_sharing import video_keys  # noqa: E402
-from videofusion_jax.models.from_config import videofusion_config  # noqa: E402
-from videofusion_jax.models.videofusion import VideoFusion  # noqa: E402
-from videofusion_jax.sampling import sampler_config  # noqa: E402
+from videofusion_jax.diffusion.noise_sharing import video_keys
+from videofusion_jax.models.from_config import videofusion_config
+from videofusion_jax.models.videofusion import VideoFusion
+from videofusion_jax.sampling import sampler_config
 
 
 @dataclasses.dataclass(frozen=True)

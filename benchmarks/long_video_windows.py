@@ -1,7 +1,7 @@
 """Frame change per window of the long videos the sample CLI wrote, and a frame strip.
 
   python -m videofusion_jax.sample --config=configs/demo.py --workdir=runs/demo --num_frames=36
-  python benchmarks/long_video_windows.py --workdir=runs/demo --window=8 --overlap=4 \
+  python -m benchmarks.long_video_windows --workdir=runs/demo --window=8 --overlap=4 \
       --strip=docs/long_video_strip.png
 
 Reads WORKDIR/samples/long_*.mp4. Window w holds frames w * (window - overlap) ...
@@ -32,7 +32,8 @@ def window_changes(videos: np.ndarray, window: int, overlap: int) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> np.ndarray:
   """Print the table (and write the strip); return the frame change per window."""
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--window", type=int, required=True, help="the model's data.num_frames")
   parser.add_argument("--overlap", type=int, required=True, help="sample.overlap used")

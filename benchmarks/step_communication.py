@@ -1,8 +1,8 @@
 """What one sharded train step sends between devices, activations pinned vs not.
 (A benchmark, not a test: counts from the compiled programs, nothing is run.)
 
-  python benchmarks/step_communication.py                        # 8 fake CPU devices
-  python benchmarks/step_communication.py --cpu_devices=0 --meshes=1x1x8 \
+  python -m benchmarks.step_communication                        # 8 fake CPU devices
+  python -m benchmarks.step_communication --cpu_devices=0 --meshes=1x1x8 \
       --config=configs/ucf101.py --config.train.batch_size=32     # the real devices
 
 For each mesh (data x fsdp x tensor) the step is compiled twice in one process, with
@@ -18,21 +18,18 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
-
-from benchmarks import provenance  # noqa: E402
-from videofusion_jax import diffusion, parallel  # noqa: E402
-from videofusion_jax.models.from_config import model_spec  # noqa: E402
-from videofusion_jax.tools.collectives import collectives  # noqa: E402
-from videofusion_jax.training.loop import create_state, step_shardings  # noqa: E402
-from videofusion_jax.training.step import StepConfig, make_train_step  # noqa: E402
+from benchmarks import provenance
+from videofusion_jax import diffusion, parallel
+from videofusion_jax.models.from_config import model_spec
+from videofusion_jax.tools.collectives import collectives
+from videofusion_jax.training.loop import create_state, step_shardings
+from videofusion_jax.training.step import StepConfig, make_train_step
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Experiment config.")
 _MESHES = flags.DEFINE_list("meshes", ["8x1x1", "2x4x1", "2x1x4", "1x2x4", "2x2x2"],

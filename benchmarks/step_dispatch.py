@@ -1,7 +1,7 @@
 """Host time per train step: state and EMA passed as nnx.State trees vs as lists.
 
-  python benchmarks/step_dispatch.py                          # the CPU demo's model
-  python benchmarks/step_dispatch.py --config=configs/demo.py:gpu   # on a GPU
+  python -m benchmarks.step_dispatch                          # the CPU demo's model
+  python -m benchmarks.step_dispatch --config=configs/demo.py:gpu   # on a GPU
 
 A jitted call flattens its pytree arguments and rebuilds its pytree results on the
 host before and after the device runs; nnx.State does both in Python, a few
@@ -19,20 +19,16 @@ The two ways are interleaved round by round and each time is a median over round
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
-
-from benchmarks import provenance  # noqa: E402
-from benchmarks.train_setup import TrainSetup, train_setup  # noqa: E402
-from videofusion_jax.training.step import (StateLeaves, StepConfig,  # noqa: E402
+from benchmarks import provenance
+from benchmarks.train_setup import TrainSetup, train_setup
+from videofusion_jax.training.step import (StateLeaves, StepConfig,
                                            make_train_step)
 
 WAYS = ("trees", "leaves")

@@ -1,8 +1,8 @@
 """Table 4 on this machine: VideoFusion vs VDM* per denoising step, and the DDIM sampler.
 
-  python benchmarks/table4.py                     # CPU default: --preset=tiny
-  python benchmarks/table4.py --preset=table8 --batch=4 --dtype=bfloat16   # a GPU/TPU
-  python benchmarks/table4.py --preset=table9 --json=table4.json
+  python -m benchmarks.table4                     # CPU default: --preset=tiny
+  python -m benchmarks.table4 --preset=table8 --batch=4 --dtype=bfloat16   # a GPU/TPU
+  python -m benchmarks.table4 --preset=table9 --json=table4.json
 
 The paper (Table 4) re-implemented VDM on VideoFusion's base generator (VDM*) and
 reports, per denoising step, VideoFusion at 0.78x VDM*'s memory and 0.43x its latency.
@@ -56,8 +56,6 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from flax import nnx  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from benchmarks import op_profile, provenance, xla_analysis  # noqa: E402
 from videofusion_jax import diffusion, sampling  # noqa: E402
@@ -220,11 +218,14 @@ def sampler_variant(v: dict, config, setup: Setup, num_steps: int, calls: int) -
 
 def _isolated_peak(variant: str, setup: Setup) -> int | None:
   """Peak device bytes of one variant's step, measured in a fresh process."""
-  cmd = [sys.executable, __file__, f"--preset={setup.preset}", f"--batch={setup.batch}",
-         f"--frames={setup.frames}", f"--image_size={setup.image_size}",
-         f"--dtype={setup.dtype}", f"--vdm_temporal={setup.vdm_temporal}",
-         f"--attention={setup.attention}", f"--only={variant}"]
-  out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+  cmd = [sys.executable, "-m", "benchmarks.table4", f"--preset={setup.preset}",
+         f"--batch={setup.batch}", f"--frames={setup.frames}",
+         f"--image_size={setup.image_size}", f"--dtype={setup.dtype}",
+         f"--vdm_temporal={setup.vdm_temporal}", f"--attention={setup.attention}",
+         f"--only={variant}"]
+  # From the repository root, where `-m benchmarks.table4` resolves.
+  out = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                       text=True, check=True).stdout
   for line in out.splitlines():
     if line.startswith("PEAK_JSON "):
       return json.loads(line[len("PEAK_JSON "):])["peak_bytes"]

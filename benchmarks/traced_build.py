@@ -1,23 +1,19 @@
 """Building a model's abstract shapes (`nnx.eval_shape`, what train and sample do first),
 with flax as it is and through `ModelSpec.build` (models/tracing.py), side by side.
 
-  python benchmarks/traced_build.py --configs=demo,ucf101,webvid
+  python -m benchmarks.traced_build --configs=demo,ucf101,webvid
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
 import time
-from pathlib import Path
 
 from absl import app, flags
 from flax import nnx
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
-
-from benchmarks import provenance  # noqa: E402
-from videofusion_jax.models.from_config import model_spec  # noqa: E402
+from benchmarks import provenance
+from videofusion_jax.models.from_config import model_spec
 
 _CONFIGS = flags.DEFINE_list("configs", ["demo", "ucf101"], "Config modules under configs/.")
 _JSON = flags.DEFINE_string("json", "", "Also write the result here.")

@@ -1,8 +1,8 @@
 """Train-step throughput and MFU: remat off / on, XLA / cuDNN attention. (A benchmark.)
 
-  python benchmarks/train_throughput.py --config=configs/ucf101.py \
+  python -m benchmarks.train_throughput --config=configs/ucf101.py \
       --config.data.image_size=64 --config.model.dtype=bfloat16 --batch=32 --peak_tflops=989
-  python benchmarks/train_throughput.py            # CPU smoke run: demo config, no MFU
+  python -m benchmarks.train_throughput            # CPU smoke run: demo config, no MFU
 
 For each variant (`--variants`: no_remat; remat; cudnn = no remat with
 `model.attention=cudnn`, cuDNN's fused flash attention on a CUDA GPU), in one process:
@@ -20,20 +20,16 @@ and by what they compute (`op_profile.py`): what to attack when the MFU is low.
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
-
-from benchmarks import op_profile, provenance, xla_analysis  # noqa: E402
-from benchmarks.train_setup import train_setup  # noqa: E402
-from videofusion_jax.training.step import (StateLeaves, StepConfig,  # noqa: E402
+from benchmarks import op_profile, provenance, xla_analysis
+from benchmarks.train_setup import train_setup
+from videofusion_jax.training.step import (StateLeaves, StepConfig,
                                            make_train_step)
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Experiment config.")
@@ -46,7 +42,7 @@ _PROFILE = flags.DEFINE_bool("profile", True, "Also trace 2 steps of each varian
                              "print its op time by layer and op kind (op_profile.py).")
 _COMPILE_ONLY = flags.DEFINE_bool(
     "compile_only", False, "Compile the variants and exit: fills JAX_COMPILATION_CACHE_DIR "
-    "so a timed run later loads instead of compiling (benchmarks/device_session.py).")
+    "so a timed run later loads instead of compiling (scripts/device_session.py).")
 # name -> its model settings over the config's
 VARIANTS = {"no_remat": {"remat": False}, "remat": {"remat": True},
             "cudnn": {"remat": False, "attention": "cudnn"}}

@@ -1,8 +1,8 @@
-"""Test-wide settings: CPU only, fast compiles, a persistent compile cache, the repo
-root importable."""
+"""Test-wide settings: CPU only, fast compiles, a persistent compile cache. (The
+repository root, where configs/, benchmarks/ and scripts/ live, is importable through
+pytest's `pythonpath` setting in pyproject.toml.)"""
 
 import os
-import sys
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # `make test` is dominated by XLA compiling tiny models once each (a train step of the
@@ -21,8 +21,6 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(os.path.dirname(__file__), "..", ".cache", "jax"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
-# `configs/` lives at the repository root, next to the package.
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
 
 # `make test` runs `-n 2 --dist loadfile`: whole files go to the two workers in

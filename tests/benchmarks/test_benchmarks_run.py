@@ -2,16 +2,12 @@
 numbers (they are scripts, not tests, so this keeps them from rotting)."""
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[2]))
-
-from benchmarks import decomposition_study, table4  # noqa: E402
-from videofusion_jax.metrics.features import FeatureExtractor  # noqa: E402
+from benchmarks import decomposition_study, table4
+from videofusion_jax.metrics.features import FeatureExtractor
 
 
 @pytest.mark.flow  # the Table 4 benchmark as its user runs it: make test-flows

@@ -2,12 +2,7 @@
 decode's cost grows with the file, a window's held bytes do not (a script, not a test;
 this keeps it from rotting)."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parents[2]))
-
-from benchmarks import clip_decoding  # noqa: E402
+from benchmarks import clip_decoding
 
 
 def test_clip_decoding_compares_full_and_window_decodes(tmp_path):

@@ -20,7 +20,7 @@ def test_long_video_benchmark_cli_reports_per_length_rows(tmp_path):
   # Window 4, overlap 2, 3 DDIM steps, one video: the shape tests/test_controls.py
   # compiles too, so the persistent compile cache usually serves it.
   out = tmp_path / "long.json"
-  cmd = [sys.executable, "benchmarks/long_video.py", "--lengths=8,12,16", "--window=4",
+  cmd = [sys.executable, "-m", "benchmarks.long_video", "--lengths=8,12,16", "--window=4",
          "--overlap=2", "--num_steps=3", "--batch=1", f"--json={out}"]
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)

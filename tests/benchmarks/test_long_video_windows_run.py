@@ -1,16 +1,11 @@
 """benchmarks/long_video_windows.py tells clean windows from noise in the sample CLI's
 long_*.mp4 files and writes the strip (a script, not a test; this keeps it from rotting)."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parents[2]))
-
-from benchmarks import long_video_windows  # noqa: E402
-from videofusion_jax.data import video_io  # noqa: E402
+from benchmarks import long_video_windows
+from videofusion_jax.data import video_io
 
 WINDOW, OVERLAP = 4, 2     # 10 frames: windows start at 0, 2, 4, 6
 

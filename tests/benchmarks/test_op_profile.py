@@ -1,17 +1,13 @@
 """benchmarks/op_profile.py: XLA ops attributed to the layer that issued them and to what
 they compute, from the compiled module's text and a profiler trace."""
 
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[2]))
-
-from benchmarks import op_profile  # noqa: E402
+from benchmarks import op_profile
 
 
 def _layers(x, w):

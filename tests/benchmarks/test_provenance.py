@@ -3,12 +3,9 @@
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parents[2]))
-
-from benchmarks import provenance  # noqa: E402
+from benchmarks import provenance
 
 
 def test_commit_is_this_checkouts_head_or_unknown_outside_git(tmp_path, monkeypatch):

@@ -3,11 +3,10 @@
 jax fixes its device count at start-up, so these checks cannot share the test
 process; they print one JSON object that the tests assert on.
 
-  python tests/parallel/fake_devices.py WORKDIR
+  python -m tests.parallel.fake_devices WORKDIR     # from the repository root
 """
 
 import json
-import os
 import sys
 
 import jax
@@ -18,7 +17,6 @@ import jax.numpy as jnp  # noqa: E402
 import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 from videofusion_jax import diffusion, parallel  # noqa: E402
 from videofusion_jax.configs import demo  # noqa: E402
 from videofusion_jax.checkpoint import Checkpoints  # noqa: E402

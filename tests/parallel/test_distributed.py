@@ -17,7 +17,7 @@ from etils import epath
 
 from videofusion_jax import cli, storage
 
-HERE = Path(__file__).parent
+ROOT = Path(__file__).parents[2]  # the repository: `python -m tests.parallel...`
 
 
 def free_port() -> int:
@@ -31,8 +31,8 @@ def test_two_processes_train_together_and_agree_on_the_loss(tmp_path):
   port = free_port()
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   env.pop("XLA_FLAGS", None)
-  procs = [subprocess.Popen([sys.executable, str(HERE / "two_processes.py"), str(port),
-                             str(i), str(tmp_path / "run")],
+  procs = [subprocess.Popen([sys.executable, "-m", "tests.parallel.two_processes",
+                             str(port), str(i), str(tmp_path / "run")], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
            for i in range(2)]
@@ -52,7 +52,6 @@ def test_two_processes_train_together_and_agree_on_the_loss(tmp_path):
 
 # --- the train CLI on two processes: preemption agreed, a local workdir refused ---------
 
-ROOT = HERE.parent.parent
 TINY = [f"--config={ROOT}/configs/demo.py", "--config.data.num_frames=4",
         "--config.data.num_clips=64", "--config.train.batch_size=4",
         "--config.train.log_every=1", "--config.train.tensorboard=False"]

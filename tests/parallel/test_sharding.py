@@ -14,7 +14,7 @@ import pytest
 
 pytestmark = pytest.mark.flow  # make test-flows (pyproject.toml: markers)
 
-HERE = Path(__file__).parent
+ROOT = Path(__file__).parents[2]  # `python -m tests.parallel...` runs from here
 MESHES = ["8x1x1", "2x4x1", "2x1x4", "2x2x2"]
 
 
@@ -24,8 +24,8 @@ def run_checks(workdir, step_meshes):
   # flags, such as conftest's fast compiles (all its steps are compile-bound).
   env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split()
                               if not f.startswith("--xla_force_host_platform_device_count"))
-  proc = subprocess.run([sys.executable, str(HERE / "fake_devices.py"), str(workdir),
-                         ",".join(step_meshes)],
+  proc = subprocess.run([sys.executable, "-m", "tests.parallel.fake_devices", str(workdir),
+                         ",".join(step_meshes)], cwd=ROOT,
                         capture_output=True, text=True, env=env, timeout=1800)
   assert proc.returncode == 0, proc.stderr[-4000:]
   line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1]

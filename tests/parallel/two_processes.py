@@ -1,18 +1,17 @@
 """One of two processes of a jax.distributed run on 127.0.0.1, started by
-test_distributed.py:  python tests/parallel/two_processes.py PORT PROCESS_ID WORKDIR
+test_distributed.py from the repository root:
+  python -m tests.parallel.two_processes PORT PROCESS_ID WORKDIR
 
 Trains the tiny config for 2 steps through the real `train()` and prints its loss.
 """
 
 import json
-import os
 import sys
 
 import jax
 
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 from videofusion_jax.configs import demo  # noqa: E402
 from videofusion_jax.training.loop import train  # noqa: E402
 

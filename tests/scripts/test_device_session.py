@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -14,9 +15,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[2]))
-
-from benchmarks import device_session  # noqa: E402
+from scripts import device_session
 
 REPO = Path(device_session.__file__).resolve().parents[1]
 
@@ -79,9 +78,22 @@ def _defined_flags(script: Path) -> set[str]:
 def test_every_benchmark_flag_a_step_passes_is_defined_by_its_script(rehearse):
   for step in ("mfu", "table4"):
     (cmd,) = _commands(step, rehearse)
-    script = REPO / cmd[1]
-    flags = {a[2:].split("=")[0] for a in cmd[2:] if not a.startswith("--config.")}
+    assert cmd[1] == "-m", cmd  # benchmarks run as modules of their package
+    script = REPO / (cmd[2].replace(".", "/") + ".py")
+    flags = {a[2:].split("=")[0] for a in cmd[3:] if not a.startswith("--config.")}
     assert flags <= _defined_flags(script), (step, flags - _defined_flags(script))
+
+
+@pytest.mark.flow  # the script as the device runs it: make test-flows
+def test_the_script_starts_with_the_standard_library_alone():
+  """A bare device has none of our packages: as a file, without site-packages (-S) and
+  isolated from the environment (-I), it still starts and prints what it would run."""
+  proc = subprocess.run([sys.executable, "-I", "-S", "scripts/device_session.py",
+                         "--dry_run", "--steps=mfu,table4"], cwd=REPO, capture_output=True,
+                        text=True, timeout=60)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "mfu: python3 -m benchmarks.train_throughput" in proc.stdout
+  assert "table4: python3 -m benchmarks.table4 --preset=table8" in proc.stdout
 
 
 def test_device_sizes_are_the_issues_and_rehearsal_sizes_are_tiny():

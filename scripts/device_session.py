@@ -1,22 +1,22 @@
-"""A lent GPU session's measurements as one prepared command. (A benchmark driver, not a test.)
+"""A lent GPU session's measurements as one prepared command. (A driver, not a benchmark.)
 
 A device lease is short (15 minutes of an H200 per session, 10 per call) and starts bare,
 so everything it runs is prepared and rehearsed here first:
 
   make device-wheels                        # here: the packages the GPU image lacks, as
                                             # cp312 wheels in .device_wheels/ (~42 MB)
-  python benchmarks/device_session.py --rehearse --out=/tmp/rehearsal   # here, tiny sizes
-  python benchmarks/device_session.py --dry_run --steps=setup,mfu,table4  # what it would run
+  python scripts/device_session.py --rehearse --out=/tmp/rehearsal   # here, tiny sizes
+  python scripts/device_session.py --dry_run --steps=setup,mfu,table4  # what it would run
 
 then, on the device (`run` with carry [".device_wheels"], from the repository root):
 
-  python3 benchmarks/device_session.py --budget_s=560      # every step, in one call
+  python3 scripts/device_session.py --budget_s=560      # every step, in one call
 
 The first lease (2026-12-04, benchmarks/RESULTS.md) measured Table 4 and the demo but not
 the MFU: the UCF101 train step's compile outlasted its 420 s. For the MFU, split it:
 
-  python3 benchmarks/device_session.py --steps=setup,precompile --caps=precompile=540
-  python3 benchmarks/device_session.py --steps=setup,mfu,table4   # next call, still warm
+  python3 scripts/device_session.py --steps=setup,precompile --caps=precompile=540
+  python3 scripts/device_session.py --steps=setup,mfu,table4   # next call, still warm
 
 Steps (each one or more subprocesses, output teed to OUT/session.log):
   setup       installs .device_wheels/ into a private site folder (the image's own jax,
@@ -30,10 +30,10 @@ Steps (each one or more subprocesses, output teed to OUT/session.log):
   demo        `make demo`'s GPU setting (configs/demo.py:gpu), its training cut at its
               share of the budget if need be, then 8 videos sampled from the last
               checkpoint (issue 12);
-  mfu         benchmarks/train_throughput.py, UCF101 (Table 8) model at 16x64x64, bf16, with
+  mfu         benchmarks.train_throughput, UCF101 (Table 8) model at 16x64x64, bf16, with
               XLA and cuDNN attention, and with remat, each step's profile by layer and
               op kind (issue 4);
-  table4      benchmarks/table4.py --preset=table8 in bf16: latency, memory, FLOPs ratios
+  table4      benchmarks.table4 --preset=table8 in bf16: latency, memory, FLOPs ratios
               (VideoFusion as ours and with the paper's 2D residual, each over VDM*), the
               50-step sampler's host overhead, and each step's profile (issue 9).
 The decomposition study's --large setting (4 lams x 3 seeds of 20k steps) does not fit a
@@ -147,7 +147,7 @@ def step_commands(step: str, *, python: str, out: Path, work: Path, rehearse: bo
     for cmd in timed:
       cmd = [a for a in cmd if not a.startswith(("--json=", "--variants="))]
       cmd.append("--compile_only")
-      if "benchmarks/train_throughput.py" in cmd:
+      if "benchmarks.train_throughput" in cmd:
         compiles += [cmd + [f"--variants={v}"] for v in MFU_VARIANTS]
       else:
         compiles.append(cmd)
@@ -157,13 +157,13 @@ def step_commands(step: str, *, python: str, out: Path, work: Path, rehearse: bo
              else ["--config=configs/ucf101.py", "--config.data.image_size=64",
                    "--config.model.dtype=bfloat16", "--batch=32",
                    f"--peak_tflops={H200_BF16_PEAK_TFLOPS}"])
-    return [[python, "benchmarks/train_throughput.py", *sizes,
+    return [[python, "-m", "benchmarks.train_throughput", *sizes,
              f"--variants={','.join(MFU_VARIANTS)}", f"--json={out / 'train_throughput.json'}"]]
   if step == "table4":
     sizes = (["--preset=micro", "--batch=1", "--frames=4", "--image_size=16",
               "--sampler_steps=2", "--sampler_calls=1"] if rehearse
              else ["--preset=table8", f"--batch={table4_batch}", "--dtype=bfloat16"])
-    return [[python, "benchmarks/table4.py", *sizes, f"--json={out / 'table4.json'}"]]
+    return [[python, "-m", "benchmarks.table4", *sizes, f"--json={out / 'table4.json'}"]]
   if step == "demo":
     config = "configs/demo.py" if rehearse else "configs/demo.py:gpu"
     # Checkpoints often: the training is cut at the budget and the last one is sampled.
