@@ -63,9 +63,10 @@ def test_no_benchmark_script_or_test_edits_sys_path():
 
 def _documents() -> list[Path]:
   """Where a user reads a command: the README, docs/, and the scripts' own docstrings
-  and messages. Not benchmarks/RESULTS.md: its entries quote the command each result was
-  run with, in that commit's form."""
+  and messages. Not the results and their history (benchmarks/RESULTS.md or wherever
+  they live): an entry quotes the command its result was run with, in that commit's form."""
   docs = [ROOT / "README.md", ROOT / "Makefile", *sorted((ROOT / "docs").rglob("*.md"))]
+  docs = [d for d in docs if not re.search(r"result|histor", d.name, re.IGNORECASE)]
   for folder in ("benchmarks", "scripts", "videofusion_jax", "configs", "colab"):
     docs += sorted((ROOT / folder).rglob("*.py"))
   return [d for d in docs if d.exists()]
