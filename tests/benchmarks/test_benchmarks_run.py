@@ -119,20 +119,3 @@ def test_decomposition_study_end_to_end_with_training(tmp_path):
   result = decomposition_study.run_study(settings, str(tmp_path), extractor)
   _check_study(result, settings)
   assert all(np.isfinite(r["final_loss"]) for r in result["runs"])
-
-
-@pytest.mark.slow
-def test_step_dispatch_times_both_ways_of_passing_the_state():
-  from benchmarks import step_dispatch
-  from videofusion_jax.configs import demo
-  config = demo.get_config("setting=tiny")
-  config.model.base.block_out_channels = config.model.residual.block_out_channels = (32,)
-  config.model.base.attention_levels = config.model.residual.attention_levels = ()
-  result = step_dispatch.measure(config, steps=2, calls=3, rounds=1)
-  text = step_dispatch.format_table(result)
-  assert "leaves / trees" in text and result["commit"] in text
-  assert set(result["rows"]) == {"trees", "leaves"}
-  for row in result["rows"].values():
-    assert row["no_op_ms"] > 0 and row["train_step_ms"] > 0
-  assert all(np.isfinite(r) and r > 0 for r in result["ratios"].values())
-  assert result["arrays"] > 100  # both models' parameters, Adam's two moments, the EMA

@@ -108,7 +108,8 @@ class StateLeaves:
   Python, a few microseconds an array: for the demo model's state, optimizer and EMA
   (1,525 arrays) a train step that returns its inputs unchanged costs 25.2 ms of host
   time on a 2-core CPU, and 4.3 ms given the same arrays as lists
-  (`benchmarks/step_dispatch.py`, RESULTS.md). The trees are rebuilt only to save or sample.
+  (benchmarks/RESULTS.md; the retired script: `git show 54c214f:benchmarks/step_dispatch.py`).
+  The trees are rebuilt only to save or sample.
   """
   state: Any   # jax.tree_util.PyTreeDef of the (model, optimizer) state
   ema: Any     # ... of the EMA parameters
