@@ -6,9 +6,11 @@ stays stable (fixed cell ids, no outputs, no execution counts):
   python colab/build_notebooks.py          # rewrite colab/*.ipynb
   python colab/build_notebooks.py --check  # exit 1 if a stored notebook differs
 
-Every notebook opens with the same three cells: an install cell (Colab only: clone and
-`%pip install`; a no-op where the package is importable), the parameters (`TINY` under
-CI via VIDEOFUSION_TINY=1) and a setup cell that prints the JAX backend.
+Every notebook opens with the same three cells: an install cell (a no-op where the
+package is importable; else `%pip install -e` of the clone the notebook runs in, or in
+Colab of `REPO_URL` cloned: the project names no public URL, so there is no placeholder
+to edit, only that one variable), the parameters (`TINY` under CI via
+VIDEOFUSION_TINY=1) and a setup cell that prints the JAX backend.
 `colab/test_notebooks.py` (`make test-notebooks`) executes them with nbclient.
 """
 
@@ -22,12 +24,6 @@ from pathlib import Path
 import nbformat
 
 HERE = Path(__file__).resolve().parent
-ORG = "videofusion-jax"  # placeholder GitHub organisation of the repository
-REPO_URL = f"https://github.com/{ORG}/videofusion_jax"
-
-
-def colab_url(name: str) -> str:
-  return f"https://colab.research.google.com/github/{ORG}/videofusion_jax/blob/main/colab/{name}"
 
 
 def md(text: str):
@@ -40,37 +36,65 @@ def code(*parts: str):
                                              ).strip())
 
 
+# No "Open in Colab" badge: a badge needs the repository's public GitHub address, which
+# this project does not name (a made-up one would send readers to a page that is not
+# there). The install cell says how to run a notebook in Colab from a copy instead.
+COLAB_HOWTO = """In Colab: upload this notebook (File > Upload notebook) and set `REPO_URL`
+in the first cell to the git URL of your copy of the repository. Elsewhere: open it
+from a clone."""
+
+
 def header(name: str, title: str, intro: str):
-  badge = (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-           f"({colab_url(name)})")
-  return md(f"# {title}\n\n{badge}\n\n{textwrap.dedent(intro).strip()}")
+  return md(f"# {title}\n\n{textwrap.dedent(intro).strip()}\n\n{COLAB_HOWTO}")
 
 
 def install(extras: str):
+  """The first cell: nothing where videofusion_jax imports already; otherwise `%pip install
+  -e` of the clone the notebook runs in or, in Colab, of REPO_URL cloned, with the
+  `colab` extra (no kernel packages: Colab pins its own), `extras` and the runtime's
+  accelerator."""
+  wanted = ",".join(["colab", *filter(None, [extras])])
   return code(f'''
-      # Colab: clone the repository and install it with this notebook's extras (about a
-      # minute; the JAX build for the runtime's GPU or TPU is picked automatically).
-      # Wherever videofusion_jax is already importable (a checkout after `make venv`, CI)
-      # this cell does nothing.
+      # Install (about a minute; the JAX build for the runtime's GPU or TPU is picked
+      # automatically). Nothing to do where videofusion_jax imports already (a checkout
+      # after `make venv`, CI); inside a clone of the repository it installs that clone.
+      # In Colab, set REPO_URL to the git URL of your copy of the repository: it is
+      # cloned to CLONE_DIR and installed from there.
+      REPO_URL = ""
+      CLONE_DIR = "/content/videofusion_jax"
+
       import importlib.util
       import os
       import subprocess
       import sys
+      from pathlib import Path
 
-      REPO_URL = "{REPO_URL}"  # placeholder organisation
-      CLONE_DIR = "/content/videofusion_jax_repo"
+
+      def find_clone():
+        """The repository this notebook runs inside, or the one already in CLONE_DIR."""
+        for folder in (Path.cwd(), *Path.cwd().parents, Path(CLONE_DIR)):
+          if (folder / "pyproject.toml").is_file() and (folder / "videofusion_jax").is_dir():
+            return folder
+        return None
+
+
       if importlib.util.find_spec("videofusion_jax") is None:
-        if "google.colab" not in sys.modules:
-          raise RuntimeError("videofusion_jax is not installed: in a checkout run `make venv` "
-                             "and `.venv/bin/pip install -e '.[{extras}]'`")
-        if not os.path.isdir(CLONE_DIR):
+        clone = find_clone()
+        if clone is None:
+          if not REPO_URL:
+            raise RuntimeError("videofusion_jax is not installed and this notebook is not "
+                               "inside a clone: set REPO_URL in this cell to the git URL "
+                               "of your copy of the repository and run it again")
           subprocess.run(["git", "clone", "--depth=1", REPO_URL, CLONE_DIR], check=True)
+          clone = Path(CLONE_DIR)
         accelerator = ("cuda" if os.path.exists("/dev/nvidia0") else
                        "tpu" if os.path.exists("/dev/accel0") or "COLAB_TPU_ADDR" in os.environ
                        else None)
-        extras = ",".join(filter(None, ["{extras}", accelerator]))
-        get_ipython().run_line_magic("pip", f"install -q -e {{CLONE_DIR}}[{{extras}}]")
-        sys.path.insert(0, CLONE_DIR)  # importable now, without restarting the runtime
+        extras = ",".join(filter(None, ["{wanted}", accelerator]))
+        get_ipython().run_line_magic("pip", f"install -q -e {{clone}}[{{extras}}]")
+        # A running kernel does not read the new install's path entry (a restart would):
+        # this makes the clone importable now.
+        sys.path.insert(0, str(clone))
       ''')
 
 
@@ -140,7 +164,7 @@ def quickstart():
           through the package's two entry functions, `train(config, workdir)` and
           `sample(config, workdir)`, the same ones `python -m videofusion_jax.train` and
           `.sample` call."""),
-      install("notebooks"),
+      install(""),
       parameters(DEMO_PARAMETERS, '''
           NUM_VIDEOS = 4 if TINY else 8
           '''),
@@ -219,7 +243,7 @@ def decomposition():
           residuals. This notebook shows the consequences with the package's functions:
           the frame correlations for several $\\lambda$, seed grids (same base seed: same
           content; same residual seed: same motion) and a long video by replacement."""),
-      install("notebooks"),
+      install(""),
       parameters(DEMO_PARAMETERS, '''
           LAMS = (0.0, 0.25, 0.5, 0.9)       # base-noise shares to compare
           NOISE_VIDEOS = 32 if TINY else 256  # noise draws behind each correlation matrix
@@ -363,7 +387,7 @@ def convert_and_sample():
           left empty (and in CI) the notebook builds a tiny, randomly initialised diffusers
           `UNet2DModel` with the layout of the demo's base generator, so everything below
           runs without a download."""),
-      install("notebooks,convert"),
+      install("convert"),
       parameters('''
           DIFFUSERS_DIR = ""                # a diffusers UNet2DModel folder; "" = tiny random one
           CONVERTED_DIR = "runs/converted_unet"
@@ -505,7 +529,7 @@ def evaluate():
           Set `REAL_DIR` and `FAKE_DIRS` to your folders (e.g. `runs/demo/samples`);
           left empty, the notebook writes folders of synthetic clips and damaged copies of
           them, so you can see what the metrics react to."""),
-      install("notebooks,eval"),
+      install("eval"),
       parameters('''
           REAL_DIR = ""           # a folder of real videos; "" = synthetic clips written below
           FAKE_DIRS = {}          # {"name": folder}; {} = the damaged copies written below

@@ -11,8 +11,11 @@ VIDEOFUSION_NOTEBOOK_OUT=DIR keeps the executed copies (with outputs) in DIR.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -48,6 +51,50 @@ def test_stored_notebook_is_clean_and_generated(name):
   assert not {"widgets", "execution"} & set(nb.metadata), nb.metadata.keys()
   # The JSON is exactly what colab/build_notebooks.py writes (edit the script, not the JSON).
   assert _build_module().build()[name] == text, f"run python colab/build_notebooks.py"
+
+
+def _run_install_cell(name: str, cwd: Path, tmp_path: Path):
+  """The notebook's install cell in a fresh interpreter that cannot import videofusion_jax
+  (-I -S: no site-packages, no environment), as in a bare Colab runtime. IPython's %pip
+  is the boundary: a stand-in records the line it would run instead of installing."""
+  nb = nbformat.read(HERE / name, as_version=4)
+  cell = next(c.source for c in nb.cells if c.cell_type == "code")
+  script = tmp_path / "install_cell.py"
+  script.write_text(
+      "import json, sys\nCALLS = []\n"
+      "class _IPython:\n"
+      "  def run_line_magic(self, magic, line):\n    CALLS.append([magic, line])\n"
+      "get_ipython = _IPython\n" + cell +
+      "\nprint('RESULT', json.dumps({'calls': CALLS, 'path0': sys.path[0]}))\n")
+  return subprocess.run([sys.executable, "-I", "-S", str(script)], cwd=cwd,
+                        capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_install_cell_installs_the_clone_it_runs_in(name, tmp_path):
+  """Opened from a checkout (here colab/) where nothing is installed: `%pip install -e` of
+  that clone with the `colab` extra and the notebook's own, then importable at once."""
+  proc = _run_install_cell(name, ROOT / "colab", tmp_path)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  result = json.loads(proc.stdout.split("RESULT ", 1)[1])
+  extras = {"convert_and_sample.ipynb": "colab,convert", "evaluate.ipynb": "colab,eval"}
+  want = extras.get(name, "colab")
+  accelerator = "cuda" if os.path.exists("/dev/nvidia0") else None  # as the cell decides
+  want = ",".join(filter(None, [want, accelerator]))
+  assert result["calls"] == [["pip", f"install -q -e {ROOT}[{want}]"]]
+  assert result["path0"] == str(ROOT)
+
+
+def test_install_cell_outside_a_clone_asks_for_the_repository_url(tmp_path):
+  """No placeholder URL to clone: REPO_URL starts empty, and the cell says to set it."""
+  proc = _run_install_cell("quickstart.ipynb", tmp_path, tmp_path)
+  assert proc.returncode == 1
+  assert "set REPO_URL in this cell to the git URL" in proc.stderr, proc.stderr[-2000:]
+  for name in ORDER:
+    nb = nbformat.read(HERE / name, as_version=4)
+    install = next(c.source for c in nb.cells if c.cell_type == "code")
+    assert 'REPO_URL = ""' in install.splitlines(), name
+    assert "colab.research.google.com/github" not in nbformat.writes(nb), name  # no badge
 
 
 @pytest.fixture(scope="module")
