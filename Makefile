@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-NB_STAMP := $(VENV)/.installed-notebooks
+COLAB_VENV := .venv-colab
+COLAB_STAMP := $(COLAB_VENV)/.installed
 TFDS_VENV := .venv-tfds
 TFDS_STAMP := $(TFDS_VENV)/.installed
 # One persistent XLA compilation cache for every run: a second run skips most compiles.
@@ -46,14 +47,23 @@ test-flows: $(STAMP)
 test-slow: $(STAMP)
 	VIDEOFUSION_FAST_COMPILE=0 $(PY) -m pytest -q -m slow tests
 
-# The Colab notebooks executed top to bottom with tiny settings (VIDEOFUSION_TINY=1).
-# Their own stamp: `make test` does not install jupyter's kernel stack.
-$(NB_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[test,eval,convert,notebooks]'
-	touch $(NB_STAMP)
+# The Colab notebooks executed top to bottom with tiny settings (VIDEOFUSION_TINY=1), in
+# a venv of their own on Colab's Python, 3.12 (.venv may be another): the package with
+# jupyter's kernel stack, which `make test` does not install. COLAB_PYTHON: the first
+# python3.12 that runs (pyenv's shim may name one it does not select: then pyenv's
+# versions folder has it); pass COLAB_PYTHON=/path/to/python3.12 to choose.
+COLAB_PYTHON ?= $(shell for p in python3.12 $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12; do \
+  $$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && { echo $$p; break; }; done)
 
-test-notebooks: $(NB_STAMP)
-	$(PY) -m pytest -q -s colab/test_notebooks.py
+$(COLAB_STAMP): pyproject.toml
+	@test -n "$(COLAB_PYTHON)" || { echo "make test-notebooks: no Python 3.12 (Colab's) found; install one or pass COLAB_PYTHON=/path/to/python3.12" >&2; exit 2; }
+	$(COLAB_PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(COLAB_VENV)/bin/python -m pip install --quiet -e '.[test,eval,convert,notebooks]'
+	touch $(COLAB_STAMP)
+
+test-notebooks: $(COLAB_STAMP)
+	$(COLAB_VENV)/bin/python -m pytest -q -s colab/test_notebooks.py
 
 # TFDS datasets with a Video feature (ucf101, moving_mnist) need TensorFlow, which `make
 # test` does not install: a second venv sees .venv's packages through a .pth file and adds
@@ -75,4 +85,4 @@ device-wheels: $(STAMP)
 	$(PY) scripts/device_session.py --download_wheels=.device_wheels
 
 clean:
-	rm -rf $(VENV) $(TFDS_VENV) .cache runs .device_wheels .device_work
+	rm -rf $(VENV) $(TFDS_VENV) $(COLAB_VENV) .cache runs .device_wheels .device_work
