@@ -1,10 +1,11 @@
 """The Colab notebooks run top to bottom (tiny settings, CPU) and are stored clean.
 
-  make test-notebooks     # = python -m pytest -q colab/test_notebooks.py
+  make test-notebooks     # = .venv-colab/bin/python -m pytest -q colab/test_notebooks.py
 
-Not part of `make test` (it lives outside tests/ and needs the [notebooks] extra). The
-notebooks run one after another in one scratch folder, in the order a reader would
-open them, so decomposition.ipynb finds the demo model quickstart.ipynb trained.
+Not part of `make test`: it lives outside tests/ and runs in .venv-colab, Python 3.12 as
+in Colab, with the [notebooks] extra (the Makefile makes it). The notebooks run one
+after another in one scratch folder, in the order a reader would open them, so
+decomposition.ipynb finds the demo model quickstart.ipynb trained.
 VIDEOFUSION_NOTEBOOK_OUT=DIR keeps the executed copies (with outputs) in DIR.
 """
 
