@@ -23,9 +23,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,eval,convert]'
 	touch $(STAMP)
 
-# configs/demo.py:gpu (longer training, same model) when JAX's default backend is a GPU/TPU
+# configs/demo.py:setting=gpu (longer training, same model) when JAX's default backend is a GPU/TPU
 # (install jax's CUDA wheels first: .venv/bin/pip install -e '.[cuda]').
-DEMO_CONFIG = configs/demo.py$$($(PY) -c 'import jax; print(":gpu" if jax.default_backend() in ("gpu", "tpu") else "")' 2>/dev/null)
+DEMO_CONFIG = configs/demo.py$$($(PY) -c 'import jax; print(":setting=gpu" if jax.default_backend() in ("gpu", "tpu") else "")' 2>/dev/null)
 
 demo: $(STAMP)
 	cfg=$(DEMO_CONFIG); \

@@ -131,11 +131,7 @@ def test_every_demo_variant_describes_a_valid_model(setting, cond, stage):
 
 
 def test_the_alias_files_are_the_folded_configs():
-  sys.path.insert(0, str(ROOT))
-  try:
-    from configs import demo_class, demo_class_sr, ucf101_class_sr, ucf101_sr
-  finally:
-    sys.path.remove(str(ROOT))
+  from configs import demo_class, demo_class_sr, ucf101_class_sr, ucf101_sr
   assert demo_class.get_config().to_json() == demo.get_config("cond=class").to_json()
   assert demo_class_sr.get_config().to_json() == demo.get_config(
       "cond=class,stage=sr").to_json()
