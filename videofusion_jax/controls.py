@@ -88,9 +88,10 @@ def seed_grid(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
 
 
 def make_window_fn(graphdef: nnx.GraphDef, window_shape, overlap: int, lam: float,
-                   config: SamplerConfig):
+                   config: SamplerConfig, guidance: float = 0.0):
   """-> jitted `fn(state, schedule, base_key, residual_key, known, use_known)
-  -> window video`: `diffusion.long_video.window_step` with the model."""
+  -> window video`: `diffusion.long_video.window_step` with the model, reconstruction
+  guidance of weight `guidance` on the new frames (0: the plain replacement method)."""
   _check_ddim(config)
 
   @jax.jit
@@ -99,9 +100,13 @@ def make_window_fn(graphdef: nnx.GraphDef, window_shape, overlap: int, lam: floa
 
     def run(**model_inputs):
       eps_fn = model_eps_fn(model, schedule, with_variance=False, **model_inputs)
+      # The centre-only pass (residual=False) makes only the centre frame, which the
+      # guidance leaves alone: no backward pass there.
+      weight = guidance if model_inputs.get("residual", True) else 0.0
       return window_step(eps_fn, schedule, window_shape, base_key, residual_key, known,
                          use_known, lam=lam, num_steps=config.num_steps, eta=config.eta,
-                         clip_x0=config.clip_x0, noise_mode=config.noise_mode)
+                         clip_x0=config.clip_x0, noise_mode=config.noise_mode,
+                         guidance=weight)
 
     return centre_first(model, run, window_shape[1])
 
@@ -132,8 +137,10 @@ def long_videos(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
   shows its effect when the centre is new in every window, overlap <= (window - 1) // 2
   (tests/test_long_video_drift.py). Measured on trained models, overlaps up to half the
   window stay clean window after window; overlap window - 1 (one new frame per window)
-  drifts into noise over tens of windows (README, "Long videos"; tests/test_user_flow.py
-  holds it as a strict xfail).
+  drifts into flicker and noise over tens of windows, a known defect (README, "Long
+  videos"; `diffusion/long_video.py` has the diagnosis; tests/test_user_flow.py holds it
+  as a strict xfail). `make_window_fn(..., guidance=w)` adds reconstruction guidance;
+  it did not help on trained models (README), so the CLI does not offer it.
   """
   s = config.sample
   window, size = config.data.num_frames, config.data.image_size

@@ -25,6 +25,34 @@ for the whole window. The centre then held sqrt(lam) b + sqrt(1 - lam) r instead
 or a noise the eta > 0 steps had moved the other frames away from, so the base
 prediction did not match them and Eq. 12 put noise into every later window.)
 
+Overlap N - 1 (one new frame per window): a known defect, diagnosed, not fixed.
+1. The method's own error, bounded. The replacement method does not sample
+p(x_new | x_known): the known frames reach the new ones only through their noised
+copies z_t, which hold little of them at high noise, so a new frame follows its known
+neighbour more loosely than the data's frames follow each other. With an exact
+denoiser (tests/diffusion/test_long_video_guidance.py: AR(1) pixels, lag-1 correlation
+0.9, windows of 8, 25 steps) overlap 7 makes every later frame across such a seam: the
+lag-1 correlation falls to 0.70-0.74 and the frame change to ~2x the first window's,
+and stays there (standard, independent noise: 0.45-0.58, so not the decomposition).
+2. On a trained model it compounds. The demo (residual_context "centre_frame") gives
+the residual generator the clean centre frame, here a known frame 4 frames before the
+new one, as exact context, while the new frame's neighbours reach it only as noised
+replaced frames. Its new frames copy the frame 4 back and drift from their neighbours:
+in frames 24-35 of the 36-frame videos, mean |x_t - x_(t-k)| is 27.0 22.0 27.3 8.0
+27.4 /255 for k = 1..5 (frames 0-7: 4.6 4.9 5.2 5.5 5.6), i.e. four interleaved chains
+that wander apart: frame change 4.6 -> 29.5/255 over 29 windows, flicker between shapes.
+At overlap <= N / 2 the known block is frames one window denoised together and the
+windows stay clean.
+Tried: reconstruction guidance (`guidance`, Ho et al. 2022 Sec 3.1), which fixes (1)
+(lag-1 0.86-0.93, frame change within 1.35x of the first window) but not (2): on the
+demo at weight 2 the frame change still grew 5.0 -> 19.6 over 15 windows (plain: the
+same videos 5.0 -> 15.1), on tests/test_user_flow.py's model 12.6 -> 84.0 over 10
+windows (plain 12.6 -> 39.7), and each window cost several times as much (a backward
+pass per step; not timed side by side).
+RePaint-style resampling (3 passes per step) did less for (1) than guidance. Untried:
+conditioning the residual generator's centre context on the nearest known frame, or
+noise augmentation of the known frames.
+
 `window_step` is one `lax.scan` over the DDIM steps for one window with static shapes:
 jit it once and call it for every window (`use_known=False` for the first, whose
 replacement is then a no-op), from a Python loop that streams the new frames out.
@@ -37,7 +65,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from videofusion_jax.diffusion.decomposition import check_lam, check_noise_mode
+from videofusion_jax.diffusion.decomposition import centre_index, check_lam, check_noise_mode
 from videofusion_jax.diffusion.noise_sharing import draw_noise, fold_in
 from videofusion_jax.diffusion.samplers import _split_output, ddim_step, ddim_update
 from videofusion_jax.diffusion.schedules import Schedule, ddim_timesteps
@@ -71,7 +99,8 @@ def window_keys(base_key, residual_key, window_index: int, fixed_base: bool = Tr
 
 def window_step(eps_fn: Callable, schedule: Schedule, shape, base_key, residual_key,
                 known, use_known, *, lam: float = 0.5, num_steps: int = 50, eta: float = 0.0,
-                clip_x0: bool = True, noise_mode: str = "decomposed"):
+                clip_x0: bool = True, noise_mode: str = "decomposed",
+                guidance: float = 0.0):
   """DDIM over one window of `shape` (B, N, H, W, C), the first O frames replaced.
 
   known: (B, O, H, W, C) clean frames; use_known: bool scalar (False: an unconditioned
@@ -79,6 +108,15 @@ def window_step(eps_fn: Callable, schedule: Schedule, shape, base_key, residual_
   this window's keys (`window_keys`); their noise (Eq. 7 over all N frames, and the
   step noise when eta > 0) noises the known frames too. Returns the window's video
   (B, N, H, W, C), whose first O frames equal `known` exactly when `use_known`.
+
+  guidance: reconstruction guidance weight w (0: the plain replacement method; see the
+  module docstring for what it did and did not fix). With
+  w > 0 and `use_known`, each step moves the new frames' x0 estimate down the gradient
+  of the known frames' reconstruction error, x0_b -= w ab_t grad_{z_b} 1/2 ||x0_hat_a -
+  known||^2 (Ho et al. 2022, Sec 3.1 there), i.e. eps_b += w ab_t / sqrt(1 - ab_t) grad:
+  one backward pass through `eps_fn` per step. A new centre frame is left unguided: the
+  base generator sees it alone (Eq. 12), and a sampler that finishes the centre first
+  (`sampling.centre_first`) must retrace the same centre trajectory.
   """
   if len(shape) != 5 or shape[1] < 2:
     raise ValueError(f"shape={tuple(shape)}; expected a window shape (B, N, H, W, C)")
@@ -89,6 +127,8 @@ def window_step(eps_fn: Callable, schedule: Schedule, shape, base_key, residual_
   if not 1 <= o < shape[1] or tuple(known.shape) != want:
     raise ValueError(f"known {tuple(known.shape)}; expected (B, O, H, W, C) = {want} "
                      f"with 1 <= O < N={shape[1]}")
+  if not guidance >= 0:
+    raise ValueError(f"sample.long_video_guidance={guidance}; expected >= 0")
   ts = ddim_timesteps(schedule.num_timesteps, num_steps)
   ab = schedule.alphas_cumprod
   ab_t = ab[ts]
@@ -99,9 +139,35 @@ def window_step(eps_fn: Callable, schedule: Schedule, shape, base_key, residual_
   def replace(z, z_known):
     return z.at[:, :o].set(jnp.where(use_known, z_known, z[:, :o]))
 
+  # Frames the guidance moves: the new ones but a new centre (docstring).
+  guided_frames = (jnp.arange(shape[1]) >= o) & (jnp.arange(shape[1]) != centre_index(shape[1]))
+  guided_frames = guided_frames.astype(jnp.float32)[None, :, None, None, None]
+
+  def predict(z, t, a_t):
+    """eps_hat of z at t, reconstruction-guided when asked and frames are known."""
+    tt = jnp.full((shape[0],), t, jnp.int32)
+
+    def plain(z):
+      return _split_output(eps_fn(z, tt))[0]
+
+    if guidance == 0:
+      return plain(z)
+
+    def known_error(z):
+      eps = plain(z)
+      x0_known = (z[:, :o] - jnp.sqrt(1.0 - a_t) * eps[:, :o]) / jnp.sqrt(a_t)
+      return 0.5 * jnp.sum((x0_known - known) ** 2), eps
+
+    def guided(z):
+      grad, eps = jax.grad(known_error, has_aux=True)(z)
+      return eps + guided_frames * (guidance * a_t / jnp.sqrt(1.0 - a_t)) * grad
+
+    # cond, not where: the first window skips the backward pass.
+    return jax.lax.cond(use_known, guided, plain, z)
+
   def body(z, xs):
     t, a_t, a_s = xs
-    out, _ = _split_output(eps_fn(z, jnp.full((shape[0],), t, jnp.int32)))
+    out = predict(z, t, a_t)
     noise = (draw_noise(noise_mode, fold_in(base_key, t), fold_in(residual_key, t), shape,
                         lam) if eta > 0 else None)
     z_s, _ = ddim_step(z, out, a_t, a_s, eta=eta, noise=noise, clip_x0=clip_x0)
