@@ -55,6 +55,12 @@ def main(argv: list[str] | None = None) -> np.ndarray:
         f"{change[1:].max() / change[0]:.2f}; pixel std per window: " + " ".join(
             f"{videos[:, s:s + args.window].astype(np.float32).std():.1f}"
             for s in range(0, videos.shape[1] - args.window + 1, args.window - args.overlap)))
+  # Which earlier frame a late frame resembles: at overlap window - 1 on the demo the
+  # new frame copies the known centre frame (window - 1 - centre back) and drifts from
+  # its neighbours (videofusion_jax/diffusion/long_video.py).
+  late = videos[:, -args.window:].astype(np.float32)
+  print(f"  last window, mean |x_t - x_(t-k)| for k = 1..{args.window - 1}: " + " ".join(
+      f"{np.abs(late[:, k:] - late[:, :-k]).mean():.1f}" for k in range(1, args.window)))
   if args.strip:
     strip = video_io.frame_strip(videos[:, ::args.every], scale=4)
     print(f"wrote {video_io.write_png(args.strip, strip)} ({strip.shape[1]}x{strip.shape[0]})")
