@@ -1,0 +1,136 @@
+"""`videofusion_jax.Pipeline` on a tiny trained workdir: the sample CLI's videos as
+uint8 arrays, from the checkpoint's own config, with the CLI's seeds."""
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import videofusion_jax
+from videofusion_jax import run_config, sampling
+from videofusion_jax.configs import demo
+from videofusion_jax.data import video_io
+from videofusion_jax.pipeline import Pipeline
+from videofusion_jax.training.loop import train
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+  """demo.py:setting=tiny trained for its 3 steps (the shapes tests/test_train.py
+  compiles too): 4 frames of 16x16, 2 DDIM steps, batches of 2."""
+  workdir = tmp_path_factory.mktemp("tiny")
+  train(demo.get_config("setting=tiny"), str(workdir))
+  return workdir
+
+
+def cli_arrays(config, workdir, monkeypatch) -> np.ndarray:
+  """The videos the sample CLI computes with `config` from WORKDIR (its config: the
+  checkpoint's, checked against `config`), as uint8 before the (lossy) mp4 encoding:
+  the batches `sampling.sample` hands to the real `write_samples`."""
+  written, write = [], sampling.write_samples
+
+  def keep(batches, out_dir, **kwargs):
+    batches = list(batches)
+    written.extend(video_io.to_uint8(b) for b in batches)
+    return write(batches, out_dir, **kwargs)
+
+  monkeypatch.setattr(sampling, "write_samples", keep)
+  sampling.sample(run_config.checkpoint_config(config, str(workdir)).config, str(workdir))
+  return np.concatenate(written)
+
+
+@pytest.fixture(scope="module")
+def pipe(workdir):
+  return videofusion_jax.Pipeline.from_workdir(str(workdir))
+
+
+def test_videos_are_uint8_and_the_seeds_decide_them(pipe):
+  a = pipe(2, base_seed=3, residual_seed=4)
+  assert a.shape == (2, 4, 16, 16, 3) and a.dtype == np.uint8
+  np.testing.assert_array_equal(pipe(2, base_seed=3, residual_seed=4), a)
+  other_base = pipe(2, base_seed=5, residual_seed=4)
+  assert np.abs(other_base.astype(int) - a).mean() > 1
+  assert len(pipe._samplers) == 1  # one sampler for every call of this shape
+  (sampler,) = pipe._samplers.values()
+  assert sampler.sample_fn._cache_size() == 1
+
+
+def test_same_seeds_give_the_sample_clis_arrays_bitwise(pipe, workdir, tmp_path,
+                                                         monkeypatch):
+  """What `python -m videofusion_jax.sample --config=configs/demo.py:setting=tiny
+  --config.sample.base_seed=7 --config.sample.residual_seed=9` computes before it
+  encodes the (lossy) mp4s: the batches `sampling.sample` hands to `write_samples`."""
+  run = shutil.copytree(workdir, tmp_path / "run")
+  config = demo.get_config("setting=tiny")
+  config.sample.base_seed, config.sample.residual_seed = 7, 9
+  config.sample.num_videos = 3   # batches of 2: the last one padded
+  np.testing.assert_array_equal(pipe(3, base_seed=7, residual_seed=9),
+                                cli_arrays(config, run, monkeypatch))
+
+
+def test_a_workdir_without_a_checkpoint_is_one_line_naming_it(tmp_path):
+  with pytest.raises(FileNotFoundError) as error:
+    Pipeline.from_workdir(str(tmp_path))
+  message = str(error.value)
+  assert f"no checkpoint in {tmp_path}/checkpoints" in message and "\n" not in message
+  assert not (tmp_path / "checkpoints").exists()  # a reader creates nothing
+
+
+def test_long_videos_and_the_lengths_the_window_allows(pipe):
+  # window 4, overlap 2 (half): 4 + k * 2 frames
+  with pytest.raises(ValueError, match=r"num_frames=7; .*stride=2 \(e\.g\. 6 or 8\)"):
+    pipe(1, num_frames=7)
+  long = pipe(1, base_seed=3, residual_seed=4, num_frames=6)
+  assert long.shape == (1, 6, 16, 16, 3) and long.dtype == np.uint8
+  np.testing.assert_array_equal(pipe(1, base_seed=3, residual_seed=4, num_frames=6), long)
+  assert len(pipe._window_fns) == 1
+
+
+def test_save_writes_one_mp4_per_video(pipe, tmp_path):
+  videos = pipe(2, base_seed=3, residual_seed=4)
+  paths = pipe.save(videos, str(tmp_path / "out"))
+  assert [p.name for p in paths] == ["video_000.mp4", "video_001.mp4"]
+  for path, video in zip(paths, videos):
+    decoded = video_io.read_video(path)
+    assert decoded.shape == video.shape
+    assert np.abs(decoded.astype(int) - video).mean() < 8  # mp4 is lossy
+  with pytest.raises(ValueError, match="expected uint8"):
+    pipe.save(videos.astype(np.float32), str(tmp_path / "out"))
+
+
+def test_importing_the_package_does_not_import_jax():
+  """The CLIs import `videofusion_jax` first; `Pipeline` loads only when asked for."""
+  code = ("import sys, videofusion_jax; assert 'jax' not in sys.modules, 'jax imported'; "
+          "from videofusion_jax import Pipeline; assert 'jax' in sys.modules")
+  subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+@pytest.mark.slow  # trains a second (class-conditioned) tiny model
+def test_class_id_and_guidance_scale_condition_the_videos(tmp_path, monkeypatch):
+  workdir = tmp_path / "class"
+  train(demo.get_config("setting=tiny,cond=class"), str(workdir))
+  pipe = Pipeline.from_workdir(str(workdir))
+  one = pipe(2, base_seed=3, residual_seed=4, class_id=1)
+  assert one.shape == (2, 4, 16, 16, 3)
+  assert np.abs(pipe(2, base_seed=3, residual_seed=4, class_id=4).astype(int) - one
+                ).mean() > 0.5
+  unguided = pipe(2, base_seed=3, residual_seed=4, class_id=1, guidance_scale=1.0)
+  assert np.abs(unguided.astype(int) - one).mean() > 0.5
+  assert len(pipe._samplers) == 2  # the guidance scale is compiled in
+  # The CLI's --class_id=1: the same arrays.
+  config = demo.get_config("setting=tiny,cond=class")
+  config.sample.base_seed, config.sample.residual_seed = 3, 4
+  config.sample.num_videos, config.sample.class_id = 2, 1
+  np.testing.assert_array_equal(cli_arrays(config, workdir, monkeypatch), one)
+  with pytest.raises(ValueError, match="long videos of conditioned models"):
+    pipe(1, class_id=1, num_frames=6)
+
+
+def test_an_experiment_config_with_allow_untrained_samples_fresh_weights(tmp_path):
+  """`from_workdir(W, config)`: the sample CLI's rule, including its escape hatch."""
+  config = demo.get_config("setting=tiny")
+  config.sample.allow_untrained = True
+  videos = Pipeline.from_workdir(str(tmp_path), config)(2, base_seed=3, residual_seed=4)
+  assert videos.shape == (2, 4, 16, 16, 3) and videos.dtype == np.uint8

@@ -1,0 +1,193 @@
+"""Videos from a trained workdir in three lines of Python (a notebook, a script):
+
+  pipe = videofusion_jax.Pipeline.from_workdir("runs/demo")
+  videos = pipe(4, base_seed=0, residual_seed=1)    # uint8 (4, N, H, W, 3)
+  pipe.show(videos)                                  # or pipe.save(videos, "out/")
+
+A thin layer over what the sample CLI runs: the config saved with the checkpoint
+(`run_config.py`), its EMA parameters (`sampling.load_ema_params`), `VideoSampler` for
+clips of the model's window, `controls.make_window_fn` + `long_video_windows` for
+longer ones, and `sample_conditions` for class ids and text prompts (CLIP and the prior
+named by the config's `sample.clip_dir` / `sample.prior_workdir`). Seeds mean what the
+CLI's `--base_seed` / `--residual_seed` mean: the same seeds give the same arrays as
+`python -m videofusion_jax.sample` (before its lossy mp4 encoding). Each jitted sampler
+is built once per (batch size, sampler settings) and kept for later calls.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from videofusion_jax import diffusion, display, parallel, run_config, storage
+from videofusion_jax.checkpoint import Checkpoints
+from videofusion_jax.controls import long_video_overlap, make_window_fn
+from videofusion_jax.data import video_io
+from videofusion_jax.diffusion.long_video import check_long_video, long_video_windows
+from videofusion_jax.diffusion.noise_sharing import video_keys
+from videofusion_jax.models.from_config import condition_of, model_spec
+from videofusion_jax.sample_conditions import sample_conditions
+from videofusion_jax.sampling import VideoSampler, load_ema_params, sampler_config
+
+
+def saved_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config saved with WORKDIR's latest checkpoint; FileNotFoundError without one."""
+  ckpt = Checkpoints(workdir, read_only=True)
+  try:
+    step = ckpt.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {ckpt.directory}: train there first "
+                              f"(python -m videofusion_jax.train --workdir={workdir})")
+    return ml_collections.ConfigDict(ckpt.saved_config(step))
+  finally:
+    ckpt.close()
+
+
+class Pipeline:
+  """A video model with its weights and sampler settings; call it for videos."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    """`config`: the config to sample with (see `from_workdir`); the EMA parameters of
+    WORKDIR's latest checkpoint are loaded onto all devices, as the sample CLI does."""
+    if config.model.kind == "superres":
+      raise ValueError(f"{workdir} holds a super-resolution model (model.kind='superres'): "
+                       "the Pipeline samples base video models only; run the cascade with "
+                       "python -m videofusion_jax.sample --superres_workdir=...")
+    self.config = config
+    self.spec = model_spec(config)
+    self.schedule = diffusion.make_schedule(config.diffusion.schedule,
+                                            config.diffusion.num_timesteps)
+    self.mesh = parallel.make_mesh(config.mesh)
+    self.rules = parallel.rules_from_config(config.mesh.rules)
+    self.graphdef, self.state = load_ema_params(self.spec, config, workdir, self.mesh,
+                                                self.rules)
+    self._samplers = {}   # (batch size, SamplerConfig) -> VideoSampler
+    self._window_fns = {}  # (window shape, overlap, SamplerConfig) -> jitted window step
+
+  @classmethod
+  def from_workdir(cls, workdir: str, config: ml_collections.ConfigDict | None = None
+                   ) -> Pipeline:
+    """The model of WORKDIR's latest checkpoint, with the config saved beside it.
+
+    With `config` (an experiment config, e.g. the file it was trained with and sampler
+    settings changed), the sample CLI's rule applies instead: the checkpoint's model and
+    clip shape, `config`'s sampler settings, a contradicting model section refused
+    (`run_config.checkpoint_config`); then `config.sample.allow_untrained` lets a
+    workdir without a checkpoint sample fresh weights.
+    """
+    if config is None:
+      config = saved_config(workdir)
+    else:
+      config = run_config.checkpoint_config(config, workdir).config
+    return cls(config, workdir)
+
+  @property
+  def window(self) -> int:
+    """Frames per clip the model makes in one go (`data.num_frames`)."""
+    return int(self.config.data.num_frames)
+
+  def __call__(self, num_videos: int, base_seed: int = 0, residual_seed: int = 0, *,
+               prompt: str | None = None, class_id: int | None = None,
+               num_frames: int | None = None, guidance_scale: float | None = None
+               ) -> np.ndarray:
+    """uint8 videos (num_videos, num_frames, H, W, 3).
+
+    `num_frames` (default: the model's window) longer than the window makes long videos
+    window by window (`sample.overlap`, `sample.fixed_base`; paper Sec 4.6). `class_id`
+    (class-conditioned models; default: the classes in turn), `prompt` (text-to-video
+    through the config's CLIP and prior) and `guidance_scale` (default: the config's
+    `sample.guidance_scale`) set the condition.
+    """
+    config = self._call_config(num_videos, base_seed, residual_seed, prompt=prompt,
+                               class_id=class_id, guidance_scale=guidance_scale)
+    if num_frames is not None and num_frames != self.window:
+      return self._long_videos(config, int(num_frames))
+    cond = sample_conditions(config, condition_of(self.spec.config), num_videos)
+    sampler = self._sampler(config)
+    batches = sampler.batches(self.state, self.schedule, num_videos=num_videos,
+                              base_seed=base_seed, residual_seed=residual_seed, cond=cond)
+    return np.concatenate([video_io.to_uint8(b) for b in batches])
+
+  def save(self, videos: np.ndarray, out_dir: str) -> list[Path]:
+    """Write each video (K, N, H, W, 3) as OUT_DIR/video_XXX.mp4; return the paths."""
+    videos = _check_videos(videos)
+    out = storage.path(out_dir)
+    return [video_io.write_mp4(out / f"video_{k:03d}.mp4", v, fps=int(self.config.sample.fps))
+            for k, v in enumerate(videos)]
+
+  def show(self, videos: np.ndarray, **kwargs) -> None:
+    """Play the videos in the running notebook (`display.show_videos`; e.g. `titles=`)."""
+    kwargs.setdefault("fps", int(self.config.sample.fps))
+    display.show_videos(_check_videos(videos), **kwargs)
+
+  def _call_config(self, num_videos, base_seed, residual_seed, *, prompt, class_id,
+                   guidance_scale) -> ml_collections.ConfigDict:
+    """This call's settings on a copy of the config, as the CLI's flags set them."""
+    if num_videos < 1:
+      raise ValueError(f"num_videos={num_videos}; expected >= 1")
+    config = self.config.copy_and_resolve_references()
+    s = config.sample
+    s.num_videos, s.base_seed, s.residual_seed = num_videos, base_seed, residual_seed
+    if class_id is not None:
+      s.class_id = class_id
+    if guidance_scale is not None:
+      s.guidance_scale = float(guidance_scale)
+    if prompt is not None:
+      s.prompt, s.prompts_file = prompt, ""
+    return config
+
+  def _sampler(self, config: ml_collections.ConfigDict) -> VideoSampler:
+    """The sample CLI's sampler for this call (same batch size: the same arrays)."""
+    s = config.sample
+    settings = sampler_config(config)
+    key = (min(s.batch_size, s.num_videos), settings)
+    if key not in self._samplers:
+      self._samplers[key] = VideoSampler(
+          self.graphdef, self.spec.config, num_frames=self.window,
+          image_size=config.data.image_size, batch_size=key[0], config=settings,
+          mesh=self.mesh, rules=self.rules)
+    return self._samplers[key]
+
+  def _long_videos(self, config: ml_collections.ConfigDict, num_frames: int) -> np.ndarray:
+    """`controls.long_videos`' windows, kept in memory instead of streamed to mp4."""
+    s = config.sample
+    overlap = long_video_overlap(config)
+    check_long_video(num_frames, self.window, overlap)
+    if condition_of(self.spec.config).enabled:
+      raise ValueError(f"num_frames={num_frames}: long videos of conditioned models "
+                       f"(cond.kind={self.config.cond.kind!r}) are not supported yet; ask "
+                       f"for num_frames={self.window} (the model's window)")
+    settings = sampler_config(config)
+    settings.validate(self.spec.config.learned_variance)
+    batch = min(s.batch_size, s.num_videos)
+    shape = (batch, self.window, config.data.image_size, config.data.image_size,
+             self.spec.config.channels)
+    self.spec.config.check_video(shape, name="long-video window")
+    key = (shape, overlap, settings)
+    if key not in self._window_fns:
+      self._window_fns[key] = make_window_fn(self.graphdef, shape, overlap,
+                                             self.spec.config.lam, settings)
+    step = functools.partial(self._window_fns[key], self.state, self.schedule)
+    base_keys = video_keys(s.base_seed, 0, s.num_videos)
+    residual_keys = video_keys(s.residual_seed, 0, s.num_videos)
+    videos = []
+    for first in range(0, s.num_videos, batch):
+      idx = jnp.minimum(jnp.arange(first, first + batch), s.num_videos - 1)  # pad: repeat
+      windows = [video_io.to_uint8(jax.device_get(frames)) for _, frames in
+                 long_video_windows(step, num_frames, shape, overlap, base_keys[idx],
+                                    residual_keys[idx], fixed_base=bool(s.fixed_base))]
+      videos.append(np.concatenate(windows, axis=1)[:s.num_videos - first])
+    return np.concatenate(videos)
+
+
+def _check_videos(videos) -> np.ndarray:
+  videos = np.asarray(videos)
+  if videos.ndim != 5 or videos.dtype != np.uint8:
+    raise ValueError(f"videos have shape {videos.shape} dtype {videos.dtype}; expected "
+                     "uint8 (K, N, H, W, 3), as a Pipeline call returns")
+  return videos
