@@ -161,9 +161,8 @@ def quickstart():
           Train the tiny demo VideoFusion (`configs/demo.py`: 8 frames of 16x16, coloured
           shapes moving on black) for a short run, sample videos from its EMA weights and
           watch them, then plot the loss curve from `metrics.jsonl`. Everything goes
-          through the package's two entry functions, `train(config, workdir)` and
-          `sample(config, workdir)`, the same ones `python -m videofusion_jax.train` and
-          `.sample` call."""),
+          through `train(config, workdir)`, the function `python -m videofusion_jax.train`
+          calls, and `videofusion_jax.Pipeline`, the sample CLI's sampler in Python."""),
       install(""),
       parameters(DEMO_PARAMETERS, '''
           NUM_VIDEOS = 4 if TINY else 8
@@ -206,21 +205,24 @@ def quickstart():
           '''),
       md("""
           ## Sample and watch
-          `sample` writes `WORKDIR/samples/video_XXX.mp4` (and `.gif`, `strip.png`); we read
-          the mp4s back and show them enlarged. Below them, clips of the training data.
+          `Pipeline.from_workdir` loads the checkpoint's config and EMA weights; calling it
+          returns uint8 videos `(B, N, H, W, 3)` (the seeds are the sample CLI's: same
+          seeds, same videos), `show` plays them enlarged and `save` writes mp4s. Below
+          them, clips of the training data.
           After the short CI run the samples are coloured blobs; the full demo run gives
           shapes whose colours persist through a clip."""),
       code('''
+          import videofusion_jax
           from videofusion_jax import display
           from videofusion_jax.data import video_io
           from videofusion_jax.data.sources import make_source
           from videofusion_jax.metrics.motion import frame_change
-          from videofusion_jax.sampling import sample
 
-          paths = [p for p in sample(config, WORKDIR) if p.suffix == ".mp4"]
-          videos = np.stack([video_io.read_video(p) for p in paths])
+          pipe = videofusion_jax.Pipeline.from_workdir(WORKDIR)
+          videos = pipe(NUM_VIDEOS, base_seed=0, residual_seed=1)
           print(f"samples: {videos.shape}, frame-to-frame change {frame_change(videos):.1f}/255")
-          display.show_videos(videos, titles=[p.name for p in paths], fps=config.sample.fps)
+          pipe.show(videos, titles=[f"video {k}" for k in range(NUM_VIDEOS)])
+          pipe.save(videos, f"{WORKDIR}/samples")
 
           source = make_source(config.data, seed=config.seed)
           data = video_io.to_uint8(np.stack([source[i]["video"] for i in range(NUM_VIDEOS)]))
