@@ -78,6 +78,14 @@ def test_a_workdir_without_a_checkpoint_is_one_line_naming_it(tmp_path):
   assert not (tmp_path / "checkpoints").exists()  # a reader creates nothing
 
 
+def test_a_condition_the_model_does_not_take_is_refused(pipe):
+  with pytest.raises(ValueError, match=r"class_id=2: this model is not class-conditioned "
+                                       r"\(cond.kind='none'\)"):
+    pipe(1, class_id=2)
+  with pytest.raises(ValueError, match="prompt='a cat': this model takes no text"):
+    pipe(1, prompt="a cat")
+
+
 def test_long_videos_and_the_lengths_the_window_allows(pipe):
   # window 4, overlap 2 (half): 4 + k * 2 frames
   with pytest.raises(ValueError, match=r"num_frames=7; .*stride=2 \(e\.g\. 6 or 8\)"):

@@ -130,6 +130,14 @@ class Pipeline:
     """This call's settings on a copy of the config, as the CLI's flags set them."""
     if num_videos < 1:
       raise ValueError(f"num_videos={num_videos}; expected >= 1")
+    kind = condition_of(self.spec.config).kind
+    # The CLI ignores a condition the model does not take; a caller is told instead.
+    if class_id is not None and kind != "class":
+      raise ValueError(f"class_id={class_id}: this model is not class-conditioned "
+                       f"(cond.kind={kind!r})")
+    if prompt is not None and kind not in ("image_embed", "unclip"):
+      raise ValueError(f"prompt={prompt!r}: this model takes no text (cond.kind={kind!r}; "
+                       "prompts need 'image_embed' or 'unclip')")
     config = self.config.copy_and_resolve_references()
     s = config.sample
     s.num_videos, s.base_seed, s.residual_seed = num_videos, base_seed, residual_seed
