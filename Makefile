@@ -35,6 +35,7 @@ demo: $(STAMP)
 # --dist loadfile: a module's fixtures (e.g. the 8-device run in tests/parallel/) run
 # once, on one worker, instead of once per worker.
 test: $(STAMP)
+	$(PY) -m ruff check --quiet .
 	$(PY) -m pytest -q -n 2 --dist loadfile -m 'not slow and not flow' tests
 
 # The user's commands as subprocesses: the CLIs on real material and on the GCS emulator,

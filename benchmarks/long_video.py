@@ -120,7 +120,8 @@ def run(settings: Settings) -> dict:
     rows.append({"frames": length, "windows": windows, "seconds": seconds,
                  "frames_per_s": settings.batch * length / seconds,
                  "s_per_window": seconds / windows,
-                 "device_peak_bytes": xla_analysis.device_peak_bytes(), "rss_peak_bytes": _rss_peak()})
+                 "device_peak_bytes": xla_analysis.device_peak_bytes(),
+                 "rss_peak_bytes": _rss_peak()})
   for row in rows:
     row["s_per_window_ratio"] = row["s_per_window"] / rows[0]["s_per_window"]
     row["windows_ratio"] = row["windows"] / rows[0]["windows"]

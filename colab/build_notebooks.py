@@ -475,8 +475,8 @@ def convert_and_sample():
           ## VideoFusion with the converted base generator
           `config_snippet.py` sets `model.base` to the converted U-Net (and `data.channels`,
           `data.image_size`, `train.init_base_from`); `train.init_base_from` loads its
-          weights into the base generator before the first step (the residual generator starts random). A short run, then videos
-          from the EMA weights."""),
+          weights into the base generator before the first step (the residual generator
+          starts random). A short run, then videos from the EMA weights."""),
       code('''
           import importlib.util
 

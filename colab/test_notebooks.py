@@ -51,7 +51,7 @@ def test_stored_notebook_is_clean_and_generated(name):
       assert cell.outputs == [] and cell.execution_count is None, (name, cell.id)
   assert not {"widgets", "execution"} & set(nb.metadata), nb.metadata.keys()
   # The JSON is exactly what colab/build_notebooks.py writes (edit the script, not the JSON).
-  assert _build_module().build()[name] == text, f"run python colab/build_notebooks.py"
+  assert _build_module().build()[name] == text, "run python colab/build_notebooks.py"
 
 
 def _run_install_cell(name: str, cwd: Path, tmp_path: Path):

@@ -35,7 +35,8 @@ def test_every_relative_link_resolves_to_a_file_in_the_repository(page):
     path = (page.parent / target).resolve()
     if not path.exists() or ROOT.resolve() not in path.parents:
       broken.append(target)
-  assert not broken, f"{page.relative_to(ROOT)}: links that resolve to nothing in the repository: {broken}"
+  assert not broken, (f"{page.relative_to(ROOT)}: links that resolve to nothing in the "
+                      f"repository: {broken}")
 
 
 def test_readme_is_at_most_250_lines():

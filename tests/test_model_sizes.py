@@ -39,5 +39,6 @@ def test_paper_configs_build_abstractly_at_paper_sizes(name, module):
   # The residual U-Net has the base's layout at its own width: parameters scale with
   # width squared, so width^2 scaling from the base predicts it to a few percent.
   config = module.get_config()
-  width_ratio = config.model.residual.block_out_channels[0] / config.model.base.block_out_channels[0]
+  model = config.model
+  width_ratio = model.residual.block_out_channels[0] / model.base.block_out_channels[0]
   assert residual == pytest.approx(base * width_ratio ** 2, rel=0.2)

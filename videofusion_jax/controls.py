@@ -130,9 +130,10 @@ def long_videos(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
 
   The window is the model's `data.num_frames`; windows overlap by `long_video_overlap`
   frames, so `sample.num_frames` must be window + k * (window - overlap). The known
-  frames are noised with each window's own decomposed noise, so when the centre frame is a known one (overlap > (window - 1) //
-  2, the default half window included) it holds the window's base noise, the base
-  generator denoises it back to the known frame, and the new frames are made around it.
+  frames are noised with each window's own decomposed noise, so when the centre frame is
+  a known one (overlap > (window - 1) // 2, the default half window included) it holds
+  the window's base noise, the base generator denoises it back to the known frame, and
+  the new frames are made around it.
   The known centre, not the base noise, then holds the content: `sample.fixed_base`
   shows its effect when the centre is new in every window, overlap <= (window - 1) // 2
   (tests/test_long_video_drift.py). Measured on trained models, overlaps up to half the

@@ -1,12 +1,13 @@
 """What the prior trains on: CLIP (image, text) embedding pairs from an npz cache.
 
-The cache (written by `python -m videofusion_jax.tools.clip_cache`) holds `image_embeds` (K, D) f32 and
-`text_embeds` (K, Dp) f32, optionally `text_hidden` (K, L, D) with `text_tokens` (K, L)
-or `text_mask` (K, L), `class_ids` (K,) for a class-conditioned prior, and the CLIP
-encoding of the empty text as `null_text_embeds` (Dp,), `null_text_hidden` (L, D),
-`null_text_tokens`/`null_text_mask` (L,) (the unconditional condition when the prior has
-no learned one). Without `text_mask`, a caption's mask is its tokens up to and including
-the first end-of-text token, CLIP's largest id (where CLIP pools too).
+The cache (written by `python -m videofusion_jax.tools.clip_cache`) holds `image_embeds`
+(K, D) f32 and `text_embeds` (K, Dp) f32, optionally `text_hidden` (K, L, D) with
+`text_tokens` (K, L) or `text_mask` (K, L), `class_ids` (K,) for a class-conditioned
+prior, and the CLIP encoding of the empty text as `null_text_embeds` (Dp,),
+`null_text_hidden` (L, D), `null_text_tokens`/`null_text_mask` (L,) (the unconditional
+condition when the prior has no learned one). Without `text_mask`, a caption's mask is
+its tokens up to and including the first end-of-text token, CLIP's largest id (where
+CLIP pools too).
 
 `synthetic_prior_data` makes a set where the image embedding is a known function of the
 condition, so a short training run can be checked against it.
@@ -23,7 +24,8 @@ from videofusion_jax import storage
 
 PRECOMPUTE_HINT = ("make it with the CLIP precompute script: python -m "
                    "videofusion_jax.tools.clip_cache --config=configs/webvid.py "
-                   "--clip=CONVERTED_CLIP_DIR --out=PATH --text_hidden (docs/conditioning.md, CLIP section)")
+                   "--clip=CONVERTED_CLIP_DIR --out=PATH --text_hidden (docs/conditioning.md, "
+                   "CLIP section)")
 
 
 @dataclasses.dataclass
