@@ -15,6 +15,10 @@ from videofusion_jax.data import video_io
 from videofusion_jax.pipeline import Pipeline
 from videofusion_jax.training.loop import train
 
+# make test-flows: what a Colab user does, and ~3 min of compiles on 2 cores (the tiny
+# workdir's train step and samplers), which kept make test over its 12 minutes.
+pytestmark = pytest.mark.flow
+
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
