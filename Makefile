@@ -52,8 +52,10 @@ test-slow: $(STAMP)
 # a venv of their own on Colab's Python, 3.12 (.venv may be another): the package with
 # jupyter's kernel stack, which `make test` does not install. COLAB_PYTHON: the first
 # python3.12 that runs (pyenv's shim may name one it does not select: then pyenv's
-# versions folder has it); pass COLAB_PYTHON=/path/to/python3.12 to choose.
-COLAB_PYTHON ?= $(shell for p in python3.12 $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12; do \
+# versions folder has it, found without pyenv on the PATH too); pass
+# COLAB_PYTHON=/path/to/python3.12 to choose.
+COLAB_PYTHON ?= $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.12 \
+  $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12 /usr/bin/python3.12; do \
   $$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && { echo $$p; break; }; done)
 
 $(COLAB_STAMP): pyproject.toml
