@@ -37,15 +37,12 @@ from videofusion_jax.sampling import VideoSampler, load_ema_params, sampler_conf
 
 def saved_config(workdir: str) -> ml_collections.ConfigDict:
   """The config saved with WORKDIR's latest checkpoint; FileNotFoundError without one."""
-  ckpt = Checkpoints(workdir, read_only=True)
-  try:
+  with Checkpoints(workdir, read_only=True) as ckpt:
     step = ckpt.latest_step()
     if step is None:
       raise FileNotFoundError(f"no checkpoint in {ckpt.directory}: train there first "
                               f"(python -m videofusion_jax.train --workdir={workdir})")
     return ml_collections.ConfigDict(ckpt.saved_config(step))
-  finally:
-    ckpt.close()
 
 
 class Pipeline:
