@@ -36,6 +36,7 @@ demo: $(STAMP)
 # once, on one worker, instead of once per worker.
 test: $(STAMP)
 	$(PY) -m ruff check --quiet .
+	$(PY) -m ruff format --check --quiet .
 	$(PY) -m pytest -q -n 2 --dist loadfile -m 'not slow and not flow' tests
 
 # The user's commands as subprocesses: the CLIs on real material and on the GCS emulator,

@@ -42,8 +42,11 @@ _RATE = flags.DEFINE_integer("rate", 24, "Frame rate of both files.")
 _WINDOW_CLIPS = flags.DEFINE_integer("window_clips", 24, "Timed clips per file, window.")
 _FULL_CLIPS = flags.DEFINE_integer("full_clips", 2, "Timed clips per file, full decode.")
 _DECODE = flags.DEFINE_list("decode", ["full", "window"], "Modes to run, side by side.")
-_CACHE = flags.DEFINE_string("cache_dir", "", "Where the generated files are kept "
-                             "(default .cache/benchmarks/clip_decoding under the repo).")
+_CACHE = flags.DEFINE_string(
+  "cache_dir",
+  "",
+  "Where the generated files are kept (default .cache/benchmarks/clip_decoding under the repo).",
+)
 _JSON = flags.DEFINE_string("json", "", "Also write the result to this JSON file.")
 
 NUM_FRAMES, STRIDE, IMAGE_SIZE = 16, 2, 128
@@ -58,8 +61,9 @@ def _scene(height: int) -> np.ndarray:
     sys.exit("needs scikit-image for its photographs: pip install -e '.[test]'")
   picture = Image.fromarray(data.coffee())
   h = round(1.4 * height)
-  return np.asarray(picture.resize((round(h * picture.width / picture.height * 1.3), h),
-                                   Image.BILINEAR))
+  return np.asarray(
+    picture.resize((round(h * picture.width / picture.height * 1.3), h), Image.BILINEAR)
+  )
 
 
 def _bounce(distance: float, room: int) -> int:
@@ -84,7 +88,7 @@ def make_file(path: Path, seconds: float, height: int, rate: int) -> Path:
       t = k / rate
       x = _bounce(60 * t, scene.shape[1] - width)
       y = _bounce(20 * t, scene.shape[0] - height)
-      frame = np.ascontiguousarray(scene[y:y + height, x:x + width])
+      frame = np.ascontiguousarray(scene[y : y + height, x : x + width])
       for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
         container.mux(packet)
     for packet in stream.encode():
@@ -100,8 +104,9 @@ def full_decode_clip(source: VideoFolder, epoch: int) -> tuple[np.ndarray, int, 
   with av.open(str(path)) as container:
     num_video_frames = container.streams.video[0].frames
     span = (NUM_FRAMES - 1) * STRIDE + 1
-    start = window_start(num_video_frames, span, random_start=True, seed=source.seed,
-                         epoch=epoch, index=0)
+    start = window_start(
+      num_video_frames, span, random_start=True, seed=source.seed, epoch=epoch, index=0
+    )
     wanted = set(range(start, start + span, STRIDE))
     picked, decoded, frame_bytes = [], 0, 0
     for k, frame in enumerate(container.decode(video=0)):
@@ -113,22 +118,32 @@ def full_decode_clip(source: VideoFolder, epoch: int) -> tuple[np.ndarray, int, 
   return clip, decoded, decoded * frame_bytes
 
 
-def measure(files: dict[str, Path], modes: list[str], window_clips: int,
-            full_clips: int) -> dict:
+def measure(files: dict[str, Path], modes: list[str], window_clips: int, full_clips: int) -> dict:
   """Clips of each file in each mode, interleaved file by file and mode by mode."""
-  sources = {name: VideoFolder(str(path.parent), num_frames=NUM_FRAMES,
-                               image_size=IMAGE_SIZE, frame_stride=STRIDE,
-                               random_start=True, seed=0)
-             for name, path in files.items()}
-  rows = {(m, n): {"seconds": 0.0, "clips": 0, "decoded": 0, "decoded_bytes": 0,
-                   "held_bytes": 0} for m in modes for n in files}
+  sources = {
+    name: VideoFolder(
+      str(path.parent),
+      num_frames=NUM_FRAMES,
+      image_size=IMAGE_SIZE,
+      frame_stride=STRIDE,
+      random_start=True,
+      seed=0,
+    )
+    for name, path in files.items()
+  }
+  rows = {
+    (m, n): {"seconds": 0.0, "clips": 0, "decoded": 0, "decoded_bytes": 0, "held_bytes": 0}
+    for m in modes
+    for n in files
+  }
   # Warm-up (file caches, first opens), and the check that both modes read one clip.
   for name, source in sources.items():
     window = source.read_clip(0, epoch=10_000)
     if "full" in modes:
       full, _, _ = full_decode_clip(source, epoch=10_000)
-      np.testing.assert_array_equal(full, window.frames,
-                                    err_msg=f"{name}: full and window decodes differ")
+      np.testing.assert_array_equal(
+        full, window.frames, err_msg=f"{name}: full and window decodes differ"
+      )
   planned = {"window": window_clips, "full": full_clips}
   epoch = 0
   while any(rows[m, n]["clips"] < planned[m] for m in modes for n in files):
@@ -155,64 +170,90 @@ def measure(files: dict[str, Path], modes: list[str], window_clips: int,
   result = {}
   for (mode, name), row in rows.items():
     result.setdefault(mode, {})[name] = {
-        "clips_per_s": row["clips"] / row["seconds"], "clips": row["clips"],
-        "frames_decoded_per_clip": row["decoded"] / row["clips"],
-        "bytes_decoded_per_clip": row["decoded_bytes"] / row["clips"],
-        "peak_bytes_held": row["held_bytes"]}
+      "clips_per_s": row["clips"] / row["seconds"],
+      "clips": row["clips"],
+      "frames_decoded_per_clip": row["decoded"] / row["clips"],
+      "bytes_decoded_per_clip": row["decoded_bytes"] / row["clips"],
+      "peak_bytes_held": row["held_bytes"],
+    }
   for mode, per_file in result.items():
     short, long = per_file["short"], per_file["long"]
     per_file["ratio_long_short"] = {
-        "time_per_clip": short["clips_per_s"] / long["clips_per_s"],
-        "bytes_decoded_per_clip": long["bytes_decoded_per_clip"]
-        / short["bytes_decoded_per_clip"],
-        "peak_bytes_held": long["peak_bytes_held"] / short["peak_bytes_held"]}
+      "time_per_clip": short["clips_per_s"] / long["clips_per_s"],
+      "bytes_decoded_per_clip": long["bytes_decoded_per_clip"] / short["bytes_decoded_per_clip"],
+      "peak_bytes_held": long["peak_bytes_held"] / short["peak_bytes_held"],
+    }
   return result
 
 
 def format_table(result: dict, env: dict, setup: dict) -> str:
-  lines = [f"{provenance.describe(env)}; {setup['height']}p {setup['rate']} fps x264 "
-           f"ultrafast, files {setup['short_s']:g} s and {setup['long_s']:g} s; clips of "
-           f"{NUM_FRAMES} frames stride {STRIDE} at {IMAGE_SIZE}^2",
-           "| decode | file | clips/s | frames decoded/clip | MB decoded/clip | "
-           "peak MB held |", "|---|---|---|---|---|---|"]
+  lines = [
+    f"{provenance.describe(env)}; {setup['height']}p {setup['rate']} fps x264 "
+    f"ultrafast, files {setup['short_s']:g} s and {setup['long_s']:g} s; clips of "
+    f"{NUM_FRAMES} frames stride {STRIDE} at {IMAGE_SIZE}^2",
+    "| decode | file | clips/s | frames decoded/clip | MB decoded/clip | peak MB held |",
+    "|---|---|---|---|---|---|",
+  ]
   for mode, per_file in result.items():
     for name in ("short", "long"):
       r = per_file[name]
-      lines.append(f"| {mode} | {name} | {r['clips_per_s']:.2f} | "
-                   f"{r['frames_decoded_per_clip']:.0f} | "
-                   f"{r['bytes_decoded_per_clip'] / 1e6:.0f} | "
-                   f"{r['peak_bytes_held'] / 1e6:.0f} |")
+      lines.append(
+        f"| {mode} | {name} | {r['clips_per_s']:.2f} | "
+        f"{r['frames_decoded_per_clip']:.0f} | "
+        f"{r['bytes_decoded_per_clip'] / 1e6:.0f} | "
+        f"{r['peak_bytes_held'] / 1e6:.0f} |"
+      )
   for mode, per_file in result.items():
     q = per_file["ratio_long_short"]
-    lines.append(f"{mode}: long/short time per clip {q['time_per_clip']:.2f}x, bytes "
-                 f"decoded per clip {q['bytes_decoded_per_clip']:.2f}x, peak bytes held "
-                 f"{q['peak_bytes_held']:.2f}x")
+    lines.append(
+      f"{mode}: long/short time per clip {q['time_per_clip']:.2f}x, bytes "
+      f"decoded per clip {q['bytes_decoded_per_clip']:.2f}x, peak bytes held "
+      f"{q['peak_bytes_held']:.2f}x"
+    )
   return "\n".join(lines)
 
 
-def run(*, short_s: float, long_s: float, height: int, rate: int, modes: list[str],
-        window_clips: int, full_clips: int, cache_dir: Path) -> tuple[dict, str]:
+def run(
+  *,
+  short_s: float,
+  long_s: float,
+  height: int,
+  rate: int,
+  modes: list[str],
+  window_clips: int,
+  full_clips: int,
+  cache_dir: Path,
+) -> tuple[dict, str]:
   setup = {"short_s": short_s, "long_s": long_s, "height": height, "rate": rate}
   start = time.perf_counter()
   # One folder per file: each is a VideoFolder of one video.
-  files = {name: make_file(cache_dir / f"{seconds:g}s_{height}p_{rate}fps" / "video.mp4",
-                           seconds, height, rate)
-           for name, seconds in (("short", short_s), ("long", long_s))}
+  files = {
+    name: make_file(
+      cache_dir / f"{seconds:g}s_{height}p_{rate}fps" / "video.mp4", seconds, height, rate
+    )
+    for name, seconds in (("short", short_s), ("long", long_s))
+  }
   setup["generate_s"] = time.perf_counter() - start
   env = provenance.environment()
-  result = {**env, "setup": setup,
-            "modes": measure(files, modes, window_clips, full_clips)}
+  result = {**env, "setup": setup, "modes": measure(files, modes, window_clips, full_clips)}
   return result, format_table(result["modes"], env, setup)
 
 
 def main(argv):
   del argv
-  cache = Path(_CACHE.value or Path(__file__).parents[1] / ".cache" / "benchmarks" /
-               "clip_decoding")
-  result, table = run(short_s=_SHORT.value, long_s=_LONG.value, height=_HEIGHT.value,
-                      rate=_RATE.value, modes=_DECODE.value,
-                      window_clips=_WINDOW_CLIPS.value, full_clips=_FULL_CLIPS.value,
-                      cache_dir=cache)
+  cache = Path(
+    _CACHE.value or Path(__file__).parents[1] / ".cache" / "benchmarks" / "clip_decoding"
+  )
+  result, table = run(
+    short_s=_SHORT.value,
+    long_s=_LONG.value,
+    height=_HEIGHT.value,
+    rate=_RATE.value,
+    modes=_DECODE.value,
+    window_clips=_WINDOW_CLIPS.value,
+    full_clips=_FULL_CLIPS.value,
+    cache_dir=cache,
+  )
   print(f"files generated (or found cached) in {result['setup']['generate_s']:.1f} s")
   provenance.emit(result, table, tag="CLIP_DECODING", json_path=_JSON.value)
 

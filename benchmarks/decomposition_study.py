@@ -46,17 +46,18 @@ from videofusion_jax.training.loop import train
 @dataclasses.dataclass(frozen=True)
 class StudySettings:
   """One study: every (lam, seed) pair is trained, sampled and scored the same way."""
+
   lams: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)  # 0.0 runs as the standard process
   seeds: tuple[int, ...] = (0, 1)
-  train_steps: int = 50             # equal for every run: equal training compute
+  train_steps: int = 50  # equal for every run: equal training compute
   batch_size: int = 4
-  num_frames: int = 16              # I3D (FVD) needs 16-frame clips
+  num_frames: int = 16  # I3D (FVD) needs 16-frame clips
   image_size: int = 16
-  num_videos: int = 16              # sampled per run
-  num_real: int = 32                # real clips, shared by all runs
-  sampler_steps: int = 10           # DDIM steps
+  num_videos: int = 16  # sampled per run
+  num_real: int = 32  # real clips, shared by all runs
+  sampler_steps: int = 10  # DDIM steps
   lr: float = 1e-3
-  data_path: str = ""               # "" = the synthetic shapes; else a folder of videos
+  data_path: str = ""  # "" = the synthetic shapes; else a folder of videos
 
   def validate(self) -> None:
     if not self.lams or any(not 0.0 <= lam < 1.0 for lam in self.lams):
@@ -72,9 +73,16 @@ class StudySettings:
 
 
 CPU_DEFAULT = StudySettings()
-LARGE = StudySettings(seeds=(0, 1, 2), train_steps=20_000, batch_size=32, image_size=32,
-                      num_videos=512, num_real=1024, sampler_steps=50, lr=2e-4)
-
+LARGE = StudySettings(
+  seeds=(0, 1, 2),
+  train_steps=20_000,
+  batch_size=32,
+  image_size=32,
+  num_videos=512,
+  num_real=1024,
+  sampler_steps=50,
+  lr=2e-4,
+)
 
 
 def run_config(settings: StudySettings, lam: float, seed: int):
@@ -100,9 +108,12 @@ def run_config(settings: StudySettings, lam: float, seed: int):
 
 def _real_videos(settings: StudySettings) -> evaluation.Videos:
   data = run_config(settings, 0.5, 0).data
-  protocol = evaluation.EvalSettings(num_videos=settings.num_real, seed=1234,
-                                     num_frames=settings.num_frames,
-                                     image_size=settings.image_size)
+  protocol = evaluation.EvalSettings(
+    num_videos=settings.num_real,
+    seed=1234,
+    num_frames=settings.num_frames,
+    image_size=settings.image_size,
+  )
   return evaluation.data_videos(data, protocol, {"kind": "study real clips"})
 
 
@@ -110,13 +121,26 @@ def _sample(config, workdir: str, num_videos: int) -> np.ndarray:
   spec = model_spec(config)
   schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
   graphdef, state = sampling.load_ema_params(spec, config, workdir)
-  sampler = sampling.VideoSampler(graphdef, spec.config, num_frames=config.data.num_frames,
-                                  image_size=config.data.image_size,
-                                  batch_size=config.sample.batch_size,
-                                  config=sampling.sampler_config(config))
-  return np.concatenate([video_io.to_uint8(b) for b in sampler.batches(
-      state, schedule, num_videos=num_videos, base_seed=config.seed + 100,
-      residual_seed=config.seed + 200)])
+  sampler = sampling.VideoSampler(
+    graphdef,
+    spec.config,
+    num_frames=config.data.num_frames,
+    image_size=config.data.image_size,
+    batch_size=config.sample.batch_size,
+    config=sampling.sampler_config(config),
+  )
+  return np.concatenate(
+    [
+      video_io.to_uint8(b)
+      for b in sampler.batches(
+        state,
+        schedule,
+        num_videos=num_videos,
+        base_seed=config.seed + 100,
+        residual_seed=config.seed + 200,
+      )
+    ]
+  )
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -124,15 +148,19 @@ def summarise(runs: list[dict]) -> dict:
   out = {}
   for lam in sorted({r["lam"] for r in runs}):
     vals = np.array([r["fvd"] for r in runs if r["lam"] == lam], np.float64)
-    out[str(lam)] = {"mean": float(vals.mean()),
-                     "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
-                     "min": float(vals.min()), "max": float(vals.max()),
-                     "fvd": vals.tolist()}
+    out[str(lam)] = {
+      "mean": float(vals.mean()),
+      "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+      "min": float(vals.min()),
+      "max": float(vals.max()),
+      "fvd": vals.tolist(),
+    }
   return out
 
 
-def run_study(settings: StudySettings, workdir: str,
-              extractor: FeatureExtractor | None = None) -> dict:
+def run_study(
+  settings: StudySettings, workdir: str, extractor: FeatureExtractor | None = None
+) -> dict:
   """Train, sample and score every (lam, seed); return the runs and their summary."""
   settings.validate()
   extractor = extractor or fvd.i3d_extractor(batch_size=8)
@@ -152,31 +180,49 @@ def run_study(settings: StudySettings, workdir: str,
       t2 = time.time()
       fake = extract({"i3d": extractor}, [videos], what="fake")["i3d"]
       score = fvd.frechet_distance(real, fake)
-      runs.append({"lam": lam, "seed": seed, "noise_mode": config.diffusion.noise_mode,
-                   "fvd": score, "final_loss": last.get("loss"),
-                   "frame_change": motion.frame_change(videos),
-                   "train_s": t1 - t0, "sample_s": t2 - t1, "score_s": time.time() - t2})
+      runs.append(
+        {
+          "lam": lam,
+          "seed": seed,
+          "noise_mode": config.diffusion.noise_mode,
+          "fvd": score,
+          "final_loss": last.get("loss"),
+          "frame_change": motion.frame_change(videos),
+          "train_s": t1 - t0,
+          "sample_s": t2 - t1,
+          "score_s": time.time() - t2,
+        }
+      )
       if not settings.data_path:  # flat-background shapes: glide vs jitter
         runs[-1]["object_motion"] = motion.object_motion(videos)._asdict()
       logging.info("lam %g seed %d: FVD %.1f", lam, seed, score)
-  return {"settings": dataclasses.asdict(settings), "runs": runs, "summary": summarise(runs),
-          "real_features_s": real_s, "wall_s": time.time() - start,
-          "extractor": extractor.describe(),
-          **provenance.environment()}
+  return {
+    "settings": dataclasses.asdict(settings),
+    "runs": runs,
+    "summary": summarise(runs),
+    "real_features_s": real_s,
+    "wall_s": time.time() - start,
+    "extractor": extractor.describe(),
+    **provenance.environment(),
+  }
 
 
 def format_table(result: dict) -> str:
   s = result["settings"]
-  lines = [f"{provenance.describe(result)}; {len(s['seeds'])} seeds x "
-           f"{s['train_steps']} steps of batch {s['batch_size']} "
-           f"({s['num_frames']}x{s['image_size']}^2), {s['num_videos']} sampled vs "
-           f"{s['num_real']} real videos, DDIM {s['sampler_steps']}; wall "
-           f"{result['wall_s'] / 60:.1f} min",
-           f"{'lam':<14} {'FVD mean':>9} {'+/- std':>8} {'min':>8} {'max':>8}  per seed"]
+  lines = [
+    f"{provenance.describe(result)}; {len(s['seeds'])} seeds x "
+    f"{s['train_steps']} steps of batch {s['batch_size']} "
+    f"({s['num_frames']}x{s['image_size']}^2), {s['num_videos']} sampled vs "
+    f"{s['num_real']} real videos, DDIM {s['sampler_steps']}; wall "
+    f"{result['wall_s'] / 60:.1f} min",
+    f"{'lam':<14} {'FVD mean':>9} {'+/- std':>8} {'min':>8} {'max':>8}  per seed",
+  ]
   for lam, row in result["summary"].items():
     name = f"{lam} (standard)" if float(lam) == 0.0 else lam
-    lines.append(f"{name:<14} {row['mean']:9.1f} {row['std']:8.1f} {row['min']:8.1f} "
-                 f"{row['max']:8.1f}  {', '.join(f'{v:.1f}' for v in row['fvd'])}")
+    lines.append(
+      f"{name:<14} {row['mean']:9.1f} {row['std']:8.1f} {row['min']:8.1f} "
+      f"{row['max']:8.1f}  {', '.join(f'{v:.1f}' for v in row['fvd'])}"
+    )
   return "\n".join(lines)
 
 
@@ -200,8 +246,9 @@ def main(argv):
   del argv
   # The persistent compile cache, as `make` sets it: seeds of one lam share programs.
   if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-    jax.config.update("jax_compilation_cache_dir",
-                      str(Path(__file__).parents[1] / ".cache" / "jax"))
+    jax.config.update(
+      "jax_compilation_cache_dir", str(Path(__file__).parents[1] / ".cache" / "jax")
+    )
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
   result = run_study(_settings_from_flags(), _WORKDIR.value)
   provenance.emit(result, format_table(result), tag="DECOMP", json_path=_JSON.value)
@@ -217,10 +264,12 @@ def _define_flags() -> None:
   _SEEDS = flags.DEFINE_list("seeds", None, "Override: seeds.")
   _STEPS = flags.DEFINE_integer("train_steps", 0, "Override: train steps per run.")
   _VIDEOS = flags.DEFINE_integer("num_videos", 0, "Override: sampled videos per run.")
-  _DATA = flags.DEFINE_string("data_path", "", "A local folder of videos instead of the "
-                              "synthetic shapes.")
-  _WORKDIR = flags.DEFINE_string("workdir", "runs/decomposition_study",
-                                 "Where each run's checkpoints go.")
+  _DATA = flags.DEFINE_string(
+    "data_path", "", "A local folder of videos instead of the synthetic shapes."
+  )
+  _WORKDIR = flags.DEFINE_string(
+    "workdir", "runs/decomposition_study", "Where each run's checkpoints go."
+  )
   _JSON = flags.DEFINE_string("json", "", "Also write the result to this JSON file.")
 
 

@@ -57,8 +57,10 @@ def main(argv):
   t_kvd = time.perf_counter() - t
   print(f"2048 x 400 features: Fréchet distance {t_fd:.2f} s, KVD {t_kvd:.2f} s")
   best = max(rate.values())
-  print(f"projected: 2048 generated videos scored in {2048 / best + t_fd + t_kvd:.0f} s "
-        f"(features at {best:.2f} videos/s, cached real features)")
+  print(
+    f"projected: 2048 generated videos scored in {2048 / best + t_fd + t_kvd:.0f} s "
+    f"(features at {best:.2f} videos/s, cached real features)"
+  )
 
 
 if __name__ == "__main__":

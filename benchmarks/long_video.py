@@ -35,8 +35,7 @@ from benchmarks import provenance, xla_analysis
 from configs import demo
 from videofusion_jax import controls, diffusion
 from videofusion_jax.data import video_io
-from videofusion_jax.diffusion.long_video import (check_long_video,
-                                                  long_video_windows, window_keys)
+from videofusion_jax.diffusion.long_video import check_long_video, long_video_windows, window_keys
 from videofusion_jax.diffusion.noise_sharing import video_keys
 from videofusion_jax.models.from_config import videofusion_config
 from videofusion_jax.models.videofusion import VideoFusion
@@ -46,18 +45,20 @@ from videofusion_jax.sampling import sampler_config
 @dataclasses.dataclass(frozen=True)
 class Settings:
   lengths: tuple[int, ...] = (64, 128, 512)
-  window: int = 8               # the demo model's data.num_frames
+  window: int = 8  # the demo model's data.num_frames
   overlap: int = 4
   image_size: int = 16
-  batch: int = 1                # videos made together
-  num_steps: int = 25           # DDIM steps per window (the demo's)
-  repeats: int = 1              # timed runs per length (the minimum is reported)
+  batch: int = 1  # videos made together
+  num_steps: int = 25  # DDIM steps per window (the demo's)
+  repeats: int = 1  # timed runs per length (the minimum is reported)
 
   def validate(self) -> None:
     if not self.lengths or self.batch < 1 or self.num_steps < 1 or self.repeats < 1:
-      raise ValueError(f"lengths={self.lengths}, batch={self.batch}, num_steps="
-                       f"{self.num_steps}, repeats={self.repeats}; expected a length "
-                       "and >= 1 each")
+      raise ValueError(
+        f"lengths={self.lengths}, batch={self.batch}, num_steps="
+        f"{self.num_steps}, repeats={self.repeats}; expected a length "
+        "and >= 1 each"
+      )
     for length in self.lengths:
       check_long_video(length, self.window, self.overlap)
 
@@ -89,12 +90,12 @@ def run(settings: Settings) -> dict:
   settings.validate()
   config = model_config(settings)
   vf = videofusion_config(config)
-  shape = (settings.batch, settings.window, settings.image_size, settings.image_size,
-           vf.channels)
+  shape = (settings.batch, settings.window, settings.image_size, settings.image_size, vf.channels)
   graphdef, state = nnx.split(VideoFusion(vf, rngs=nnx.Rngs(0)))
   schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-  window_fn = controls.make_window_fn(graphdef, shape, settings.overlap, vf.lam,
-                                      sampler_config(config))
+  window_fn = controls.make_window_fn(
+    graphdef, shape, settings.overlap, vf.lam, sampler_config(config)
+  )
   base_keys = video_keys(0, 0, settings.batch)
   residual_keys = video_keys(1, 0, settings.batch)
   known = jnp.zeros((settings.batch, settings.overlap) + shape[2:], jnp.float32)
@@ -117,51 +118,70 @@ def run(settings: Settings) -> dict:
     if frames != length:
       raise AssertionError(f"{length} frames requested, {frames} made")
     seconds = min(times)
-    rows.append({"frames": length, "windows": windows, "seconds": seconds,
-                 "frames_per_s": settings.batch * length / seconds,
-                 "s_per_window": seconds / windows,
-                 "device_peak_bytes": xla_analysis.device_peak_bytes(),
-                 "rss_peak_bytes": _rss_peak()})
+    rows.append(
+      {
+        "frames": length,
+        "windows": windows,
+        "seconds": seconds,
+        "frames_per_s": settings.batch * length / seconds,
+        "s_per_window": seconds / windows,
+        "device_peak_bytes": xla_analysis.device_peak_bytes(),
+        "rss_peak_bytes": _rss_peak(),
+      }
+    )
   for row in rows:
     row["s_per_window_ratio"] = row["s_per_window"] / rows[0]["s_per_window"]
     row["windows_ratio"] = row["windows"] / rows[0]["windows"]
     row["seconds_ratio"] = row["seconds"] / rows[0]["seconds"]
   carried = int(np.prod(known.shape)) * known.dtype.itemsize  # the known frames alone
-  return {"settings": dataclasses.asdict(settings), "window_shape": list(shape),
-          "params": int(sum(np.prod(x.shape) for x in jax.tree.leaves(state))),
-          "compile_s": compile_s, "memory": dict(memory, carried_bytes=carried),
-          "rows": rows,
-          **provenance.environment()}
+  return {
+    "settings": dataclasses.asdict(settings),
+    "window_shape": list(shape),
+    "params": int(sum(np.prod(x.shape) for x in jax.tree.leaves(state))),
+    "compile_s": compile_s,
+    "memory": dict(memory, carried_bytes=carried),
+    "rows": rows,
+    **provenance.environment(),
+  }
 
 
 def format_table(result: dict) -> str:
   s, m = result["settings"], result["memory"]
   mib = lambda b: "-" if b is None else f"{b / 2**20:.1f}"
-  lines = [f"{provenance.describe(result)}; window "
-           f"{tuple(result['window_shape'])}, overlap {s['overlap']}, {s['num_steps']} DDIM "
-           f"steps/window, {result['params'] / 1e6:.2f} M params (random), compile "
-           f"{result['compile_s']:.1f} s",
-           f"window step, XLA memory analysis: {mib(m['xla_total'])} MiB (arguments "
-           f"{mib(m['xla_arguments'])}, temporaries {mib(m['xla_temp'])}); carried between "
-           f"windows {m['carried_bytes'] / 2**10:.1f} KiB",
-           f"{'frames':>7} {'windows':>8} {'seconds':>9} {'frames/s':>9} {'s/window':>9} "
-           f"{'vs first':>9} {'time x':>7} {'windows x':>9} {'dev peak MiB':>12} "
-           f"{'RSS MiB':>8}"]
+  lines = [
+    f"{provenance.describe(result)}; window "
+    f"{tuple(result['window_shape'])}, overlap {s['overlap']}, {s['num_steps']} DDIM "
+    f"steps/window, {result['params'] / 1e6:.2f} M params (random), compile "
+    f"{result['compile_s']:.1f} s",
+    f"window step, XLA memory analysis: {mib(m['xla_total'])} MiB (arguments "
+    f"{mib(m['xla_arguments'])}, temporaries {mib(m['xla_temp'])}); carried between "
+    f"windows {m['carried_bytes'] / 2**10:.1f} KiB",
+    f"{'frames':>7} {'windows':>8} {'seconds':>9} {'frames/s':>9} {'s/window':>9} "
+    f"{'vs first':>9} {'time x':>7} {'windows x':>9} {'dev peak MiB':>12} "
+    f"{'RSS MiB':>8}",
+  ]
   for r in result["rows"]:
-    lines.append(f"{r['frames']:>7} {r['windows']:>8} {r['seconds']:>9.2f} "
-                 f"{r['frames_per_s']:>9.1f} {r['s_per_window']:>9.3f} "
-                 f"{r['s_per_window_ratio']:>9.2f} {r['seconds_ratio']:>7.2f} "
-                 f"{r['windows_ratio']:>9.2f} {mib(r['device_peak_bytes']):>12} "
-                 f"{mib(r['rss_peak_bytes']):>8}")
+    lines.append(
+      f"{r['frames']:>7} {r['windows']:>8} {r['seconds']:>9.2f} "
+      f"{r['frames_per_s']:>9.1f} {r['s_per_window']:>9.3f} "
+      f"{r['s_per_window_ratio']:>9.2f} {r['seconds_ratio']:>7.2f} "
+      f"{r['windows_ratio']:>9.2f} {mib(r['device_peak_bytes']):>12} "
+      f"{mib(r['rss_peak_bytes']):>8}"
+    )
   return "\n".join(lines)
 
 
 def main(argv) -> None:
   del argv
-  settings = Settings(lengths=tuple(int(x) for x in _LENGTHS.value),
-                      window=_WINDOW.value, overlap=_OVERLAP.value,
-                      image_size=_SIZE.value, batch=_BATCH.value, num_steps=_STEPS.value,
-                      repeats=_REPEATS.value)
+  settings = Settings(
+    lengths=tuple(int(x) for x in _LENGTHS.value),
+    window=_WINDOW.value,
+    overlap=_OVERLAP.value,
+    image_size=_SIZE.value,
+    batch=_BATCH.value,
+    num_steps=_STEPS.value,
+    repeats=_REPEATS.value,
+  )
   result = run(settings)
   provenance.emit(result, format_table(result), tag="LONG_VIDEO", json_path=_JSON.value)
 

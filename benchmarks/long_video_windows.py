@@ -27,13 +27,14 @@ def window_changes(videos: np.ndarray, window: int, overlap: int) -> np.ndarray:
   """(windows,) frame change of each window of uint8 videos (K, N, H, W, C)."""
   stride = window - overlap
   starts = range(0, videos.shape[1] - window + 1, stride)
-  return np.array([frame_change(videos[:, s:s + window]) for s in starts])
+  return np.array([frame_change(videos[:, s : s + window]) for s in starts])
 
 
 def main(argv: list[str] | None = None) -> np.ndarray:
   """Print the table (and write the strip); return the frame change per window."""
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--window", type=int, required=True, help="the model's data.num_frames")
   parser.add_argument("--overlap", type=int, required=True, help="sample.overlap used")
@@ -46,23 +47,31 @@ def main(argv: list[str] | None = None) -> np.ndarray:
   videos = np.stack([video_io.read_video(p) for p in paths])
   change = window_changes(videos, args.window, args.overlap)
   per_video = np.stack([window_changes(v[None], args.window, args.overlap) for v in videos])
-  print(f"{len(paths)} videos of {videos.shape[1]} frames, window {args.window}, "
-        f"overlap {args.overlap}: frame change per window (0..255)")
+  print(
+    f"{len(paths)} videos of {videos.shape[1]} frames, window {args.window}, "
+    f"overlap {args.overlap}: frame change per window (0..255)"
+  )
   print("  all videos: " + " ".join(f"{c:.1f}" for c in change))
   for path, row in zip(paths, per_video):
     print(f"  {path.name}: " + " ".join(f"{c:.1f}" for c in row))
-  print(f"  later windows / first: {change[1:].min() / change[0]:.2f}-"
-        f"{change[1:].max() / change[0]:.2f}; pixel std per window: " + " ".join(
-            f"{videos[:, s:s + args.window].astype(np.float32).std():.1f}"
-            for s in range(0, videos.shape[1] - args.window + 1, args.window - args.overlap)))
+  print(
+    f"  later windows / first: {change[1:].min() / change[0]:.2f}-"
+    f"{change[1:].max() / change[0]:.2f}; pixel std per window: "
+    + " ".join(
+      f"{videos[:, s : s + args.window].astype(np.float32).std():.1f}"
+      for s in range(0, videos.shape[1] - args.window + 1, args.window - args.overlap)
+    )
+  )
   # Which earlier frame a late frame resembles: at overlap window - 1 on the demo the
   # new frame copies the known centre frame (window - 1 - centre back) and drifts from
   # its neighbours (videofusion_jax/diffusion/long_video.py).
-  late = videos[:, -args.window:].astype(np.float32)
-  print(f"  last window, mean |x_t - x_(t-k)| for k = 1..{args.window - 1}: " + " ".join(
-      f"{np.abs(late[:, k:] - late[:, :-k]).mean():.1f}" for k in range(1, args.window)))
+  late = videos[:, -args.window :].astype(np.float32)
+  print(
+    f"  last window, mean |x_t - x_(t-k)| for k = 1..{args.window - 1}: "
+    + " ".join(f"{np.abs(late[:, k:] - late[:, :-k]).mean():.1f}" for k in range(1, args.window))
+  )
   if args.strip:
-    strip = video_io.frame_strip(videos[:, ::args.every], scale=4)
+    strip = video_io.frame_strip(videos[:, :: args.every], scale=4)
     print(f"wrote {video_io.write_png(args.strip, strip)} ({strip.shape[1]}x{strip.shape[0]})")
   return change
 

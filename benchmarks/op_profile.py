@@ -40,19 +40,49 @@ import jax
 # U-Net's stem and output conv, embeddings, resamplers, and what runs around the U-Nets).
 LAYERS = ("resnet_block", "spatial_attention", "temporal_layer")
 SCOPES = ("base_unet", "residual_unet", *LAYERS)
-KINDS = ("conv", "matmul", "fused_attention", "reduce", "elementwise", "layout",
-         "collective", "other")
+KINDS = (
+  "conv",
+  "matmul",
+  "fused_attention",
+  "reduce",
+  "elementwise",
+  "layout",
+  "collective",
+  "other",
+)
 OTHER = "other"
 
 # Opcodes that only move or re-describe data.
-_DATA_MOVEMENT = {"parameter", "constant", "bitcast", "reshape", "broadcast", "transpose",
-                  "copy", "slice", "dynamic-slice", "dynamic-update-slice", "concatenate",
-                  "pad", "tuple", "get-tuple-element", "iota", "copy-start", "copy-done",
-                  "bitcast-convert", "reverse", "gather"}
-_COLLECTIVES = re.compile(r"^(all-reduce|all-gather|reduce-scatter|all-to-all|"
-                          r"collective-permute|collective-broadcast)")
-_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?(?P<name>[\w.\-]+)\s*=\s*.*?\s"
-                          r"(?P<opcode>[a-z][a-z0-9\-]*)\((?P<rest>.*)$")
+_DATA_MOVEMENT = {
+  "parameter",
+  "constant",
+  "bitcast",
+  "reshape",
+  "broadcast",
+  "transpose",
+  "copy",
+  "slice",
+  "dynamic-slice",
+  "dynamic-update-slice",
+  "concatenate",
+  "pad",
+  "tuple",
+  "get-tuple-element",
+  "iota",
+  "copy-start",
+  "copy-done",
+  "bitcast-convert",
+  "reverse",
+  "gather",
+}
+_COLLECTIVES = re.compile(
+  r"^(all-reduce|all-gather|reduce-scatter|all-to-all|"
+  r"collective-permute|collective-broadcast)"
+)
+_INSTRUCTION = re.compile(
+  r"^\s*(?:ROOT\s+)?%?(?P<name>[\w.\-]+)\s*=\s*.*?\s"
+  r"(?P<opcode>[a-z][a-z0-9\-]*)\((?P<rest>.*)$"
+)
 _COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%?(?P<name>[\w.\-]+)\s+\(.*\{\s*$")
 _CALLS = re.compile(r"calls=\{?%?([\w.\-]+)")
 _TARGET = re.compile(r'custom_call_target="([^"]+)"')
@@ -63,6 +93,7 @@ _OPERAND = re.compile(r"%([\w.\-]+)")
 @dataclasses.dataclass(frozen=True)
 class HloOp:
   """One instruction of the compiled module: what it computes and who issued it."""
+
   kind: str
   op_name: str  # the jax op_name of its anchor instruction; "" when it has none
 
@@ -101,8 +132,11 @@ def parse_hlo(text: str) -> dict[str, HloOp]:
       kind = _kind(inner)
       anchor = next((i for i in inner if _kind([i]) == kind and i.op_name), None)
       named = [i.op_name for i in inner if i.op_name]
-      op_name = (anchor.op_name if anchor else inst.op_name
-                 or (collections.Counter(named).most_common(1)[0][0] if named else ""))
+      op_name = (
+        anchor.op_name
+        if anchor
+        else inst.op_name or (collections.Counter(named).most_common(1)[0][0] if named else "")
+      )
       ops[inst.name] = HloOp(kind, op_name)
       operands[inst.name] = _OPERAND.findall(inst.rest.split("),", 1)[0])
   # Instructions XLA made itself (a 1x1 convolution turned into a dot, a layout copy)
@@ -129,8 +163,7 @@ def _fused(inst: _Instruction, computations: dict, depth: int = 0) -> list[_Inst
   m = _CALLS.search(inst.rest)
   if m is None or depth > 8 or m.group(1) not in computations:
     return [inst]
-  return [leaf for i in computations[m.group(1)]
-          for leaf in _fused(i, computations, depth + 1)]
+  return [leaf for i in computations[m.group(1)] for leaf in _fused(i, computations, depth + 1)]
 
 
 def _kind(instructions: Sequence[_Instruction]) -> str:
@@ -200,15 +233,18 @@ def _module_name(hlo_text: str) -> str:
   return m.group(1) if m else ""
 
 
-def profile_compiled(compiled, args: Sequence, *, calls: int = 3,
-                     scopes: Sequence[str] = SCOPES) -> dict:
+def profile_compiled(
+  compiled, args: Sequence, *, calls: int = 3, scopes: Sequence[str] = SCOPES
+) -> dict:
   """`profile_calls` of `compiled(*args)` (which must not donate `args`)."""
-  return profile_calls(compiled.as_text(), lambda: jax.block_until_ready(compiled(*args)),
-                       calls=calls, scopes=scopes)
+  return profile_calls(
+    compiled.as_text(), lambda: jax.block_until_ready(compiled(*args)), calls=calls, scopes=scopes
+  )
 
 
-def profile_calls(hlo_text: str, call: Callable[[], object], *, calls: int = 3,
-                  scopes: Sequence[str] = SCOPES) -> dict:
+def profile_calls(
+  hlo_text: str, call: Callable[[], object], *, calls: int = 3, scopes: Sequence[str] = SCOPES
+) -> dict:
   """Run `call()` (one execution of the module `hlo_text`, finished when it returns)
   `calls` times under the profiler, after one untraced call; return the module's op
   time per call by layer group and kind.
@@ -241,8 +277,10 @@ def profile_calls(hlo_text: str, call: Callable[[], object], *, calls: int = 3,
     return {"error": f"the profiler failed: {type(e).__name__}: {e}"}
   if not seconds:
     where = "device planes" if on_device else "host CPU plane"
-    return {"error": f"the trace has no op of {module} on its {where} (planes: "
-                     f"{[p.name for p in planes]}); on a GPU the profiler needs CUPTI"}
+    return {
+      "error": f"the trace has no op of {module} on its {where} (planes: "
+      f"{[p.name for p in planes]}); on a GPU the profiler needs CUPTI"
+    }
   cells: dict[tuple[str, str], float] = collections.defaultdict(float)
   unmatched = 0.0
   for name, s in seconds.items():
@@ -251,11 +289,19 @@ def profile_calls(hlo_text: str, call: Callable[[], object], *, calls: int = 3,
       unmatched += s / calls
     group = scope_group(op.op_name, scopes) if op else OTHER
     cells[(group, op.kind if op else "other")] += s / calls
-  rows = [{"group": g, "kind": k, "seconds": s}
-          for (g, k), s in sorted(cells.items(), key=lambda kv: -kv[1])]
+  rows = [
+    {"group": g, "kind": k, "seconds": s}
+    for (g, k), s in sorted(cells.items(), key=lambda kv: -kv[1])
+  ]
   layer_names = any(scope_group(op.op_name, scopes) != OTHER for op in ops.values())
-  return {"calls": calls, "traced_wall_s": wall, "op_s": sum(cells.values()),
-          "unmatched_s": unmatched, "layer_names": layer_names, "cells": rows}
+  return {
+    "calls": calls,
+    "traced_wall_s": wall,
+    "op_s": sum(cells.values()),
+    "unmatched_s": unmatched,
+    "layer_names": layer_names,
+    "cells": rows,
+  }
 
 
 def totals(profile: dict, by: str) -> dict[str, float]:
@@ -273,19 +319,22 @@ def format_profile(title: str, profile: dict, step_s: float | None = None) -> li
   groups, kinds = totals(profile, "group"), totals(profile, "kind")
   ms = {(c["group"], c["kind"]): c["seconds"] * 1e3 for c in profile["cells"]}
   op_ms = profile["op_s"] * 1e3
-  coverage = (f", {profile['op_s'] / step_s:.0%} of the untraced step"
-              if step_s else "")
-  lines = [f"{title}: {op_ms:.2f} ms of ops per call{coverage}, by layer (rows) and op "
-           "kind (columns), ms"]
+  coverage = f", {profile['op_s'] / step_s:.0%} of the untraced step" if step_s else ""
+  lines = [
+    f"{title}: {op_ms:.2f} ms of ops per call{coverage}, by layer (rows) and op kind (columns), ms"
+  ]
   if not profile.get("layer_names", True):
     # JAX's persistent cache key ignores op names: an executable compiled from code
     # without the layers' named scopes is reused, and its ops name no layer.
-    lines.append("  (no op names a layer: the executable was probably loaded from a "
-                 "JAX_COMPILATION_CACHE_DIR filled before the layers had named scopes; "
-                 "rerun with an empty cache directory)")
+    lines.append(
+      "  (no op names a layer: the executable was probably loaded from a "
+      "JAX_COMPILATION_CACHE_DIR filled before the layers had named scopes; "
+      "rerun with an empty cache directory)"
+    )
   width = max([len(g) for g in groups] + [len("total")])
-  lines.append(f"{'':<{width}} " + " ".join(f"{k:>11}" for k in kinds)
-               + f" {'total':>9} {'share':>6}")
+  lines.append(
+    f"{'':<{width}} " + " ".join(f"{k:>11}" for k in kinds) + f" {'total':>9} {'share':>6}"
+  )
   for group, total in groups.items():
     cols = " ".join(f"{ms.get((group, k), 0.0):11.2f}" for k in kinds)
     lines.append(f"{group:<{width}} {cols} {total * 1e3:9.2f} {total * 1e3 / op_ms:6.0%}")

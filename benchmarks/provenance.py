@@ -27,11 +27,22 @@ def commit() -> str:
   if named := os.environ.get("VIDEOFUSION_COMMIT"):
     return named
   try:
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=_REPO, check=True,
-                          capture_output=True, text=True, timeout=10).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                           cwd=_REPO, check=True, capture_output=True, text=True,
-                           timeout=10).stdout.strip()
+    head = subprocess.run(
+      ["git", "rev-parse", "--short", "HEAD"],
+      cwd=_REPO,
+      check=True,
+      capture_output=True,
+      text=True,
+      timeout=10,
+    ).stdout.strip()
+    dirty = subprocess.run(
+      ["git", "status", "--porcelain", "--untracked-files=no"],
+      cwd=_REPO,
+      check=True,
+      capture_output=True,
+      text=True,
+      timeout=10,
+    ).stdout.strip()
   except (OSError, subprocess.SubprocessError):
     return "unknown"
   return head + ("+" if dirty else "")
@@ -49,8 +60,13 @@ def host() -> str:
 
 def environment(devices=None) -> dict:
   """The JSON fields every benchmark result carries."""
-  return {"device": device(devices), "host": host(), "jax": jax.__version__,
-          "commit": commit(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+  return {
+    "device": device(devices),
+    "host": host(),
+    "jax": jax.__version__,
+    "commit": commit(),
+    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+  }
 
 
 def describe(env: dict) -> str:

@@ -32,10 +32,12 @@ from videofusion_jax.training.loop import create_state, step_shardings
 from videofusion_jax.training.step import StepConfig, make_train_step
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Experiment config.")
-_MESHES = flags.DEFINE_list("meshes", ["8x1x1", "2x4x1", "2x1x4", "1x2x4", "2x2x2"],
-                            "data x fsdp x tensor meshes, in order.")
-_CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 8,
-                                    "Fake CPU devices to partition over (0: the real ones).")
+_MESHES = flags.DEFINE_list(
+  "meshes", ["8x1x1", "2x4x1", "2x1x4", "1x2x4", "2x2x2"], "data x fsdp x tensor meshes, in order."
+)
+_CPU_DEVICES = flags.DEFINE_integer(
+  "cpu_devices", 8, "Fake CPU devices to partition over (0: the real ones)."
+)
 _FRAMES = flags.DEFINE_integer("frames", 4, "Frames per clip.")
 _SIZE = flags.DEFINE_integer("size", 16, "Frame size.")
 _BATCH = flags.DEFINE_integer("batch", 8, "Global batch.")
@@ -54,11 +56,12 @@ def compile_step(config, mesh_shape, pin: bool):
   shardings = step_shardings(ts, config, mesh, rules)
   step = make_train_step(ts.graphdef, StepConfig(lam=spec.config.lam), shardings=shardings)
   d = config.data
-  video = jax.ShapeDtypeStruct((config.train.batch_size, d.num_frames, d.image_size,
-                                d.image_size, d.channels), np.float32,
-                               sharding=shardings.batch)
-  schedule = diffusion.make_schedule(config.diffusion.schedule,
-                                     config.diffusion.num_timesteps)
+  video = jax.ShapeDtypeStruct(
+    (config.train.batch_size, d.num_frames, d.image_size, d.image_size, d.channels),
+    np.float32,
+    sharding=shardings.batch,
+  )
+  schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
   start = time.perf_counter()
   compiled = step.lower(*ts.target, {"video": video}, jax.random.key(0), schedule).compile()
   return collectives(compiled.as_text()), time.perf_counter() - start
@@ -72,11 +75,15 @@ def main(argv):
   config.data.num_frames, config.data.image_size = _FRAMES.value, _SIZE.value
   config.train.batch_size = _BATCH.value
   devices = jax.devices("cpu") if _CPU_DEVICES.value else jax.devices()
-  print(f"{provenance.hardware_line(devices)}; batch {_BATCH.value} x "
-        f"{_FRAMES.value} x {_SIZE.value}^2; elements received per device per step")
+  print(
+    f"{provenance.hardware_line(devices)}; batch {_BATCH.value} x "
+    f"{_FRAMES.value} x {_SIZE.value}^2; elements received per device per step"
+  )
   kinds = ("all-gather", "all-reduce", "all-to-all", "collective-permute", "reduce-scatter")
-  print(f"| mesh | partitioner | pinned | {' | '.join(kinds)} | total | pinned / not | "
-        f"largest all-to-all | compile s |")
+  print(
+    f"| mesh | partitioner | pinned | {' | '.join(kinds)} | total | pinned / not | "
+    f"largest all-to-all | compile s |"
+  )
   print("|---" * (len(kinds) + 7) + "|")
   for name in _MESHES.value:
     shape = tuple(int(x) for x in name.split("x"))
@@ -86,9 +93,11 @@ def main(argv):
       by_kind = sent.elements_by_kind()
       largest = sent.largest("all-to-all")
       ratio = sent.elements / max(rows[False][0].elements, 1)
-      print(f"| {name} | {partitioner} | {'yes' if pin else 'no'} | "
-            + " | ".join(f"{by_kind.get(k, 0):,}" for k in kinds)
-            + f" | {sent.elements:,} | {ratio:.2f} | {largest:,} | {compile_s:.1f} |")
+      print(
+        f"| {name} | {partitioner} | {'yes' if pin else 'no'} | "
+        + " | ".join(f"{by_kind.get(k, 0):,}" for k in kinds)
+        + f" | {sent.elements:,} | {ratio:.2f} | {largest:,} | {compile_s:.1f} |"
+      )
     sys.stdout.flush()
 
 

@@ -70,14 +70,12 @@ PAPER = {"latency_ratio": 0.17 / 0.40, "memory_ratio": 49.85 / 63.82}  # 0.425, 
 # 16 x 64 x 64 and are super-resolved afterwards. "tiny" is Table 8 at a quarter of the
 # widths (same stages, depth and base/residual proportion) for a CPU; "micro" is the
 # two-stage test model (base and residual the same size, unlike the paper).
-SHAPES = {"tiny": (16, 32, 1), "table8": (16, 64, 4), "table9": (16, 64, 4),
-          "micro": (4, 16, 1)}
+SHAPES = {"tiny": (16, 32, 1), "table8": (16, 64, 4), "table9": (16, 64, 4), "micro": (4, 16, 1)}
 # videofusion: the preset as our configs train it, temporal attention in the residual
 # U-Net (docs/math.md); videofusion_2d: the paper's per-frame 2D residual generator
 # (`residual.temporal = "none"`), the architecture its Table 4 measured.
 VARIANTS = ("videofusion", "videofusion_2d", "vdm")
 COMPILE_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"  # one per lowering
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +86,7 @@ class Setup:
   image_size: int
   dtype: str = "float32"
   vdm_temporal: str = "attention"
-  attention: str = "xla"            # model.attention of both models
+  attention: str = "xla"  # model.attention of both models
 
   def shape(self) -> tuple[int, ...]:
     return (self.batch, self.frames, self.image_size, self.image_size, 3)
@@ -98,21 +96,31 @@ def quarter_table8() -> VideoFusionConfig:
   """Table 8 with every width / 4 (base 48, residual 32), heads of 16 channels."""
   paper = presets.table8()
   quarter = lambda u: dataclasses.replace(
-      u, block_out_channels=tuple(c // 4 for c in u.block_out_channels),
-      attention_head_dim=16, norm_num_groups=16)
-  return dataclasses.replace(paper, base=quarter(paper.base),
-                             residual=quarter(paper.residual))
+    u,
+    block_out_channels=tuple(c // 4 for c in u.block_out_channels),
+    attention_head_dim=16,
+    norm_num_groups=16,
+  )
+  return dataclasses.replace(paper, base=quarter(paper.base), residual=quarter(paper.residual))
 
 
 def model_configs(setup: Setup) -> dict:
   """{variant: VideoFusionConfig or VDMConfig} (see VARIANTS) of one preset and dtype."""
   vf = {"tiny": quarter_table8, "micro": presets.tiny}.get(
-      setup.preset, lambda: presets.get_preset(setup.preset))()
-  vf = dataclasses.replace(vf, dtype=setup.dtype, param_dtype=setup.dtype,
-                           attention=setup.attention)
-  vdm = VDMConfig(unet=dataclasses.replace(vf.base, temporal="attention"),
-                  channels=vf.channels, lam=vf.lam, temporal_placement=setup.vdm_temporal,
-                  dtype=setup.dtype, param_dtype=setup.dtype, attention=setup.attention)
+    setup.preset, lambda: presets.get_preset(setup.preset)
+  )()
+  vf = dataclasses.replace(
+    vf, dtype=setup.dtype, param_dtype=setup.dtype, attention=setup.attention
+  )
+  vdm = VDMConfig(
+    unet=dataclasses.replace(vf.base, temporal="attention"),
+    channels=vf.channels,
+    lam=vf.lam,
+    temporal_placement=setup.vdm_temporal,
+    dtype=setup.dtype,
+    param_dtype=setup.dtype,
+    attention=setup.attention,
+  )
   vf_2d = dataclasses.replace(vf, residual=dataclasses.replace(vf.residual, temporal="none"))
   return {"videofusion": vf, "videofusion_2d": vf_2d, "vdm": vdm}
 
@@ -151,9 +159,16 @@ def step_variant(config, setup: Setup) -> dict:
   start = time.perf_counter()
   compiled = step.lower(leaves, z, t).compile()
   compile_s = time.perf_counter() - start
-  return dict(graphdef=graphdef, state=state, fn=compiled, args=(leaves, z, t),
-              compile_s=compile_s, flops=xla_analysis.flops(compiled),
-              params=_param_count(state), **xla_analysis.memory_bytes(compiled))
+  return dict(
+    graphdef=graphdef,
+    state=state,
+    fn=compiled,
+    args=(leaves, z, t),
+    compile_s=compile_s,
+    flops=xla_analysis.flops(compiled),
+    params=_param_count(state),
+    **xla_analysis.memory_bytes(compiled),
+  )
 
 
 def part_variants(configs: dict, setup: Setup) -> dict:
@@ -167,32 +182,38 @@ def part_variants(configs: dict, setup: Setup) -> dict:
   """
   b, n, h, w, c = setup.shape()
   vf, vdm = configs["videofusion"], configs["vdm"]
-  pieces = {"vf_base": (vf.base_unet(), b, None),
-            "vf_residual": (vf.residual_unet(), b * (n - 1), n - 1),
-            "vdm_spatial": (dataclasses.replace(vdm.video_unet(), temporal="none"), b * n,
-                            None)}
+  pieces = {
+    "vf_base": (vf.base_unet(), b, None),
+    "vf_residual": (vf.residual_unet(), b * (n - 1), n - 1),
+    "vdm_spatial": (dataclasses.replace(vdm.video_unet(), temporal="none"), b * n, None),
+  }
   parts = {}
   for name, (unet_config, frames, clip_frames) in pieces.items():
-    graphdef, state = nnx.split(UNet(unet_config, attention=setup.attention,
-                                     rngs=nnx.Rngs(0)))
+    graphdef, state = nnx.split(UNet(unet_config, attention=setup.attention, rngs=nnx.Rngs(0)))
     leaves, treedef = jax.tree.flatten(cast_floats(state, setup.dtype))
 
     @jax.jit
-    def unet_call(leaves, x, t, frame_index, graphdef=graphdef, treedef=treedef,
-                  clip_frames=clip_frames):
-      extra = ({} if clip_frames is None
-               else dict(frame_index=frame_index, num_frames=clip_frames))
+    def unet_call(
+      leaves, x, t, frame_index, graphdef=graphdef, treedef=treedef, clip_frames=clip_frames
+    ):
+      extra = {} if clip_frames is None else dict(frame_index=frame_index, num_frames=clip_frames)
       return nnx.merge(graphdef, treedef.unflatten(leaves))(x, t, **extra)
 
     x = jax.random.normal(jax.random.key(0), (frames, h, w, unet_config.in_channels))
     t = jnp.full((frames,), 500, jnp.int32)
-    frame_index = (jnp.tile(jnp.asarray(diffusion.other_frame_indices(n), jnp.int32), b)
-                   if clip_frames else jnp.zeros((frames,), jnp.int32))
+    frame_index = (
+      jnp.tile(jnp.asarray(diffusion.other_frame_indices(n), jnp.int32), b)
+      if clip_frames
+      else jnp.zeros((frames,), jnp.int32)
+    )
     start = time.perf_counter()
     compiled = unet_call.lower(leaves, x, t, frame_index).compile()
-    parts[name] = dict(fn=compiled, args=(leaves, x, t, frame_index),
-                       compile_s=time.perf_counter() - start,
-                       flops=xla_analysis.flops(compiled))
+    parts[name] = dict(
+      fn=compiled,
+      args=(leaves, x, t, frame_index),
+      compile_s=time.perf_counter() - start,
+      flops=xla_analysis.flops(compiled),
+    )
   return parts
 
 
@@ -211,33 +232,55 @@ def sampler_variant(v: dict, config, setup: Setup, num_steps: int, calls: int) -
     walls = [_timed(fn, v["state"], schedule, *keys) for _ in range(calls)]
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
-  return {"sampler_first_call_s": first, "sampler_s": float(np.median(walls)),
-          "sampler_compiles": events.count(COMPILE_EVENT),
-          "sampler_jit_cache": fn._cache_size()}
+  return {
+    "sampler_first_call_s": first,
+    "sampler_s": float(np.median(walls)),
+    "sampler_compiles": events.count(COMPILE_EVENT),
+    "sampler_jit_cache": fn._cache_size(),
+  }
 
 
 def _isolated_peak(variant: str, setup: Setup) -> int | None:
   """Peak device bytes of one variant's step, measured in a fresh process."""
-  cmd = [sys.executable, "-m", "benchmarks.table4", f"--preset={setup.preset}",
-         f"--batch={setup.batch}", f"--frames={setup.frames}",
-         f"--image_size={setup.image_size}", f"--dtype={setup.dtype}",
-         f"--vdm_temporal={setup.vdm_temporal}", f"--attention={setup.attention}",
-         f"--only={variant}"]
+  cmd = [
+    sys.executable,
+    "-m",
+    "benchmarks.table4",
+    f"--preset={setup.preset}",
+    f"--batch={setup.batch}",
+    f"--frames={setup.frames}",
+    f"--image_size={setup.image_size}",
+    f"--dtype={setup.dtype}",
+    f"--vdm_temporal={setup.vdm_temporal}",
+    f"--attention={setup.attention}",
+    f"--only={variant}",
+  ]
   # From the repository root, where `-m benchmarks.table4` resolves.
-  out = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True,
-                       text=True, check=True).stdout
+  out = subprocess.run(
+    cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, check=True
+  ).stdout
   for line in out.splitlines():
     if line.startswith("PEAK_JSON "):
-      return json.loads(line[len("PEAK_JSON "):])["peak_bytes"]
+      return json.loads(line[len("PEAK_JSON ") :])["peak_bytes"]
   return None
 
 
-def run(setup: Setup, *, steps: int = 20, sampler_steps: int = 50, sampler_calls: int = 3,
-        isolate_memory: bool = False, parts: bool = True, profile: bool = True) -> dict:
+def run(
+  setup: Setup,
+  *,
+  steps: int = 20,
+  sampler_steps: int = 50,
+  sampler_calls: int = 3,
+  isolate_memory: bool = False,
+  parts: bool = True,
+  profile: bool = True,
+) -> dict:
   """Measure every variant side by side; return the result dict (see `format_table`)."""
   if steps < 1 or sampler_steps < 0 or sampler_calls < 1:
-    raise ValueError(f"steps={steps}, sampler_steps={sampler_steps}, sampler_calls="
-                     f"{sampler_calls}; expected >= 1, >= 0, >= 1")
+    raise ValueError(
+      f"steps={steps}, sampler_steps={sampler_steps}, sampler_calls="
+      f"{sampler_calls}; expected >= 1, >= 0, >= 1"
+    )
   configs = model_configs(setup)
   variants = {name: step_variant(cfg, setup) for name, cfg in configs.items()}
   part_fns = part_variants(configs, setup) if parts else {}
@@ -249,12 +292,19 @@ def run(setup: Setup, *, steps: int = 20, sampler_steps: int = 50, sampler_calls
   for _ in range(steps):  # interleaved: all see the same machine state
     for name, v in timed.items():
       times[name].append(_timed(v["fn"], *v["args"]))
-  part_rows = {name: {"step_s": float(np.median(times[name])), "flops": v["flops"],
-                      "compile_s": v["compile_s"]} for name, v in part_fns.items()}
+  part_rows = {
+    name: {
+      "step_s": float(np.median(times[name])),
+      "flops": v["flops"],
+      "compile_s": v["compile_s"],
+    }
+    for name, v in part_fns.items()
+  }
   rows = {}
   for name, v in variants.items():
-    row = {k: v[k] for k in ("compile_s", "flops", "params", "xla_total", "xla_temp",
-                             "xla_arguments")}
+    row = {
+      k: v[k] for k in ("compile_s", "flops", "params", "xla_total", "xla_temp", "xla_arguments")
+    }
     row["step_s"] = float(np.median(times[name]))
     row["step_s_iqr"] = [float(np.percentile(times[name], q)) for q in (25, 75)]
     if sampler_steps:
@@ -264,13 +314,24 @@ def run(setup: Setup, *, steps: int = 20, sampler_steps: int = 50, sampler_calls
       row["host_overhead_frac"] = overhead / row["sampler_s"]
     row["peak_bytes"] = _isolated_peak(name, setup) if isolate_memory else None
     rows[name] = row
-  profiles = ({name: op_profile.profile_compiled(v["fn"], v["args"])
-               for name, v in variants.items()} if profile else {})
-  return {"setup": dataclasses.asdict(setup), "shape": list(setup.shape()),
-          "rows": rows, "parts": part_rows, "profiles": profiles,
-          "ratios": _ratios(rows, "videofusion"), "ratios_2d": _ratios(rows, "videofusion_2d"),
-          "paper": PAPER, "steps": steps, "sampler_steps": sampler_steps,
-          **provenance.environment()}
+  profiles = (
+    {name: op_profile.profile_compiled(v["fn"], v["args"]) for name, v in variants.items()}
+    if profile
+    else {}
+  )
+  return {
+    "setup": dataclasses.asdict(setup),
+    "shape": list(setup.shape()),
+    "rows": rows,
+    "parts": part_rows,
+    "profiles": profiles,
+    "ratios": _ratios(rows, "videofusion"),
+    "ratios_2d": _ratios(rows, "videofusion_2d"),
+    "paper": PAPER,
+    "steps": steps,
+    "sampler_steps": sampler_steps,
+    **provenance.environment(),
+  }
 
 
 def _ratios(rows: dict, variant: str) -> dict:
@@ -278,9 +339,12 @@ def _ratios(rows: dict, variant: str) -> dict:
   vf, vdm = rows[variant], rows["vdm"]
   peaks = all(row["peak_bytes"] for row in rows.values())
   mem_key = "peak_bytes" if peaks else "xla_total"
-  ratios = {"latency_ratio": vf["step_s"] / vdm["step_s"],
-            "memory_ratio": vf[mem_key] / vdm[mem_key], "memory_source": mem_key,
-            "flops_ratio": vf["flops"] / vdm["flops"] if vdm["flops"] else float("nan")}
+  ratios = {
+    "latency_ratio": vf["step_s"] / vdm["step_s"],
+    "memory_ratio": vf[mem_key] / vdm[mem_key],
+    "memory_source": mem_key,
+    "flops_ratio": vf["flops"] / vdm["flops"] if vdm["flops"] else float("nan"),
+  }
   if "sampler_s" in vf:
     # Per step inside the sampler's one scan: no dispatch or sync per step, which a lone
     # step call pays (on an H200 ~8 ms of VideoFusion's 34 at commit 863c5ad, when the
@@ -291,29 +355,43 @@ def _ratios(rows: dict, variant: str) -> dict:
 
 def format_table(result: dict) -> str:
   rows = result["rows"]
-  lines = [f"{provenance.describe(result)}; preset "
-           f"{result['setup']['preset']}, step input {tuple(result['shape'])}, "
-           f"{result['setup']['dtype']}, {result['setup']['attention']} attention, median of "
-           f"{result['steps']} calls",
-           f"{'model':<14} {'params M':>9} {'step ms':>9} {'GFLOP':>9} {'XLA mem MiB':>12} "
-           f"{'peak MiB':>9} {'compile s':>9} {'sampler s':>9} {'host ovh':>8} {'compiles':>8}"]
+  lines = [
+    f"{provenance.describe(result)}; preset "
+    f"{result['setup']['preset']}, step input {tuple(result['shape'])}, "
+    f"{result['setup']['dtype']}, {result['setup']['attention']} attention, median of "
+    f"{result['steps']} calls",
+    f"{'model':<14} {'params M':>9} {'step ms':>9} {'GFLOP':>9} {'XLA mem MiB':>12} "
+    f"{'peak MiB':>9} {'compile s':>9} {'sampler s':>9} {'host ovh':>8} {'compiles':>8}",
+  ]
   for name, row in rows.items():
     peak = f"{row['peak_bytes'] / 2**20:9.1f}" if row["peak_bytes"] else f"{'n/a':>9}"
-    sampler = (f"{row['sampler_s']:9.2f} {row['host_overhead_frac']:8.1%} "
-               f"{row['sampler_compiles']:8d}" if "sampler_s" in row
-               else f"{'-':>9} {'-':>8} {'-':>8}")
-    lines.append(f"{name:<14} {row['params'] / 1e6:9.2f} {row['step_s'] * 1e3:9.2f} "
-                 f"{row['flops'] / 1e9:9.2f} {row['xla_total'] / 2**20:12.1f} {peak} "
-                 f"{row['compile_s']:9.1f} {sampler}")
+    sampler = (
+      f"{row['sampler_s']:9.2f} {row['host_overhead_frac']:8.1%} {row['sampler_compiles']:8d}"
+      if "sampler_s" in row
+      else f"{'-':>9} {'-':>8} {'-':>8}"
+    )
+    lines.append(
+      f"{name:<14} {row['params'] / 1e6:9.2f} {row['step_s'] * 1e3:9.2f} "
+      f"{row['flops'] / 1e9:9.2f} {row['xla_total'] / 2**20:12.1f} {peak} "
+      f"{row['compile_s']:9.1f} {sampler}"
+    )
   p = result["paper"]
-  for label, r in (("VideoFusion (ours)", result["ratios"]),
-                   ("VideoFusion (paper's 2D residual)", result["ratios_2d"])):
-    inside = (f"; per step inside the {result['sampler_steps']}-step sampler "
-              f"{r['sampler_latency_ratio']:.2f}x" if "sampler_latency_ratio" in r else "")
-    lines.append(f"{label} / VDM*: latency {r['latency_ratio']:.2f}x (paper "
-                 f"{p['latency_ratio']:.2f}x){inside}, memory {r['memory_ratio']:.2f}x from "
-                 f"{r['memory_source']} (paper {p['memory_ratio']:.2f}x), FLOPs "
-                 f"{r['flops_ratio']:.2f}x")
+  for label, r in (
+    ("VideoFusion (ours)", result["ratios"]),
+    ("VideoFusion (paper's 2D residual)", result["ratios_2d"]),
+  ):
+    inside = (
+      f"; per step inside the {result['sampler_steps']}-step sampler "
+      f"{r['sampler_latency_ratio']:.2f}x"
+      if "sampler_latency_ratio" in r
+      else ""
+    )
+    lines.append(
+      f"{label} / VDM*: latency {r['latency_ratio']:.2f}x (paper "
+      f"{p['latency_ratio']:.2f}x){inside}, memory {r['memory_ratio']:.2f}x from "
+      f"{r['memory_source']} (paper {p['memory_ratio']:.2f}x), FLOPs "
+      f"{r['flops_ratio']:.2f}x"
+    )
   lines += format_parts(result)
   for name, profile in (result.get("profiles") or {}).items():
     lines += op_profile.format_profile(f"{name} step", profile, rows[name]["step_s"])
@@ -329,21 +407,31 @@ def format_parts(result: dict) -> list[str]:
   lines = [f"{'piece (alone)':<24} {'ms':>8} {'of step':>8} {'GFLOP':>9} {'TFLOP/s':>8}"]
   for name, part in parts.items():
     step = rows[of[name]]["step_s"]
-    lines.append(f"{name:<24} {part['step_s'] * 1e3:8.2f} {part['step_s'] / step:8.0%} "
-                 f"{part['flops'] / 1e9:9.2f} {part['flops'] / part['step_s'] / 1e12:8.2f}")
+    lines.append(
+      f"{name:<24} {part['step_s'] * 1e3:8.2f} {part['step_s'] / step:8.0%} "
+      f"{part['flops'] / 1e9:9.2f} {part['flops'] / part['step_s'] / 1e12:8.2f}"
+    )
   for name in ("videofusion", "vdm"):
     row = rows[name]
-    lines.append(f"{name + ' step':<24} {row['step_s'] * 1e3:8.2f} {1:8.0%} "
-                 f"{row['flops'] / 1e9:9.2f} {row['flops'] / row['step_s'] / 1e12:8.2f}")
+    lines.append(
+      f"{name + ' step':<24} {row['step_s'] * 1e3:8.2f} {1:8.0%} "
+      f"{row['flops'] / 1e9:9.2f} {row['flops'] / row['step_s'] / 1e12:8.2f}"
+    )
   return lines
 
 
 def _setup_from_flags() -> Setup:
   preset = _PRESET.value or ("tiny" if jax.default_backend() == "cpu" else "table8")
   frames, size, batch = SHAPES[preset]
-  return Setup(preset=preset, batch=_BATCH.value or batch, frames=_FRAMES.value or frames,
-               image_size=_SIZE.value or size, dtype=_DTYPE.value,
-               vdm_temporal=_TEMPORAL.value, attention=_ATTENTION.value)
+  return Setup(
+    preset=preset,
+    batch=_BATCH.value or batch,
+    frames=_FRAMES.value or frames,
+    image_size=_SIZE.value or size,
+    dtype=_DTYPE.value,
+    vdm_temporal=_TEMPORAL.value,
+    attention=_ATTENTION.value,
+  )
 
 
 def main(argv):
@@ -369,9 +457,15 @@ def main(argv):
     return
   device_keeps_stats = xla_analysis.device_peak_bytes() is not None
   isolate = {"yes": True, "no": False}.get(_ISOLATE.value, device_keeps_stats)
-  result = run(setup, steps=_STEPS.value, sampler_steps=_SAMPLER_STEPS.value,
-               sampler_calls=_SAMPLER_CALLS.value, isolate_memory=isolate,
-               parts=_PARTS.value, profile=_PROFILE.value)
+  result = run(
+    setup,
+    steps=_STEPS.value,
+    sampler_steps=_SAMPLER_STEPS.value,
+    sampler_calls=_SAMPLER_CALLS.value,
+    isolate_memory=isolate,
+    parts=_PARTS.value,
+    profile=_PROFILE.value,
+  )
   provenance.emit(result, format_table(result), tag="TABLE4", json_path=_JSON.value)
 
 
@@ -381,9 +475,13 @@ def _define_flags() -> None:
   global _PRESET, _BATCH, _FRAMES, _SIZE, _DTYPE, _STEPS
   global _SAMPLER_STEPS, _SAMPLER_CALLS, _TEMPORAL, _JSON, _ISOLATE, _ONLY, _COMPILE_ONLY
   global _PARTS, _ATTENTION, _PROFILE
-  _PRESET = flags.DEFINE_enum("preset", None, list(SHAPES),
-                              "Model sizes: tiny (Table 8 / 4, CPU), table8, table9, micro "
-                              "(tests) (default: tiny on CPU, table8 elsewhere).")
+  _PRESET = flags.DEFINE_enum(
+    "preset",
+    None,
+    list(SHAPES),
+    "Model sizes: tiny (Table 8 / 4, CPU), table8, table9, micro "
+    "(tests) (default: tiny on CPU, table8 elsewhere).",
+  )
   _BATCH = flags.DEFINE_integer("batch", 0, "Videos per step (0: the preset's).")
   _FRAMES = flags.DEFINE_integer("frames", 0, "Frames per video (0: the preset's).")
   _SIZE = flags.DEFINE_integer("image_size", 0, "Frame size (0: the preset's).")
@@ -391,24 +489,44 @@ def _define_flags() -> None:
   _STEPS = flags.DEFINE_integer("steps", 20, "Timed step calls per variant (>= 20).")
   _SAMPLER_STEPS = flags.DEFINE_integer("sampler_steps", 50, "DDIM steps (0: skip).")
   _SAMPLER_CALLS = flags.DEFINE_integer("sampler_calls", 3, "Timed sampler calls.")
-  _TEMPORAL = flags.DEFINE_enum("vdm_temporal", "attention", ["attention", "all"],
-                                "VDM* temporal layers: after spatial attention, or all.")
-  _ATTENTION = flags.DEFINE_enum("attention", "xla", ["xla", "cudnn"],
-                                 "model.attention of both models (cudnn: bfloat16 on a GPU).")
+  _TEMPORAL = flags.DEFINE_enum(
+    "vdm_temporal",
+    "attention",
+    ["attention", "all"],
+    "VDM* temporal layers: after spatial attention, or all.",
+  )
+  _ATTENTION = flags.DEFINE_enum(
+    "attention",
+    "xla",
+    ["xla", "cudnn"],
+    "model.attention of both models (cudnn: bfloat16 on a GPU).",
+  )
   _JSON = flags.DEFINE_string("json", "", "Also write the result to this JSON file.")
-  _ISOLATE = flags.DEFINE_enum("isolate_memory", "auto", ["auto", "yes", "no"],
-                               "Peak memory of each variant in a fresh process (auto: where "
-                               "the device reports memory_stats).")
+  _ISOLATE = flags.DEFINE_enum(
+    "isolate_memory",
+    "auto",
+    ["auto", "yes", "no"],
+    "Peak memory of each variant in a fresh process (auto: where the device reports memory_stats).",
+  )
   _ONLY = flags.DEFINE_enum("only", None, list(VARIANTS), "Internal: one variant's peak.")
   _PARTS = flags.DEFINE_bool(
-      "parts", True, "Also time the steps' pieces alone (VideoFusion's base and residual "
-      "U-Nets, VDM*'s U-Net without temporal layers): what dominates each step.")
+    "parts",
+    True,
+    "Also time the steps' pieces alone (VideoFusion's base and residual "
+    "U-Nets, VDM*'s U-Net without temporal layers): what dominates each step.",
+  )
   _PROFILE = flags.DEFINE_bool(
-      "profile", True, "Also trace 3 calls of each step with the profiler and print its "
-      "op time by layer and op kind (op_profile.py).")
+    "profile",
+    True,
+    "Also trace 3 calls of each step with the profiler and print its "
+    "op time by layer and op kind (op_profile.py).",
+  )
   _COMPILE_ONLY = flags.DEFINE_bool(
-      "compile_only", False, "Compile both variants' step and sampler and exit: fills "
-      "JAX_COMPILATION_CACHE_DIR so a timed run later loads instead of compiling.")
+    "compile_only",
+    False,
+    "Compile both variants' step and sampler and exit: fills "
+    "JAX_COMPILATION_CACHE_DIR so a timed run later loads instead of compiling.",
+  )
 
 
 if __name__ == "__main__":

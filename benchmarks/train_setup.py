@@ -16,9 +16,9 @@ from videofusion_jax.training.step import StepShardings
 @dataclasses.dataclass
 class TrainSetup:
   spec: ModelSpec
-  ts: TrainState                # the state and EMA, allocated on the config's mesh
+  ts: TrainState  # the state and EMA, allocated on the config's mesh
   shardings: StepShardings
-  batch: dict[str, Any]         # {"video": zeros} of the config's batch, placed
+  batch: dict[str, Any]  # {"video": zeros} of the config's batch, placed
   schedule: diffusion.Schedule
 
 
@@ -29,9 +29,13 @@ def train_setup(config) -> TrainSetup:
   ts = create_state(spec, config, mesh, rules)
   shardings = step_shardings(ts, config, mesh, rules)
   d = config.data
-  video = np.zeros((config.train.batch_size, d.num_frames, d.image_size, d.image_size,
-                    d.channels), np.float32)
-  return TrainSetup(spec, ts, shardings, parallel.global_batch({"video": video},
-                                                               shardings.batch),
-                    diffusion.make_schedule(config.diffusion.schedule,
-                                            config.diffusion.num_timesteps))
+  video = np.zeros(
+    (config.train.batch_size, d.num_frames, d.image_size, d.image_size, d.channels), np.float32
+  )
+  return TrainSetup(
+    spec,
+    ts,
+    shardings,
+    parallel.global_batch({"video": video}, shardings.batch),
+    diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps),
+  )

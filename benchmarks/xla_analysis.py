@@ -22,11 +22,18 @@ def memory_bytes(compiled) -> dict:
   """{"xla_total", "xla_temp", "xla_arguments", "xla_outputs"} in bytes."""
   m = compiled.memory_analysis()
   get = lambda name: int(getattr(m, name, 0) or 0)
-  total = (get("argument_size_in_bytes") + get("output_size_in_bytes")
-           + get("temp_size_in_bytes") - get("alias_size_in_bytes"))
-  return {"xla_total": total, "xla_temp": get("temp_size_in_bytes"),
-          "xla_arguments": get("argument_size_in_bytes"),
-          "xla_outputs": get("output_size_in_bytes")}
+  total = (
+    get("argument_size_in_bytes")
+    + get("output_size_in_bytes")
+    + get("temp_size_in_bytes")
+    - get("alias_size_in_bytes")
+  )
+  return {
+    "xla_total": total,
+    "xla_temp": get("temp_size_in_bytes"),
+    "xla_arguments": get("argument_size_in_bytes"),
+    "xla_outputs": get("output_size_in_bytes"),
+  }
 
 
 def device_peak_bytes() -> int | None:

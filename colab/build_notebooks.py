@@ -32,8 +32,7 @@ def md(text: str):
 
 def code(*parts: str):
   """A code cell of `parts`, each dedented on its own (so snippets can be shared)."""
-  return nbformat.v4.new_code_cell("\n".join(textwrap.dedent(p).strip("\n") for p in parts
-                                             ).strip())
+  return nbformat.v4.new_code_cell("\n".join(textwrap.dedent(p).strip("\n") for p in parts).strip())
 
 
 # No "Open in Colab" badge: a badge needs the repository's public GitHub address, which
@@ -99,16 +98,19 @@ def install(extras: str):
 
 
 def parameters(*body: str):
-  return code('''
+  return code(
+    """
       # Parameters. CI executes every notebook with VIDEOFUSION_TINY=1 (tiny sizes, a few
       # steps, minutes on 2 CPU cores); otherwise the real sizes below are used.
       import os
 
       TINY = os.environ.get("VIDEOFUSION_TINY", "0") == "1"
-      ''', *body)
+      """,
+    *body,
+  )
 
 
-SETUP = code('''
+SETUP = code("""
     # The checkout holds configs/ next to the package; make it importable and say where
     # JAX runs (CPU, GPU or TPU: the same code runs on each).
     import sys
@@ -129,11 +131,11 @@ SETUP = code('''
     if jax.default_backend() == "cpu" and not TINY:
       print("No accelerator: in Colab pick Runtime > Change runtime type > GPU or TPU "
             "(the real sizes are slow on a CPU).")
-    ''')
+    """)
 
 # The demo model both quickstart.ipynb and decomposition.ipynb train (same WORKDIR: the
 # second one finds the finished run and only loads it).
-DEMO_CONFIG = '''
+DEMO_CONFIG = """
     from configs import demo
 
     config = demo.get_config()
@@ -143,36 +145,45 @@ DEMO_CONFIG = '''
     config.train.checkpoint_every = NUM_STEPS
     config.optim.warmup_steps = min(config.optim.warmup_steps, NUM_STEPS // 4)
     config.sample.num_steps = SAMPLE_STEPS
-    '''
+    """
 
-DEMO_PARAMETERS = '''
+DEMO_PARAMETERS = """
     WORKDIR = "runs/colab_demo"       # checkpoints, metrics.jsonl, samples/
     NUM_STEPS = 30 if TINY else 600   # configs/demo.py: ~7 min on 2 CPU cores
     BATCH_SIZE = 4 if TINY else 8
     LOG_EVERY = 5 if TINY else 25
     SAMPLE_STEPS = 10 if TINY else 25  # DDIM steps
-    '''
+    """
 
 
 def quickstart():
   name = "quickstart.ipynb"
   return name, [
-      header(name, "VideoFusion quickstart: train, sample, watch", """
+    header(
+      name,
+      "VideoFusion quickstart: train, sample, watch",
+      """
           Train the tiny demo VideoFusion (`configs/demo.py`: 8 frames of 16x16, coloured
           shapes moving on black) for a short run, sample videos from its EMA weights and
           watch them, then plot the loss curve from `metrics.jsonl`. Everything goes
           through `train(config, workdir)`, the function `python -m videofusion_jax.train`
-          calls, and `videofusion_jax.Pipeline`, the sample CLI's sampler in Python."""),
-      install(""),
-      parameters(DEMO_PARAMETERS, '''
+          calls, and `videofusion_jax.Pipeline`, the sample CLI's sampler in Python.""",
+    ),
+    install(""),
+    parameters(
+      DEMO_PARAMETERS,
+      """
           NUM_VIDEOS = 4 if TINY else 8
-          '''),
-      SETUP,
-      md("""
+          """,
+    ),
+    SETUP,
+    md("""
           ## Train
           The progress bar shows steps per second and the loss. Run the cell again and it
           resumes from the last checkpoint in `WORKDIR` (or returns at once when finished)."""),
-      code(DEMO_CONFIG, '''
+    code(
+      DEMO_CONFIG,
+      """
           config.sample.num_videos = NUM_VIDEOS
           config.sample.batch_size = NUM_VIDEOS
 
@@ -180,13 +191,14 @@ def quickstart():
 
           last = train(config, WORKDIR)
           print({k: round(v, 4) for k, v in last.items()})
-          '''),
-      md("""
+          """,
+    ),
+    md("""
           ## The loss curve
           `metrics.jsonl` holds one line per logged step. `loss_centre` is the base
           generator's error on the centre frame, `loss_residual` the residual generator's
           on the other frames (Eq. 14)."""),
-      code('''
+    code("""
           import json
 
           import matplotlib.pyplot as plt
@@ -202,8 +214,8 @@ def quickstart():
           ax_lr.set(xlabel="step", title="learning rate (warmup)")
           plt.tight_layout()
           plt.show()
-          '''),
-      md("""
+          """),
+    md("""
           ## Sample and watch
           `Pipeline.from_workdir` loads the checkpoint's config and EMA weights; calling it
           returns uint8 videos `(B, N, H, W, 3)` (the seeds are the sample CLI's: same
@@ -211,7 +223,7 @@ def quickstart():
           them, clips of the training data.
           After the short CI run the samples are coloured blobs; the full demo run gives
           shapes whose colours persist through a clip."""),
-      code('''
+    code("""
           import videofusion_jax
           from videofusion_jax import display
           from videofusion_jax.data import video_io
@@ -229,14 +241,17 @@ def quickstart():
           print(f"training clips: frame-to-frame change {frame_change(data):.1f}/255")
           display.show_videos(data, titles=[f"data {i}" for i in range(NUM_VIDEOS)],
                               fps=config.sample.fps)
-          '''),
+          """),
   ]
 
 
 def decomposition():
   name = "decomposition.ipynb"
   return name, [
-      header(name, "The decomposition: base noise, residual noise, and what each controls", """
+    header(
+      name,
+      "The decomposition: base noise, residual noise, and what each controls",
+      """
           VideoFusion splits the noise of frame $i$ into a **base noise** $b$ shared by all
           frames and a **residual noise** $r_i$ of its own (Eq. 7):
           $\\epsilon_i = \\sqrt{\\lambda_i}\\, b + \\sqrt{1 - \\lambda_i}\\, r_i$, with
@@ -244,22 +259,26 @@ def decomposition():
           base generator) predicts $b$ from the centre frame; a second U-Net predicts the
           residuals. This notebook shows the consequences with the package's functions:
           the frame correlations for several $\\lambda$, seed grids (same base seed: same
-          content; same residual seed: same motion) and a long video by replacement."""),
-      install(""),
-      parameters(DEMO_PARAMETERS, '''
+          content; same residual seed: same motion) and a long video by replacement.""",
+    ),
+    install(""),
+    parameters(
+      DEMO_PARAMETERS,
+      """
           LAMS = (0.0, 0.25, 0.5, 0.9)       # base-noise shares to compare
           NOISE_VIDEOS = 32 if TINY else 256  # noise draws behind each correlation matrix
           GRID = 2 if TINY else 3             # seed grid: GRID base x GRID residual seeds
           LONG_WINDOWS = 3 if TINY else 8     # long video: windows of the 8-frame model
-          '''),
-      SETUP,
-      md("""
+          """,
+    ),
+    SETUP,
+    md("""
           ## Frame correlations of decomposed noise
           Two frames share $\\sqrt{\\lambda_i \\lambda_j}$ of their noise's variance through
           $b$, so their correlation is $\\sqrt{\\lambda_i\\lambda_j}$ (the centre frame with
           any other: $\\sqrt{\\lambda}$). We draw the noise with
           `diffusion.decomposed_noise` and measure it."""),
-      code('''
+    code("""
           import jax
           import matplotlib.pyplot as plt
 
@@ -283,33 +302,36 @@ def decomposition():
             noise_videos.append(eps[0])
           fig.colorbar(axes[-1].images[0], ax=axes, shrink=0.8, label="correlation")
           plt.show()
-          '''),
-      md("""
+          """),
+    md("""
           The same noise as videos (one draw per $\\lambda$): with $\\lambda = 0$ every frame
           but the centre one is fresh noise; at 0.9 the frames barely change."""),
-      code('''
+    code("""
           from videofusion_jax import display
 
           display.show_videos(np.clip(np.stack(noise_videos) / 3, -1, 1), fps=4,
                               titles=[f"lam = {lam}" for lam in LAMS])
-          '''),
-      md("""
+          """),
+    md("""
           ## A trained model
           The demo model of `quickstart.ipynb`, in the same `WORKDIR`: if that notebook
           already trained it, this only finds the finished checkpoint."""),
-      code(DEMO_CONFIG, '''
+    code(
+      DEMO_CONFIG,
+      """
           from videofusion_jax.training.loop import train
 
           last = train(config, WORKDIR)  # {} when WORKDIR already holds the finished run
           print({k: round(v, 4) for k, v in last.items()} or f"{WORKDIR}: already trained")
-          '''),
-      md("""
+          """,
+    ),
+    md("""
           ## Seed grid: content from the base seed, motion from the residual seed
           `controls.seed_grid` with `sample.vary = "both"` samples video $(i, j)$ from base
           seed $i$ and residual seed $j$ (paper Fig. 1). With DDIM ($\\eta = 0$) the centre
           frame only ever sees the base generator, so videos in a row share their centre
           frame: the matrix on the right is zero within each row's block."""),
-      code('''
+    code("""
           from videofusion_jax import controls
           from videofusion_jax.data import video_io
 
@@ -332,8 +354,8 @@ def decomposition():
           plt.colorbar(label="mean |difference| (0-255)")
           plt.title("centre frames, video vs video\\n(row-major: base i, residual j)")
           plt.show()
-          '''),
-      md("""
+          """),
+    md("""
           ## A long video by replacement (Sec. 4.6)
           `controls.long_videos` makes videos longer than the model's 8-frame window, window
           by window: the frames a window shares with the previous one are replaced at every
@@ -343,7 +365,7 @@ def decomposition():
           base noise fixed for the whole video the content stays; with a fresh base noise per
           window (`fixed_base = False`, the baseline) it drifts. The plot shows how far each
           frame is from the first."""),
-      code('''
+    code("""
           long = config.copy_and_resolve_references()
           # Overlap (window - 1) // 2: the centre frame, which carries the base noise, is new in
           # every window, so fixed and fresh base noise differ; with a larger overlap the known
@@ -372,14 +394,17 @@ def decomposition():
           plt.ylabel("mean |frame - frame 0|")
           plt.legend()
           plt.show()
-          '''),
+          """),
   ]
 
 
 def convert_and_sample():
   name = "convert_and_sample.ipynb"
   return name, [
-      header(name, "Convert a diffusers U-Net into the base generator, then sample", """
+    header(
+      name,
+      "Convert a diffusers U-Net into the base generator, then sample",
+      """
           The paper starts the base generator from a pretrained image diffusion model.
           `convert_diffusers_unet` turns a diffusers U-Net folder (`config.json` +
           `diffusion_pytorch_model.safetensors`) into an orbax checkpoint of our NNX U-Net;
@@ -388,9 +413,10 @@ def convert_and_sample():
           Mount your own model folder (e.g. from Google Drive) and set `DIFFUSERS_DIR`;
           left empty (and in CI) the notebook builds a tiny, randomly initialised diffusers
           `UNet2DModel` with the layout of the demo's base generator, so everything below
-          runs without a download."""),
-      install("convert"),
-      parameters('''
+          runs without a download.""",
+    ),
+    install("convert"),
+    parameters("""
           DIFFUSERS_DIR = ""                # a diffusers UNet2DModel folder; "" = tiny random one
           CONVERTED_DIR = "runs/converted_unet"
           WORKDIR = "runs/colab_from_converted"
@@ -400,14 +426,14 @@ def convert_and_sample():
           BATCH_SIZE = 4 if TINY else 8
           SAMPLE_STEPS = 10 if TINY else 25
           NUM_VIDEOS = 4
-          '''),
-      SETUP,
-      md("""
+          """),
+    SETUP,
+    md("""
           ## The diffusers model
           Without `DIFFUSERS_DIR`: a `UNet2DModel` with random weights (biases and norms
           perturbed too, so a transposed kernel could not hide), saved with
           `save_pretrained` as any hub model folder is."""),
-      code('''
+    code("""
           import warnings
 
           warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, no widgets
@@ -431,25 +457,25 @@ def convert_and_sample():
           torch_unet = diffusers.UNet2DModel.from_pretrained(src, low_cpu_mem_usage=False).eval()
           print(f"{src}: {sorted(p.name for p in src.iterdir())}, "
                 f"{sum(p.numel() for p in torch_unet.parameters()) / 1e6:.2f} M parameters")
-          '''),
-      md("""
+          """),
+    md("""
           ## Convert
           The key map is a table: every torch key must be used and every parameter filled
           with the right shape, or the conversion fails naming them. The output folder
           holds the parameters, `unet_config.json` and `config_snippet.py`, the config lines
           that make `model.base` this U-Net."""),
-      code('''
+    code("""
           from videofusion_jax.convert import convert_diffusers_unet, load_unet
 
           out = convert_diffusers_unet(src, CONVERTED_DIR, overwrite=True)
           print(sorted(p.name for p in out.iterdir()))
           print((out / "config_snippet.py").read_text())
-          '''),
-      md("""
+          """),
+    md("""
           ## Same function in JAX as in PyTorch
           Both U-Nets on the same noisy images and timesteps: every output value of ours
           against the torch one (channels-last vs channels-first)."""),
-      code('''
+    code("""
           import matplotlib.pyplot as plt
 
           ours = load_unet(out)
@@ -470,14 +496,14 @@ def convert_and_sample():
           plt.title(f"relative max error {err:.1e}")
           plt.show()
           assert err < 1e-4, err
-          '''),
-      md("""
+          """),
+    md("""
           ## VideoFusion with the converted base generator
           `config_snippet.py` sets `model.base` to the converted U-Net (and `data.channels`,
           `data.image_size`, `train.init_base_from`); `train.init_base_from` loads its
           weights into the base generator before the first step (the residual generator
           starts random). A short run, then videos from the EMA weights."""),
-      code('''
+    code("""
           import importlib.util
 
           from configs import demo
@@ -498,22 +524,25 @@ def convert_and_sample():
           config.sample.num_videos = config.sample.batch_size = NUM_VIDEOS
           last = train(config, WORKDIR)
           print({k: round(v, 4) for k, v in last.items()})
-          '''),
-      code('''
+          """),
+    code("""
           from videofusion_jax import display
           from videofusion_jax.data import video_io
 
           paths = [p for p in sample(config, WORKDIR) if p.suffix == ".mp4"]
           display.show_videos(np.stack([video_io.read_video(p) for p in paths]),
                               titles=[p.name for p in paths], fps=config.sample.fps)
-          '''),
+          """),
   ]
 
 
 def evaluate():
   name = "evaluate.ipynb"
   return name, [
-      header(name, "FVD and KVD between two folders of videos", """
+    header(
+      name,
+      "FVD and KVD between two folders of videos",
+      """
           `videofusion_jax.metrics.evaluation.evaluate(real, fake, settings)` scores a
           folder of generated videos against a folder of real ones (or a data config, or
           a workdir to sample from: see docs/evaluation.md).
@@ -530,23 +559,24 @@ def evaluate():
 
           Set `REAL_DIR` and `FAKE_DIRS` to your folders (e.g. `runs/demo/samples`);
           left empty, the notebook writes folders of synthetic clips and damaged copies of
-          them, so you can see what the metrics react to."""),
-      install("eval"),
-      parameters('''
+          them, so you can see what the metrics react to.""",
+    ),
+    install("eval"),
+    parameters("""
           REAL_DIR = ""           # a folder of real videos; "" = synthetic clips written below
           FAKE_DIRS = {}          # {"name": folder}; {} = the damaged copies written below
           NUM_VIDEOS = 6 if TINY else 128   # per side (papers: 2048)
           IMAGE_SIZE = 32 if TINY else 64   # clips are read at this size, then resized to 224
           BATCH_SIZE = 6 if TINY else 16
           DATA_DIR = "runs/eval_demo"
-          '''),
-      SETUP,
-      md("""
+          """),
+    SETUP,
+    md("""
           ## Two folders of videos
           Without your folders: real clips of the built-in moving shapes, and as "generated"
           sets other clips of the same distribution, those clips with noise added, and those
           clips with their frames in random order (the same images, no coherent motion)."""),
-      code('''
+    code("""
           from videofusion_jax import display
           from videofusion_jax.data import video_io
           from videofusion_jax.data.synthetic import SyntheticShapes
@@ -574,13 +604,13 @@ def evaluate():
           first = [video_io.read_video(sorted(Path(f).glob("*.mp4"))[0]) for f in folders.values()]
           frames = min(len(v) for v in first)
           display.show_videos(np.stack([v[:frames] for v in first]), titles=list(folders))
-          '''),
-      md("""
+          """),
+    md("""
           ## Score each folder against the real one
           The progress bars count videos through I3D; the first call also extracts (and
           caches) the real features. Each call writes `metrics.json` (metrics, protocol,
           counts, versions) into the fake folder."""),
-      code('''
+    code("""
           from videofusion_jax.metrics.evaluation import EvalSettings, evaluate
 
           settings = EvalSettings(num_videos=NUM_VIDEOS, num_frames=16, image_size=IMAGE_SIZE,
@@ -592,8 +622,8 @@ def evaluate():
             print(f"{name:>20}: FVD {result['metrics']['fvd']:9.2f}  "
                   f"KVD {result['metrics']['kvd']:8.4f}  (real features cached: "
                   f"{result['real']['cache_hit']})")
-          '''),
-      code('''
+          """),
+    code("""
           import matplotlib.pyplot as plt
 
           fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
@@ -603,8 +633,8 @@ def evaluate():
                    xlabel=metric.upper())
           plt.tight_layout()
           plt.show()
-          '''),
-      md("""
+          """),
+    md("""
           Clips of the same distribution score lowest; noise moves every frame's features,
           and shuffled frames keep the images but break the motion, which I3D (a video
           network) sees. With a handful of videos the numbers are noisy: compare sets scored
@@ -622,12 +652,15 @@ def build() -> dict[str, str]:
     name, cells = make()
     for i, cell in enumerate(cells):
       cell["id"] = f"cell-{i:02d}"
-    nb = nbformat.v4.new_notebook(cells=cells, metadata={
+    nb = nbformat.v4.new_notebook(
+      cells=cells,
+      metadata={
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
         "colab": {"provenance": [], "toc_visible": True},
         "accelerator": "GPU",
-    })
+      },
+    )
     nbformat.validate(nb)
     out[name] = nbformat.writes(nb) + "\n"
   return out
@@ -635,8 +668,11 @@ def build() -> dict[str, str]:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--check", action="store_true",
-                      help="fail if a stored notebook differs from what this script writes")
+  parser.add_argument(
+    "--check",
+    action="store_true",
+    help="fail if a stored notebook differs from what this script writes",
+  )
   args = parser.parse_args(argv)
   stale = []
   for name, text in build().items():

@@ -26,8 +26,7 @@ from nbclient import NotebookClient
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-ORDER = ("quickstart.ipynb", "decomposition.ipynb", "convert_and_sample.ipynb",
-         "evaluate.ipynb")
+ORDER = ("quickstart.ipynb", "decomposition.ipynb", "convert_and_sample.ipynb", "evaluate.ipynb")
 
 
 def _build_module():
@@ -62,13 +61,16 @@ def _run_install_cell(name: str, cwd: Path, tmp_path: Path):
   cell = next(c.source for c in nb.cells if c.cell_type == "code")
   script = tmp_path / "install_cell.py"
   script.write_text(
-      "import json, sys\nCALLS = []\n"
-      "class _IPython:\n"
-      "  def run_line_magic(self, magic, line):\n    CALLS.append([magic, line])\n"
-      "get_ipython = _IPython\n" + cell +
-      "\nprint('RESULT', json.dumps({'calls': CALLS, 'path0': sys.path[0]}))\n")
-  return subprocess.run([sys.executable, "-I", "-S", str(script)], cwd=cwd,
-                        capture_output=True, text=True, timeout=60)
+    "import json, sys\nCALLS = []\n"
+    "class _IPython:\n"
+    "  def run_line_magic(self, magic, line):\n    CALLS.append([magic, line])\n"
+    "get_ipython = _IPython\n"
+    + cell
+    + "\nprint('RESULT', json.dumps({'calls': CALLS, 'path0': sys.path[0]}))\n"
+  )
+  return subprocess.run(
+    [sys.executable, "-I", "-S", str(script)], cwd=cwd, capture_output=True, text=True, timeout=60
+  )
 
 
 @pytest.mark.parametrize("name", ORDER)
@@ -128,9 +130,11 @@ def test_notebook_executes(name, workspace, monkeypatch):
   monkeypatch.setenv("VIDEOFUSION_TINY", "1")
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
   monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-  for var, default in (("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".cache" / "jax")),
-                       ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0"),
-                       ("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")):
+  for var, default in (
+    ("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".cache" / "jax")),
+    ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0"),
+    ("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1"),
+  ):
     monkeypatch.setenv(var, os.environ.get(var, default))
   nb = nbformat.read(HERE / name, as_version=4)
   start = time.time()
@@ -138,9 +142,15 @@ def test_notebook_executes(name, workspace, monkeypatch):
     # Deadlines that only bound a hang. nbclient's defaults are short: 60 s for the kernel
     # to start, and 4 s after a cell's reply for its last outputs, after which it drops
     # them with a warning and the asserts on the text below fail on a loaded machine.
-    NotebookClient(nb, timeout=600, startup_timeout=300, iopub_timeout=300,
-                   raise_on_iopub_timeout=True, kernel_name="python3",
-                   resources={"metadata": {"path": str(workspace)}}).execute()
+    NotebookClient(
+      nb,
+      timeout=600,
+      startup_timeout=300,
+      iopub_timeout=300,
+      raise_on_iopub_timeout=True,
+      kernel_name="python3",
+      resources={"metadata": {"path": str(workspace)}},
+    ).execute()
   finally:
     out_dir = os.environ.get("VIDEOFUSION_NOTEBOOK_OUT")
     if out_dir:
@@ -156,12 +166,12 @@ def test_notebook_executes(name, workspace, monkeypatch):
   assert plots >= 1, f"{name} drew no plot"
   if name == "quickstart.ipynb":
     rows = (workspace / "runs/colab_demo/metrics.jsonl").read_text().splitlines()
-    assert len(rows) == 30 // 5                          # TINY: 30 steps, logged every 5
-    assert videos == 8                                   # 4 samples + 4 training clips
+    assert len(rows) == 30 // 5  # TINY: 30 steps, logged every 5
+    assert videos == 8  # 4 samples + 4 training clips
   elif name == "decomposition.ipynb":
     errors = _numbers(r"max \|measured - theory\| = ([0-9.]+)", text)
     assert len(errors) == 4 and max(errors) < 0.05, errors  # Eq. 7's correlations
-    assert videos == 4 + 4 + 2                          # noise, 2x2 seed grid, long videos
+    assert videos == 4 + 4 + 2  # noise, 2x2 seed grid, long videos
   elif name == "convert_and_sample.ipynb":
     (err,) = _numbers(r"max \|JAX - torch\| / max \|torch\| = ([0-9.e+-]+)", text)
     assert err < 1e-5

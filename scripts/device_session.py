@@ -67,7 +67,7 @@ WHEELS = REPO / ".device_wheels"
 WORK = REPO / ".device_work"
 STEPS = ("setup", "precompile", "demo", "mfu", "table4")
 BACKGROUND = ("precompile",)  # started, not waited for, by the session
-TIMED = ("mfu", "table4")     # wait for the background first: they own the GPU while timing
+TIMED = ("mfu", "table4")  # wait for the background first: they own the GPU while timing
 H200_BF16_PEAK_TFLOPS = 989  # dense, per chip (as train_throughput.py lists)
 # train_throughput's variants, each compiled in a process of its own by `precompile`:
 # cuDNN's flash attention before remat, because at 32x32 tokens XLA's attention writes
@@ -76,14 +76,29 @@ MFU_VARIANTS = ("no_remat", "cudnn", "remat")
 
 # What the GPU image (Python 3.12, its own jax/jaxlib with CUDA) lacks or holds in another
 # version than ours; their own dependencies are all in the image (KINDS.md's list).
-DEVICE_PACKAGES = ("flax", "optax", "orbax-checkpoint", "grain", "array-record",
-                   "ml-collections", "portpicker", "av", "tensorboardX")
+DEVICE_PACKAGES = (
+  "flax",
+  "optax",
+  "orbax-checkpoint",
+  "grain",
+  "array-record",
+  "ml-collections",
+  "portpicker",
+  "av",
+  "tensorboardX",
+)
 # Versions other than this venv's, because the image's jax is 0.11.x: flax 0.12.8 fails to
 # import there (jax.experimental.hijax has no HiPrimitive); 0.12.12 requires jax >= 0.11.1
 # and runs every step (rehearsed on CPU with jax 0.11.2).
 DEVICE_VERSIONS = {"flax": "0.12.12"}
-DEVICE_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64",
-                    "manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64")
+DEVICE_PLATFORMS = (
+  "manylinux_2_28_x86_64",
+  "manylinux_2_27_x86_64",
+  "manylinux_2_24_x86_64",
+  "manylinux_2_17_x86_64",
+  "manylinux2014_x86_64",
+  "manylinux1_x86_64",
+)
 
 # Seconds each step may take at most (less when the budget has less left).
 STEP_CAPS = {"setup": 150, "precompile": 420, "demo": 270, "mfu": 200, "table4": 300}
@@ -92,26 +107,58 @@ MIN_STEP_S = 30  # a step with less left is skipped, not started
 
 _JSON_LINE = re.compile(r"^([A-Z0-9_]+)_JSON (\{.*\})\s*$")
 _SAMPLED_STEP = re.compile(r"Sampling with the \w+ parameters of step (\d+)")
-_SAMPLE_LINE = re.compile(r"frame-to-frame change ([\d.]+)/255, brightness flicker ([\d.]+)/255"
-                          r"(?:, frames to centre ([\d.]+)/255)?")
-_MOTION_LINE = re.compile(r"\b(samples|data): +objects move ([\d.]+|nan) px/frame along a path "
-                          r"of ([\d.]+|nan) \(straightness ([\d.]+|nan)\)")
+_SAMPLE_LINE = re.compile(
+  r"frame-to-frame change ([\d.]+)/255, brightness flicker ([\d.]+)/255"
+  r"(?:, frames to centre ([\d.]+)/255)?"
+)
+_MOTION_LINE = re.compile(
+  r"\b(samples|data): +objects move ([\d.]+|nan) px/frame along a path "
+  r"of ([\d.]+|nan) \(straightness ([\d.]+|nan)\)"
+)
 
 
 def wheel_download_command(dest: Path, python: str = sys.executable) -> list[str]:
   """pip's command for the device's wheels, at the versions installed here (what the test
   suite ran with), for CPython 3.12 on x86-64 Linux."""
-  pins = [f"{name}=={DEVICE_VERSIONS.get(name) or importlib.metadata.version(name)}"
-          for name in DEVICE_PACKAGES]
+  pins = [
+    f"{name}=={DEVICE_VERSIONS.get(name) or importlib.metadata.version(name)}"
+    for name in DEVICE_PACKAGES
+  ]
   platforms = [arg for p in DEVICE_PLATFORMS for arg in ("--platform", p)]
-  return [python, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-          "--python-version", "3.12", "--implementation", "cp", *platforms, "-d", str(dest),
-          *pins]
+  return [
+    python,
+    "-m",
+    "pip",
+    "download",
+    "--no-deps",
+    "--only-binary=:all:",
+    "--python-version",
+    "3.12",
+    "--implementation",
+    "cp",
+    *platforms,
+    "-d",
+    str(dest),
+    *pins,
+  ]
 
 
 def install_command(wheels: list[Path], site: Path, python: str) -> list[str]:
-  return [python, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-          "--no-cache-dir", "--upgrade", "--target", str(site), *map(str, wheels)]
+  return [
+    python,
+    "-m",
+    "pip",
+    "install",
+    "-q",
+    "--no-index",
+    "--no-deps",
+    "--no-compile",
+    "--no-cache-dir",
+    "--upgrade",
+    "--target",
+    str(site),
+    *map(str, wheels),
+  ]
 
 
 _CHECK = """
@@ -130,17 +177,37 @@ print("videofusion_jax imports: ok")
 """
 
 
-def step_commands(step: str, *, python: str, out: Path, work: Path, rehearse: bool,
-                  wheels: list[Path], site: Path, table4_batch: int = 4) -> list[list[str]]:
+def step_commands(
+  step: str,
+  *,
+  python: str,
+  out: Path,
+  work: Path,
+  rehearse: bool,
+  wheels: list[Path],
+  site: Path,
+  table4_batch: int = 4,
+) -> list[list[str]]:
   """The subprocesses of one step; `rehearse` swaps in sizes a 2-core CPU runs in minutes."""
   if step == "setup":
     install = [install_command(wheels, site, python)] if wheels and not rehearse else []
     smi = [] if rehearse or not shutil.which("nvidia-smi") else [["nvidia-smi"]]
     return install + smi + [[python, "-c", _CHECK]]
   if step == "precompile":
-    timed = [cmd for s in TIMED for cmd in step_commands(
-        s, python=python, out=out, work=work, rehearse=rehearse, wheels=wheels, site=site,
-        table4_batch=table4_batch)]
+    timed = [
+      cmd
+      for s in TIMED
+      for cmd in step_commands(
+        s,
+        python=python,
+        out=out,
+        work=work,
+        rehearse=rehearse,
+        wheels=wheels,
+        site=site,
+        table4_batch=table4_batch,
+      )
+    ]
     # The train step's variants compile in processes of their own, side by side: one
     # after the other did not finish in 420 s on an H200 machine (RESULTS.md).
     compiles = []
@@ -153,27 +220,59 @@ def step_commands(step: str, *, python: str, out: Path, work: Path, rehearse: bo
         compiles.append(cmd)
     return compiles
   if step == "mfu":
-    sizes = (["--config=configs/demo.py", "--batch=2", "--steps=1", "--rounds=1"] if rehearse
-             else ["--config=configs/ucf101.py", "--config.data.image_size=64",
-                   "--config.model.dtype=bfloat16", "--batch=32",
-                   f"--peak_tflops={H200_BF16_PEAK_TFLOPS}"])
-    return [[python, "-m", "benchmarks.train_throughput", *sizes,
-             f"--variants={','.join(MFU_VARIANTS)}", f"--json={out / 'train_throughput.json'}"]]
+    sizes = (
+      ["--config=configs/demo.py", "--batch=2", "--steps=1", "--rounds=1"]
+      if rehearse
+      else [
+        "--config=configs/ucf101.py",
+        "--config.data.image_size=64",
+        "--config.model.dtype=bfloat16",
+        "--batch=32",
+        f"--peak_tflops={H200_BF16_PEAK_TFLOPS}",
+      ]
+    )
+    return [
+      [
+        python,
+        "-m",
+        "benchmarks.train_throughput",
+        *sizes,
+        f"--variants={','.join(MFU_VARIANTS)}",
+        f"--json={out / 'train_throughput.json'}",
+      ]
+    ]
   if step == "table4":
-    sizes = (["--preset=micro", "--batch=1", "--frames=4", "--image_size=16",
-              "--sampler_steps=2", "--sampler_calls=1"] if rehearse
-             else ["--preset=table8", f"--batch={table4_batch}", "--dtype=bfloat16"])
+    sizes = (
+      [
+        "--preset=micro",
+        "--batch=1",
+        "--frames=4",
+        "--image_size=16",
+        "--sampler_steps=2",
+        "--sampler_calls=1",
+      ]
+      if rehearse
+      else ["--preset=table8", f"--batch={table4_batch}", "--dtype=bfloat16"]
+    )
     return [[python, "-m", "benchmarks.table4", *sizes, f"--json={out / 'table4.json'}"]]
   if step == "demo":
     config = "configs/demo.py" if rehearse else "configs/demo.py:gpu"
     # Checkpoints often: the training is cut at the budget and the last one is sampled.
-    train_sizes = (["--config.train.num_steps=2", "--config.train.checkpoint_every=1"]
-                   if rehearse else ["--config.train.checkpoint_every=500"])
-    sample_sizes = (["--config.sample.num_videos=1", "--config.sample.num_steps=2"]
-                    if rehearse else ["--config.sample.num_videos=8"])
+    train_sizes = (
+      ["--config.train.num_steps=2", "--config.train.checkpoint_every=1"]
+      if rehearse
+      else ["--config.train.checkpoint_every=500"]
+    )
+    sample_sizes = (
+      ["--config.sample.num_videos=1", "--config.sample.num_steps=2"]
+      if rehearse
+      else ["--config.sample.num_videos=8"]
+    )
     common = [f"--config={config}", f"--workdir={work / 'demo'}"]
-    return [[python, "-m", "videofusion_jax.train", *common, *train_sizes],
-            [python, "-m", "videofusion_jax.sample", *common, *sample_sizes]]
+    return [
+      [python, "-m", "videofusion_jax.train", *common, *train_sizes],
+      [python, "-m", "videofusion_jax.sample", *common, *sample_sizes],
+    ]
   raise ValueError(f"unknown step {step!r}; expected some of {STEPS}")
 
 
@@ -187,14 +286,16 @@ def parse_results(lines: list[str]) -> dict:
       except json.JSONDecodeError:
         results[m.group(1)] = {"unparsed": m.group(2)[:500]}
     elif m := _SAMPLE_LINE.search(line):
-      results.setdefault("SAMPLES", {}).update(frame_change=float(m.group(1)),
-                                               brightness_flicker=float(m.group(2)))
+      results.setdefault("SAMPLES", {}).update(
+        frame_change=float(m.group(1)), brightness_flicker=float(m.group(2))
+      )
       if m.group(3):
         results["SAMPLES"]["centre_distance"] = float(m.group(3))
     elif m := _MOTION_LINE.search(line):
       keys = ("speed", "path_speed", "straightness")
       results.setdefault("SAMPLES", {})[f"{m.group(1)}_motion"] = {
-          k: float(v) for k, v in zip(keys, m.groups()[1:])}
+        k: float(v) for k, v in zip(keys, m.groups()[1:])
+      }
     elif m := _SAMPLED_STEP.search(line):
       results.setdefault("SAMPLES", {})["checkpoint_step"] = int(m.group(1))
   return results
@@ -205,9 +306,16 @@ def run_logged(cmd: list[str], *, timeout_s: float, env: dict, log) -> tuple[int
   (rc 124, like `timeout`) so no child outlives the step."""
   log.write(f"$ {' '.join(cmd)}\n")
   log.flush()
-  proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, bufsize=1,
-                          start_new_session=True)
+  proc = subprocess.Popen(
+    cmd,
+    cwd=REPO,
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+    bufsize=1,
+    start_new_session=True,
+  )
   deadline = time.monotonic() + timeout_s
   lines: list[str] = []
   timed_out = False
@@ -252,9 +360,19 @@ class Background:
     for cmd in cmds:
       self.log.write(f"$ {' '.join(cmd)}\n")
       self.log.flush()
-      self.procs.append((cmd, subprocess.Popen(cmd, cwd=REPO, env=env, stdout=self.log,
-                                               stderr=subprocess.STDOUT,
-                                               start_new_session=True)))
+      self.procs.append(
+        (
+          cmd,
+          subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+          ),
+        )
+      )
 
   def join(self) -> list[dict]:
     """Wait for every command until the deadline; their records, as a step's."""
@@ -265,8 +383,7 @@ class Background:
       except subprocess.TimeoutExpired:
         _kill_group(proc)
         rc = 124
-      records.append({"cmd": cmd[1:], "rc": rc,
-                      "wall_s": round(time.monotonic() - self.start, 1)})
+      records.append({"cmd": cmd[1:], "rc": rc, "wall_s": round(time.monotonic() - self.start, 1)})
     self.log.close()
     return records
 
@@ -302,9 +419,17 @@ def parse_caps(text: str) -> dict[str, float]:
   return caps
 
 
-def run_session(steps: list[str], *, out: Path, budget_s: float, rehearse: bool = False,
-                python: str = sys.executable, work: Path = WORK,
-                caps: dict[str, float] | None = None, table4_batch: int = 4) -> dict:
+def run_session(
+  steps: list[str],
+  *,
+  out: Path,
+  budget_s: float,
+  rehearse: bool = False,
+  python: str = sys.executable,
+  work: Path = WORK,
+  caps: dict[str, float] | None = None,
+  table4_batch: int = 4,
+) -> dict:
   """Run `steps` in order within `budget_s`; return (and keep writing) the summary."""
   caps = caps or STEP_CAPS
   out.mkdir(parents=True, exist_ok=True)
@@ -314,20 +439,31 @@ def run_session(steps: list[str], *, out: Path, budget_s: float, rehearse: bool 
   # One compile cache for all steps: the timed benchmarks, table4's memory children and the
   # demo's sampler load what was compiled before instead of compiling on the clock. Several
   # JAX processes share the GPU at once, so none may take 75% of its memory up front.
-  env = dict(os.environ, PYTHONUNBUFFERED="1", XLA_PYTHON_CLIENT_PREALLOCATE="false",
-             PYTHONPATH=os.pathsep.join([str(site), str(REPO), os.environ.get("PYTHONPATH", "")]))
+  env = dict(
+    os.environ,
+    PYTHONUNBUFFERED="1",
+    XLA_PYTHON_CLIENT_PREALLOCATE="false",
+    PYTHONPATH=os.pathsep.join([str(site), str(REPO), os.environ.get("PYTHONPATH", "")]),
+  )
   env.setdefault("JAX_COMPILATION_CACHE_DIR", str(work / "jax_cache"))
   env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
   start = time.monotonic()
-  summary = {"steps": {}, "rehearse": rehearse, "budget_s": budget_s,
-             "wheels": [w.name for w in wheels]}
+  summary = {
+    "steps": {},
+    "rehearse": rehearse,
+    "budget_s": budget_s,
+    "wheels": [w.name for w in wheels],
+  }
   background: dict[str, Background] = {}
 
   def join_background():
     for name, job in background.items():
       records = job.join()
-      summary["steps"][name].update(commands=records, ok=all(c["rc"] == 0 for c in records),
-                                    joined_after_s=round(time.monotonic() - start, 1))
+      summary["steps"][name].update(
+        commands=records,
+        ok=all(c["rc"] == 0 for c in records),
+        joined_after_s=round(time.monotonic() - start, 1),
+      )
     background.clear()
     write_summary(out, summary)
 
@@ -342,11 +478,18 @@ def run_session(steps: list[str], *, out: Path, budget_s: float, rehearse: bool 
           write_summary(out, summary)
           continue
         cap = min(caps[step], left)
-        cmds = step_commands(step, python=python, out=out, work=work, rehearse=rehearse,
-                             wheels=wheels, site=site, table4_batch=table4_batch)
+        cmds = step_commands(
+          step,
+          python=python,
+          out=out,
+          work=work,
+          rehearse=rehearse,
+          wheels=wheels,
+          site=site,
+          table4_batch=table4_batch,
+        )
         if step in BACKGROUND:
-          background[step] = Background(cmds, timeout_s=cap, env=env,
-                                        log_path=out / f"{step}.log")
+          background[step] = Background(cmds, timeout_s=cap, env=env, log_path=out / f"{step}.log")
           summary["steps"][step] = {"started_after_s": round(time.monotonic() - start, 1)}
           write_summary(out, summary)
           continue
@@ -356,8 +499,10 @@ def run_session(steps: list[str], *, out: Path, budget_s: float, rehearse: bool 
         summary["steps"][step] = record
         write_summary(out, summary)
         if step == "setup" and not record["ok"]:
-          message = ("setup failed: the packages or imports above are what the device "
-                     "lacks; `make device-wheels` here, then carry .device_wheels\n")
+          message = (
+            "setup failed: the packages or imports above are what the device "
+            "lacks; `make device-wheels` here, then carry .device_wheels\n"
+          )
           sys.stdout.write(message)
           log.write(message)
           break
@@ -380,8 +525,7 @@ def run_step(step: str, cmds: list[list[str]], *, cap: float, env: dict, log) ->
       remaining = max(remaining - SAMPLE_RESERVE_S, MIN_STEP_S)
     t0 = time.monotonic()
     rc, lines = run_logged(cmd, timeout_s=remaining, env=env, log=log)
-    record["commands"].append({"cmd": cmd[1:], "rc": rc,
-                               "wall_s": round(time.monotonic() - t0, 1)})
+    record["commands"].append({"cmd": cmd[1:], "rc": rc, "wall_s": round(time.monotonic() - t0, 1)})
     record["results"].update(parse_results(lines))
     # setup stops at its first failure; the demo samples whatever checkpoint exists.
     if rc != 0 and not (step == "demo" and k == 0):
@@ -395,34 +539,55 @@ def run_step(step: str, cmds: list[list[str]], *, cap: float, env: dict, log) ->
 
 def _collect_demo_files(workdir: Path, out: Path) -> None:
   samples = workdir / "samples"
-  for src, name in ((samples / "strip.png", "demo_strip.png"),
-                    (samples / "video_000.gif", "demo_video_000.gif"),
-                    (workdir / "metrics.jsonl", "demo_metrics.jsonl")):
+  for src, name in (
+    (samples / "strip.png", "demo_strip.png"),
+    (samples / "video_000.gif", "demo_video_000.gif"),
+    (workdir / "metrics.jsonl", "demo_metrics.jsonl"),
+  ):
     if src.exists():
       shutil.copyfile(src, out / name)
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--steps", default=",".join(STEPS),
-                      help=f"comma-separated, in order, from {','.join(STEPS)}")
-  parser.add_argument("--budget_s", type=float, default=560,
-                      help="seconds for all steps (a device call may run 600)")
-  parser.add_argument("--out", default=os.environ.get("OUT", ""),
-                      help="where summary.json and the logs go (default: $OUT)")
-  parser.add_argument("--rehearse", action="store_true",
-                      help="tiny sizes with this interpreter, no wheels: a CPU check")
+  parser.add_argument(
+    "--steps", default=",".join(STEPS), help=f"comma-separated, in order, from {','.join(STEPS)}"
+  )
+  parser.add_argument(
+    "--budget_s", type=float, default=560, help="seconds for all steps (a device call may run 600)"
+  )
+  parser.add_argument(
+    "--out",
+    default=os.environ.get("OUT", ""),
+    help="where summary.json and the logs go (default: $OUT)",
+  )
+  parser.add_argument(
+    "--rehearse",
+    action="store_true",
+    help="tiny sizes with this interpreter, no wheels: a CPU check",
+  )
   parser.add_argument("--dry_run", action="store_true", help="print the commands only")
-  parser.add_argument("--caps", default="",
-                      help="STEP=SECONDS,... over the default caps " + json.dumps(STEP_CAPS))
-  parser.add_argument("--table4_batch", type=int, default=4,
-                      help="videos per Table 4 step (4 measured on an H200; larger batches "
-                           "show whether the latency ratio follows the FLOPs)")
-  parser.add_argument("--work", default=str(WORK),
-                      help="site packages, compile cache and the demo's workdir (a second "
-                           "session on the same folder reuses them; the demo resumes)")
-  parser.add_argument("--download_wheels", metavar="DIR",
-                      help="download the device's wheels into DIR and exit (needs pip's index)")
+  parser.add_argument(
+    "--caps", default="", help="STEP=SECONDS,... over the default caps " + json.dumps(STEP_CAPS)
+  )
+  parser.add_argument(
+    "--table4_batch",
+    type=int,
+    default=4,
+    help="videos per Table 4 step (4 measured on an H200; larger batches "
+    "show whether the latency ratio follows the FLOPs)",
+  )
+  parser.add_argument(
+    "--work",
+    default=str(WORK),
+    help="site packages, compile cache and the demo's workdir (a second "
+    "session on the same folder reuses them; the demo resumes)",
+  )
+  parser.add_argument(
+    "--download_wheels",
+    metavar="DIR",
+    help="download the device's wheels into DIR and exit (needs pip's index)",
+  )
   args = parser.parse_args(argv)
   if args.download_wheels:
     return subprocess.run(wheel_download_command(Path(args.download_wheels))).returncode
@@ -437,17 +602,30 @@ def main(argv=None) -> int:
   if args.dry_run:
     out = Path(args.out or "OUT")
     for step in steps:
-      for cmd in step_commands(step, python="python3", out=out, work=Path("WORK"),
-                               rehearse=args.rehearse, wheels=sorted(WHEELS.glob("*.whl")),
-                               site=Path("WORK/site"), table4_batch=args.table4_batch):
+      for cmd in step_commands(
+        step,
+        python="python3",
+        out=out,
+        work=Path("WORK"),
+        rehearse=args.rehearse,
+        wheels=sorted(WHEELS.glob("*.whl")),
+        site=Path("WORK/site"),
+        table4_batch=args.table4_batch,
+      ):
         shown = ["<versions, devices, imports>" if "\n" in a else a for a in cmd]
         print(f"{step}: {' '.join(shown)}")
     return 0
   if not args.out:
     parser.error("--out: no folder given and $OUT is unset")
-  summary = run_session(steps, out=Path(args.out), budget_s=args.budget_s,
-                        rehearse=args.rehearse, work=Path(args.work), caps=caps,
-                        table4_batch=args.table4_batch)
+  summary = run_session(
+    steps,
+    out=Path(args.out),
+    budget_s=args.budget_s,
+    rehearse=args.rehearse,
+    work=Path(args.work),
+    caps=caps,
+    table4_batch=args.table4_batch,
+  )
   print(f"DEVICE_SESSION_JSON {json.dumps(summary)}")
   done = [s.get("ok", False) for s in summary["steps"].values()]
   return 0 if done and all(done) and len(done) == len(steps) else 1

@@ -36,19 +36,18 @@ def tiny_sr_config():
 
 def test_pipeline_yields_low_high_pairs():
   config = tiny_sr_config()
-  batch = next(iter(make_dataset(make_source(config.data, seed=0), global_batch_size=2,
-                                 seed=0)))
+  batch = next(iter(make_dataset(make_source(config.data, seed=0), global_batch_size=2, seed=0)))
   assert batch["video"].shape == (2, 4, 16, 16, 3)
   assert batch["cond"]["low_res"].shape == (2, 4, 8, 8, 3)
   # the condition is the target, downsampled: their means agree frame by frame
-  np.testing.assert_allclose(batch["cond"]["low_res"].mean(axis=(2, 3)),
-                             batch["video"].mean(axis=(2, 3)), atol=0.05)
+  np.testing.assert_allclose(
+    batch["cond"]["low_res"].mean(axis=(2, 3)), batch["video"].mean(axis=(2, 3)), atol=0.05
+  )
 
 
 def test_stages_must_agree_on_frame_size():
   base = demo.get_config()
-  with pytest.raises(ValueError, match="image_size=16 but the SR model takes "
-                                       "data.low_res_size=8"):
+  with pytest.raises(ValueError, match="image_size=16 but the SR model takes data.low_res_size=8"):
     check_stages(base, tiny_sr_config())
   with pytest.raises(ValueError, match="model.kind='videofusion'; expected 'superres'"):
     check_stages(base, demo.get_config())
@@ -69,8 +68,9 @@ def test_sr_condition_falls_back_to_the_sample_section():
   config.sample.class_id = 5
   # the base model is unconditioned, or conditioned on something the SR model does not read
   for base in (None, {"image_embed": np.zeros((3, 64), np.float32)}):
-    np.testing.assert_array_equal(superres_conditions(config, CLASSES, base, 3)["class_id"],
-                                  [5, 5, 5])
+    np.testing.assert_array_equal(
+      superres_conditions(config, CLASSES, base, 3)["class_id"], [5, 5, 5]
+    )
   assert superres_conditions(config, ConditionConfig(), {"class_id": np.ones(3)}, 3) is None
 
 
@@ -91,11 +91,20 @@ def test_sr_trains_and_the_cascade_cli_writes_both_sizes(tmp_path):
 
   # No --superres_config: the SR config comes from its checkpoint; the base model has
   # no checkpoint, so it samples from fresh weights (allowed, with a warning).
-  cmd = [sys.executable, "-m", "videofusion_jax.sample", "--config=configs/demo.py",
-         f"--workdir={base_dir}", f"--superres_workdir={sr_dir}", "--num_videos=3",
-         "--config.data.image_size=8", "--config.data.num_frames=4",
-         "--config.sample.num_steps=2", "--config.sample.batch_size=2",
-         "--config.sample.allow_untrained=True"]
+  cmd = [
+    sys.executable,
+    "-m",
+    "videofusion_jax.sample",
+    "--config=configs/demo.py",
+    f"--workdir={base_dir}",
+    f"--superres_workdir={sr_dir}",
+    "--num_videos=3",
+    "--config.data.image_size=8",
+    "--config.data.num_frames=4",
+    "--config.sample.num_steps=2",
+    "--config.sample.batch_size=2",
+    "--config.sample.allow_untrained=True",
+  ]
   out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "wrote 3 videos" in out.stdout
@@ -116,11 +125,22 @@ def test_class_conditioned_cascade_guides_the_sr_stage(tmp_path):
   config.train.cond_drop_prob = 0.5
   assert np.isfinite(train(config, str(sr_dir))["loss"])
 
-  cmd = [sys.executable, "-m", "videofusion_jax.sample", "--config=configs/demo_class.py",
-         f"--workdir={base_dir}", f"--superres_workdir={sr_dir}", "--num_videos=2",
-         "--class_id=3", "--superres_guidance_scale=2.5", "--config.data.image_size=8",
-         "--config.data.num_frames=4", "--config.sample.num_steps=2",
-         "--config.sample.batch_size=2", "--config.sample.allow_untrained=True"]
+  cmd = [
+    sys.executable,
+    "-m",
+    "videofusion_jax.sample",
+    "--config=configs/demo_class.py",
+    f"--workdir={base_dir}",
+    f"--superres_workdir={sr_dir}",
+    "--num_videos=2",
+    "--class_id=3",
+    "--superres_guidance_scale=2.5",
+    "--config.data.image_size=8",
+    "--config.data.num_frames=4",
+    "--config.sample.num_steps=2",
+    "--config.sample.batch_size=2",
+    "--config.sample.allow_untrained=True",
+  ]
   out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   high = sorted((base_dir / "samples_16").glob("*.mp4"))

@@ -53,9 +53,11 @@ def test_folder_kinds_and_clear_errors(converted, tmp_path):
   assert superres_folders.folder_kind(tmp_path / "sr_run")[0] == "training"
   (tmp_path / "other").mkdir()
   (tmp_path / "other" / "notes.txt").write_text("not a model")
-  for bad, why in ((tmp_path / "other", "holds no SR model"),
-                   (tmp_path / "nope", "does not exist"),
-                   (converted / "decoder", "not a super-resolution stage")):
+  for bad, why in (
+    (tmp_path / "other", "holds no SR model"),
+    (tmp_path / "nope", "does not exist"),
+    (converted / "decoder", "not a super-resolution stage"),
+  ):
     with pytest.raises(ValueError, match=why) as e:
       cascade.superres_stage_config(bad, base_config=base_config())
     assert "two kinds of folder: an SR training workdir" in str(e.value)
@@ -64,7 +66,7 @@ def test_folder_kinds_and_clear_errors(converted, tmp_path):
 
 def test_converted_config_takes_the_network_from_the_folder(converted):
   settings = base_config()
-  settings.sample.ddpm_variance = "learned_range"   # base decoders have it; SR here not
+  settings.sample.ddpm_variance = "learned_range"  # base decoders have it; SR here not
   settings.diffusion.schedule = "linear"
   settings.lock()
   sr = cascade.superres_stage_config(converted / "super_res_first", base_config=settings)
@@ -89,8 +91,7 @@ def test_super_res_last_is_loaded_only_next_to_super_res_first(converted, tmp_pa
   pair = nnx.merge(graphdef, state)
   assert isinstance(pair, FinalStepSwitch)
   want = diffusers_unclip.load_superres(converted / "super_res_last")
-  np.testing.assert_array_equal(pair.last.unet.conv_in.kernel[...],
-                                want.unet.conv_in.kernel[...])
+  np.testing.assert_array_equal(pair.last.unet.conv_in.kernel[...], want.unet.conv_in.kernel[...])
   alone = tmp_path / "alone" / "super_res_first"
   shutil.copytree(first, alone)
   single = nnx.merge(*cascade.superres_params(sr_config, alone))
@@ -112,9 +113,14 @@ def test_the_last_step_runs_super_res_last(converted):
   schedule = diffusion.make_schedule("cosine", 1000)
   ab = schedule.alphas_cumprod
   s = sr_config.sample
-  z_T = draw_noise(sr_config.diffusion.noise_mode, video_keys(s.base_seed, 0, 2),
-                   video_keys(s.residual_seed, 0, 2), got.shape, sr_config.diffusion.lam)
-  cond = {"low_res": jnp.asarray(low)}   # augmentation level 0: the frames as they are
+  z_T = draw_noise(
+    sr_config.diffusion.noise_mode,
+    video_keys(s.base_seed, 0, 2),
+    video_keys(s.residual_seed, 0, 2),
+    got.shape,
+    sr_config.diffusion.lam,
+  )
+  cond = {"low_res": jnp.asarray(low)}  # augmentation level 0: the frames as they are
 
   def by_hand(final_model):
     z = z_T
@@ -130,11 +136,13 @@ def test_the_last_step_runs_super_res_last(converted):
 
 @pytest.mark.slow  # the base model's and the SR pair's sampler compiles: ~20 s
 def test_cascade_with_a_converted_folder_writes_both_sizes(converted, tmp_path):
-  workdir = tmp_path / "base"   # no checkpoint: the base model samples fresh weights
-  low, high = cascade.cascade(base_config(), str(workdir),
-                              str(converted / "super_res_first"))
-  assert [p.name for p in low] == [p.name for p in high] == [
-      "video_000.mp4", "video_001.mp4", "video_002.mp4", "strip.png"]
+  workdir = tmp_path / "base"  # no checkpoint: the base model samples fresh weights
+  low, high = cascade.cascade(base_config(), str(workdir), str(converted / "super_res_first"))
+  assert (
+    [p.name for p in low]
+    == [p.name for p in high]
+    == ["video_000.mp4", "video_001.mp4", "video_002.mp4", "strip.png"]
+  )
   assert video_io.read_video(low[0]).shape == (4, 16, 16, 3)
   assert video_io.read_video(high[0]).shape == (4, 32, 32, 3)
   assert high[0].parent == workdir / "samples_32"

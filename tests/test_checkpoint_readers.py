@@ -42,11 +42,11 @@ def test_sampling_opens_the_workdir_read_only_and_creates_nothing(tmp_path, monk
   assert not (tmp_path / "run").exists()
 
 
-
 def test_a_reader_in_a_with_block_closes_on_error_and_sees_the_finished_save(tmp_path):
   with Checkpoints(tmp_path) as writer:
-    writer.save(1, {"a": jnp.ones((4,))}, {"a": jnp.ones((4,))}, None,
-                ml_collections.ConfigDict({"seed": 0}))
+    writer.save(
+      1, {"a": jnp.ones((4,))}, {"a": jnp.ones((4,))}, None, ml_collections.ConfigDict({"seed": 0})
+    )
   # Leaving the block waited for the save: a new reader finds it complete.
   with pytest.raises(RuntimeError, match="inside"):
     with Checkpoints(tmp_path, read_only=True) as reader:

@@ -39,9 +39,18 @@ def test_synthetic_source_cache_rows_equal_direct_encoding(clip_dir, tmp_path):
   config = _config()
   out = build_clip_cache(config, path, tmp_path / "cache.npz", batch_size=2)  # 2+2+1
   data = np.load(out)
-  assert sorted(data.files) == ["captions", "class_ids", "image_embeds", "keys",
-                                "null_text_embeds", "null_text_mask", "null_text_tokens",
-                                "text_embeds", "text_mask", "text_tokens"]
+  assert sorted(data.files) == [
+    "captions",
+    "class_ids",
+    "image_embeds",
+    "keys",
+    "null_text_embeds",
+    "null_text_mask",
+    "null_text_tokens",
+    "text_embeds",
+    "text_mask",
+    "text_tokens",
+  ]
   assert data["image_embeds"].shape == (5, 16) and data["image_embeds"].dtype == np.float32
   assert data["text_tokens"].shape == (5, 12) and data["text_tokens"].dtype == np.int32
   assert data["keys"].tolist() == [f"synthetic:{i}" for i in range(5)]
@@ -59,7 +68,7 @@ def test_synthetic_source_cache_rows_equal_direct_encoding(clip_dir, tmp_path):
   np.testing.assert_allclose(data["text_embeds"], np.tile(want, (5, 1)), rtol=1e-5, atol=1e-5)
   assert np.all(data["text_tokens"] == tokens[0])
   np.testing.assert_array_equal(data["null_text_embeds"], data["text_embeds"][0])
-  assert data["null_text_mask"].tolist() == [True, True] + [False] * 10   # bos, eos
+  assert data["null_text_mask"].tolist() == [True, True] + [False] * 10  # bos, eos
   assert len(np.unique(data["image_embeds"].round(5), axis=0)) == 5
 
 
@@ -67,10 +76,17 @@ def test_captioned_source_and_text_hidden(clip_dir, tmp_path, caplog):
   path, towers = clip_dir
   rng = np.random.default_rng(0)
   captions = ["a red square", "", "a red square", "two blue circles bouncing around " * 3]
-  source = [{"video": rng.uniform(-1, 1, (3, 20, 30, 3)).astype(np.float32),
-             "caption": c, "videoid": f"vid{i}"} for i, c in enumerate(captions)]
-  out = build_clip_cache(_config(), path, tmp_path / "c.npz", batch_size=3,
-                         text_hidden=True, source=source)
+  source = [
+    {
+      "video": rng.uniform(-1, 1, (3, 20, 30, 3)).astype(np.float32),
+      "caption": c,
+      "videoid": f"vid{i}",
+    }
+    for i, c in enumerate(captions)
+  ]
+  out = build_clip_cache(
+    _config(), path, tmp_path / "c.npz", batch_size=3, text_hidden=True, source=source
+  )
   data = np.load(out)
   assert "class_ids" not in data.files
   assert data["keys"].tolist() == ["vid0", "vid1", "vid2", "vid3"]
@@ -87,8 +103,8 @@ def test_captioned_source_and_text_hidden(clip_dir, tmp_path, caplog):
   # The mask covers bos .. the first eos.
   eos = tok.eos_id
   for row, ids in zip(data["text_mask"], data["text_tokens"]):
-    assert row.sum() == list(ids).index(eos) + 1 and row[:row.sum()].all()
-  assert data["text_mask"][3].all()                      # truncated: eos is last
+    assert row.sum() == list(ids).index(eos) + 1 and row[: row.sum()].all()
+  assert data["text_mask"][3].all()  # truncated: eos is last
   assert any("truncated" in r.getMessage() for r in caplog.records)  # the long caption
   want = towers["vision"](preprocess_frames(jnp.asarray(source[3]["video"][1][None]), 24))[1]
   np.testing.assert_allclose(data["image_embeds"][3], want[0], rtol=1e-5, atol=1e-5)
@@ -97,8 +113,7 @@ def test_captioned_source_and_text_hidden(clip_dir, tmp_path, caplog):
 def test_clip_cache_source_adds_rows_and_checks_keys(clip_dir, tmp_path):
   path, _ = clip_dir
   config = _config()
-  out = build_clip_cache(config, path, tmp_path / "cache.npz", batch_size=5,
-                         text_hidden=True)
+  out = build_clip_cache(config, path, tmp_path / "cache.npz", batch_size=5, text_hidden=True)
   data = np.load(out)
   source = make_source(config.data, seed=config.seed)
   wrapped = ClipCacheSource(source, out, name="synthetic")
@@ -123,8 +138,9 @@ def test_bad_inputs(clip_dir, tmp_path):
   with pytest.raises(ValueError, match="expected a path ending in .npz"):
     build_clip_cache(_config(), path, tmp_path / "c.txt", limit=1)
   with pytest.raises(ValueError, match=r"has video shape \(4, 4, 3\)"):
-    build_clip_cache(_config(), path, tmp_path / "c.npz",
-                     source=[{"video": np.zeros((4, 4, 3), np.float32)}])
+    build_clip_cache(
+      _config(), path, tmp_path / "c.npz", source=[{"video": np.zeros((4, 4, 3), np.float32)}]
+    )
   assert not list(tmp_path.glob("*.npz"))
 
 
@@ -132,10 +148,23 @@ def test_cli(clip_dir, tmp_path):
   path, _ = clip_dir
   out = tmp_path / "cli.npz"
   run = subprocess.run(
-      [sys.executable, "-m", "videofusion_jax.tools.clip_cache", "--config=configs/base.py",
-       f"--clip={path}", f"--out={out}", "--limit=2", "--batch_size=2",
-       "--config.data.num_frames=3", "--config.data.image_size=16"],
-      cwd=REPO, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "videofusion_jax.tools.clip_cache",
+      "--config=configs/base.py",
+      f"--clip={path}",
+      f"--out={out}",
+      "--limit=2",
+      "--batch_size=2",
+      "--config.data.num_frames=3",
+      "--config.data.image_size=16",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert run.returncode == 0, run.stderr[-2000:]
   assert f"wrote {out}" in run.stdout
   assert np.load(out)["image_embeds"].shape == (2, 16)

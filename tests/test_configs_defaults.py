@@ -21,9 +21,9 @@ from videofusion_jax.training.step import StepConfig, step_config
 
 # Deliberate differences, each with its reason.
 INTENDED = {
-    # diffusers' PriorTransformer default (a converted Karlo prior has no learned null);
-    # the prior this project trains learns one (configs/webvid_prior.py).
-    "PriorConfig.learned_null",
+  # diffusers' PriorTransformer default (a converted Karlo prior has no learned null);
+  # the prior this project trains learns one (configs/webvid_prior.py).
+  "PriorConfig.learned_null",
 }
 
 
@@ -33,14 +33,13 @@ def _step_from_base():
 
 
 BUILT_FROM_CONFIGS = {
-    "SamplerConfig": (lambda: sampler_config(base.get_config()), SamplerConfig),
-    "StepConfig": (_step_from_base, StepConfig),
-    "VideoFusionConfig": (lambda: videofusion_config(base.get_config()), VideoFusionConfig),
-    "ConditionConfig": (lambda: condition_config(base.get_config()), ConditionConfig),
-    "VDMConfig": (lambda: vdm_config(vdm.get_config()), VDMConfig),
-    "SuperResConfig": (lambda: superres_config(ucf101.get_config("stage=sr")),
-                       SuperResConfig),
-    "PriorConfig": (lambda: prior_config(webvid_prior.get_config()), PriorConfig),
+  "SamplerConfig": (lambda: sampler_config(base.get_config()), SamplerConfig),
+  "StepConfig": (_step_from_base, StepConfig),
+  "VideoFusionConfig": (lambda: videofusion_config(base.get_config()), VideoFusionConfig),
+  "ConditionConfig": (lambda: condition_config(base.get_config()), ConditionConfig),
+  "VDMConfig": (lambda: vdm_config(vdm.get_config()), VDMConfig),
+  "SuperResConfig": (lambda: superres_config(ucf101.get_config("stage=sr")), SuperResConfig),
+  "PriorConfig": (lambda: prior_config(webvid_prior.get_config()), PriorConfig),
 }
 
 
@@ -66,7 +65,8 @@ def test_dataclass_defaults_are_the_configs_defaults(name):
 def test_the_disagreement_report_names_class_field_and_both_values():
   s = dataclasses.replace(SamplerConfig(), guidance_scale=1.0)
   assert disagreements("SamplerConfig", s, SamplerConfig()) == [
-      "SamplerConfig.guidance_scale: configs 1.0, dataclass 3.0"]
+    "SamplerConfig.guidance_scale: configs 1.0, dataclass 3.0"
+  ]
   assert disagreements("PriorConfig", PriorConfig(learned_null=True), PriorConfig()) == []
 
 

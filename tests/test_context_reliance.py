@@ -40,10 +40,8 @@ def test_true_context_loss_is_the_training_loss_and_swapping_the_context_changes
   t = jax.numpy.full((4,), 600, jax.numpy.int32)
   z_t = diffusion.q_sample(videos, t, eps, schedule.alphas_cumprod)
   expected = diffusion.decomposed_loss(eps, model(z_t, t, schedule.alphas_cumprod).eps)
-  true = cr.residual_loss(model, videos, 600, schedule.alphas_cumprod, key,
-                          swap_context=False)
-  swapped = cr.residual_loss(model, videos, 600, schedule.alphas_cumprod, key,
-                             swap_context=True)
+  true = cr.residual_loss(model, videos, 600, schedule.alphas_cumprod, key, swap_context=False)
+  swapped = cr.residual_loss(model, videos, 600, schedule.alphas_cumprod, key, swap_context=True)
   np.testing.assert_allclose(float(true), float(expected["loss_residual"]), rtol=1e-6)
   assert abs(float(swapped) / float(true) - 1) > 1e-4  # the context reaches the residual
 
@@ -65,8 +63,7 @@ def test_a_centre_frame_model_is_measured_with_the_clips_own_and_swapped_centre_
     return float(diffusion.decomposed_loss(eps, out.eps)["loss_residual"])
 
   for swap, frame in ((False, centre), (True, jax.numpy.roll(centre, 1, axis=0))):
-    got = cr.residual_loss(model, videos, 600, schedule.alphas_cumprod, key,
-                           swap_context=swap)
+    got = cr.residual_loss(model, videos, 600, schedule.alphas_cumprod, key, swap_context=swap)
     np.testing.assert_allclose(float(got), expected(frame), rtol=1e-6)
 
 
@@ -74,8 +71,9 @@ def test_models_without_a_centre_context_are_refused():
   config = _config()
   graphdef, params = nnx.split(VideoFusion(videofusion_config(config), rngs=nnx.Rngs(0)))
   with pytest.raises(ValueError, match="at least 2"):
-    cr.context_reliance(graphdef, params, _videos(1),
-                        diffusion.make_schedule("cosine", 1000).alphas_cumprod)
+    cr.context_reliance(
+      graphdef, params, _videos(1), diffusion.make_schedule("cosine", 1000).alphas_cumprod
+    )
   none = dataclasses.replace(videofusion_config(config), residual_context="none")
   with pytest.raises(ValueError, match="residual_context='none'"):
     cr.check_model(VideoFusion(none, rngs=nnx.Rngs(0)))

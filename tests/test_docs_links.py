@@ -7,8 +7,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
-PAGES = sorted([ROOT / "README.md", ROOT / "launch" / "README.md",
-                ROOT / "benchmarks" / "RESULTS.md", *(ROOT / "docs").glob("*.md")])
+PAGES = sorted(
+  [
+    ROOT / "README.md",
+    ROOT / "launch" / "README.md",
+    ROOT / "benchmarks" / "RESULTS.md",
+    *(ROOT / "docs").glob("*.md"),
+  ]
+)
 # [text](target) and ![alt](target); a badge's link text may itself hold an image link.
 LINK = re.compile(r"\]\(([^()\s]+)(?:\s+\"[^\"]*\")?\)")
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
@@ -35,8 +41,9 @@ def test_every_relative_link_resolves_to_a_file_in_the_repository(page):
     path = (page.parent / target).resolve()
     if not path.exists() or ROOT.resolve() not in path.parents:
       broken.append(target)
-  assert not broken, (f"{page.relative_to(ROOT)}: links that resolve to nothing in the "
-                      f"repository: {broken}")
+  assert not broken, (
+    f"{page.relative_to(ROOT)}: links that resolve to nothing in the repository: {broken}"
+  )
 
 
 def test_readme_is_at_most_250_lines():
@@ -45,10 +52,17 @@ def test_readme_is_at_most_250_lines():
 
 
 def test_nothing_points_outside_the_repository():
-  files = [ROOT / "README.md", *(ROOT / "docs").rglob("*.md"),
-           *(ROOT / "videofusion_jax").rglob("*.py")]
+  files = [
+    ROOT / "README.md",
+    *(ROOT / "docs").rglob("*.md"),
+    *(ROOT / "videofusion_jax").rglob("*.py"),
+  ]
   # Spelled in pieces, so that a grep of the repository for that folder finds no hit here.
   needles = ("shared" + "/DESIGN", "shared" + "/STYLE", "../" + "shared")
-  offenders = [f"{f.relative_to(ROOT)}: {needle}" for f in files for needle in needles
-               if needle in f.read_text()]
+  offenders = [
+    f"{f.relative_to(ROOT)}: {needle}"
+    for f in files
+    for needle in needles
+    if needle in f.read_text()
+  ]
   assert not offenders, offenders

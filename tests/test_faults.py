@@ -28,10 +28,15 @@ from videofusion_jax.training.loop import train
 pytestmark = pytest.mark.flow  # make test-flows (pyproject.toml: markers)
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--config=configs/demo.py", "--config.data.num_frames=4",
-        "--config.data.num_clips=64", "--config.train.batch_size=2",
-        "--config.train.log_every=1", "--config.train.checkpoint_every=2",
-        "--config.train.tensorboard=False"]
+TINY = [
+  "--config=configs/demo.py",
+  "--config.data.num_frames=4",
+  "--config.data.num_clips=64",
+  "--config.train.batch_size=2",
+  "--config.train.log_every=1",
+  "--config.train.checkpoint_every=2",
+  "--config.train.tensorboard=False",
+]
 # Bounds a hang only: a run that works finishes far sooner, even on a loaded CI machine.
 HANG = 600
 
@@ -39,30 +44,34 @@ HANG = 600
 def tiny_config(num_steps):
   """What TINY runs from Python (the same config: the kill -9 test compares them)."""
   from videofusion_jax.configs import demo
+
   config = demo.get_config("setting=tiny")
   config.train.num_steps = num_steps
   return config
 
 
 def run_cli(workdir, *overrides, module="train", timeout=HANG):
-  cmd = [sys.executable, "-m", f"videofusion_jax.{module}", *TINY,
-         f"--workdir={workdir}", *overrides]
+  cmd = [
+    sys.executable,
+    "-m",
+    f"videofusion_jax.{module}",
+    *TINY,
+    f"--workdir={workdir}",
+    *overrides,
+  ]
   return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 def start_cli(workdir, *overrides):
-  cmd = [sys.executable, "-m", "videofusion_jax.train", *TINY, f"--workdir={workdir}",
-         *overrides]
-  return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True)
+  cmd = [sys.executable, "-m", "videofusion_jax.train", *TINY, f"--workdir={workdir}", *overrides]
+  return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def steps_logged(workdir) -> list[int]:
   path = Path(workdir) / "metrics.jsonl"
   if not path.exists():
     return []
-  return [json.loads(line)["step"] for line in path.read_text().splitlines()
-          if line.endswith("}")]
+  return [json.loads(line)["step"] for line in path.read_text().splitlines() if line.endswith("}")]
 
 
 def wait_for(condition, what: str, proc=None):
@@ -71,23 +80,25 @@ def wait_for(condition, what: str, proc=None):
   deadline = time.monotonic() + HANG
   while not condition():
     if proc is not None and proc.poll() is not None:
-      pytest.fail(f"the run ended (exit {proc.returncode}) before {what}: "
-                  f"{proc.stderr.read()[-2000:]}")
+      pytest.fail(
+        f"the run ended (exit {proc.returncode}) before {what}: {proc.stderr.read()[-2000:]}"
+      )
     if time.monotonic() > deadline:
       pytest.fail(f"timed out waiting for {what}")
     time.sleep(0.05)
 
 
 def saved_steps(workdir) -> list[int]:
-  return sorted(int(p.name) for p in (Path(workdir) / "checkpoints").iterdir()
-                if p.name.isdigit())
+  return sorted(int(p.name) for p in (Path(workdir) / "checkpoints").iterdir() if p.name.isdigit())
 
 
 def restored_leaves(workdir, step):
-  mngr = ocp.CheckpointManager(Path(workdir) / "checkpoints",
-                               options=ocp.CheckpointManagerOptions(read_only=True))
-  out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
-                                                   ema=ocp.args.StandardRestore()))
+  mngr = ocp.CheckpointManager(
+    Path(workdir) / "checkpoints", options=ocp.CheckpointManagerOptions(read_only=True)
+  )
+  out = mngr.restore(
+    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), ema=ocp.args.StandardRestore())
+  )
   mngr.close()
   return [np.asarray(x) for x in jax.tree.leaves((out["state"], out["ema"]))]
 
@@ -114,14 +125,20 @@ def copy_of(run, tmp_path, name="run"):
 
 # --- divergence ------------------------------------------------------------------------
 
+
 @pytest.mark.slow  # a CLI run to divergence: ~40-110 s on 2 cores (make test's 12-minute budget)
 def test_a_diverging_run_keeps_its_good_checkpoints_and_exits_3(good_run, tmp_path):
   """lr=1e6 from step 4: the loss turns NaN within a few steps. Those steps are skipped,
   nothing non-finite is saved (so `sample` reads a finite checkpoint), and the run stops
   after max_nonfinite_steps of them with the steps named and exit code 3."""
   run = copy_of(good_run, tmp_path)
-  out = run_cli(run, "--config.train.num_steps=30", "--config.optim.lr=1e6",
-                "--config.optim.warmup_steps=0", "--config.train.max_nonfinite_steps=3")
+  out = run_cli(
+    run,
+    "--config.train.num_steps=30",
+    "--config.optim.lr=1e6",
+    "--config.optim.warmup_steps=0",
+    "--config.train.max_nonfinite_steps=3",
+  )
   assert out.returncode == cli.DIVERGED, out.stderr[-3000:]
   error = out.stderr.strip().splitlines()[-1]
   assert error.startswith("error: training diverged: steps ") and "max_nonfinite_steps=3" in error
@@ -134,8 +151,7 @@ def test_a_diverging_run_keeps_its_good_checkpoints_and_exits_3(good_run, tmp_pa
 
 
 @pytest.mark.slow  # train() in-process; test_step.py pins the skip itself
-def test_a_transient_non_finite_step_is_skipped_counted_and_training_goes_on(
-    tmp_path, monkeypatch):
+def test_a_transient_non_finite_step_is_skipped_counted_and_training_goes_on(tmp_path, monkeypatch):
   """One clip of the data is NaN once: that step is skipped (counted in metrics.jsonl
   from then on), the rest train, and the checkpoint at the end is finite."""
   make_source = loop.make_source
@@ -173,23 +189,35 @@ def test_sample_refuses_a_checkpoint_holding_nan(good_run, tmp_path):
   by sample with the step named, not sampled into blank videos."""
   run = copy_of(good_run, tmp_path)
   mngr = ocp.CheckpointManager(run / "checkpoints")
-  out = mngr.restore(4, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(), ema=ocp.args.StandardRestore(),
-      config=ocp.args.JsonRestore()))
+  out = mngr.restore(
+    4,
+    args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(),
+      ema=ocp.args.StandardRestore(),
+      config=ocp.args.JsonRestore(),
+    ),
+  )
   ema = jax.tree.map(lambda x: np.full_like(x, np.nan), out["ema"])
-  mngr.save(6, args=ocp.args.Composite(state=ocp.args.StandardSave(out["state"]),
-                                       ema=ocp.args.StandardSave(ema),
-                                       config=ocp.args.JsonSave(out["config"])))
+  mngr.save(
+    6,
+    args=ocp.args.Composite(
+      state=ocp.args.StandardSave(out["state"]),
+      ema=ocp.args.StandardSave(ema),
+      config=ocp.args.JsonSave(out["config"]),
+    ),
+  )
   mngr.wait_until_finished()
   mngr.close()
-  sampled = run_cli(run, "--config.sample.num_steps=2", "--config.sample.num_videos=2",
-                    module="sample")
+  sampled = run_cli(
+    run, "--config.sample.num_steps=2", "--config.sample.num_videos=2", module="sample"
+  )
   assert sampled.returncode != 0
   assert "step 6" in sampled.stderr and "holds NaN or inf" in sampled.stderr
   assert not (run / "samples").exists()
 
 
 # --- corrupt checkpoints ----------------------------------------------------------------
+
 
 def _truncate_largest_array_file(step_dir: Path) -> Path:
   files = [p for p in (step_dir / "state").rglob("*") if p.is_file() and "/d/" in str(p)]
@@ -201,7 +229,8 @@ def _truncate_largest_array_file(step_dir: Path) -> Path:
 
 @pytest.mark.slow  # a CLI resume: ~40-100 s on 2 cores (make test's 12-minute budget)
 def test_a_truncated_array_file_moves_the_step_aside_and_resumes_from_the_last_intact(
-    good_run, tmp_path):
+  good_run, tmp_path
+):
   run = copy_of(good_run, tmp_path)
   _truncate_largest_array_file(run / "checkpoints" / "4")
   out = run_cli(run, "--config.train.num_steps=4")
@@ -233,8 +262,11 @@ def test_when_no_step_restores_nothing_is_moved_and_the_error_lists_each(good_ru
   run = copy_of(good_run, tmp_path)
   for step in (2, 4):
     (run / "checkpoints" / str(step) / "state" / "_METADATA").unlink()
-  with pytest.raises(CheckpointError, match=r"no checkpoint in .* restores: step 4: .*; "
-                                            r"step 2: "):
+  with pytest.raises(
+    CheckpointError,
+    match=r"no checkpoint in .* restores: step 4: .*; "
+    r"step 2: ",
+  ):
     train(tiny_config(6), str(run))
   assert saved_steps(run) == [2, 4] and not (run / "checkpoints_corrupt").exists()
 
@@ -249,6 +281,7 @@ def test_a_resume_that_changes_the_clip_shape_is_refused(good_run, tmp_path):
 
 # --- an unwritable checkpoint folder ----------------------------------------------------
 
+
 def test_an_unwritable_checkpoint_folder_fails_at_once_naming_it(tmp_path):
   """As root, permissions do not stop a write: `chattr +i` does."""
   folder = tmp_path / "run" / "checkpoints"
@@ -261,17 +294,19 @@ def test_an_unwritable_checkpoint_folder_fails_at_once_naming_it(tmp_path):
     subprocess.run(["chattr", "-i", str(folder)], check=True)
   assert out.returncode == cli.CHECKPOINT, out.stderr[-3000:]
   assert out.stderr.strip().splitlines()[-1] == (
-      f"error: checkpoint folder {folder} is not writable: [Errno 1] Operation not "
-      "permitted")
+    f"error: checkpoint folder {folder} is not writable: [Errno 1] Operation not permitted"
+  )
   assert "Traceback" not in out.stderr and not list(folder.iterdir())
 
 
 # --- signals ----------------------------------------------------------------------------
 
+
 @pytest.mark.slow  # a CLI run: ~30-75 s on 2 cores (make test's 12-minute budget)
 def test_sigterm_saves_and_exits_with_the_preempted_code(tmp_path):
-  proc = start_cli(tmp_path, "--config.train.num_steps=1000",
-                   "--config.train.checkpoint_every=1000")
+  proc = start_cli(
+    tmp_path, "--config.train.num_steps=1000", "--config.train.checkpoint_every=1000"
+  )
   wait_for(lambda: len(steps_logged(tmp_path)) >= 2, "two steps were logged", proc)
   proc.send_signal(signal.SIGTERM)
   stdout, stderr = proc.communicate(timeout=HANG)
@@ -298,15 +333,18 @@ def test_kill_9_then_resume_repeats_no_step_and_ends_bitwise_equal(good_run, tmp
 
 # --- config errors before anything is written -------------------------------------------
 
-@pytest.mark.parametrize("override, message", [
+
+@pytest.mark.parametrize(
+  "override, message",
+  [
     ("--config.optim.lr=-0.001", "error: optim.lr=-0.001; expected > 0"),
     ("--config.diffusion.lam=1.5", "error: diffusion.lam=1.5; expected 0 <= lam <= 1"),
     ("--config.data.image_size=15", "error: data.num_frames=4, data.image_size=15"),
     ("--config.data.num_frames=1", "error: data.num_frames=1, data.image_size=16"),
     ("--config.diffusion.lamm=0.3", "error: --config.diffusion.lamm: no such config field"),
-    ("--config.train.max_nonfinite_steps=0",
-     "error: train.max_nonfinite_steps=0; expected >= 1"),
-])
+    ("--config.train.max_nonfinite_steps=0", "error: train.max_nonfinite_steps=0; expected >= 1"),
+  ],
+)
 def test_config_errors_are_one_line_before_the_workdir_exists(tmp_path, override, message):
   out = run_cli(tmp_path / "run", override)
   assert out.returncode == cli.BAD_INPUT
@@ -320,12 +358,21 @@ def test_a_folder_of_only_unreadable_videos_leaves_no_workdir(tmp_path):
   videos.mkdir()
   for name in ("a.mp4", "b.avi"):
     (videos / name).write_bytes(b"\x00 not a video" * 100)
-  cmd = [sys.executable, "-m", "videofusion_jax.train", f"--config=configs/folder.py:{videos}",
-         *TINY[1:], f"--workdir={tmp_path / 'run'}"]
+  cmd = [
+    sys.executable,
+    "-m",
+    "videofusion_jax.train",
+    f"--config=configs/folder.py:{videos}",
+    *TINY[1:],
+    f"--workdir={tmp_path / 'run'}",
+  ]
   out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=HANG)
   assert out.returncode == cli.BAD_INPUT, out.stderr[-2000:]
-  assert out.stderr.strip().splitlines()[-1].startswith(
-      f"error: no video under data.path={videos} could be read")
+  assert (
+    out.stderr.strip()
+    .splitlines()[-1]
+    .startswith(f"error: no video under data.path={videos} could be read")
+  )
   assert not (tmp_path / "run").exists()
 
 

@@ -24,7 +24,7 @@ def imported(node: ast.stmt, module: str, is_package: bool, modules: set[str]) -
   base = node.module or ""
   if node.level:  # relative: from the module's own package, up level - 1
     package = module.split(".") if is_package else module.split(".")[:-1]
-    package = package[:len(package) - (node.level - 1)]
+    package = package[: len(package) - (node.level - 1)]
     base = ".".join(package + ([base] if base else []))
   found = set()
   for alias in node.names:
@@ -38,9 +38,15 @@ def imported(node: ast.stmt, module: str, is_package: bool, modules: set[str]) -
 def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
   paths = {module_name(p, root): p for p in root.rglob("*.py")}
   modules = set(paths)
-  return {m: set().union(*(imported(n, m, p.name == "__init__.py", modules)
-                           for n in ast.walk(ast.parse(p.read_text())))) - {m}
-          for m, p in paths.items()}
+  return {
+    m: set().union(
+      *(
+        imported(n, m, p.name == "__init__.py", modules) for n in ast.walk(ast.parse(p.read_text()))
+      )
+    )
+    - {m}
+    for m, p in paths.items()
+  }
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -87,5 +93,7 @@ def test_a_cycle_is_found_when_there_is_one(tmp_path):
   (root / "sub" / "__init__.py").write_text("from . import c\n")
   (root / "sub" / "c.py").write_text("from videofusion_jax.sub import d\n")
   (root / "sub" / "d.py").write_text("from .c import x\n")
-  assert cycles(import_graph(root)) == [["videofusion_jax.a", "videofusion_jax.b"],
-                                        ["videofusion_jax.sub.c", "videofusion_jax.sub.d"]]
+  assert cycles(import_graph(root)) == [
+    ["videofusion_jax.a", "videofusion_jax.b"],
+    ["videofusion_jax.sub.c", "videofusion_jax.sub.d"],
+  ]

@@ -19,8 +19,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKED = ("benchmarks", "scripts", "tests")
-BENCHMARKS = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py")
-                    if 'if __name__ == "__main__":' in p.read_text())
+BENCHMARKS = sorted(
+  p.stem
+  for p in (ROOT / "benchmarks").glob("*.py")
+  if 'if __name__ == "__main__":' in p.read_text()
+)
 # A benchmark run as a file: `from benchmarks import ...` fails there, so no doc may show it.
 FILE_COMMAND = re.compile(r"python3?\s+benchmarks/\w+\.py")
 MODULE_COMMAND = re.compile(r"python3?\s+-m\s+benchmarks\.([a-z]\w*)")  # not NAME
@@ -32,8 +35,12 @@ def path_edits(source: str) -> list[int]:
   ...), `from sys import path`, and `site.addsitedir(...)`."""
   lines = []
   for node in ast.walk(ast.parse(source)):
-    if (isinstance(node, ast.Attribute) and node.attr == "path"
-        and isinstance(node.value, ast.Name) and node.value.id == "sys"):
+    if (
+      isinstance(node, ast.Attribute)
+      and node.attr == "path"
+      and isinstance(node.value, ast.Name)
+      and node.value.id == "sys"
+    ):
       lines.append(node.lineno)
     elif isinstance(node, ast.ImportFrom) and node.module == "sys":
       lines += [node.lineno for a in node.names if a.name == "path"]
@@ -43,12 +50,14 @@ def path_edits(source: str) -> list[int]:
 
 
 def test_the_check_finds_each_way_of_editing_the_path():
-  source = ("import os, sys, site\n"
-            "sys.path.insert(0, os.getcwd())\n"
-            "sys.path += ['x']\n"
-            "from sys import path\n"
-            "site.addsitedir('y')\n"
-            "print(os.path.join('a', 'b'))\n")   # os.path is not sys.path
+  source = (
+    "import os, sys, site\n"
+    "sys.path.insert(0, os.getcwd())\n"
+    "sys.path += ['x']\n"
+    "from sys import path\n"
+    "site.addsitedir('y')\n"
+    "print(os.path.join('a', 'b'))\n"
+  )  # os.path is not sys.path
   assert path_edits(source) == [2, 3, 4, 5]
 
 
@@ -77,10 +86,16 @@ def test_documented_benchmark_and_script_commands_name_files_that_exist():
   for doc in _documents():
     text = doc.read_text()
     old += [f"{doc.relative_to(ROOT)}: {m[0]}" for m in FILE_COMMAND.finditer(text)]
-    missing += [f"{doc.relative_to(ROOT)}: {m[0]}" for m in MODULE_COMMAND.finditer(text)
-                if m[1] not in BENCHMARKS]
-    missing += [f"{doc.relative_to(ROOT)}: {m[0]}" for m in SCRIPT_COMMAND.finditer(text)
-                if not (ROOT / "scripts" / f"{m[1]}.py").is_file()]
+    missing += [
+      f"{doc.relative_to(ROOT)}: {m[0]}"
+      for m in MODULE_COMMAND.finditer(text)
+      if m[1] not in BENCHMARKS
+    ]
+    missing += [
+      f"{doc.relative_to(ROOT)}: {m[0]}"
+      for m in SCRIPT_COMMAND.finditer(text)
+      if not (ROOT / "scripts" / f"{m[1]}.py").is_file()
+    ]
   assert not old, f"run benchmarks as `python -m benchmarks.NAME`: {old}"
   assert not missing, f"no such benchmark script: {missing}"
 
@@ -90,9 +105,14 @@ def test_documented_benchmark_and_script_commands_name_files_that_exist():
 def test_each_benchmark_starts_as_its_docstring_says(name):
   """`--help` imports the whole script (its helpers, configs/, the package) and prints
   its docstring, whose usage lines name the module the way it was just run."""
-  proc = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--help"], cwd=ROOT,
-                        capture_output=True, text=True, timeout=600,
-                        env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  proc = subprocess.run(
+    [sys.executable, "-m", f"benchmarks.{name}", "--help"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+  )
   output = proc.stdout + proc.stderr
   assert "Traceback" not in output, output[-3000:]
   assert proc.returncode in (0, 1), output[-3000:]  # absl's --help exits 1, argparse's 0

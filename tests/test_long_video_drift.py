@@ -33,7 +33,7 @@ from videofusion_jax.models.videofusion import VideoFusion
 from videofusion_jax.sampling import load_ema_params, sampler_config
 from videofusion_jax.training.loop import train
 
-TRAIN_STEPS = 200      # see the test's docstring for the margins measured
+TRAIN_STEPS = 200  # see the test's docstring for the margins measured
 NUM_VIDEOS = 8
 WINDOW, OVERLAP, FRAMES = 4, 1, 19  # 6 windows of 4, stride 3
 
@@ -74,7 +74,7 @@ def trained_workdir(tmp_path_factory) -> str:
   2-core CPU), shared by the tests of this file."""
   workdir = str(tmp_path_factory.mktemp("drift"))
   metrics = train(drift_config(), workdir)
-  assert metrics["loss"] < 0.3          # it learned something (starts near 1)
+  assert metrics["loss"] < 0.3  # it learned something (starts near 1)
   return workdir
 
 
@@ -111,18 +111,26 @@ def long_video_windows_of(config, workdir, overlap: int, num_windows: int):
   shape = (s.num_videos, WINDOW, config.data.image_size, config.data.image_size, vf.channels)
   graphdef, state = load_ema_params(ModelSpec(vf, VideoFusion), config, workdir)
   schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-  step = functools.partial(controls.make_window_fn(graphdef, shape, overlap, vf.lam,
-                                                   sampler_config(config)), state, schedule)
+  step = functools.partial(
+    controls.make_window_fn(graphdef, shape, overlap, vf.lam, sampler_config(config)),
+    state,
+    schedule,
+  )
   windows = []
 
   def keep(*args):
     windows.append(np.asarray(step(*args)))
     return windows[-1]
 
-  for _ in long_video_windows(keep, WINDOW + (num_windows - 1) * (WINDOW - overlap), shape,
-                              overlap, video_keys(s.base_seed, 0, s.num_videos),
-                              video_keys(s.residual_seed, 0, s.num_videos),
-                              fixed_base=bool(s.fixed_base)):
+  for _ in long_video_windows(
+    keep,
+    WINDOW + (num_windows - 1) * (WINDOW - overlap),
+    shape,
+    overlap,
+    video_keys(s.base_seed, 0, s.num_videos),
+    video_keys(s.residual_seed, 0, s.num_videos),
+    fixed_base=bool(s.fixed_base),
+  ):
     pass
   return windows
 
@@ -146,7 +154,7 @@ def test_later_windows_look_like_the_first_at_every_overlap(trained_workdir, ove
   config.sample.eta = eta
   windows = long_video_windows_of(config, trained_workdir, overlap, num_windows=5)
   for earlier, later in zip(windows, windows[1:]):
-    np.testing.assert_array_equal(later[:, :overlap], earlier[:, WINDOW - overlap:])
+    np.testing.assert_array_equal(later[:, :overlap], earlier[:, WINDOW - overlap :])
   frames = [video_io.to_uint8(w) for w in windows]
   change = np.array([frame_change(f) for f in frames])
   spread = np.array([f.astype(np.float32).std() for f in frames])

@@ -33,12 +33,14 @@ def abstract_counts(config):
 def test_paper_configs_build_abstractly_at_paper_sizes(name, module):
   base, residual = abstract_counts(module.get_config())
   paper_base, paper_residual = PAPER[name]
-  print(f"\n{name}: base {base / 1e9:.3f}B (paper {paper_base / 1e9:.2f}B), "
-        f"residual {residual / 1e9:.3f}B (paper {paper_residual / 1e9:.2f}B)")
+  print(
+    f"\n{name}: base {base / 1e9:.3f}B (paper {paper_base / 1e9:.2f}B), "
+    f"residual {residual / 1e9:.3f}B (paper {paper_residual / 1e9:.2f}B)"
+  )
   assert abs(base / paper_base - 1) < 0.15
   # The residual U-Net has the base's layout at its own width: parameters scale with
   # width squared, so width^2 scaling from the base predicts it to a few percent.
   config = module.get_config()
   model = config.model
   width_ratio = model.residual.block_out_channels[0] / model.base.block_out_channels[0]
-  assert residual == pytest.approx(base * width_ratio ** 2, rel=0.2)
+  assert residual == pytest.approx(base * width_ratio**2, rel=0.2)

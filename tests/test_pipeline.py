@@ -61,17 +61,17 @@ def test_videos_are_uint8_and_the_seeds_decide_them(pipe):
   assert sampler.sample_fn._cache_size() == 1
 
 
-def test_same_seeds_give_the_sample_clis_arrays_bitwise(pipe, workdir, tmp_path,
-                                                         monkeypatch):
+def test_same_seeds_give_the_sample_clis_arrays_bitwise(pipe, workdir, tmp_path, monkeypatch):
   """What `python -m videofusion_jax.sample --config=configs/demo.py:setting=tiny
   --config.sample.base_seed=7 --config.sample.residual_seed=9` computes before it
   encodes the (lossy) mp4s: the batches `sampling.sample` hands to `write_samples`."""
   run = shutil.copytree(workdir, tmp_path / "run")
   config = demo.get_config("setting=tiny")
   config.sample.base_seed, config.sample.residual_seed = 7, 9
-  config.sample.num_videos = 3   # batches of 2: the last one padded
-  np.testing.assert_array_equal(pipe(3, base_seed=7, residual_seed=9),
-                                cli_arrays(config, run, monkeypatch))
+  config.sample.num_videos = 3  # batches of 2: the last one padded
+  np.testing.assert_array_equal(
+    pipe(3, base_seed=7, residual_seed=9), cli_arrays(config, run, monkeypatch)
+  )
 
 
 def test_a_workdir_without_a_checkpoint_is_one_line_naming_it(tmp_path):
@@ -83,8 +83,11 @@ def test_a_workdir_without_a_checkpoint_is_one_line_naming_it(tmp_path):
 
 
 def test_a_condition_the_model_does_not_take_is_refused(pipe):
-  with pytest.raises(ValueError, match=r"class_id=2: this model is not class-conditioned "
-                                       r"\(cond.kind='none'\)"):
+  with pytest.raises(
+    ValueError,
+    match=r"class_id=2: this model is not class-conditioned "
+    r"\(cond.kind='none'\)",
+  ):
     pipe(1, class_id=2)
   with pytest.raises(ValueError, match="prompt='a cat': this model takes no text"):
     pipe(1, prompt="a cat")
@@ -114,8 +117,10 @@ def test_save_writes_one_mp4_per_video(pipe, tmp_path):
 
 def test_importing_the_package_does_not_import_jax():
   """The CLIs import `videofusion_jax` first; `Pipeline` loads only when asked for."""
-  code = ("import sys, videofusion_jax; assert 'jax' not in sys.modules, 'jax imported'; "
-          "from videofusion_jax import Pipeline; assert 'jax' in sys.modules")
+  code = (
+    "import sys, videofusion_jax; assert 'jax' not in sys.modules, 'jax imported'; "
+    "from videofusion_jax import Pipeline; assert 'jax' in sys.modules"
+  )
   subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
 
 
@@ -126,8 +131,7 @@ def test_class_id_and_guidance_scale_condition_the_videos(tmp_path, monkeypatch)
   pipe = Pipeline.from_workdir(str(workdir))
   one = pipe(2, base_seed=3, residual_seed=4, class_id=1)
   assert one.shape == (2, 4, 16, 16, 3)
-  assert np.abs(pipe(2, base_seed=3, residual_seed=4, class_id=4).astype(int) - one
-                ).mean() > 0.5
+  assert np.abs(pipe(2, base_seed=3, residual_seed=4, class_id=4).astype(int) - one).mean() > 0.5
   unguided = pipe(2, base_seed=3, residual_seed=4, class_id=1, guidance_scale=1.0)
   assert np.abs(unguided.astype(int) - one).mean() > 0.5
   assert len(pipe._samplers) == 2  # the guidance scale is compiled in

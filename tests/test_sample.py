@@ -58,7 +58,7 @@ def test_sample_cli_function_writes_decodable_videos(tmp_path):
 def test_video_io_round_trip_is_close():
   video = np.zeros((6, 16, 16, 3), np.uint8)
   for i in range(6):
-    video[i, 4:10, i:i + 6] = (200, 60, 30)
+    video[i, 4:10, i : i + 6] = (200, 60, 30)
   path = video_io.write_mp4("/tmp/vfj_roundtrip.mp4", video, fps=8)
   decoded = video_io.read_video(path)
   assert decoded.shape == video.shape
@@ -72,10 +72,20 @@ def test_sample_cli_flags(tmp_path):
   import subprocess
   import sys
   from pathlib import Path
+
   root = Path(__file__).parents[1]
-  cmd = [sys.executable, "-m", "videofusion_jax.sample", "--config=configs/demo.py",
-         f"--workdir={tmp_path}", "--num_videos=2", "--base_seed=5", "--residual_seed=6",
-         "--config.data.num_frames=4", "--config.sample.num_steps=2"]
+  cmd = [
+    sys.executable,
+    "-m",
+    "videofusion_jax.sample",
+    "--config=configs/demo.py",
+    f"--workdir={tmp_path}",
+    "--num_videos=2",
+    "--base_seed=5",
+    "--residual_seed=6",
+    "--config.data.num_frames=4",
+    "--config.sample.num_steps=2",
+  ]
   refused = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
   assert refused.returncode != 0 and "sample.allow_untrained=True" in refused.stderr
   assert f"no checkpoint in {tmp_path}/checkpoints" in refused.stderr
@@ -88,6 +98,7 @@ def test_sample_cli_flags(tmp_path):
   assert re.search(r"samples: objects move [\d.]+ px/frame", out.stdout), out.stdout
   assert re.search(r"data: +objects move 0\.[1-5]\d px/frame", out.stdout), out.stdout
   assert video_io.read_video(tmp_path / "samples" / "video_001.mp4").shape == (4, 16, 16, 3)
-  bad = subprocess.run(cmd[:4] + ["--config.diffusion.lamm=0.3"], cwd=root,
-                       capture_output=True, text=True, timeout=600)
+  bad = subprocess.run(
+    cmd[:4] + ["--config.diffusion.lamm=0.3"], cwd=root, capture_output=True, text=True, timeout=600
+  )
   assert bad.returncode != 0 and "Did you mean" in bad.stderr

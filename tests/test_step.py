@@ -19,9 +19,20 @@ def test_ema_warms_up_then_holds_the_configured_decay():
 
 
 def _optim(**changes):
-  c = ConfigDict(dict(lr=1e-2, schedule="constant", warmup_steps=0, b1=0.9, b2=0.999,
-                      eps=1e-8, weight_decay=0.0, grad_clip=0.0, base_lr_scale=0.1,
-                      freeze_base=False))
+  c = ConfigDict(
+    dict(
+      lr=1e-2,
+      schedule="constant",
+      warmup_steps=0,
+      b1=0.9,
+      b2=0.999,
+      eps=1e-8,
+      weight_decay=0.0,
+      grad_clip=0.0,
+      base_lr_scale=0.1,
+      freeze_base=False,
+    )
+  )
   c.update(changes)
   return make_optimizer(c, total_steps=10)
 
@@ -45,10 +56,20 @@ def _tiny_model_state():
   from videofusion_jax.models.unet import UNetConfig
   from videofusion_jax.models.videofusion import VideoFusion, VideoFusionConfig
   from videofusion_jax.training.step import StateLeaves
-  unet = UNetConfig(block_out_channels=(16,), layers_per_block=1, attention_levels=(),
-                    mid_block_attention=False, norm_num_groups=8)
-  model = VideoFusion(VideoFusionConfig(base=unet, residual=dataclasses.replace(
-      unet, temporal="attention", attention_head_dim=8)), rngs=nnx.Rngs(0))
+
+  unet = UNetConfig(
+    block_out_channels=(16,),
+    layers_per_block=1,
+    attention_levels=(),
+    mid_block_attention=False,
+    norm_num_groups=8,
+  )
+  model = VideoFusion(
+    VideoFusionConfig(
+      base=unet, residual=dataclasses.replace(unet, temporal="attention", attention_head_dim=8)
+    ),
+    rngs=nnx.Rngs(0),
+  )
   graphdef, state = nnx.split((model, nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)))
   ema = nnx.state(model, nnx.Param)
   return graphdef, state, ema, StateLeaves.of(state, ema)
@@ -63,6 +84,7 @@ def test_the_step_over_leaf_lists_is_the_step_over_trees():
   bit for bit the states, EMA and metrics of the step over nnx.State trees."""
   from videofusion_jax import diffusion
   from videofusion_jax.training.step import StepConfig, make_train_step
+
   graphdef, state, ema, layout = _tiny_model_state()
   schedule = diffusion.make_schedule("cosine", 100)
   video = jax.random.uniform(jax.random.key(1), (2, 3, 8, 8, 3), minval=-1, maxval=1)
@@ -88,14 +110,16 @@ def test_a_non_finite_step_is_skipped_on_the_device():
   finite batch after it trains as usual."""
   from videofusion_jax import diffusion
   from videofusion_jax.training.step import StepConfig, make_train_step
+
   graphdef, state, ema, layout = _tiny_model_state()
   step = make_train_step(graphdef, StepConfig(ema_decay=0.9), leaves=layout)
   schedule = diffusion.make_schedule("cosine", 100)
   video = jax.random.uniform(jax.random.key(1), (2, 3, 8, 8, 3), minval=-1, maxval=1)
   start = [np.asarray(x) for x in jax.tree.leaves((state, ema))]
   poisoned = video.at[0, 1, 2, 3, 0].set(jnp.nan)
-  *leaves, metrics = step(*layout.flatten(_copy(state), _copy(ema)), {"video": poisoned},
-                          jax.random.key(0), schedule)
+  *leaves, metrics = step(
+    *layout.flatten(_copy(state), _copy(ema)), {"video": poisoned}, jax.random.key(0), schedule
+  )
   assert bool(metrics["nonfinite"]) and not np.isfinite(float(metrics["loss"]))
   for got, want in zip(jax.tree.leaves(leaves), start):
     np.testing.assert_array_equal(got, want)

@@ -22,16 +22,22 @@ from videofusion_jax.training.loop import train  # noqa: E402
 def bair_tiny_config(data_dir, num_steps=2):
   config = demo.get_config("setting=tiny")
   config.train.num_steps = num_steps
-  config.data.update({k: v for k, v in bair.get_config(data_dir).data.items()
-                      if k not in ("num_frames", "image_size")})
+  config.data.update(
+    {
+      k: v
+      for k, v in bair.get_config(data_dir).data.items()
+      if k not in ("num_frames", "image_size")
+    }
+  )
   config.train.checkpoint_every = 1
   return config
 
 
 def _restore(workdir, step):
   mngr = ocp.CheckpointManager(workdir / "checkpoints")
-  out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
-                                                   ema=ocp.args.StandardRestore()))
+  out = mngr.restore(
+    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), ema=ocp.args.StandardRestore())
+  )
   mngr.close()
   return jax.tree.leaves(out["state"]), jax.tree.leaves(out["ema"])
 
@@ -55,8 +61,11 @@ def test_two_steps_on_bair_resume_bitwise_and_write_the_parameter_tables(tmp_pat
     np.testing.assert_array_equal(x, y)
 
   table = (straight / "parameters.txt").read_text()
-  counts = {line.split(":")[0]: int(line.split()[1].replace(",", ""))
-            for line in table.splitlines() if line.endswith(" parameters")}
+  counts = {
+    line.split(":")[0]: int(line.split()[1].replace(",", ""))
+    for line in table.splitlines()
+    if line.endswith(" parameters")
+  }
   assert {"base", "residual", "model"} <= set(counts)
   assert counts["model"] == sum(v for k, v in counts.items() if k != "model")
   assert counts["model"] == sum(math.prod(x.shape) for x in ema_a)  # every parameter

@@ -22,8 +22,9 @@ from videofusion_jax.training.preemption import Preemption
 
 def _restore_all(workdir, step):
   mngr = ocp.CheckpointManager(workdir / "checkpoints")
-  out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
-                                                   ema=ocp.args.StandardRestore()))
+  out = mngr.restore(
+    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), ema=ocp.args.StandardRestore())
+  )
   mngr.close()
   return jax.tree.leaves(out["state"]), jax.tree.leaves(out["ema"])
 
@@ -86,7 +87,8 @@ def test_ctrl_c_saves_the_step_it_stopped_at(tmp_path, monkeypatch):
   assert signal.getsignal(signal.SIGINT) is before  # restored
   stopped = outcome(str(tmp_path), 50, {"loss": 0.5})
   assert stopped.stopped_early and stopped.line.startswith(
-      f"stopped at step 2 of 50, saved in {tmp_path} (the same command resumes): loss=0.5")
+    f"stopped at step 2 of 50, saved in {tmp_path} (the same command resumes): loss=0.5"
+  )
   done = outcome(str(tmp_path), 2, {})
   assert not done.stopped_early and done.line.startswith("training done")
 
@@ -139,8 +141,9 @@ def test_incompatible_checkpoint_is_refused_by_field(straight, tmp_path):
   config = demo.get_config("setting=tiny")
   config.train.num_steps = 4
   config.model.base.block_out_channels = (32, 32)
-  with pytest.raises(ValueError, match="model.base.block_out_channels: \\[32, 64\\] -> "
-                                       "\\[32, 32\\]"):
+  with pytest.raises(
+    ValueError, match="model.base.block_out_channels: \\[32, 64\\] -> \\[32, 32\\]"
+  ):
     train(config, str(run))
   assert Checkpoints(run).latest_step() == 3  # nothing lost
 
@@ -148,7 +151,7 @@ def test_incompatible_checkpoint_is_refused_by_field(straight, tmp_path):
 def test_one_step_on_a_folder_of_real_video_files(tmp_path):
   frames = np.zeros((10, 24, 32, 3), np.uint8)
   for i in range(10):
-    frames[i, 6:14, 2 + 2 * i:10 + 2 * i] = (30, 200, 90)
+    frames[i, 6:14, 2 + 2 * i : 10 + 2 * i] = (30, 200, 90)
   for name in ("a", "b"):
     video_io.write_mp4(tmp_path / "videos" / "cls" / f"{name}.mp4", frames)
   config = folder.get_config(f"path={tmp_path / 'videos'},setting=tiny")

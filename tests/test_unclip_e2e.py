@@ -33,21 +33,37 @@ from videofusion_jax.tools.clip_cache import build_clip_cache  # noqa: E402
 from videofusion_jax.training.loop import create_state, train  # noqa: E402
 
 CLIP_DIM = TEXT_PROJ["clip_embeddings_dim"]  # text_proj's width: CLIP embeddings = hidden
-CONTEXT = 8                                  # tokens: text tower positions = prior's
+CONTEXT = 8  # tokens: text tower positions = prior's
 
 
 def _clip_model(vocab):
   """A full transformers CLIP (both towers) whose text tower fits text_proj and the prior,
   as CLIP ViT-L/14 fits Karlo (768-d embeddings and hidden states, 77 tokens)."""
   torch.manual_seed(0)
-  text = dict(vocab_size=len(vocab), hidden_size=CLIP_DIM, intermediate_size=24,
-              num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=CONTEXT,
-              bos_token_id=len(vocab) - 2, eos_token_id=len(vocab) - 1, pad_token_id=1,
-              hidden_act="quick_gelu")
-  vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                num_attention_heads=2, image_size=16, patch_size=4, hidden_act="quick_gelu")
-  return transformers.CLIPModel(transformers.CLIPConfig(
-      text_config=text, vision_config=vision, projection_dim=CLIP_DIM)).eval()
+  text = dict(
+    vocab_size=len(vocab),
+    hidden_size=CLIP_DIM,
+    intermediate_size=24,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    max_position_embeddings=CONTEXT,
+    bos_token_id=len(vocab) - 2,
+    eos_token_id=len(vocab) - 1,
+    pad_token_id=1,
+    hidden_act="quick_gelu",
+  )
+  vision = dict(
+    hidden_size=16,
+    intermediate_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    image_size=16,
+    patch_size=4,
+    hidden_act="quick_gelu",
+  )
+  return transformers.CLIPModel(
+    transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=CLIP_DIM)
+  ).eval()
 
 
 @pytest.fixture(scope="module")
@@ -59,20 +75,31 @@ def karlo_folders(tmp_path_factory):
   text_encoder = transformers.CLIPTextModelWithProjection(full.config.text_config)
   text_encoder.config.projection_dim = CLIP_DIM
   text_encoder = transformers.CLIPTextModelWithProjection(text_encoder.config).eval()
-  text_encoder.load_state_dict({k: v for k, v in full.state_dict().items()
-                                if k.startswith(("text_model.", "text_projection."))})
-  src, _ = save_tiny_pipeline(root / "karlo", vocab=vocab, replace={
+  text_encoder.load_state_dict(
+    {
+      k: v
+      for k, v in full.state_dict().items()
+      if k.startswith(("text_model.", "text_projection."))
+    }
+  )
+  src, _ = save_tiny_pipeline(
+    root / "karlo",
+    vocab=vocab,
+    replace={
       "text_encoder": text_encoder,
-      "prior": torch_prior(dict(TINY_PRIOR, num_embeddings=CONTEXT), seed=3)})
+      "prior": torch_prior(dict(TINY_PRIOR, num_embeddings=CONTEXT), seed=3),
+    },
+  )
   out = diffusers_unclip.convert_unclip_pipeline(src, root / "karlo_jax")
   full.save_pretrained(root / "clip_vit")
-  clip = convert_transformers_clip(root / "clip_vit", root / "clip_jax",
-                                   tokenizer=write_vocab(root / "tokenizer", *vocab))
+  clip = convert_transformers_clip(
+    root / "clip_vit", root / "clip_jax", tokenizer=write_vocab(root / "tokenizer", *vocab)
+  )
   return out, clip
 
 
 def _config(out, cache):
-  c = karlo.get_config(str(out))    # the decoder snippet: base, cond, image size 16
+  c = karlo.get_config(str(out))  # the decoder snippet: base, cond, image size 16
   c.data.source, c.data.num_clips, c.data.num_frames = "synthetic", 4, 4
   c.data.worker_count, c.data.clip_cache = 0, str(cache)
   c.model.residual = demo.get_config().model.residual
@@ -127,8 +154,9 @@ def test_converted_karlo_trains_and_samples_from_a_prompt(karlo_folders, tmp_pat
   config.sample.prompts_file = str(tmp_path / "prompts.txt")
   cond = sample_conditions(config, condition_of(spec.config), 2)
   with np.load(config.data.clip_cache) as cache:  # the same text tower, two conversions
-    np.testing.assert_allclose(cond["null_text_embeds"][0], cache["null_text_embeds"],
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+      cond["null_text_embeds"][0], cache["null_text_embeds"], rtol=1e-5, atol=1e-5
+    )
     np.testing.assert_array_equal(cond["null_text_mask"][0], cache["null_text_mask"])
   np.testing.assert_array_equal(cond["drop"], [False, True])  # the empty prompt
   np.testing.assert_allclose(cond["text_embeds"][1], cond["null_text_embeds"][1], atol=1e-6)
@@ -144,6 +172,9 @@ def test_converted_karlo_trains_and_samples_from_a_prompt(karlo_folders, tmp_pat
 
 
 def test_karlo_config_names_the_missing_conversion(tmp_path):
-  with pytest.raises(FileNotFoundError, match=r"decoder/config_snippet.py does not exist; "
-                     r"convert the Karlo pipeline first"):
+  with pytest.raises(
+    FileNotFoundError,
+    match=r"decoder/config_snippet.py does not exist; "
+    r"convert the Karlo pipeline first",
+  ):
     karlo.get_config(str(tmp_path / "absent"))

@@ -15,8 +15,15 @@ from videofusion_jax.training import loop
 
 COLOURS = {"daria": (220, 40, 40), "ido": (40, 220, 40), "lena": (40, 40, 220)}
 MOTION = {"jack": (1, 0), "run": (0, 1)}
-FILES = ["daria_jack.mp4", "daria_run1.mp4", "daria_run2.mp4", "ido_jack.mp4",
-         "ido_run.mp4", "lena_jack.mp4", "lena_run.mp4"]
+FILES = [
+  "daria_jack.mp4",
+  "daria_run1.mp4",
+  "daria_run2.mp4",
+  "ido_jack.mp4",
+  "ido_run.mp4",
+  "lena_jack.mp4",
+  "lena_run.mp4",
+]
 
 
 def _clip(person, action, frames=8, size=16):
@@ -25,7 +32,7 @@ def _clip(person, action, frames=8, size=16):
   dy, dx = MOTION[action]
   for f in range(frames):
     y, x = 4 + dy * f, 4 + dx * f
-    video[f, y:y + 5, x:x + 5] = COLOURS[person]
+    video[f, y : y + 5, x : x + 5] = COLOURS[person]
   return video
 
 
@@ -37,7 +44,7 @@ def tiny_weizmann_config(path):
   config.data.num_frames = 4
   config.data.image_size = 16
   config.train.num_steps = 2
-  config.train.batch_size = 4           # one block of 2 people x 2 actions
+  config.train.batch_size = 4  # one block of 2 people x 2 actions
   config.train.log_every = 1
   config.train.checkpoint_every = 2
   config.train.sample_every = 0
@@ -60,6 +67,7 @@ def test_two_train_steps_on_identity_action_batches(tmp_path, monkeypatch):
       seen.append({k: np.asarray(v) for k, v in batch.items() if k != "video"})
       seen[-1]["video_shape"] = tuple(batch["video"].shape)
       return step(state, ema, batch, key, schedule)
+
     return wrapped
 
   monkeypatch.setattr(loop, "make_train_step", recording)
@@ -74,7 +82,7 @@ def test_two_train_steps_on_identity_action_batches(tmp_path, monkeypatch):
     assert batch["video_shape"] == (4, 4, 16, 16, 3)
     ids, acts = batch["identity"].tolist(), batch["action"].tolist()
     assert len(set(ids)) == 2 and len(set(acts)) == 2 and len(set(zip(ids, acts))) == 4
-    assert ids[0] == ids[1] and acts[0] == acts[2]   # identity-major blocks
+    assert ids[0] == ids[1] and acts[0] == acts[2]  # identity-major blocks
     assert 0 <= min(ids) and max(ids) < 3 and set(acts) == {0, 1}  # jack, run
   # Logged, finite, checkpointed with the data position of the grouped dataset.
   lines = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]

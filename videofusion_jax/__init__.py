@@ -9,5 +9,6 @@ for the command-line tools, which do not need it.
 def __getattr__(name: str):
   if name == "Pipeline":
     from videofusion_jax.pipeline import Pipeline  # pylint: disable=import-outside-toplevel
+
     return Pipeline
   raise AttributeError(f"module 'videofusion_jax' has no attribute {name!r}")

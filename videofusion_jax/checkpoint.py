@@ -43,9 +43,16 @@ COMPATIBLE_SECTIONS = ("model", "diffusion", "cond")
 RUNTIME_FIELDS = tuple(f"model.{name}" for name in VIDEOFUSION_EXECUTION_FIELDS)
 # Fields added after checkpoints were already written: absent in a saved config means
 # this value.
-FIELD_DEFAULTS = {"model.kind": "videofusion", "cond.kind": "none", "cond.num_classes": 0,
-                  "cond.embed_dim": 768, "cond.extra_tokens": 4, "cond.text_dim": 0,
-                  "cond.context_dim": 0, "cond.time_embed_dim": 0}
+FIELD_DEFAULTS = {
+  "model.kind": "videofusion",
+  "cond.kind": "none",
+  "cond.num_classes": 0,
+  "cond.embed_dim": 768,
+  "cond.extra_tokens": 4,
+  "cond.text_dim": 0,
+  "cond.context_dim": 0,
+  "cond.time_embed_dim": 0,
+}
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -57,8 +64,7 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
   return {prefix[:-1]: list(d) if isinstance(d, tuple) else d}
 
 
-def differing_fields(saved: dict, config: ml_collections.ConfigDict
-                     ) -> list[tuple[str, Any, Any]]:
+def differing_fields(saved: dict, config: ml_collections.ConfigDict) -> list[tuple[str, Any, Any]]:
   """(field, saved value, value now) for every differing field of the compatible
   sections; '<absent>' stands for a field one side lacks."""
   now = json.loads(config.to_json())
@@ -84,6 +90,7 @@ def config_differences(saved: dict, config: ml_collections.ConfigDict) -> list[s
 class CheckpointError(RuntimeError):
   """A checkpoint folder that cannot be written, a step holding NaN or inf, or no step
   that restores."""
+
   exit_code = CHECKPOINT
 
 
@@ -129,16 +136,19 @@ def check_writable(directory: epath.Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
       except OSError as e:
-        raise CheckpointError(f"checkpoint folder {directory} is not writable: "
-                              f"{' '.join(str(e).split())[:300]}") from None
+        raise CheckpointError(
+          f"checkpoint folder {directory} is not writable: {' '.join(str(e).split())[:300]}"
+        ) from None
     return
   try:
     directory.mkdir(parents=True, exist_ok=True)
     probe.mkdir()
     probe.rmdir()
   except OSError as e:
-    raise CheckpointError(f"checkpoint folder {directory} is not writable: [Errno "
-                          f"{e.errno}] {os.strerror(e.errno or errno.EIO)}") from None
+    raise CheckpointError(
+      f"checkpoint folder {directory} is not writable: [Errno "
+      f"{e.errno}] {os.strerror(e.errno or errno.EIO)}"
+    ) from None
 
 
 def _cause(error: BaseException) -> str:
@@ -154,33 +164,42 @@ def _cause(error: BaseException) -> str:
 DATA_SHAPE_FIELDS = ("data.num_frames", "data.image_size", "data.channels")
 
 
-def check_data_section(saved: dict, config: ml_collections.ConfigDict, step: int,
-                       directory: Path | epath.Path) -> None:
+def check_data_section(
+  saved: dict, config: ml_collections.ConfigDict, step: int, directory: Path | epath.Path
+) -> None:
   """Refuse a resume that changes a `DATA_SHAPE_FIELDS` field; log the other changes."""
   before = _flatten(saved.get("data", {}), "data.")
   now = _flatten(json.loads(config.to_json()).get("data", {}), "data.")
-  changed = [f"{k}: {before.get(k, '<absent>')} -> {now.get(k, '<absent>')}"
-             for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+  changed = [
+    f"{k}: {before.get(k, '<absent>')} -> {now.get(k, '<absent>')}"
+    for k in sorted(set(before) | set(now))
+    if before.get(k) != now.get(k)
+  ]
   refused = [c for c in changed if c.split(":")[0] in DATA_SHAPE_FIELDS]
   if refused:
-    raise ConfigError(f"{directory} holds step {step} trained on other clip shapes: "
-                     f"{'; '.join(refused)}. Use a new --workdir or the old data settings.")
+    raise ConfigError(
+      f"{directory} holds step {step} trained on other clip shapes: "
+      f"{'; '.join(refused)}. Use a new --workdir or the old data settings."
+    )
   if changed:
-    logging.warning("Resuming step %d with changed data settings: %s", step,
-                    "; ".join(changed))
+    logging.warning("Resuming step %d with changed data settings: %s", step, "; ".join(changed))
 
 
 # A reader creates and deletes nothing; no count to keep and no saves to space (orbax
 # would set both itself, warning each time).
-_READER_OPTIONS = dict(read_only=True, create=False, cleanup_tmp_directories=False,
-                       max_to_keep=None, save_interval_steps=0)
+_READER_OPTIONS = dict(
+  read_only=True,
+  create=False,
+  cleanup_tmp_directories=False,
+  max_to_keep=None,
+  save_interval_steps=0,
+)
 
 
 class Checkpoints:
   """Save and restore (state, ema, data iterator, config) by step."""
 
-  def __init__(self, workdir: str | os.PathLike, *, max_to_keep: int = 3,
-               read_only: bool = False):
+  def __init__(self, workdir: str | os.PathLike, *, max_to_keep: int = 3, read_only: bool = False):
     """`read_only` for every reader (sampling, evaluation, diagnostics): it creates and
     deletes nothing. A writer (the training run, the only one per workdir) removes the
     temporary directories of unfinished saves when it opens the folder; a reader doing
@@ -191,9 +210,15 @@ class Checkpoints:
     if not read_only:
       check_writable(self.directory)
     self.manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(**(_READER_OPTIONS if read_only else dict(
-            max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True))))
+      self.directory,
+      options=ocp.CheckpointManagerOptions(
+        **(
+          _READER_OPTIONS
+          if read_only
+          else dict(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
+        )
+      ),
+    )
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -201,34 +226,49 @@ class Checkpoints:
   def all_steps(self) -> list[int]:
     return sorted(self.manager.all_steps())
 
-  def save(self, step: int, state, ema, data_iter, config: ml_collections.ConfigDict,
-           *, force: bool = False) -> bool:
+  def save(
+    self,
+    step: int,
+    state,
+    ema,
+    data_iter,
+    config: ml_collections.ConfigDict,
+    *,
+    force: bool = False,
+  ) -> bool:
     """Save step `step` (asynchronously); refuses, before writing anything, a state or
     EMA holding a NaN or inf."""
     for name, tree in (("state", state), ("ema", ema)):
       bad = first_nonfinite(tree)
       if bad is not None:
-        raise CheckpointError(f"not saving step {step} to {self.directory}: {name}{bad} "
-                              "holds NaN or inf")
-    args = dict(state=ocp.args.StandardSave(state), ema=ocp.args.StandardSave(ema),
-                config=ocp.args.JsonSave(json.loads(config.to_json())))
+        raise CheckpointError(
+          f"not saving step {step} to {self.directory}: {name}{bad} holds NaN or inf"
+        )
+    args = dict(
+      state=ocp.args.StandardSave(state),
+      ema=ocp.args.StandardSave(ema),
+      config=ocp.args.JsonSave(json.loads(config.to_json())),
+    )
     if data_iter is not None:
       args["data"] = grain.checkpoint.CheckpointSave(data_iter)
     return self.manager.save(step, args=ocp.args.Composite(**args), force=force)
 
   def saved_config(self, step: int) -> dict:
-    return self.manager.restore(step, args=ocp.args.Composite(
-        config=ocp.args.JsonRestore()))["config"]
+    return self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))[
+      "config"
+    ]
 
-  def check_compatible(self, step: int, config: ml_collections.ConfigDict,
-                       saved: dict | None = None) -> None:
+  def check_compatible(
+    self, step: int, config: ml_collections.ConfigDict, saved: dict | None = None
+  ) -> None:
     """Refuse `config` if it differs from step `step`'s (or `saved`) on a field that
     fixes the parameters' shapes or meaning."""
     diffs = config_differences(self.saved_config(step) if saved is None else saved, config)
     if diffs:
       raise ConfigError(
-          f"{self.directory} holds a checkpoint (step {step}) from an incompatible config; "
-          f"differing fields: {'; '.join(diffs)}. Use a new --workdir or the old config.")
+        f"{self.directory} holds a checkpoint (step {step}) from an incompatible config; "
+        f"differing fields: {'; '.join(diffs)}. Use a new --workdir or the old config."
+      )
 
   def restore(self, step: int, *, state=None, ema=None, data_iter=None) -> dict:
     """Restore the items given targets for: `state`/`ema` are abstract trees (shapes,
@@ -243,18 +283,23 @@ class Checkpoints:
     try:
       out = self.manager.restore(step, args=ocp.args.Composite(**args))
     except (ValueError, KeyError, TypeError) as e:
-      raise ValueError(f"cannot restore step {step} from {self.directory}: the saved "
-                       f"trees do not match this model ({type(e).__name__}: {e})") from e
+      raise ValueError(
+        f"cannot restore step {step} from {self.directory}: the saved "
+        f"trees do not match this model ({type(e).__name__}: {e})"
+      ) from e
     restored = {k: out[k] for k in args if k != "data"}
     for name, tree in restored.items():
       bad = first_nonfinite(tree)
       if bad is not None:
-        raise CheckpointError(f"step {step} in {self.directory} holds NaN or inf "
-                              f"({name}{bad}): it is not a usable checkpoint")
+        raise CheckpointError(
+          f"step {step} in {self.directory} holds NaN or inf "
+          f"({name}{bad}): it is not a usable checkpoint"
+        )
     return restored
 
-  def restore_newest_intact(self, config: ml_collections.ConfigDict, **targets
-                            ) -> tuple[int | None, dict]:
+  def restore_newest_intact(
+    self, config: ml_collections.ConfigDict, **targets
+  ) -> tuple[int | None, dict]:
     """Restore the newest step that restores whole (`restore`'s targets), moving each
     newer step that does not to WORKDIR/checkpoints_corrupt/ with one line naming it and
     why. -> (step, restored items), or (None, {}) for an empty folder.
@@ -268,7 +313,7 @@ class Checkpoints:
     for step in reversed(self.all_steps()):
       try:
         saved = self.saved_config(step)
-      except Exception as e:  # noqa: BLE001: any failure to read is this step's damage
+      except Exception as e:  # any failure to read is this step's damage
         tried.append((step, _cause(e)))
         continue
       self.check_compatible(step, config, saved)
@@ -282,8 +327,10 @@ class Checkpoints:
         self._move_aside(bad_step, cause)
       return step, restored
     if tried:
-      raise CheckpointError(f"no checkpoint in {self.directory} restores: " + "; ".join(
-          f"step {s}: {cause}" for s, cause in tried))
+      raise CheckpointError(
+        f"no checkpoint in {self.directory} restores: "
+        + "; ".join(f"step {s}: {cause}" for s, cause in tried)
+      )
     return None, {}
 
   def _move_aside(self, step: int, cause: str) -> None:
@@ -297,9 +344,9 @@ class Checkpoints:
       storage.move_tree(self.directory / str(step), target)
     if jax.process_count() > 1:  # every host sees the move before reading the folder
       from jax.experimental import multihost_utils
+
       multihost_utils.sync_global_devices(f"checkpoint_moved_aside_{step}")
-    logging.warning("checkpoint step %d does not restore (%s): moved to %s", step, cause,
-                    target)
+    logging.warning("checkpoint step %d does not restore (%s): moved to %s", step, cause, target)
     self.manager.reload()
 
   def wait(self) -> None:
@@ -314,4 +361,3 @@ class Checkpoints:
 
   def __exit__(self, *exc_info) -> None:
     self.close()  # waits for saves in flight: a reader's `with` never leaves one behind
-

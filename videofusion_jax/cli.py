@@ -26,6 +26,7 @@ DONE, FAILED, BAD_INPUT, DIVERGED, CHECKPOINT, PREEMPTED, STOPPED = 0, 1, 2, 3, 
 
 class ConfigError(ValueError):
   """A bad config field or input, found before the run wrote anything."""
+
   exit_code = BAD_INPUT
 
 
@@ -59,8 +60,13 @@ def _override_error(error: Exception, argv: list[str]) -> str:
   text = str(error.args[0]) if error.args else str(error)
   text = text.replace("\\n", " ").replace("\n", " ").replace("\\'", "'").strip("'\" ")
   name = re.match(r"'?([A-Za-z_][\w]*)'?", text)
-  culprit = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")
-             and name and re.search(rf"\.{name.group(1)}(=|$|\.)", a.split("=")[0])]
+  culprit = [
+    a.split("=")[0]
+    for a in argv[1:]
+    if a.startswith("--config.")
+    and name
+    and re.search(rf"\.{name.group(1)}(=|$|\.)", a.split("=")[0])
+  ]
   where = culprit[0] if culprit else "a --config override"
   return f"{where}: no such config field or bad value ({text})"
 
@@ -69,11 +75,13 @@ def run(main) -> None:
   """`app.run(main)` with `parse_flags`; an exception that carries an `exit_code`
   (ConfigError, checkpoint.CheckpointError, nonfinite.Diverged) ends the process with
   that code and its message as one line, any other with its traceback (exit 1)."""
+
   def main_with_exit_codes(argv):
     try:
       return main(argv)
-    except Exception as e:  # noqa: BLE001: re-raised unless it says how to exit
+    except Exception as e:  # re-raised unless it says how to exit
       if getattr(e, "exit_code", None) is None:
         raise
       fail(e, e.exit_code)
+
   app.run(main_with_exit_codes, flags_parser=parse_flags)

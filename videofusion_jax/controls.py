@@ -28,13 +28,18 @@ from flax import nnx
 
 from videofusion_jax import diffusion, storage
 from videofusion_jax.data import video_io
-from videofusion_jax.diffusion.long_video import (check_long_video, long_video_windows,
-                                                  window_step)
+from videofusion_jax.diffusion.long_video import check_long_video, long_video_windows, window_step
 from videofusion_jax.diffusion.noise_sharing import video_keys
 from videofusion_jax.models.from_config import ModelSpec, videofusion_config
 from videofusion_jax.models.videofusion import VideoFusion
-from videofusion_jax.sampling import (SamplerConfig, VideoSampler, centre_first,
-                                      load_ema_params, model_eps_fn, sampler_config)
+from videofusion_jax.sampling import (
+  SamplerConfig,
+  VideoSampler,
+  centre_first,
+  load_ema_params,
+  model_eps_fn,
+  sampler_config,
+)
 
 VARY = ("residual", "base", "both")
 
@@ -68,27 +73,44 @@ def seed_grid(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
   frames per video, in the same order); return the paths, the PNG last."""
   vf = videofusion_config(config)
   s = config.sample
-  base_keys, residual_keys, names = grid_keys(s.base_seed, s.residual_seed, s.num_videos,
-                                              s.vary)
+  base_keys, residual_keys, names = grid_keys(s.base_seed, s.residual_seed, s.num_videos, s.vary)
   schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
   graphdef, state = load_ema_params(ModelSpec(vf, VideoFusion), config, workdir)
-  sampler = VideoSampler(graphdef, vf, num_frames=config.data.num_frames,
-                         image_size=config.data.image_size,
-                         batch_size=min(s.batch_size, len(names)), config=sampler_config(config))
+  sampler = VideoSampler(
+    graphdef,
+    vf,
+    num_frames=config.data.num_frames,
+    image_size=config.data.image_size,
+    batch_size=min(s.batch_size, len(names)),
+    config=sampler_config(config),
+  )
   out_dir = storage.path(workdir) / "samples"
-  videos = np.concatenate([video_io.to_uint8(b) for b in sampler.keyed_batches(
-      state, schedule, base_keys, residual_keys,
-      progress=_progress("seed grid", "videos"))])
-  paths = [video_io.write_mp4(out_dir / f"{name}.mp4", v, fps=s.fps)
-           for name, v in zip(names, videos)]
+  videos = np.concatenate(
+    [
+      video_io.to_uint8(b)
+      for b in sampler.keyed_batches(
+        state, schedule, base_keys, residual_keys, progress=_progress("seed grid", "videos")
+      )
+    ]
+  )
+  paths = [
+    video_io.write_mp4(out_dir / f"{name}.mp4", v, fps=s.fps) for name, v in zip(names, videos)
+  ]
   scale = max(1, 64 // config.data.image_size)
-  paths.append(video_io.write_png(out_dir / f"grid_{s.vary}.png",
-                                  video_io.frame_strip(videos, scale=scale)))
+  paths.append(
+    video_io.write_png(out_dir / f"grid_{s.vary}.png", video_io.frame_strip(videos, scale=scale))
+  )
   return paths
 
 
-def make_window_fn(graphdef: nnx.GraphDef, window_shape, overlap: int, lam: float,
-                   config: SamplerConfig, guidance: float = 0.0):
+def make_window_fn(
+  graphdef: nnx.GraphDef,
+  window_shape,
+  overlap: int,
+  lam: float,
+  config: SamplerConfig,
+  guidance: float = 0.0,
+):
   """-> jitted `fn(state, schedule, base_key, residual_key, known, use_known)
   -> window video`: `diffusion.long_video.window_step` with the model, reconstruction
   guidance of weight `guidance` on the new frames (0: the plain replacement method)."""
@@ -103,10 +125,21 @@ def make_window_fn(graphdef: nnx.GraphDef, window_shape, overlap: int, lam: floa
       # The centre-only pass (residual=False) makes only the centre frame, which the
       # guidance leaves alone: no backward pass there.
       weight = guidance if model_inputs.get("residual", True) else 0.0
-      return window_step(eps_fn, schedule, window_shape, base_key, residual_key, known,
-                         use_known, lam=lam, num_steps=config.num_steps, eta=config.eta,
-                         clip_x0=config.clip_x0, noise_mode=config.noise_mode,
-                         guidance=weight)
+      return window_step(
+        eps_fn,
+        schedule,
+        window_shape,
+        base_key,
+        residual_key,
+        known,
+        use_known,
+        lam=lam,
+        num_steps=config.num_steps,
+        eta=config.eta,
+        clip_x0=config.clip_x0,
+        noise_mode=config.noise_mode,
+        guidance=weight,
+      )
 
     return centre_first(model, run, window_shape[1])
 
@@ -115,8 +148,9 @@ def make_window_fn(graphdef: nnx.GraphDef, window_shape, overlap: int, lam: floa
 
 def _check_ddim(config: SamplerConfig) -> None:
   if config.sampler != "ddim":
-    raise ValueError(f"sample.sampler={config.sampler!r}; long videos use DDIM "
-                     "(sample.sampler='ddim')")
+    raise ValueError(
+      f"sample.sampler={config.sampler!r}; long videos use DDIM (sample.sampler='ddim')"
+    )
 
 
 def long_video_overlap(config: ml_collections.ConfigDict) -> int:
@@ -167,17 +201,31 @@ def long_videos(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
   for first in range(0, s.num_videos, batch):
     take = min(batch, s.num_videos - first)
     idx = jnp.minimum(jnp.arange(first, first + batch), s.num_videos - 1)  # pad: repeat
-    streams = [video_io.Mp4Stream(out_dir / f"long_{first + k:03d}.mp4", fps=s.fps)
-               for k in range(take)]
+    streams = [
+      video_io.Mp4Stream(out_dir / f"long_{first + k:03d}.mp4", fps=s.fps) for k in range(take)
+    ]
     try:
-      for w, frames in long_video_windows(step, int(s.num_frames), shape, overlap,
-                                          base_keys[idx], residual_keys[idx],
-                                          fixed_base=bool(s.fixed_base)):
+      for w, frames in long_video_windows(
+        step,
+        int(s.num_frames),
+        shape,
+        overlap,
+        base_keys[idx],
+        residual_keys[idx],
+        fixed_base=bool(s.fixed_base),
+      ):
         frames = video_io.to_uint8(jax.device_get(frames))
         for stream, video in zip(streams, frames):
           stream.write(video)
-        _window_progress(start, w + 1, num_windows, first + take, s.num_videos,
-                         streams[0].num_frames, int(s.num_frames))
+        _window_progress(
+          start,
+          w + 1,
+          num_windows,
+          first + take,
+          s.num_videos,
+          streams[0].num_frames,
+          int(s.num_frames),
+        )
     except BaseException as e:
       for stream in streams:
         stream.close(e)
@@ -188,8 +236,10 @@ def long_videos(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
 
 def _window_progress(start, window, num_windows, videos_done, num_videos, frames, total):
   elapsed = time.time() - start
-  sys.stderr.write(f"\rlong video: window {window}/{num_windows}, {frames}/{total} frames "
-                   f"(videos up to {videos_done}/{num_videos}), {elapsed:.0f}s elapsed")
+  sys.stderr.write(
+    f"\rlong video: window {window}/{num_windows}, {frames}/{total} frames "
+    f"(videos up to {videos_done}/{num_videos}), {elapsed:.0f}s elapsed"
+  )
   if window == num_windows:
     sys.stderr.write("\n")
   sys.stderr.flush()
@@ -203,4 +253,5 @@ def _progress(what: str, unit: str):
     if done == total:
       sys.stderr.write("\n")
     sys.stderr.flush()
+
   return show

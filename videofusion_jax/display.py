@@ -31,8 +31,9 @@ def _as_videos(videos) -> np.ndarray:
   if videos.ndim == 4:
     videos = videos[None]
   if videos.ndim != 5 or videos.shape[-1] not in (1, 3):
-    raise ValueError(f"videos have shape {videos.shape}; expected (K, N, H, W, C) or "
-                     "(N, H, W, C) with C in (1, 3)")
+    raise ValueError(
+      f"videos have shape {videos.shape}; expected (K, N, H, W, C) or (N, H, W, C) with C in (1, 3)"
+    )
   if videos.dtype != np.uint8:
     if not np.issubdtype(videos.dtype, np.floating):
       raise ValueError(f"videos have dtype {videos.dtype}; expected uint8 or floats in [-1, 1]")
@@ -75,8 +76,14 @@ def mp4_bytes(video, *, fps: int = 8, scale: int | None = None) -> bytes:
   return buffer.getvalue()
 
 
-def video_html(videos, *, titles: Sequence[str] | None = None, columns: int | None = None,
-               fps: int = 8, scale: int | None = None) -> str:
+def video_html(
+  videos,
+  *,
+  titles: Sequence[str] | None = None,
+  columns: int | None = None,
+  fps: int = 8,
+  scale: int | None = None,
+) -> str:
   """HTML of a table of looping, autoplaying videos, `columns` per row (default: all)."""
   videos = _as_videos(videos)
   k = len(videos)
@@ -89,13 +96,16 @@ def video_html(videos, *, titles: Sequence[str] | None = None, columns: int | No
   for i, video in enumerate(videos):
     data = base64.b64encode(mp4_bytes(video, fps=fps, scale=scale)).decode("ascii")
     title = "" if titles is None else f"<div>{html.escape(str(titles[i]))}</div>"
-    cells.append(f'<td style="text-align:center;padding:4px">{title}<video autoplay loop '
-                 f'muted playsinline controls src="data:video/mp4;base64,{data}"></video></td>')
-  rows = ["<tr>" + "".join(cells[i:i + columns]) + "</tr>" for i in range(0, k, columns)]
+    cells.append(
+      f'<td style="text-align:center;padding:4px">{title}<video autoplay loop '
+      f'muted playsinline controls src="data:video/mp4;base64,{data}"></video></td>'
+    )
+  rows = ["<tr>" + "".join(cells[i : i + columns]) + "</tr>" for i in range(0, k, columns)]
   return "<table>" + "".join(rows) + "</table>"
 
 
 def show_videos(videos, **kwargs) -> None:
   """Display `video_html(videos, **kwargs)` in the running notebook (IPython)."""
   from IPython.display import HTML, display  # only in a notebook
+
   display(HTML(video_html(videos, **kwargs)))

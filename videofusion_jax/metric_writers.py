@@ -45,8 +45,11 @@ def cut_back_jsonl(path: Path, last_step: int) -> None:
   path = storage.path(path)
   if not path.exists():
     return
-  kept = [line for line in path.read_text().splitlines(keepends=True)
-          if line.strip() and _step_of(line) <= last_step]
+  kept = [
+    line
+    for line in path.read_text().splitlines(keepends=True)
+    if line.strip() and _step_of(line) <= last_step
+  ]
   storage.write_bytes(path, "".join(kept).encode())
 
 
@@ -65,8 +68,14 @@ class MetricWriter:
   a `gs://` workdir's files are uploaded in the background (module docstring).
   """
 
-  def __init__(self, workdir: str | Path, *, tensorboard: bool = True,
-               resume_step: int | None = None, upload_every_s: float = 60.0):
+  def __init__(
+    self,
+    workdir: str | Path,
+    *,
+    tensorboard: bool = True,
+    resume_step: int | None = None,
+    upload_every_s: float = 60.0,
+  ):
     self.files = jax.process_index() == 0
     self.jsonl = None
     self.tb = None
@@ -85,6 +94,7 @@ class MetricWriter:
         self.jsonl = open(self.jsonl_path, "a", buffering=1)
       if tensorboard:
         from tensorboardX import SummaryWriter  # imported lazily: optional at sample time
+
         # purge_step: TensorBoard drops the earlier files' events from this step on.
         purge = None if resume_step is None else resume_step + 1
         self.tb_dir = workdir / "tensorboard"
@@ -92,15 +102,15 @@ class MetricWriter:
         # Uploaded event files are replaced by name: one named by the second alone (as
         # tensorboardX names them) could replace the previous run's on a quick resume.
         suffix = f".{uuid.uuid4().hex[:8]}" if self.remote else ""
-        self.tb = SummaryWriter(self.tb_local or str(self.tb_dir), purge_step=purge,
-                                filename_suffix=suffix)
+        self.tb = SummaryWriter(
+          self.tb_local or str(self.tb_dir), purge_step=purge, filename_suffix=suffix
+        )
       if self.remote:
         self.uploads = _PeriodicUploads(self._upload, upload_every_s, self.jsonl_path)
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     scalars = {k: float(np.asarray(v)) for k, v in scalars.items()}
-    logging.info("step %d: %s", step,
-                 ", ".join(f"{k}={v:.5g}" for k, v in sorted(scalars.items())))
+    logging.info("step %d: %s", step, ", ".join(f"{k}={v:.5g}" for k, v in sorted(scalars.items())))
     with self.lock:
       if self.jsonl is not None:
         self.jsonl.write(json.dumps({"step": int(step), **scalars}) + "\n")
@@ -186,20 +196,29 @@ class _PeriodicUploads:
         continue
       try:
         self.now()
-      except Exception as e:  # noqa: BLE001: a network error must not end training
+      except Exception as e:  # a network error must not end training
         self.pending.set()
-        logging.warning("Uploading metrics to %s failed (%s: %s); retrying in %.0f s.",
-                        self.target, type(e).__name__, e, self.interval)
+        logging.warning(
+          "Uploading metrics to %s failed (%s: %s); retrying in %.0f s.",
+          self.target,
+          type(e).__name__,
+          e,
+          self.interval,
+        )
 
   def close(self) -> None:
     self.closing.set()
     self.thread.join()
     try:
       self.now()
-    except Exception as e:  # noqa: BLE001: see the class docstring
-      logging.error("The last upload of metrics to %s failed (%s: %s): the lines logged "
-                    "since the previous upload are missing there.", self.target,
-                    type(e).__name__, e)
+    except Exception as e:  # see the class docstring
+      logging.error(
+        "The last upload of metrics to %s failed (%s: %s): the lines logged "
+        "since the previous upload are missing there.",
+        self.target,
+        type(e).__name__,
+        e,
+      )
 
 
 class ProgressLine:
@@ -218,8 +237,9 @@ class ProgressLine:
       eta = (self.total - step) / rate if rate > 0 else math.inf
       bar = "#" * int(30 * step / max(self.total, 1))
       loss_text = "" if loss is None else f" loss {loss:.4f}"
-      self.stream.write(f"\rtrain [{bar:<30}] {step}/{self.total} {rate:.2f} steps/s "
-                        f"ETA {eta:.0f}s{loss_text}  ")
+      self.stream.write(
+        f"\rtrain [{bar:<30}] {step}/{self.total} {rate:.2f} steps/s ETA {eta:.0f}s{loss_text}  "
+      )
       if step >= self.total:
         self.stream.write("\n")
       self.stream.flush()

@@ -43,8 +43,10 @@ def mesh_shape(mesh_config, num_devices: int) -> tuple[int, int, int]:
       raise ValueError(f"{fields}: {num_devices} devices do not divide by {known}")
     sizes[sizes.index(-1)] = num_devices // known
   if math.prod(sizes) != num_devices:
-    raise ValueError(f"{fields} make a mesh of {math.prod(sizes)} devices; there are "
-                     f"{num_devices} (use -1 for 'the rest')")
+    raise ValueError(
+      f"{fields} make a mesh of {math.prod(sizes)} devices; there are "
+      f"{num_devices} (use -1 for 'the rest')"
+    )
   return tuple(sizes)
 
 
@@ -78,16 +80,21 @@ def multi_slice_grid(shape: Sequence[int], slices: int, devices: Sequence[Any]) 
   if hasattr(devices[0], "slice_index"):
     found = len({d.slice_index for d in devices})
     if found != slices:
-      raise ValueError(f"mesh.num_slices={slices}, but the {len(devices)} devices are in "
-                       f"{found} TPU slices")
+      raise ValueError(
+        f"mesh.num_slices={slices}, but the {len(devices)} devices are in {found} TPU slices"
+      )
     from jax.experimental import mesh_utils  # TPU: each slice laid out by its torus
-    return mesh_utils.create_hybrid_device_mesh((data // slices, fsdp, tensor),
-                                                (slices, 1, 1), devices)
+
+    return mesh_utils.create_hybrid_device_mesh(
+      (data // slices, fsdp, tensor), (slices, 1, 1), devices
+    )
   ranks = sorted({d.process_index for d in devices})
   if len(ranks) % slices:
-    raise ValueError(f"mesh.num_slices={slices}, but the {len(devices)} devices belong to "
-                     f"{len(ranks)} processes, which do not split into {slices} groups "
-                     "(these devices have no slice index)")
+    raise ValueError(
+      f"mesh.num_slices={slices}, but the {len(devices)} devices belong to "
+      f"{len(ranks)} processes, which do not split into {slices} groups "
+      "(these devices have no slice index)"
+    )
   per_group = len(ranks) // slices
   group = {rank: i // per_group for i, rank in enumerate(ranks)}
   ordered = sorted(devices, key=lambda d: (group[d.process_index], d.process_index, d.id))
@@ -104,9 +111,12 @@ def _avoid_shardy_miscompile(shape: Sequence[int]) -> None:
   wide, since partitioning happens when a jitted function is first lowered.
   """
   if all(s > 1 for s in shape) and jax.config.jax_use_shardy_partitioner:
-    logging.warning("mesh %s splits data, fsdp and tensor: switching to the GSPMD "
-                    "partitioner (Shardy miscompiles this layout in jax %s).", shape,
-                    jax.__version__)
+    logging.warning(
+      "mesh %s splits data, fsdp and tensor: switching to the GSPMD "
+      "partitioner (Shardy miscompiles this layout in jax %s).",
+      shape,
+      jax.__version__,
+    )
     jax.config.update("jax_use_shardy_partitioner", False)
 
 
@@ -127,8 +137,9 @@ def rules_from_config(rules: Sequence[Sequence[Any]]) -> dict[str, tuple[str, ..
   return out
 
 
-def to_mesh_spec(logical: Sequence[str | None], shape: Sequence[int], rules: Rules,
-                 mesh: Mesh) -> P:
+def to_mesh_spec(
+  logical: Sequence[str | None], shape: Sequence[int], rules: Rules, mesh: Mesh
+) -> P:
   """Logical names of an array's dimensions -> its mesh `PartitionSpec`.
 
   A dimension is sharded over the mesh axes its name maps to, skipping axes an earlier
@@ -142,8 +153,7 @@ def to_mesh_spec(logical: Sequence[str | None], shape: Sequence[int], rules: Rul
       spec.append(None)
       continue
     if name not in rules:
-      raise ValueError(f"logical axis {name!r} has no rule in mesh.rules; known: "
-                       f"{sorted(rules)}")
+      raise ValueError(f"logical axis {name!r} has no rule in mesh.rules; known: {sorted(rules)}")
     axes = [a for a in rules[name] if a not in used and mesh.shape[a] > 1]
     while axes and size % math.prod(mesh.shape[a] for a in axes):
       axes.pop()
@@ -152,23 +162,27 @@ def to_mesh_spec(logical: Sequence[str | None], shape: Sequence[int], rules: Rul
   return P(*spec)
 
 
-def logical_sharding(logical: Sequence[str | None], shape: Sequence[int], rules: Rules,
-                     mesh: Mesh) -> NamedSharding:
+def logical_sharding(
+  logical: Sequence[str | None], shape: Sequence[int], rules: Rules, mesh: Mesh
+) -> NamedSharding:
   return NamedSharding(mesh, to_mesh_spec(logical, shape, rules, mesh))
 
 
 def state_shardings(abstract_state, rules: Rules, mesh: Mesh):
   """NamedShardings for every leaf of a (model, optimizer) state or a param tree."""
   logical = state_logical_axes(abstract_state)
-  return jax.tree.map(lambda spec, x: logical_sharding(tuple(spec), x.shape, rules, mesh),
-                      logical, abstract_state, is_leaf=lambda s: isinstance(s, P))
+  return jax.tree.map(
+    lambda spec, x: logical_sharding(tuple(spec), x.shape, rules, mesh),
+    logical,
+    abstract_state,
+    is_leaf=lambda s: isinstance(s, P),
+  )
 
 
 def batch_sharding(global_batch_size: int, rules: Rules, mesh: Mesh) -> NamedSharding:
   """Arrays of any rank whose leading axis is the batch (videos (B, N, H, W, C),
   labels (B,)): the leading axis over the mesh axes of the `batch` rule."""
-  return NamedSharding(mesh, P(to_mesh_spec(("batch",), (global_batch_size,), rules,
-                                            mesh)[0]))
+  return NamedSharding(mesh, P(to_mesh_spec(("batch",), (global_batch_size,), rules, mesh)[0]))
 
 
 def activation_shardings(rules: Rules, mesh: Mesh) -> Callable | None:
@@ -195,9 +209,11 @@ def batch_size_check(global_batch: int, rules: Rules, mesh: Mesh, name: str) -> 
   """The global batch must split evenly over the mesh axes that shard `batch`."""
   ways = math.prod(mesh.shape[a] for a in rules.get("batch", ()))
   if global_batch % ways:
-    raise ValueError(f"{name}={global_batch} does not divide over the {ways} devices of "
-                     f"the mesh axes {rules.get('batch')} that shard the batch "
-                     f"(mesh {dict(mesh.shape)})")
+    raise ValueError(
+      f"{name}={global_batch} does not divide over the {ways} devices of "
+      f"the mesh axes {rules.get('batch')} that shard the batch "
+      f"(mesh {dict(mesh.shape)})"
+    )
 
 
 def sharded_init(create: Callable[[], Any], abstract, rules: Rules, mesh: Mesh):
@@ -208,8 +224,9 @@ def sharded_init(create: Callable[[], Any], abstract, rules: Rules, mesh: Mesh):
   (slow, for billions of parameters) trace of the initialisers happens once here.
   """
   shardings = state_shardings(abstract, rules, mesh)
-  target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                        abstract, shardings)
+  target = jax.tree.map(
+    lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
+  )
   return jax.jit(create, out_shardings=shardings), shardings, target
 
 
@@ -235,15 +252,18 @@ def maybe_initialize_distributed(distributed_config) -> bool:
   """
   enabled = str(distributed_config.enabled).lower()
   if enabled not in ("auto", "true", "false"):
-    raise ValueError(f"distributed.enabled={distributed_config.enabled!r}; expected "
-                     "'auto', 'true' or 'false'")
+    raise ValueError(
+      f"distributed.enabled={distributed_config.enabled!r}; expected 'auto', 'true' or 'false'"
+    )
   if enabled == "false" or (enabled == "auto" and not _multi_process_env()):
     return False
   if jax.distributed.is_initialized():  # a second train()/sample() in one process
     return True
-  kwargs = {k: distributed_config[k] for k in ("coordinator_address", "num_processes",
-                                               "process_id")
-            if distributed_config.get(k) not in (None, "", -1)}
+  kwargs = {
+    k: distributed_config[k]
+    for k in ("coordinator_address", "num_processes", "process_id")
+    if distributed_config.get(k) not in (None, "", -1)
+  }
   logging.info("jax.distributed.initialize(%s)", kwargs)
   jax.distributed.initialize(**kwargs)
   return True

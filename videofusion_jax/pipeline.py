@@ -40,8 +40,10 @@ def saved_config(workdir: str) -> ml_collections.ConfigDict:
   with Checkpoints(workdir, read_only=True) as ckpt:
     step = ckpt.latest_step()
     if step is None:
-      raise FileNotFoundError(f"no checkpoint in {ckpt.directory}: train there first "
-                              f"(python -m videofusion_jax.train --workdir={workdir})")
+      raise FileNotFoundError(
+        f"no checkpoint in {ckpt.directory}: train there first "
+        f"(python -m videofusion_jax.train --workdir={workdir})"
+      )
     return ml_collections.ConfigDict(ckpt.saved_config(step))
 
 
@@ -52,23 +54,24 @@ class Pipeline:
     """`config`: the config to sample with (see `from_workdir`); the EMA parameters of
     WORKDIR's latest checkpoint are loaded onto all devices, as the sample CLI does."""
     if config.model.kind == "superres":
-      raise ValueError(f"{workdir} holds a super-resolution model (model.kind='superres'): "
-                       "the Pipeline samples base video models only; run the cascade with "
-                       "python -m videofusion_jax.sample --superres_workdir=...")
+      raise ValueError(
+        f"{workdir} holds a super-resolution model (model.kind='superres'): "
+        "the Pipeline samples base video models only; run the cascade with "
+        "python -m videofusion_jax.sample --superres_workdir=..."
+      )
     self.config = config
     self.spec = model_spec(config)
-    self.schedule = diffusion.make_schedule(config.diffusion.schedule,
-                                            config.diffusion.num_timesteps)
+    self.schedule = diffusion.make_schedule(
+      config.diffusion.schedule, config.diffusion.num_timesteps
+    )
     self.mesh = parallel.make_mesh(config.mesh)
     self.rules = parallel.rules_from_config(config.mesh.rules)
-    self.graphdef, self.state = load_ema_params(self.spec, config, workdir, self.mesh,
-                                                self.rules)
-    self._samplers = {}   # (batch size, SamplerConfig) -> VideoSampler
+    self.graphdef, self.state = load_ema_params(self.spec, config, workdir, self.mesh, self.rules)
+    self._samplers = {}  # (batch size, SamplerConfig) -> VideoSampler
     self._window_fns = {}  # (window shape, overlap, SamplerConfig) -> jitted window step
 
   @classmethod
-  def from_workdir(cls, workdir: str, config: ml_collections.ConfigDict | None = None
-                   ) -> Pipeline:
+  def from_workdir(cls, workdir: str, config: ml_collections.ConfigDict | None = None) -> Pipeline:
     """The model of WORKDIR's latest checkpoint, with the config saved beside it.
 
     With `config` (an experiment config, e.g. the file it was trained with and sampler
@@ -88,10 +91,17 @@ class Pipeline:
     """Frames per clip the model makes in one go (`data.num_frames`)."""
     return int(self.config.data.num_frames)
 
-  def __call__(self, num_videos: int, base_seed: int = 0, residual_seed: int = 0, *,
-               prompt: str | None = None, class_id: int | None = None,
-               num_frames: int | None = None, guidance_scale: float | None = None
-               ) -> np.ndarray:
+  def __call__(
+    self,
+    num_videos: int,
+    base_seed: int = 0,
+    residual_seed: int = 0,
+    *,
+    prompt: str | None = None,
+    class_id: int | None = None,
+    num_frames: int | None = None,
+    guidance_scale: float | None = None,
+  ) -> np.ndarray:
     """uint8 videos (num_videos, num_frames, H, W, 3).
 
     `num_frames` (default: the model's window) longer than the window makes long videos
@@ -100,41 +110,59 @@ class Pipeline:
     through the config's CLIP and prior) and `guidance_scale` (default: the config's
     `sample.guidance_scale`) set the condition.
     """
-    config = self._call_config(num_videos, base_seed, residual_seed, prompt=prompt,
-                               class_id=class_id, guidance_scale=guidance_scale)
+    config = self._call_config(
+      num_videos,
+      base_seed,
+      residual_seed,
+      prompt=prompt,
+      class_id=class_id,
+      guidance_scale=guidance_scale,
+    )
     if num_frames is not None and num_frames != self.window:
       return self._long_videos(config, int(num_frames))
     cond = sample_conditions(config, condition_of(self.spec.config), num_videos)
     sampler = self._sampler(config)
-    batches = sampler.batches(self.state, self.schedule, num_videos=num_videos,
-                              base_seed=base_seed, residual_seed=residual_seed, cond=cond)
+    batches = sampler.batches(
+      self.state,
+      self.schedule,
+      num_videos=num_videos,
+      base_seed=base_seed,
+      residual_seed=residual_seed,
+      cond=cond,
+    )
     return np.concatenate([video_io.to_uint8(b) for b in batches])
 
   def save(self, videos: np.ndarray, out_dir: str) -> list[Path]:
     """Write each video (K, N, H, W, 3) as OUT_DIR/video_XXX.mp4; return the paths."""
     videos = _check_videos(videos)
     out = storage.path(out_dir)
-    return [video_io.write_mp4(out / f"video_{k:03d}.mp4", v, fps=int(self.config.sample.fps))
-            for k, v in enumerate(videos)]
+    return [
+      video_io.write_mp4(out / f"video_{k:03d}.mp4", v, fps=int(self.config.sample.fps))
+      for k, v in enumerate(videos)
+    ]
 
   def show(self, videos: np.ndarray, **kwargs) -> None:
     """Play the videos in the running notebook (`display.show_videos`; e.g. `titles=`)."""
     kwargs.setdefault("fps", int(self.config.sample.fps))
     display.show_videos(_check_videos(videos), **kwargs)
 
-  def _call_config(self, num_videos, base_seed, residual_seed, *, prompt, class_id,
-                   guidance_scale) -> ml_collections.ConfigDict:
+  def _call_config(
+    self, num_videos, base_seed, residual_seed, *, prompt, class_id, guidance_scale
+  ) -> ml_collections.ConfigDict:
     """This call's settings on a copy of the config, as the CLI's flags set them."""
     if num_videos < 1:
       raise ValueError(f"num_videos={num_videos}; expected >= 1")
     kind = condition_of(self.spec.config).kind
     # The CLI ignores a condition the model does not take; a caller is told instead.
     if class_id is not None and kind != "class":
-      raise ValueError(f"class_id={class_id}: this model is not class-conditioned "
-                       f"(cond.kind={kind!r})")
+      raise ValueError(
+        f"class_id={class_id}: this model is not class-conditioned (cond.kind={kind!r})"
+      )
     if prompt is not None and kind not in ("image_embed", "unclip"):
-      raise ValueError(f"prompt={prompt!r}: this model takes no text (cond.kind={kind!r}; "
-                       "prompts need 'image_embed' or 'unclip')")
+      raise ValueError(
+        f"prompt={prompt!r}: this model takes no text (cond.kind={kind!r}; "
+        "prompts need 'image_embed' or 'unclip')"
+      )
     config = self.config.copy_and_resolve_references()
     s = config.sample
     s.num_videos, s.base_seed, s.residual_seed = num_videos, base_seed, residual_seed
@@ -153,9 +181,15 @@ class Pipeline:
     key = (min(s.batch_size, s.num_videos), settings)
     if key not in self._samplers:
       self._samplers[key] = VideoSampler(
-          self.graphdef, self.spec.config, num_frames=self.window,
-          image_size=config.data.image_size, batch_size=key[0], config=settings,
-          mesh=self.mesh, rules=self.rules)
+        self.graphdef,
+        self.spec.config,
+        num_frames=self.window,
+        image_size=config.data.image_size,
+        batch_size=key[0],
+        config=settings,
+        mesh=self.mesh,
+        rules=self.rules,
+      )
     return self._samplers[key]
 
   def _long_videos(self, config: ml_collections.ConfigDict, num_frames: int) -> np.ndarray:
@@ -164,35 +198,54 @@ class Pipeline:
     overlap = long_video_overlap(config)
     check_long_video(num_frames, self.window, overlap)
     if condition_of(self.spec.config).enabled:
-      raise ValueError(f"num_frames={num_frames}: long videos of conditioned models "
-                       f"(cond.kind={self.config.cond.kind!r}) are not supported yet; ask "
-                       f"for num_frames={self.window} (the model's window)")
+      raise ValueError(
+        f"num_frames={num_frames}: long videos of conditioned models "
+        f"(cond.kind={self.config.cond.kind!r}) are not supported yet; ask "
+        f"for num_frames={self.window} (the model's window)"
+      )
     settings = sampler_config(config)
     settings.validate(self.spec.config.learned_variance)
     batch = min(s.batch_size, s.num_videos)
-    shape = (batch, self.window, config.data.image_size, config.data.image_size,
-             self.spec.config.channels)
+    shape = (
+      batch,
+      self.window,
+      config.data.image_size,
+      config.data.image_size,
+      self.spec.config.channels,
+    )
     self.spec.config.check_video(shape, name="long-video window")
     key = (shape, overlap, settings)
     if key not in self._window_fns:
-      self._window_fns[key] = make_window_fn(self.graphdef, shape, overlap,
-                                             self.spec.config.lam, settings)
+      self._window_fns[key] = make_window_fn(
+        self.graphdef, shape, overlap, self.spec.config.lam, settings
+      )
     step = functools.partial(self._window_fns[key], self.state, self.schedule)
     base_keys = video_keys(s.base_seed, 0, s.num_videos)
     residual_keys = video_keys(s.residual_seed, 0, s.num_videos)
     videos = []
     for first in range(0, s.num_videos, batch):
       idx = jnp.minimum(jnp.arange(first, first + batch), s.num_videos - 1)  # pad: repeat
-      windows = [video_io.to_uint8(jax.device_get(frames)) for _, frames in
-                 long_video_windows(step, num_frames, shape, overlap, base_keys[idx],
-                                    residual_keys[idx], fixed_base=bool(s.fixed_base))]
-      videos.append(np.concatenate(windows, axis=1)[:s.num_videos - first])
+      windows = [
+        video_io.to_uint8(jax.device_get(frames))
+        for _, frames in long_video_windows(
+          step,
+          num_frames,
+          shape,
+          overlap,
+          base_keys[idx],
+          residual_keys[idx],
+          fixed_base=bool(s.fixed_base),
+        )
+      ]
+      videos.append(np.concatenate(windows, axis=1)[: s.num_videos - first])
     return np.concatenate(videos)
 
 
 def _check_videos(videos) -> np.ndarray:
   videos = np.asarray(videos)
   if videos.ndim != 5 or videos.dtype != np.uint8:
-    raise ValueError(f"videos have shape {videos.shape} dtype {videos.dtype}; expected "
-                     "uint8 (K, N, H, W, 3), as a Pipeline call returns")
+    raise ValueError(
+      f"videos have shape {videos.shape} dtype {videos.dtype}; expected "
+      "uint8 (K, N, H, W, 3), as a Pipeline call returns"
+    )
   return videos

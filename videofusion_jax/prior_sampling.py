@@ -36,25 +36,38 @@ SAMPLERS = ("ddim", "ddpm")
 def prior_x0_fn(model: PriorTransformer):
   """-> x0_fn(z, t, cond) for a condition dict (text_embeds, text_hidden, text_mask,
   class_ids, drop)."""
+
   def x0_fn(z, t, cond):
-    return model(z, t, cond.get("text_embeds"), cond.get("text_hidden"),
-                 cond.get("text_mask"), class_labels=cond.get("class_ids"),
-                 drop=cond.get("drop"))
+    return model(
+      z,
+      t,
+      cond.get("text_embeds"),
+      cond.get("text_hidden"),
+      cond.get("text_mask"),
+      class_labels=cond.get("class_ids"),
+      drop=cond.get("drop"),
+    )
+
   return x0_fn
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "sampler", "num_steps", "eta",
-                                             "clip_range", "guidance_scale"))
-def _sample(graphdef, state, cond, null, key, schedule, *, sampler, num_steps, eta,
-            clip_range, guidance_scale):
+@functools.partial(
+  jax.jit,
+  static_argnames=("graphdef", "sampler", "num_steps", "eta", "clip_range", "guidance_scale"),
+)
+def _sample(
+  graphdef, state, cond, null, key, schedule, *, sampler, num_steps, eta, clip_range, guidance_scale
+):
   model = nnx.merge(graphdef, state)
-  guided = classifier_free_guidance(lambda z, t, c: prior_x0_fn(model)(z, t, c), cond, null,
-                                    guidance_scale)
+  guided = classifier_free_guidance(
+    lambda z, t, c: prior_x0_fn(model)(z, t, c), cond, null, guidance_scale
+  )
   b = jax.tree.leaves(cond)[0].shape[0]
   shape = (b, model.config.embedding_dim)
   if sampler == "ddim":
-    x0 = prior_diffusion.ddim_sample(guided, schedule, shape, key, num_steps=num_steps,
-                                     eta=eta, clip_range=clip_range)
+    x0 = prior_diffusion.ddim_sample(
+      guided, schedule, shape, key, num_steps=num_steps, eta=eta, clip_range=clip_range
+    )
   else:
     x0 = prior_diffusion.ddpm_sample(guided, schedule, shape, key, clip_range=clip_range)
   return model.denormalise(x0)
@@ -63,17 +76,30 @@ def _sample(graphdef, state, cond, null, key, schedule, *, sampler, num_steps, e
 def _batch(name, x, ndim, b=None):
   x = jnp.asarray(x)
   if x.ndim != ndim or (b is not None and x.shape[0] != b):
-    raise ValueError(f"{name} has shape {x.shape}; expected {ndim} dims"
-                     + (f" with batch {b}" if b is not None else ""))
+    raise ValueError(
+      f"{name} has shape {x.shape}; expected {ndim} dims"
+      + (f" with batch {b}" if b is not None else "")
+    )
   return x
 
 
-def sample_image_embeds(prior: PriorTransformer, text_embeds=None, text_hidden=None,
-                        mask=None, *, key, guidance_scale: float | None = 4.0,
-                        null_cond: dict | None = None, class_labels=None,
-                        schedule: Schedule | None = None, sampler: str = "ddim",
-                        num_steps: int = 25, eta: float = 0.0,
-                        clip_range: float | None = None, unconditional=None) -> jax.Array:
+def sample_image_embeds(
+  prior: PriorTransformer,
+  text_embeds=None,
+  text_hidden=None,
+  mask=None,
+  *,
+  key,
+  guidance_scale: float | None = 4.0,
+  null_cond: dict | None = None,
+  class_labels=None,
+  schedule: Schedule | None = None,
+  sampler: str = "ddim",
+  num_steps: int = 25,
+  eta: float = 0.0,
+  clip_range: float | None = None,
+  unconditional=None,
+) -> jax.Array:
   """CLIP image embeddings (B, clip_embed_dim), un-normalised, for B conditions.
 
   text_embeds (B, Dp) CLIP text embeddings; text_hidden (B, L, D) and mask (B, L) bool
@@ -89,8 +115,9 @@ def sample_image_embeds(prior: PriorTransformer, text_embeds=None, text_hidden=N
     raise ValueError(f"sampler={sampler!r}; expected one of {SAMPLERS}")
   if c.num_classes:
     if class_labels is None:
-      raise ValueError(f"this prior is class-conditioned (num_classes={c.num_classes}); "
-                       "pass class_labels")
+      raise ValueError(
+        f"this prior is class-conditioned (num_classes={c.num_classes}); pass class_labels"
+      )
     labels = _batch("class_labels", class_labels, 1).astype(jnp.int32)
     if int(jnp.max(labels)) >= c.num_classes or int(jnp.min(labels)) < 0:
       raise ValueError(f"class_labels {labels.tolist()} out of range 0..{c.num_classes - 1}")
@@ -102,37 +129,61 @@ def sample_image_embeds(prior: PriorTransformer, text_embeds=None, text_hidden=N
     b = cond["text_embeds"].shape[0]
     if c.uses_hidden_states:
       if text_hidden is None:
-        raise ValueError(f"this prior reads text tokens: pass text_hidden (B, "
-                         f"{c.num_embeddings}, {c.embedding_dim}) and mask")
+        raise ValueError(
+          f"this prior reads text tokens: pass text_hidden (B, "
+          f"{c.num_embeddings}, {c.embedding_dim}) and mask"
+        )
       cond["text_hidden"] = _batch("text_hidden", text_hidden, 3, b)
-      cond["text_mask"] = (jnp.ones(cond["text_hidden"].shape[:2], bool) if mask is None
-                           else _batch("mask", mask, 2, b).astype(bool))
+      cond["text_mask"] = (
+        jnp.ones(cond["text_hidden"].shape[:2], bool)
+        if mask is None
+        else _batch("mask", mask, 2, b).astype(bool)
+      )
   b = jax.tree.leaves(cond)[0].shape[0]
   learned = c.num_classes or prior.null_proj_embedding is not None
-  cond["drop"] = (jnp.zeros((b,), bool) if unconditional is None or not learned
-                  else _batch("unconditional", unconditional, 1, b).astype(bool))
+  cond["drop"] = (
+    jnp.zeros((b,), bool)
+    if unconditional is None or not learned
+    else _batch("unconditional", unconditional, 1, b).astype(bool)
+  )
   if learned:
     null = dict(jax.tree.map(lambda x: x[:1], cond), drop=jnp.ones((1,), bool))
   elif guidance_scale is None or guidance_scale == 1.0:
     null = cond
   else:
     if null_cond is None:
-      raise ValueError("guidance needs the unconditional condition: this prior has no "
-                       "learned null, so pass null_cond (the CLIP encoding of the empty "
-                       "text), or guidance_scale=1")
-    null = {"text_embeds": jnp.asarray(null_cond["text_embeds"]).reshape(1, -1),
-            "drop": jnp.ones((1,), bool)}
+      raise ValueError(
+        "guidance needs the unconditional condition: this prior has no "
+        "learned null, so pass null_cond (the CLIP encoding of the empty "
+        "text), or guidance_scale=1"
+      )
+    null = {
+      "text_embeds": jnp.asarray(null_cond["text_embeds"]).reshape(1, -1),
+      "drop": jnp.ones((1,), bool),
+    }
     if c.uses_hidden_states:
       hidden = jnp.asarray(null_cond["text_hidden"])
       null["text_hidden"] = hidden.reshape((1,) + hidden.shape[-2:])
-      null["text_mask"] = jnp.asarray(null_cond.get(
-          "text_mask", jnp.ones(hidden.shape[-2:-1], bool))).reshape(1, -1).astype(bool)
+      null["text_mask"] = (
+        jnp.asarray(null_cond.get("text_mask", jnp.ones(hidden.shape[-2:-1], bool)))
+        .reshape(1, -1)
+        .astype(bool)
+      )
   schedule = schedule if schedule is not None else make_schedule("cosine", 1000)
   graphdef, state = nnx.split(prior)
-  return _sample(graphdef, state, cond, null, key, schedule, sampler=sampler,
-                 num_steps=int(num_steps), eta=float(eta),
-                 clip_range=None if clip_range is None else float(clip_range),
-                 guidance_scale=None if guidance_scale is None else float(guidance_scale))
+  return _sample(
+    graphdef,
+    state,
+    cond,
+    null,
+    key,
+    schedule,
+    sampler=sampler,
+    num_steps=int(num_steps),
+    eta=float(eta),
+    clip_range=None if clip_range is None else float(clip_range),
+    guidance_scale=None if guidance_scale is None else float(guidance_scale),
+  )
 
 
 def encode_prompts(clip, prompts: Sequence[str]) -> tuple[dict, dict]:
@@ -145,14 +196,24 @@ def encode_prompts(clip, prompts: Sequence[str]) -> tuple[dict, dict]:
   ids = np.asarray(tokenizer(list(prompts) + [""]))
   hidden, embeds = text(jnp.asarray(ids))
   mask = np.arange(ids.shape[1])[None, :] <= np.argmax(ids == tokenizer.eos_id, axis=1)[:, None]
-  out = {"text_embeds": np.asarray(embeds, np.float32),
-         "text_hidden": np.asarray(hidden, np.float32), "text_mask": mask}
+  out = {
+    "text_embeds": np.asarray(embeds, np.float32),
+    "text_hidden": np.asarray(hidden, np.float32),
+    "text_mask": mask,
+  }
   return ({k: v[:-1] for k, v in out.items()}, {k: v[-1] for k, v in out.items()})
 
 
-def prompt_image_embeds(prior: PriorTransformer, schedule: Schedule, clip,
-                        prompts: Sequence[str], *, key, guidance_scale: float | None = 4.0,
-                        **sample_kwargs) -> jax.Array:
+def prompt_image_embeds(
+  prior: PriorTransformer,
+  schedule: Schedule,
+  clip,
+  prompts: Sequence[str],
+  *,
+  key,
+  guidance_scale: float | None = 4.0,
+  **sample_kwargs,
+) -> jax.Array:
   """CLIP image embeddings (B, D) for text prompts: CLIP text tower, then the prior.
 
   An empty prompt means unconditional (logged): the empty text's encoding, or the
@@ -166,18 +227,30 @@ def prompt_image_embeds(prior: PriorTransformer, schedule: Schedule, clip,
   if empty.any():
     logging.info("prompts %s are empty: sampled unconditionally", np.flatnonzero(empty))
   cond, null = encode_prompts(clip, [p.strip() for p in prompts])
-  return sample_image_embeds(prior, cond["text_embeds"], cond["text_hidden"],
-                             cond["text_mask"], key=key, guidance_scale=guidance_scale,
-                             null_cond=null, schedule=schedule, unconditional=empty,
-                             **sample_kwargs)
+  return sample_image_embeds(
+    prior,
+    cond["text_embeds"],
+    cond["text_hidden"],
+    cond["text_mask"],
+    key=key,
+    guidance_scale=guidance_scale,
+    null_cond=null,
+    schedule=schedule,
+    unconditional=empty,
+    **sample_kwargs,
+  )
 
 
 def load_prior(path: str | Path) -> tuple[PriorTransformer, Schedule]:
   """(prior with its EMA weights, its noise schedule) from a `train_prior` workdir or a
   folder written by `convert diffusers-prior` (cosine, T = 1000, as Karlo)."""
-  from videofusion_jax.convert.diffusers_prior import (is_converted_prior,  # pylint: disable=import-outside-toplevel
-                                                       load_converted_prior)
+  from videofusion_jax.convert.diffusers_prior import (
+    is_converted_prior,  # pylint: disable=import-outside-toplevel
+    load_converted_prior,
+  )
+
   if is_converted_prior(path):
     return load_converted_prior(path), make_schedule("cosine", 1000)
   from videofusion_jax.training.prior_loop import load_trained_prior  # pylint: disable=import-outside-toplevel
+
   return load_trained_prior(path)

@@ -36,8 +36,12 @@ from typing import Any, Mapping
 import ml_collections
 from ml_collections import config_flags
 
-from videofusion_jax.checkpoint import (DATA_SHAPE_FIELDS, CheckpointError, Checkpoints,
-                                        differing_fields)
+from videofusion_jax.checkpoint import (
+  DATA_SHAPE_FIELDS,
+  CheckpointError,
+  Checkpoints,
+  differing_fields,
+)
 from videofusion_jax.cli import ConfigError
 
 # The data fields sampling takes from the checkpoint (the low-res size only exists in
@@ -48,21 +52,25 @@ SAMPLING_DATA_FIELDS = (*DATA_SHAPE_FIELDS, "data.low_res_size")
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
   """The config to sample with, and where its fields came from (for the CLI's line)."""
+
   config: ml_collections.ConfigDict
-  step: int | None                   # the checkpoint it comes from; None: none yet
-  directory: str                     # the checkpoint folder
-  from_checkpoint: tuple[str, ...]   # "data.image_size=32 (file: 16)"
-  overrides: tuple[str, ...]         # "sample.num_steps=2", as typed
+  step: int | None  # the checkpoint it comes from; None: none yet
+  directory: str  # the checkpoint folder
+  from_checkpoint: tuple[str, ...]  # "data.image_size=32 (file: 16)"
+  overrides: tuple[str, ...]  # "sample.num_steps=2", as typed
 
   def describe(self) -> str:
     overrides = ", ".join(self.overrides) or "none"
     if self.step is None:
-      return (f"config: the --config file (no checkpoint in {self.directory}); "
-              f"overrides: {overrides}")
-    taken = (f"; taken from it, not the config file: {', '.join(self.from_checkpoint)}"
-             if self.from_checkpoint else "")
-    return (f"config: saved with step {self.step} in {self.directory}{taken}; "
-            f"overrides: {overrides}")
+      return (
+        f"config: the --config file (no checkpoint in {self.directory}); overrides: {overrides}"
+      )
+    taken = (
+      f"; taken from it, not the config file: {', '.join(self.from_checkpoint)}"
+      if self.from_checkpoint
+      else ""
+    )
+    return f"config: saved with step {self.step} in {self.directory}{taken}; overrides: {overrides}"
 
 
 def command_line_overrides(config_flag) -> dict[str, Any]:
@@ -84,9 +92,14 @@ def _lookup(tree: dict, field: str) -> Any:
   return tree
 
 
-def merge_with_saved(config: ml_collections.ConfigDict, saved: dict, *, step: int,
-                     directory: str, overrides: Mapping[str, Any] | None = None
-                     ) -> RunConfig:
+def merge_with_saved(
+  config: ml_collections.ConfigDict,
+  saved: dict,
+  *,
+  step: int,
+  directory: str,
+  overrides: Mapping[str, Any] | None = None,
+) -> RunConfig:
   """`config` (the file with the command-line `overrides` already applied) checked
   against and completed from `saved`, step `step`'s config (see the module docstring).
 
@@ -111,23 +124,27 @@ def merge_with_saved(config: ml_collections.ConfigDict, saved: dict, *, step: in
       taken[field] = (was, now)
   if refused:
     raise ConfigError(
-        f"step {step} in {directory} was trained with other settings: "
-        f"{'; '.join(refused)}. The weights cannot change shape or meaning: drop those "
-        "overrides, and pass the config file the run was trained with (its data shape "
-        "comes from the checkpoint)")
+      f"step {step} in {directory} was trained with other settings: "
+      f"{'; '.join(refused)}. The weights cannot change shape or meaning: drop those "
+      "overrides, and pass the config file the run was trained with (its data shape "
+      "comes from the checkpoint)"
+    )
   config = config.copy_and_resolve_references()  # the caller's stays as it was
   for field, (was, _) in taken.items():
     section, name = field.split(".")
     config[section][name] = was
   return RunConfig(
-      config, step, directory,
-      tuple(f"{field}={_text(was)} (file: {_text(now)})"
-            for field, (was, now) in taken.items()),
-      tuple(f"{field}={_text(value)}" for field, value in overrides.items()))
+    config,
+    step,
+    directory,
+    tuple(f"{field}={_text(was)} (file: {_text(now)})" for field, (was, now) in taken.items()),
+    tuple(f"{field}={_text(value)}" for field, value in overrides.items()),
+  )
 
 
-def checkpoint_config(config: ml_collections.ConfigDict, workdir: str,
-                      overrides: Mapping[str, Any] | None = None) -> RunConfig:
+def checkpoint_config(
+  config: ml_collections.ConfigDict, workdir: str, overrides: Mapping[str, Any] | None = None
+) -> RunConfig:
   """The config to sample WORKDIR's latest checkpoint with: `merge_with_saved` with that
   step's saved config, or `config` as it is when WORKDIR holds no checkpoint."""
   with Checkpoints(workdir, read_only=True) as ckpt:
@@ -136,16 +153,22 @@ def checkpoint_config(config: ml_collections.ConfigDict, workdir: str,
     if step is not None:
       try:
         saved = ckpt.saved_config(step)
-      except Exception as e:  # noqa: BLE001: any failure to read is the step's damage
-        raise CheckpointError(f"step {step} in {ckpt.directory}: its saved config does "
-                              f"not read ({type(e).__name__}: {e})") from None
+      except Exception as e:  # any failure to read is the step's damage
+        raise CheckpointError(
+          f"step {step} in {ckpt.directory}: its saved config does "
+          f"not read ({type(e).__name__}: {e})"
+        ) from None
   directory = str(ckpt.directory)
   if saved is None:
     overrides = dict(overrides or {})
-    return RunConfig(config, None, directory, (), tuple(
-        f"{field}={_text(value)}" for field, value in overrides.items()))
-  return merge_with_saved(config, saved, step=step, directory=directory,
-                          overrides=overrides)
+    return RunConfig(
+      config,
+      None,
+      directory,
+      (),
+      tuple(f"{field}={_text(value)}" for field, value in overrides.items()),
+    )
+  return merge_with_saved(config, saved, step=step, directory=directory, overrides=overrides)
 
 
 def _text(value: Any) -> str:

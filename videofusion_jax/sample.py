@@ -32,47 +32,81 @@ from videofusion_jax.metric_writers import quiet_library_logs
 from videofusion_jax import cascade, controls, run_config
 from videofusion_jax.data import video_io
 from videofusion_jax.data.sources import make_source
-from videofusion_jax.metrics.motion import (brightness_flicker, centre_distance, frame_change,
-                                            object_motion)
+from videofusion_jax.metrics.motion import (
+  brightness_flicker,
+  centre_distance,
+  frame_change,
+  object_motion,
+)
 from videofusion_jax.sample_conditions import read_prompts
 from videofusion_jax.sampling import sample
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory with checkpoints; samples go "
-                               "to WORKDIR/samples.")
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "Experiment config file.", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "Directory with checkpoints; samples go to WORKDIR/samples."
+)
 # Shorthands for the config fields users change most (config.sample.*).
 _BASE_SEED = flags.DEFINE_integer("base_seed", None, "Base-noise seed: the content.")
 _RESIDUAL_SEED = flags.DEFINE_integer("residual_seed", None, "Residual-noise seed: motion.")
 _NUM_VIDEOS = flags.DEFINE_integer("num_videos", None, "How many videos to write.")
-_VARY = flags.DEFINE_enum("vary", None, ["residual", "base", "both"],
-                         "Seed grid (Fig. 1): keep the base seed and vary the residual one, "
-                         "the reverse, or num_videos x num_videos of both.")
-_NUM_FRAMES = flags.DEFINE_integer("num_frames", None, "Frames per video; more than the "
-                                   "model's window makes long videos window by window.")
-_FIXED_BASE = flags.DEFINE_boolean("fixed_base", None, "Long videos: one base noise for the "
-                                   "whole video (false: fresh per window, the baseline).")
-_SUPERRES_WORKDIR = flags.DEFINE_string("superres_workdir", None, "Cascade: super-resolve "
-                                        "the videos with this SR model's workdir, or a "
-                                        "converted Karlo SR folder (convert unclip's "
-                                        "OUT/super_res_first); they go to "
-                                        "WORKDIR/samples_<H>/.")
+_VARY = flags.DEFINE_enum(
+  "vary",
+  None,
+  ["residual", "base", "both"],
+  "Seed grid (Fig. 1): keep the base seed and vary the residual one, "
+  "the reverse, or num_videos x num_videos of both.",
+)
+_NUM_FRAMES = flags.DEFINE_integer(
+  "num_frames",
+  None,
+  "Frames per video; more than the model's window makes long videos window by window.",
+)
+_FIXED_BASE = flags.DEFINE_boolean(
+  "fixed_base",
+  None,
+  "Long videos: one base noise for the whole video (false: fresh per window, the baseline).",
+)
+_SUPERRES_WORKDIR = flags.DEFINE_string(
+  "superres_workdir",
+  None,
+  "Cascade: super-resolve "
+  "the videos with this SR model's workdir, or a "
+  "converted Karlo SR folder (convert unclip's "
+  "OUT/super_res_first); they go to "
+  "WORKDIR/samples_<H>/.",
+)
 _SUPERRES_CONFIG = config_flags.DEFINE_config_file(
-    "superres_config", None, "Cascade: the SR experiment config (default: the one saved "
-    "with --superres_workdir's checkpoint; for a converted folder, its sampler settings, "
-    "by default the base config's).", lock_config=True)
+  "superres_config",
+  None,
+  "Cascade: the SR experiment config (default: the one saved "
+  "with --superres_workdir's checkpoint; for a converted folder, its sampler settings, "
+  "by default the base config's).",
+  lock_config=True,
+)
 _SUPERRES_GUIDANCE = flags.DEFINE_float(
-    "superres_guidance_scale", None, "Cascade: classifier-free guidance scale of a "
-    "conditioned SR model (default: its config's sample.guidance_scale).")
-_CLASS_ID = flags.DEFINE_integer("class_id", None, "Class-conditioned models: the class to "
-                                 "sample (default: the classes in turn).")
-_PROMPT = flags.DEFINE_string("prompt", None, "Text-to-video: the prompt (\"\" samples "
-                              "unconditionally); needs sample.clip_dir and "
-                              "sample.prior_workdir.")
-_PROMPTS_FILE = flags.DEFINE_string("prompts_file", None, "Text-to-video: a file of "
-                                    "prompts, one per line (one video each).")
-_GUIDANCE = flags.DEFINE_float("guidance_scale", None, "Classifier-free guidance scale "
-                               "(1: conditional only, 0: unconditional).")
+  "superres_guidance_scale",
+  None,
+  "Cascade: classifier-free guidance scale of a "
+  "conditioned SR model (default: its config's sample.guidance_scale).",
+)
+_CLASS_ID = flags.DEFINE_integer(
+  "class_id", None, "Class-conditioned models: the class to sample (default: the classes in turn)."
+)
+_PROMPT = flags.DEFINE_string(
+  "prompt",
+  None,
+  'Text-to-video: the prompt ("" samples '
+  "unconditionally); needs sample.clip_dir and "
+  "sample.prior_workdir.",
+)
+_PROMPTS_FILE = flags.DEFINE_string(
+  "prompts_file", None, "Text-to-video: a file of prompts, one per line (one video each)."
+)
+_GUIDANCE = flags.DEFINE_float(
+  "guidance_scale", None, "Classifier-free guidance scale (1: conditional only, 0: unconditional)."
+)
 
 
 def synthetic_motion(config, videos: np.ndarray, num_clips: int = 64) -> str:
@@ -84,8 +118,7 @@ def synthetic_motion(config, videos: np.ndarray, num_clips: int = 64) -> str:
   source = make_source(config.data, seed=config.seed)
   clips = [source[i]["video"] for i in range(min(num_clips, len(source)))]
   data = video_io.to_uint8(np.stack(clips))
-  return (f"samples: {object_motion(videos).describe()}\n"
-          f"data:    {object_motion(data).describe()}")
+  return f"samples: {object_motion(videos).describe()}\ndata:    {object_motion(data).describe()}"
 
 
 def main(argv):
@@ -95,14 +128,22 @@ def main(argv):
   # The checkpoint's config, checked against the file and the --config.x= overrides
   # (run_config.py); locked: existing fields can change, new ones cannot appear.
   run = run_config.checkpoint_config(
-      _CONFIG.value, _WORKDIR.value, run_config.command_line_overrides(flags.FLAGS["config"]))
+    _CONFIG.value, _WORKDIR.value, run_config.command_line_overrides(flags.FLAGS["config"])
+  )
   print(run.describe(), flush=True)
   config = run.config
-  for flag, field in ((_BASE_SEED, "base_seed"), (_RESIDUAL_SEED, "residual_seed"),
-                      (_NUM_VIDEOS, "num_videos"), (_VARY, "vary"),
-                      (_NUM_FRAMES, "num_frames"), (_FIXED_BASE, "fixed_base"),
-                      (_CLASS_ID, "class_id"), (_GUIDANCE, "guidance_scale"),
-                      (_PROMPT, "prompt"), (_PROMPTS_FILE, "prompts_file")):
+  for flag, field in (
+    (_BASE_SEED, "base_seed"),
+    (_RESIDUAL_SEED, "residual_seed"),
+    (_NUM_VIDEOS, "num_videos"),
+    (_VARY, "vary"),
+    (_NUM_FRAMES, "num_frames"),
+    (_FIXED_BASE, "fixed_base"),
+    (_CLASS_ID, "class_id"),
+    (_GUIDANCE, "guidance_scale"),
+    (_PROMPT, "prompt"),
+    (_PROMPTS_FILE, "prompts_file"),
+  ):
     if flag.value is not None:
       config.sample[field] = flag.value
   prompts = read_prompts(config.sample)
@@ -110,11 +151,17 @@ def main(argv):
     config.sample.num_videos = len(prompts)  # one video per prompt
   s = config.sample
   if _SUPERRES_WORKDIR.value:
-    low, high = cascade.cascade(config, _WORKDIR.value, _SUPERRES_WORKDIR.value,
-                                _SUPERRES_CONFIG.value,
-                                superres_guidance_scale=_SUPERRES_GUIDANCE.value)
-    print(f"wrote {len(low) - 1} videos to {low[-1].parent}/ and their super-resolved "
-          f"versions to {high[-1].parent}/")
+    low, high = cascade.cascade(
+      config,
+      _WORKDIR.value,
+      _SUPERRES_WORKDIR.value,
+      _SUPERRES_CONFIG.value,
+      superres_guidance_scale=_SUPERRES_GUIDANCE.value,
+    )
+    print(
+      f"wrote {len(low) - 1} videos to {low[-1].parent}/ and their super-resolved "
+      f"versions to {high[-1].parent}/"
+    )
     return
   if s.vary:
     paths = controls.seed_grid(config, _WORKDIR.value)
@@ -122,15 +169,19 @@ def main(argv):
     return
   if s.num_frames and s.num_frames != config.data.num_frames:
     paths = controls.long_videos(config, _WORKDIR.value)
-    print(f"wrote {len(paths)} videos of {s.num_frames} frames to {paths[-1].parent}/ "
-          f"(fixed_base={s.fixed_base})")
+    print(
+      f"wrote {len(paths)} videos of {s.num_frames} frames to {paths[-1].parent}/ "
+      f"(fixed_base={s.fixed_base})"
+    )
     return
   paths = sample(config, _WORKDIR.value)
   videos = np.stack([video_io.read_video(p) for p in paths if p.suffix == ".mp4"])
-  print(f"wrote {len(videos)} videos (mp4 + gif) and a frame strip to {paths[-1].parent}/ "
-        f"(frame-to-frame change {frame_change(videos):.1f}/255, brightness flicker "
-        f"{brightness_flicker(videos):.1f}/255, frames to centre "
-        f"{centre_distance(videos):.1f}/255)")
+  print(
+    f"wrote {len(videos)} videos (mp4 + gif) and a frame strip to {paths[-1].parent}/ "
+    f"(frame-to-frame change {frame_change(videos):.1f}/255, brightness flicker "
+    f"{brightness_flicker(videos):.1f}/255, frames to centre "
+    f"{centre_distance(videos):.1f}/255)"
+  )
   if config.data.source == "synthetic":
     print(synthetic_motion(config, videos))
 

@@ -36,31 +36,41 @@ DDPM_VARIANCES = ("fixed_small", "learned_range")
 @dataclasses.dataclass(frozen=True)
 class SamplerConfig:
   """Static sampler settings (the `sample` section of an experiment config)."""
+
   sampler: str = "ddim"
   num_steps: int = 50
   eta: float = 0.0
   clip_x0: bool = True
   ddpm_variance: str = "fixed_small"
   noise_mode: str = "decomposed"
-  guidance_scale: float = 3.0         # classifier-free guidance of conditioned models
-                                      # (paper Tables 8-9; 1: conditional only)
+  # Classifier-free guidance of conditioned models (paper Tables 8-9; 1: conditional only).
+  guidance_scale: float = 3.0
 
   def validate(self, learned_variance: bool) -> None:
     if self.sampler not in SAMPLERS:
       raise ValueError(f"sample.sampler={self.sampler!r}; expected one of {SAMPLERS}")
     if self.ddpm_variance not in DDPM_VARIANCES:
-      raise ValueError(f"sample.ddpm_variance={self.ddpm_variance!r}; expected one of "
-                       f"{DDPM_VARIANCES}")
+      raise ValueError(
+        f"sample.ddpm_variance={self.ddpm_variance!r}; expected one of {DDPM_VARIANCES}"
+      )
     if self.ddpm_variance == "learned_range" and not learned_variance:
-      raise ValueError("sample.ddpm_variance='learned_range' needs a model with "
-                       "model.learned_variance=True")
+      raise ValueError(
+        "sample.ddpm_variance='learned_range' needs a model with model.learned_variance=True"
+      )
     if self.eta < 0:
       raise ValueError(f"sample.eta={self.eta}; expected eta >= 0")
 
 
-def model_eps_fn(model: nnx.Module, schedule: diffusion.Schedule, *, with_variance: bool,
-                 cond=None, guidance_scale: float = 1.0, centre_frame=None,
-                 residual: bool = True) -> Callable:
+def model_eps_fn(
+  model: nnx.Module,
+  schedule: diffusion.Schedule,
+  *,
+  with_variance: bool,
+  cond=None,
+  guidance_scale: float = 1.0,
+  centre_frame=None,
+  residual: bool = True,
+) -> Callable:
   """Adapt the model to the samplers' `eps_fn(z, t)` interface.
 
   A model with a `condition` module (models/conditioning.py) is guided: the conditional
@@ -69,6 +79,7 @@ def model_eps_fn(model: nnx.Module, schedule: diffusion.Schedule, *, with_varian
   `VideoFusion.__call__`); the centre frame is a per-clip input like the condition, so
   guidance doubles it with the batch.
   """
+
   def eps_fn(z, t, inputs):
     c, frame = inputs
     extra = {} if residual else {"residual": False}
@@ -82,8 +93,9 @@ def model_eps_fn(model: nnx.Module, schedule: diffusion.Schedule, *, with_varian
   b = jax.tree.leaves(cond)[0].shape[0]
   keep = dict(cond, drop=jnp.asarray(cond.get("drop", jnp.zeros((b,), bool)), bool))
   null = dict(cond, drop=jnp.ones((b,), bool))
-  return diffusion.classifier_free_guidance(eps_fn, (keep, centre_frame),
-                                            (null, centre_frame), guidance_scale)
+  return diffusion.classifier_free_guidance(
+    eps_fn, (keep, centre_frame), (null, centre_frame), guidance_scale
+  )
 
 
 def centre_first(model: nnx.Module, run: Callable, num_frames: int):
@@ -104,9 +116,16 @@ def centre_first(model: nnx.Module, run: Callable, num_frames: int):
   return run(centre_frame=video[:, diffusion.centre_index(num_frames)])
 
 
-def make_sample_fn(graphdef: nnx.GraphDef, shape: tuple[int, ...], lam: float,
-                   config: SamplerConfig, *, batch_sharding=None,
-                   out_sharding=None, activations=None) -> Callable:
+def make_sample_fn(
+  graphdef: nnx.GraphDef,
+  shape: tuple[int, ...],
+  lam: float,
+  config: SamplerConfig,
+  *,
+  batch_sharding=None,
+  out_sharding=None,
+  activations=None,
+) -> Callable:
   """-> jitted `sample_fn(state, schedule, base_key, residual_key, cond=None)`, videos
   (B, N, H, W, C).
 
@@ -121,20 +140,43 @@ def make_sample_fn(graphdef: nnx.GraphDef, shape: tuple[int, ...], lam: float,
   def sample_fn(state, schedule, base_key, residual_key, cond=None):
     if batch_sharding is not None and base_key.ndim == 1:
       base_key, residual_key, cond = jax.lax.with_sharding_constraint(
-          (base_key, residual_key, cond), batch_sharding)
+        (base_key, residual_key, cond), batch_sharding
+      )
     model = nnx.merge(graphdef, state).in_compute_dtype()
 
     def run(**model_inputs):
-      eps_fn = model_eps_fn(model, schedule, with_variance=with_variance, cond=cond,
-                            guidance_scale=config.guidance_scale, **model_inputs)
+      eps_fn = model_eps_fn(
+        model,
+        schedule,
+        with_variance=with_variance,
+        cond=cond,
+        guidance_scale=config.guidance_scale,
+        **model_inputs,
+      )
       if config.sampler == "ddim":
         return diffusion.ddim_sample(
-            eps_fn, schedule, shape, base_key, residual_key, lam=lam,
-            num_steps=config.num_steps, eta=config.eta, clip_x0=config.clip_x0,
-            noise_mode=config.noise_mode)
+          eps_fn,
+          schedule,
+          shape,
+          base_key,
+          residual_key,
+          lam=lam,
+          num_steps=config.num_steps,
+          eta=config.eta,
+          clip_x0=config.clip_x0,
+          noise_mode=config.noise_mode,
+        )
       return diffusion.ddpm_sample(
-          eps_fn, schedule, shape, base_key, residual_key, lam=lam,
-          variance=config.ddpm_variance, clip_x0=config.clip_x0, noise_mode=config.noise_mode)
+        eps_fn,
+        schedule,
+        shape,
+        base_key,
+        residual_key,
+        lam=lam,
+        variance=config.ddpm_variance,
+        clip_x0=config.clip_x0,
+        noise_mode=config.noise_mode,
+      )
 
     return centre_first(model, run, shape[1])
 
@@ -144,9 +186,18 @@ def make_sample_fn(graphdef: nnx.GraphDef, shape: tuple[int, ...], lam: float,
 class VideoSampler:
   """Build the jitted sampler for one video shape once; call it for batch after batch."""
 
-  def __init__(self, graphdef: nnx.GraphDef, model_config, *, num_frames: int,
-               image_size: int, batch_size: int, config: SamplerConfig,
-               mesh=None, rules=None):
+  def __init__(
+    self,
+    graphdef: nnx.GraphDef,
+    model_config,
+    *,
+    num_frames: int,
+    image_size: int,
+    batch_size: int,
+    config: SamplerConfig,
+    mesh=None,
+    rules=None,
+  ):
     """With `mesh` and `rules` (parallel.py) each batch is split over the data axes."""
     config.validate(model_config.learned_variance)
     if batch_size < 1:
@@ -156,15 +207,24 @@ class VideoSampler:
     diffusion.frame_lambdas(num_frames, model_config.lam)  # validates lam and N early
     layout = {}
     if mesh is not None:
-      layout = dict(batch_sharding=parallel.batch_sharding(batch_size, rules, mesh),
-                    out_sharding=parallel.replicated(mesh),
-                    activations=parallel.activation_shardings(rules, mesh))
-    self.sample_fn = make_sample_fn(graphdef, self.shape, model_config.lam, config,
-                                    **layout)
+      layout = dict(
+        batch_sharding=parallel.batch_sharding(batch_size, rules, mesh),
+        out_sharding=parallel.replicated(mesh),
+        activations=parallel.activation_shardings(rules, mesh),
+      )
+    self.sample_fn = make_sample_fn(graphdef, self.shape, model_config.lam, config, **layout)
 
-  def batches(self, state: nnx.State, schedule: diffusion.Schedule, *, num_videos: int,
-              base_seed: int, residual_seed: int, cond=None,
-              progress: Callable | None = None):
+  def batches(
+    self,
+    state: nnx.State,
+    schedule: diffusion.Schedule,
+    *,
+    num_videos: int,
+    base_seed: int,
+    residual_seed: int,
+    cond=None,
+    progress: Callable | None = None,
+  ):
     """Yield batches of videos (b, N, H, W, C) in [-1, 1], `num_videos` in all.
 
     Video k draws its noise from its own keys, `fold_in(key(base_seed), k)` and
@@ -174,12 +234,24 @@ class VideoSampler:
     """
     if num_videos < 1:
       raise ValueError(f"num_videos={num_videos}; expected >= 1")
-    yield from self.keyed_batches(state, schedule, video_keys(base_seed, 0, num_videos),
-                                  video_keys(residual_seed, 0, num_videos), cond=cond,
-                                  progress=progress)
+    yield from self.keyed_batches(
+      state,
+      schedule,
+      video_keys(base_seed, 0, num_videos),
+      video_keys(residual_seed, 0, num_videos),
+      cond=cond,
+      progress=progress,
+    )
 
-  def keyed_batches(self, state: nnx.State, schedule: diffusion.Schedule, base_keys,
-                    residual_keys, cond=None, progress: Callable | None = None):
+  def keyed_batches(
+    self,
+    state: nnx.State,
+    schedule: diffusion.Schedule,
+    base_keys,
+    residual_keys,
+    cond=None,
+    progress: Callable | None = None,
+  ):
     """Yield batches of videos, video k from (base_keys[k], residual_keys[k]), (K,) each,
     and condition `cond[k]` (a pytree of (K, ...) arrays, or None).
 
@@ -188,12 +260,16 @@ class VideoSampler:
     """
     total, size = base_keys.shape[0], self.shape[0]
     if residual_keys.shape != base_keys.shape or base_keys.ndim != 1:
-      raise ValueError(f"base_keys {base_keys.shape} and residual_keys "
-                       f"{residual_keys.shape}; expected two (K,) key arrays")
+      raise ValueError(
+        f"base_keys {base_keys.shape} and residual_keys "
+        f"{residual_keys.shape}; expected two (K,) key arrays"
+      )
     for path, leaf in jax.tree_util.tree_leaves_with_path(cond):
       if np.shape(leaf)[:1] != (total,):
-        raise ValueError(f"condition {jax.tree_util.keystr(path)} has shape "
-                         f"{np.shape(leaf)}; expected one entry per video ({total}, ...)")
+        raise ValueError(
+          f"condition {jax.tree_util.keystr(path)} has shape "
+          f"{np.shape(leaf)}; expected one entry per video ({total}, ...)"
+        )
     for done in range(0, total, size):
       take = min(size, total - done)
       pad = jnp.full((size - take,), done + take - 1, jnp.int32)
@@ -207,10 +283,15 @@ class VideoSampler:
 
 def sampler_config(config: ml_collections.ConfigDict) -> SamplerConfig:
   s = config.sample
-  return SamplerConfig(sampler=s.sampler, num_steps=s.num_steps, eta=s.eta,
-                       clip_x0=s.clip_x0, ddpm_variance=s.ddpm_variance,
-                       noise_mode=config.diffusion.noise_mode,
-                       guidance_scale=s.guidance_scale)
+  return SamplerConfig(
+    sampler=s.sampler,
+    num_steps=s.num_steps,
+    eta=s.eta,
+    clip_x0=s.clip_x0,
+    ddpm_variance=s.ddpm_variance,
+    noise_mode=config.diffusion.noise_mode,
+    guidance_scale=s.guidance_scale,
+  )
 
 
 def _progress_line(start: float):
@@ -218,11 +299,13 @@ def _progress_line(start: float):
     elapsed = time.time() - start
     bar = "#" * (20 * done // total)
     eta = elapsed / done * (total - done)
-    sys.stderr.write(f"\rsampling [{bar:<20}] {done}/{total} videos, {elapsed:.0f}s "
-                     f"elapsed, ETA {eta:.0f}s")
+    sys.stderr.write(
+      f"\rsampling [{bar:<20}] {done}/{total} videos, {elapsed:.0f}s elapsed, ETA {eta:.0f}s"
+    )
     if done == total:
       sys.stderr.write("\n")
     sys.stderr.flush()
+
   return show
 
 
@@ -244,13 +327,15 @@ def write_samples(batches, out_dir: Path, *, fps: int, image_size: int) -> list[
       video_io.write_gif(out_dir / f"{name}.gif", video, fps=fps)
       videos.append(video)
   scale = max(1, 64 // image_size)
-  written.append(video_io.write_png(out_dir / "strip.png",
-                                    video_io.frame_strip(np.stack(videos), scale=scale)))
+  written.append(
+    video_io.write_png(out_dir / "strip.png", video_io.frame_strip(np.stack(videos), scale=scale))
+  )
   return written
 
 
-def load_ema_params(spec: ModelSpec, config: ml_collections.ConfigDict, workdir: str,
-                    mesh=None, rules=None):
+def load_ema_params(
+  spec: ModelSpec, config: ml_collections.ConfigDict, workdir: str, mesh=None, rules=None
+):
   """(graphdef, EMA parameters) of the latest checkpoint in WORKDIR.
 
   The parameters land on their shardings over `mesh` (by default one device), so a
@@ -269,18 +354,24 @@ def load_ema_params(spec: ModelSpec, config: ml_collections.ConfigDict, workdir:
     if step is None:
       if not config.sample.allow_untrained:
         raise FileNotFoundError(
-            f"no checkpoint in {ckpt.directory}: train there first (python -m "
-            f"videofusion_jax.train --config=... --workdir={workdir}), or set "
-            "--config.sample.allow_untrained=True to use freshly initialised weights "
-            "(their videos are noise)")
-      logging.warning("No checkpoint in %s: sampling from freshly initialised weights "
-                      "(seed %d, sample.allow_untrained), so the videos will look like "
-                      "noise.", ckpt.directory, config.seed)
+          f"no checkpoint in {ckpt.directory}: train there first (python -m "
+          f"videofusion_jax.train --config=... --workdir={workdir}), or set "
+          "--config.sample.allow_untrained=True to use freshly initialised weights "
+          "(their videos are noise)"
+        )
+      logging.warning(
+        "No checkpoint in %s: sampling from freshly initialised weights "
+        "(seed %d, sample.allow_untrained), so the videos will look like "
+        "noise.",
+        ckpt.directory,
+        config.seed,
+      )
       return graphdef, jax.device_put(nnx.state(create()), shardings)
     ckpt.check_compatible(step, config)
     logging.info("Sampling with the EMA parameters of step %d in %s.", step, ckpt.directory)
-    target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                          abstract, shardings)
+    target = jax.tree.map(
+      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
+    )
     return graphdef, ckpt.restore(step, ema=target)["ema"]
 
 
@@ -294,19 +385,32 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
   rules = parallel.rules_from_config(config.mesh.rules)
   graphdef, state = load_ema_params(spec, config, workdir, mesh, rules)
   s = config.sample
-  sampler = VideoSampler(graphdef, spec.config, num_frames=config.data.num_frames,
-                         image_size=config.data.image_size,
-                         batch_size=min(s.batch_size, s.num_videos),
-                         config=sampler_config(config), mesh=mesh, rules=rules)
+  sampler = VideoSampler(
+    graphdef,
+    spec.config,
+    num_frames=config.data.num_frames,
+    image_size=config.data.image_size,
+    batch_size=min(s.batch_size, s.num_videos),
+    config=sampler_config(config),
+    mesh=mesh,
+    rules=rules,
+  )
   cond = sample_conditions(config, condition_of(spec.config), s.num_videos)
-  batches = sampler.batches(state, schedule, num_videos=s.num_videos, base_seed=s.base_seed,
-                            residual_seed=s.residual_seed, cond=cond,
-                            progress=_progress_line(time.time()))
+  batches = sampler.batches(
+    state,
+    schedule,
+    num_videos=s.num_videos,
+    base_seed=s.base_seed,
+    residual_seed=s.residual_seed,
+    cond=cond,
+    progress=_progress_line(time.time()),
+  )
   out_dir = storage.path(workdir) / "samples"
   paths = write_samples(batches, out_dir, fps=s.fps, image_size=config.data.image_size)
   prompts = read_prompts(s) if cond is not None else []
   if prompts and jax.process_index() == 0:  # which prompt made which video
-    (out_dir / "prompts.txt").write_text("".join(
-        f"video_{k:03d}.mp4\t{prompts[k % len(prompts)]}\n" for k in range(s.num_videos)),
-        encoding="utf-8")
+    (out_dir / "prompts.txt").write_text(
+      "".join(f"video_{k:03d}.mp4\t{prompts[k % len(prompts)]}\n" for k in range(s.num_videos)),
+      encoding="utf-8",
+    )
   return paths

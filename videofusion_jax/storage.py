@@ -32,9 +32,11 @@ from videofusion_jax.cli import ConfigError
 # file:// included, as a local one.
 REMOTE_SCHEMES = ("gs", "s3", "az", "hf")
 HOW_TO_INSTALL = "pip install 'videofusion_jax[gcs]' (or [tpu])"
-HOW_TO_AUTHENTICATE = ("run `gcloud auth application-default login`, or set "
-                       "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file; "
-                       "on a TPU VM the VM's service account needs access to the bucket")
+HOW_TO_AUTHENTICATE = (
+  "run `gcloud auth application-default login`, or set "
+  "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file; "
+  "on a TPU VM the VM's service account needs access to the bucket"
+)
 
 
 def is_remote(p: str | os.PathLike) -> bool:
@@ -77,12 +79,17 @@ def list_files(root: str | os.PathLike) -> list[epath.Path]:
 def _access_line(p: str, name: str, error: BaseException) -> str | None:
   """One line for an error that means `p` cannot be reached at all, or None."""
   text = " ".join(str(error).split())
-  auth = ("google.auth" in type(error).__module__
-          or getattr(error, "code", None) in (401, 403)
-          or text.startswith("Forbidden") or "Anonymous caller" in text)
+  auth = (
+    "google.auth" in type(error).__module__
+    or getattr(error, "code", None) in (401, 403)
+    or text.startswith("Forbidden")
+    or "Anonymous caller" in text
+  )
   if auth:
-    return (f"{name}={p}: no Google Cloud credentials with access to bucket {_bucket(p)} "
-            f"({type(error).__name__}: {text[:200]}); {HOW_TO_AUTHENTICATE}")
+    return (
+      f"{name}={p}: no Google Cloud credentials with access to bucket {_bucket(p)} "
+      f"({type(error).__name__}: {text[:200]}); {HOW_TO_AUTHENTICATE}"
+    )
   if isinstance(error, ImportError):
     return f"{name}={p}: reading gs:// paths needs gcsfs; {HOW_TO_INSTALL}"
   return None
@@ -94,7 +101,7 @@ def access_errors(p: str | os.PathLike, name: str):
   installed" for the remote path `p` into a one-line `ConfigError` naming `name`=`p`."""
   try:
     yield
-  except Exception as e:  # noqa: BLE001: re-raised unless it is an access error
+  except Exception as e:  # re-raised unless it is an access error
     line = _access_line(os.fspath(p), name, e) if is_remote(p) else None
     if line is None:
       raise
@@ -116,13 +123,14 @@ def check_reachable(p: str | os.PathLike, name: str) -> None:
       # One object of the listing under the path: it needs only the object-list
       # permission a run needs anyway (not the bucket-metadata one), costs one request
       # however large the prefix, and GCS answers 404 for a missing bucket.
-      prefix = p.split("://", 1)[1][len(bucket) + 1:]
-      _fs(epath.Path(p)).call("GET", "b/{}/o", bucket, prefix=prefix, maxResults=1,
-                              json_out=True)
+      prefix = p.split("://", 1)[1][len(bucket) + 1 :]
+      _fs(epath.Path(p)).call("GET", "b/{}/o", bucket, prefix=prefix, maxResults=1, json_out=True)
     except FileNotFoundError:
-      raise ConfigError(f"{name}={p}: bucket {bucket} does not exist (or is not visible "
-                        "to these credentials); create it (gcloud storage buckets create "
-                        f"gs://{bucket}) or fix the path") from None
+      raise ConfigError(
+        f"{name}={p}: bucket {bucket} does not exist (or is not visible "
+        "to these credentials); create it (gcloud storage buckets create "
+        f"gs://{bucket}) or fix the path"
+      ) from None
 
 
 def missing_folder_hint(p: str | os.PathLike) -> str:

@@ -33,10 +33,17 @@ from flax import nnx
 
 from videofusion_jax import storage
 from videofusion_jax import parallel
-from videofusion_jax.convert.converted import (CONFIG_FILE, SNIPPET_FILE, load_converted,
-                                               load_converted_config)
-from videofusion_jax.convert.diffusers_unclip import (SUMMARY_FILE, superres_config_for,
-                                                      superres_with_params)
+from videofusion_jax.convert.converted import (
+  CONFIG_FILE,
+  SNIPPET_FILE,
+  load_converted,
+  load_converted_config,
+)
+from videofusion_jax.convert.diffusers_unclip import (
+  SUMMARY_FILE,
+  superres_config_for,
+  superres_with_params,
+)
 from videofusion_jax.convert.folder import PARAMS_DIR, read_converted_config
 from videofusion_jax.models.conditioning import ConditionConfig
 from videofusion_jax.models.execution import EXECUTION_FIELDS
@@ -46,11 +53,13 @@ from videofusion_jax.models.superres_stages import FinalStepSwitch
 TRAINING, CONVERTED = "training", "converted"
 FIRST, LAST = "super_res_first", "super_res_last"
 SCHEDULER_FILE = Path("schedulers") / "super_res_scheduler.json"
-ACCEPTED = (f"it must be one of two kinds of folder: an SR training workdir (with "
-            f"checkpoints/, from `python -m videofusion_jax.train --config=configs/"
-            f"ucf101_sr.py`) or a converted Karlo super-resolution folder (OUT/{FIRST}/ "
-            f"with {CONFIG_FILE}, {PARAMS_DIR}/ and {SNIPPET_FILE}, from `python -m "
-            f"videofusion_jax.convert unclip --src=PIPELINE_DIR --out=OUT`)")
+ACCEPTED = (
+  f"it must be one of two kinds of folder: an SR training workdir (with "
+  f"checkpoints/, from `python -m videofusion_jax.train --config=configs/"
+  f"ucf101_sr.py`) or a converted Karlo super-resolution folder (OUT/{FIRST}/ "
+  f"with {CONFIG_FILE}, {PARAMS_DIR}/ and {SNIPPET_FILE}, from `python -m "
+  f"videofusion_jax.convert unclip --src=PIPELINE_DIR --out=OUT`)"
+)
 
 
 def folder_kind(path: str | Path) -> tuple[str, Path]:
@@ -65,9 +74,10 @@ def folder_kind(path: str | Path) -> tuple[str, Path]:
     source = read_converted_config(path, CONFIG_FILE, "U-Net", "unclip")["source"]
     if source.get("low_res_size"):
       return CONVERTED, path
-    raise ValueError(f"--superres_workdir={path} is a converted U-Net but not a "
-                     f"super-resolution stage ({CONFIG_FILE} records no low_res_size); "
-                     + ACCEPTED)
+    raise ValueError(
+      f"--superres_workdir={path} is a converted U-Net but not a "
+      f"super-resolution stage ({CONFIG_FILE} records no low_res_size); " + ACCEPTED
+    )
   what = "does not exist" if not path.exists() else "holds no SR model"
   raise ValueError(f"--superres_workdir={path} {what}; " + ACCEPTED)
 
@@ -84,9 +94,11 @@ def converted_model(folder: Path) -> SuperResConfig:
   """The SR network of a converted folder, read from its unet_config.json."""
   source = read_converted_config(folder, CONFIG_FILE, "U-Net", "unclip")["source"]
   low = int(source["low_res_size"])
-  return superres_config_for(load_converted_config(folder),
-                             image_size=int(source.get("sample_size") or 4 * low),
-                             low_res_size=low)
+  return superres_config_for(
+    load_converted_config(folder),
+    image_size=int(source.get("sample_size") or 4 * low),
+    low_res_size=low,
+  )
 
 
 def _num_timesteps(folder: Path) -> int:
@@ -96,8 +108,9 @@ def _num_timesteps(folder: Path) -> int:
   return 1000
 
 
-def converted_config(folder: Path, settings: ml_collections.ConfigDict, *,
-                     from_base: bool = False) -> ml_collections.ConfigDict:
+def converted_config(
+  folder: Path, settings: ml_collections.ConfigDict, *, from_base: bool = False
+) -> ml_collections.ConfigDict:
   """An SR experiment config: the folder's network and schedule, `settings`' sampler.
 
   `from_base`: `settings` is the base model's config (no `--superres_config`), whose
@@ -106,10 +119,17 @@ def converted_config(folder: Path, settings: ml_collections.ConfigDict, *,
   sr = converted_model(folder)
   c = copy.deepcopy(settings)
   c.unlock()
-  model = ml_collections.ConfigDict(dict(
-      kind="superres", unet=unet_fields(sr.unet), upsample=sr.upsample,
-      residual_input=sr.residual_input, aug_embedding=sr.aug_embedding,
-      aug_max_level=sr.aug_max_level, learned_variance=sr.learned_variance))
+  model = ml_collections.ConfigDict(
+    dict(
+      kind="superres",
+      unet=unet_fields(sr.unet),
+      upsample=sr.upsample,
+      residual_input=sr.residual_input,
+      aug_embedding=sr.aug_embedding,
+      aug_max_level=sr.aug_max_level,
+      learned_variance=sr.learned_variance,
+    )
+  )
   for name in EXECUTION_FIELDS:
     if name in settings.model and name != "param_dtype":  # the weights stay float32
       model[name] = settings.model[name]
@@ -122,17 +142,25 @@ def converted_config(folder: Path, settings: ml_collections.ConfigDict, *,
   schedule = dict(schedule="cosine", num_timesteps=_num_timesteps(folder), objective="eps")
   for name, value in schedule.items():
     if settings.diffusion[name] != value:
-      logging.info("Cascade: the converted SR model was trained with diffusion.%s=%r; "
-                   "using it instead of %r.", name, value, settings.diffusion[name])
+      logging.info(
+        "Cascade: the converted SR model was trained with diffusion.%s=%r; using it instead of %r.",
+        name,
+        value,
+        settings.diffusion[name],
+      )
     c.diffusion[name] = value
-  if (from_base and not sr.learned_variance
-      and c.sample.ddpm_variance == "learned_range"):
+  if from_base and not sr.learned_variance and c.sample.ddpm_variance == "learned_range":
     c.sample.ddpm_variance = "fixed_small"
   return c
 
 
-def load_converted_stage(config: ml_collections.ConfigDict, spec_config: SuperResConfig,
-                         folder: Path, mesh=None, rules=None):
+def load_converted_stage(
+  config: ml_collections.ConfigDict,
+  spec_config: SuperResConfig,
+  folder: Path,
+  mesh=None,
+  rules=None,
+):
   """(graphdef, state) of the converted folder's network(s) on `mesh`: a SuperRes, or
   Karlo's pair as a FinalStepSwitch when OUT/super_res_last/ exists."""
   if mesh is None:
@@ -141,14 +169,16 @@ def load_converted_stage(config: ml_collections.ConfigDict, spec_config: SuperRe
   model = superres_with_params(spec_config, load_converted(folder)[1])
   last = last_stage_folder(folder)
   if last is None:
-    logging.info("Cascade: %s runs every super-resolution step (no %s/ next to it).",
-                 folder, LAST)
+    logging.info("Cascade: %s runs every super-resolution step (no %s/ next to it).", folder, LAST)
   else:
     if converted_model(last) != converted_model(folder):
-      raise ValueError(f"{last} holds a different network from {folder}; Karlo's "
-                       f"{FIRST} and {LAST} share one architecture")
+      raise ValueError(
+        f"{last} holds a different network from {folder}; Karlo's "
+        f"{FIRST} and {LAST} share one architecture"
+      )
     model = FinalStepSwitch(model, superres_with_params(spec_config, load_converted(last)[1]))
-    logging.info("Cascade: %s runs every super-resolution step but the last, %s the last.",
-                 folder, last)
+    logging.info(
+      "Cascade: %s runs every super-resolution step but the last, %s the last.", folder, last
+    )
   graphdef, state = nnx.split(model)
   return graphdef, jax.device_put(state, parallel.state_shardings(state, rules, mesh))

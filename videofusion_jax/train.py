@@ -23,8 +23,9 @@ from videofusion_jax.metric_writers import quiet_library_logs
 from videofusion_jax.training.loop import outcome, train
 from videofusion_jax.training.preemption import Preemption
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "Experiment config file.", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, samples.")
 
 
@@ -39,8 +40,9 @@ def main(argv):
     parallel.maybe_initialize_distributed(config.distributed)
   except ValueError as e:  # distributed.enabled
     raise cli.ConfigError(str(e)) from None
-  logging.info("JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(),
-               jax.devices())
+  logging.info(
+    "JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices()
+  )
   preemption = Preemption()
   try:
     metrics = train(config, workdir, preemption=preemption)  # failures: see cli.run

@@ -21,8 +21,7 @@ from videofusion_jax.training.loop import outcome
 from videofusion_jax.training.preemption import Preemption
 from videofusion_jax.training.prior_loop import train_prior
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Prior config file.",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Prior config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
 
 
@@ -43,6 +42,7 @@ def main(argv):
     sys.exit(cli.DONE)
   # The train CLI's codes: SIGTERM is a preemption the launchers restart, Ctrl-C a person.
   sys.exit(cli.STOPPED if preemption.signal == signal.SIGINT else cli.PREEMPTED)
+
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "workdir"])

@@ -21,7 +21,8 @@ def test_table4_measures_both_models_with_one_sampler_compile_each():
   r = parsed["ratios"]
   rows = parsed["rows"]
   assert r["sampler_latency_ratio"] == pytest.approx(
-      rows["videofusion"]["sampler_s"] / rows["vdm"]["sampler_s"])
+    rows["videofusion"]["sampler_s"] / rows["vdm"]["sampler_s"]
+  )
   for ratios in (r, parsed["ratios_2d"]):
     for key in ("latency_ratio", "memory_ratio", "flops_ratio", "sampler_latency_ratio"):
       assert np.isfinite(ratios[key]) and ratios[key] > 0, (key, ratios[key])
@@ -48,8 +49,11 @@ def test_table4_measures_both_models_with_one_sampler_compile_each():
   assert 1.5 < parsed["rows"]["videofusion"]["params"] / parsed["rows"]["vdm"]["params"] < 2.5
   # The profile finds each step's ops and names the layers that issued them.
   groups = {name: {c["group"] for c in p["cells"]} for name, p in parsed["profiles"].items()}
-  assert {"base_unet/resnet_block", "residual_unet/resnet_block",
-          "residual_unet/temporal_layer"} <= groups["videofusion"]
+  assert {
+    "base_unet/resnet_block",
+    "residual_unet/resnet_block",
+    "residual_unet/temporal_layer",
+  } <= groups["videofusion"]
   assert {"resnet_block", "temporal_layer"} <= groups["vdm"]
   assert not any("base_unet" in g or "residual_unet" in g for g in groups["vdm"])
   assert not any("temporal_layer" in g for g in groups["videofusion_2d"])
@@ -66,14 +70,28 @@ def test_table4_measures_both_models_with_one_sampler_compile_each():
 def _standin(videos):
   """Cheap 'features': per-clip channel means and frame-difference energy."""
   v = np.asarray(videos, np.float32) / 255.0
-  return np.concatenate([v.mean(axis=(1, 2, 3)), np.abs(np.diff(v, axis=1)).mean(
-      axis=(1, 2, 3)), v.std(axis=(1, 2, 3))], axis=1)
+  return np.concatenate(
+    [
+      v.mean(axis=(1, 2, 3)),
+      np.abs(np.diff(v, axis=1)).mean(axis=(1, 2, 3)),
+      v.std(axis=(1, 2, 3)),
+    ],
+    axis=1,
+  )
 
 
 def _micro_study():
   return decomposition_study.StudySettings(
-      lams=(0.25,), seeds=(0, 1), train_steps=1, batch_size=2, num_frames=4,
-      image_size=16, num_videos=3, num_real=4, sampler_steps=2)
+    lams=(0.25,),
+    seeds=(0, 1),
+    train_steps=1,
+    batch_size=2,
+    num_frames=4,
+    image_size=16,
+    num_videos=3,
+    num_real=4,
+    sampler_steps=2,
+  )
 
 
 def _check_study(result, settings):
@@ -85,8 +103,9 @@ def _check_study(result, settings):
   assert "0.25" in decomposition_study.format_table(result)
   assert all(r["noise_mode"] == "decomposed" for r in result["runs"])
   # Synthetic shapes: each run also says whether its objects glide or jitter.
-  assert all(set(r["object_motion"]) == {"speed", "path_speed", "straightness"}
-             for r in result["runs"])
+  assert all(
+    set(r["object_motion"]) == {"speed", "path_speed", "straightness"} for r in result["runs"]
+  )
 
 
 @pytest.mark.slow  # two sampler runs (~16-35 s); make test is at 9m50s of its 10
@@ -99,6 +118,7 @@ def test_decomposition_study_samples_and_scores_each_seed(tmp_path, monkeypatch)
     calls.append(config)
     config.sample.allow_untrained = True
     return {"loss": 1.0}
+
   monkeypatch.setattr(decomposition_study, "train", no_training)
   settings = _micro_study()
   extractor = FeatureExtractor("standin", _standin, batch_size=4)

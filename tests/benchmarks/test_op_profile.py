@@ -12,24 +12,30 @@ from benchmarks import op_profile
 
 def _layers(x, w):
   with jax.named_scope("resnet_block"):
-    h = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    h = jax.lax.conv_general_dilated(
+      x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
   with jax.named_scope("spatial_attention"):
     tokens = jnp.tanh(x).reshape(-1, x.shape[-1])
     attn = jax.nn.softmax(tokens @ tokens.T, axis=-1) @ tokens
   return h, attn
 
 
-@pytest.mark.parametrize("op_name, group", [
-    ("jit(step)/residual_unet/checkpoint/resnet_block/conv_general_dilated",
-     "residual_unet/resnet_block"),
+@pytest.mark.parametrize(
+  "op_name, group",
+  [
+    (
+      "jit(step)/residual_unet/checkpoint/resnet_block/conv_general_dilated",
+      "residual_unet/resnet_block",
+    ),
     ("jit(step)/jvp(base_unet)/spatial_attention/dot_general", "base_unet/spatial_attention"),
     ("jit(step)/residual_unet/temporal_layer/reduce_sum", "residual_unet/temporal_layer"),
     ("jit(step)/base_unet/add", "base_unet/other"),
     ("jit(step)/mul", "other"),
     ("jit(step)/my_resnet_block2/mul", "other"),  # a name containing a scope is not it
     ("", "other"),
-])
+  ],
+)
 def test_scope_group_names_the_generator_and_layer(op_name, group):
   assert op_profile.scope_group(op_name) == group
 
@@ -75,7 +81,8 @@ def test_parse_hlo_reads_gpu_library_calls_by_their_target():
   XLA adds itself (a layout copy, a library call) take a named operand's layer."""
   ops = op_profile.parse_hlo(_GPU_MODULE)
   assert ops["conv.1"] == op_profile.HloOp(
-      "conv", "jit(step)/base_unet/resnet_block/conv_general_dilated")
+    "conv", "jit(step)/base_unet/resnet_block/conv_general_dilated"
+  )
   assert ops["gemm_fusion"].kind == "matmul"
   assert op_profile.scope_group(ops["gemm_fusion"].op_name) == "base_unet/resnet_block"
   assert ops["cublas.2"].kind == "matmul"
@@ -92,29 +99,46 @@ def _event(name, ns, **stats):
 
 
 def _plane(name, lines):
-  return SimpleNamespace(name=name, lines=[SimpleNamespace(name=n, events=e)
-                                           for n, e in lines.items()])
+  return SimpleNamespace(
+    name=name, lines=[SimpleNamespace(name=n, events=e) for n, e in lines.items()]
+  )
 
 
 def test_device_op_seconds_reads_device_planes_and_skips_other_modules():
   gpu = [
-      _plane("/host:CPU", {"thunks": [_event("launch", 9e9, hlo_op="conv.1",
-                                             hlo_module="jit_step")]}),
-      _plane("/device:GPU:0", {
-          "Stream #13(Compute)": [
-              _event("cudnn_kernel_a", 2e6, hlo_op="conv.1", hlo_module="jit_step"),
-              _event("cudnn_kernel_b", 1e6, hlo_op="conv.1", hlo_module="jit_step"),
-              _event("other_program", 5e6, hlo_op="conv.1", hlo_module="jit_other"),
-              _event("memset", 1e6)]})]
+    _plane(
+      "/host:CPU", {"thunks": [_event("launch", 9e9, hlo_op="conv.1", hlo_module="jit_step")]}
+    ),
+    _plane(
+      "/device:GPU:0",
+      {
+        "Stream #13(Compute)": [
+          _event("cudnn_kernel_a", 2e6, hlo_op="conv.1", hlo_module="jit_step"),
+          _event("cudnn_kernel_b", 1e6, hlo_op="conv.1", hlo_module="jit_step"),
+          _event("other_program", 5e6, hlo_op="conv.1", hlo_module="jit_other"),
+          _event("memset", 1e6),
+        ]
+      },
+    ),
+  ]
   assert op_profile.device_op_seconds(gpu, "jit_step", on_device=True) == {
-      "conv.1": pytest.approx(3e-3)}
+    "conv.1": pytest.approx(3e-3)
+  }
   # A GPU trace without device planes (no CUPTI) has only the host's launches: no ops.
   assert op_profile.device_op_seconds(gpu[:1], "jit_step", on_device=True) == {}
-  tpu = [_plane("/device:TPU:0", {
-      "XLA Modules": [_event("jit_step(1)", 10e6)],
-      "XLA Ops": [_event("fusion.4", 4e6), _event("convolution.2", 6e6)]})]
+  tpu = [
+    _plane(
+      "/device:TPU:0",
+      {
+        "XLA Modules": [_event("jit_step(1)", 10e6)],
+        "XLA Ops": [_event("fusion.4", 4e6), _event("convolution.2", 6e6)],
+      },
+    )
+  ]
   assert op_profile.device_op_seconds(tpu, "jit_step", on_device=True) == {
-      "fusion.4": pytest.approx(4e-3), "convolution.2": pytest.approx(6e-3)}
+    "fusion.4": pytest.approx(4e-3),
+    "convolution.2": pytest.approx(6e-3),
+  }
 
 
 def test_profile_compiled_puts_a_convolution_heavy_step_in_its_conv_row():
@@ -139,16 +163,19 @@ def test_op_seconds_are_per_call_and_ops_the_module_does_not_name_are_unmatched(
   beside the untraced step's), and an op its module does not name is counted apart."""
   x, w = jnp.ones((2, 8, 8, 16)), jnp.ones((3, 3, 16, 16))
   compiled = jax.jit(lambda x, w: _layers(x, w)[0] * 2.0).lower(x, w).compile()
-  conv = next(name for name, op in op_profile.parse_hlo(compiled.as_text()).items()
-              if op.kind == "conv")
-  monkeypatch.setattr(op_profile, "device_op_seconds",
-                      lambda *a: {conv: 0.006, "not_in_the_module.7": 0.003})
+  conv = next(
+    name for name, op in op_profile.parse_hlo(compiled.as_text()).items() if op.kind == "conv"
+  )
+  monkeypatch.setattr(
+    op_profile, "device_op_seconds", lambda *a: {conv: 0.006, "not_in_the_module.7": 0.003}
+  )
   profile = op_profile.profile_compiled(compiled, (x, w), calls=3)
   assert profile["calls"] == 3
   assert profile["op_s"] == pytest.approx(0.003)
   assert profile["unmatched_s"] == pytest.approx(0.001)
   assert {(c["group"], c["kind"]): c["seconds"] for c in profile["cells"]} == pytest.approx(
-      {("resnet_block", "conv"): 0.002, ("other", "other"): 0.001})
+    {("resnet_block", "conv"): 0.002, ("other", "other"): 0.001}
+  )
 
 
 def test_a_profile_without_ops_says_why_instead_of_failing(monkeypatch):
@@ -170,7 +197,10 @@ def test_profile_compiled_refuses_no_calls():
 def test_format_profile_says_when_no_op_names_a_layer():
   """A persistent compile cache keys executables without op names, so one compiled from
   code before the named scopes is reused: the table says why it has no layer rows."""
-  profile = {"op_s": 0.002, "layer_names": False,
-             "cells": [{"group": "other", "kind": "conv", "seconds": 0.002}]}
+  profile = {
+    "op_s": 0.002,
+    "layer_names": False,
+    "cells": [{"group": "other", "kind": "conv", "seconds": 0.002}],
+  }
   text = "\n".join(op_profile.format_profile("step", profile))
   assert "JAX_COMPILATION_CACHE_DIR" in text and "other" in text

@@ -17,4 +17,5 @@ def saved_unets(tmp_path_factory):
       model.save_pretrained(root / name)
       cache[name] = (root / name, model)
     return cache[name]
+
   return get

@@ -15,15 +15,15 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from tests.models.tiny_clip import (text_config_kwargs, train_bpe, vision_config_kwargs,
-                                    write_vocab)
+from tests.models.tiny_clip import text_config_kwargs, train_bpe, vision_config_kwargs, write_vocab
 from videofusion_jax.convert.clip_checkpoint import load_clip
 from videofusion_jax.convert.transformers_clip import convert_transformers_clip
 from videofusion_jax.convert.weights import read_safetensors
 
 torch = pytest.importorskip("torch", reason="needs the [convert] extra (torch)")
-transformers = pytest.importorskip("transformers",
-                                   reason="needs the [convert] extra (transformers)")
+transformers = pytest.importorskip(
+  "transformers", reason="needs the [convert] extra (transformers)"
+)
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
 TOL = 1e-4
@@ -31,16 +31,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _close(got, want):
-  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=TOL,
-                             atol=TOL * max(1.0, np.abs(want).max()))
+  np.testing.assert_allclose(
+    np.asarray(got), np.asarray(want), rtol=TOL, atol=TOL * max(1.0, np.abs(want).max())
+  )
 
 
 @pytest.fixture(scope="module")
 def full_clip(tmp_path_factory):
   """A tiny CLIPModel saved as safetensors with its tokenizer files next to it."""
   torch.manual_seed(0)
-  config = transformers.CLIPConfig(text_config=text_config_kwargs(),
-                                   vision_config=vision_config_kwargs(), projection_dim=20)
+  config = transformers.CLIPConfig(
+    text_config=text_config_kwargs(), vision_config=vision_config_kwargs(), projection_dim=20
+  )
   model = transformers.CLIPModel(config).eval()
   src = tmp_path_factory.mktemp("hf") / "clip"
   model.save_pretrained(src)
@@ -58,14 +60,19 @@ def _inputs():
 def test_full_clip_round_trip(full_clip, tmp_path):
   src, model = full_clip
   out = convert_transformers_clip(src, tmp_path / "out")
-  assert sorted(p.name for p in out.iterdir()) == ["clip_config.json", "merges.txt",
-                                                    "params", "vocab.json"]
+  assert sorted(p.name for p in out.iterdir()) == [
+    "clip_config.json",
+    "merges.txt",
+    "params",
+    "vocab.json",
+  ]
   clip = load_clip(out)
   ids, pixels = _inputs()
   with torch.no_grad():
     text = model.get_text_features(input_ids=torch.from_numpy(ids))
-    image = model.get_image_features(pixel_values=torch.from_numpy(
-        pixels.transpose(0, 3, 1, 2).copy()))
+    image = model.get_image_features(
+      pixel_values=torch.from_numpy(pixels.transpose(0, 3, 1, 2).copy())
+    )
   hidden, text_embeds = clip.text(jnp.asarray(ids))
   _close(hidden, text.last_hidden_state.numpy())
   _close(text_embeds, text.pooler_output.numpy())
@@ -76,8 +83,9 @@ def test_full_clip_round_trip(full_clip, tmp_path):
   hf = transformers.CLIPTokenizer.from_pretrained(str(src))
   assert clip.tokenizer.context_length == 16
   np.testing.assert_array_equal(
-      clip.tokenizer(["a cat on the mat", ""]),
-      hf(["a cat on the mat", ""], padding="max_length", max_length=16)["input_ids"])
+    clip.tokenizer(["a cat on the mat", ""]),
+    hf(["a cat on the mat", ""], padding="max_length", max_length=16)["input_ids"],
+  )
 
 
 def test_cli_with_projection_bin_and_bf16(tmp_path):
@@ -85,16 +93,28 @@ def test_cli_with_projection_bin_and_bf16(tmp_path):
   tokenizer in a diffusers-style sibling folder; a bf16 vision model as safetensors."""
   torch.manual_seed(1)
   text = transformers.CLIPTextModelWithProjection(
-      transformers.CLIPTextConfig(**text_config_kwargs(eos_token_id=2))).eval()
+    transformers.CLIPTextConfig(**text_config_kwargs(eos_token_id=2))
+  ).eval()
   src = tmp_path / "pipe" / "text_encoder"
-  text.save_pretrained(src)            # transformers 5 writes safetensors only: swap in
+  text.save_pretrained(src)  # transformers 5 writes safetensors only: swap in
   (src / "model.safetensors").unlink()  # a pickle, with the buffer of pre-4.31 files
   sd = dict(text.state_dict(), **{"text_model.embeddings.position_ids": torch.arange(16)[None]})
   torch.save(sd, src / "pytorch_model.bin")
   write_vocab(tmp_path / "pipe" / "tokenizer", *train_bpe(num_merges=50))
-  run = subprocess.run([sys.executable, "-m", "videofusion_jax.convert", "clip",
-                        f"--src={src}", f"--out={tmp_path / 'text_out'}"], cwd=REPO,
-                       capture_output=True, text=True, timeout=300)
+  run = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "videofusion_jax.convert",
+      "clip",
+      f"--src={src}",
+      f"--out={tmp_path / 'text_out'}",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert run.returncode == 0, run.stderr[-2000:]
   assert f"wrote {tmp_path / 'text_out'}" in run.stdout
   clip = load_clip(tmp_path / "text_out")
@@ -107,11 +127,13 @@ def test_cli_with_projection_bin_and_bf16(tmp_path):
     clip.require("vision")
 
   vision = transformers.CLIPVisionModelWithProjection(
-      transformers.CLIPVisionConfig(**vision_config_kwargs())).eval()
+    transformers.CLIPVisionConfig(**vision_config_kwargs())
+  ).eval()
   vsrc = tmp_path / "image_encoder"
   vision.to(torch.bfloat16).save_pretrained(vsrc)
   assert {str(v.dtype) for v in read_safetensors(vsrc / "model.safetensors").values()} == {
-      "float32"}
+    "float32"
+  }
   clip = load_clip(convert_transformers_clip(vsrc, tmp_path / "vision_out"))
   assert clip.text is None and clip.tokenizer is None
   with torch.no_grad():
@@ -142,12 +164,18 @@ def test_bad_folders_fail_with_names(full_clip, tmp_path):
   bad.mkdir()
   (bad / "config.json").write_text((src / "config.json").read_text())
   cases = [
-      ({**sd, "text_model.extra.weight": np.zeros(3, np.float32)},
-       "unused torch keys \\['text_model.extra.weight'\\]"),
-      ({k: v for k, v in sd.items() if k != "visual_projection.weight"},
-       "missing torch keys \\['visual_projection.weight'\\]"),
-      ({**sd, "text_projection.weight": np.zeros((20, 31), np.float32)},
-       "'text_projection.weight' has shape \\(20, 31\\)"),
+    (
+      {**sd, "text_model.extra.weight": np.zeros(3, np.float32)},
+      "unused torch keys \\['text_model.extra.weight'\\]",
+    ),
+    (
+      {k: v for k, v in sd.items() if k != "visual_projection.weight"},
+      "missing torch keys \\['visual_projection.weight'\\]",
+    ),
+    (
+      {**sd, "text_projection.weight": np.zeros((20, 31), np.float32)},
+      "'text_projection.weight' has shape \\(20, 31\\)",
+    ),
   ]
   for state, message in cases:
     safetensors_numpy.save_file(state, str(bad / "model.safetensors"))
@@ -155,9 +183,14 @@ def test_bad_folders_fail_with_names(full_clip, tmp_path):
       convert_transformers_clip(bad, tmp_path / "out")
     assert not any(p.name.startswith(("out", ".out")) for p in tmp_path.iterdir())
   # --allow_unused names expected extras.
-  safetensors_numpy.save_file({**sd, "text_model.extra.weight": np.zeros(3, np.float32),
-                               "vision_model.bf": np.zeros(2, ml_dtypes.bfloat16)},
-                              str(bad / "model.safetensors"))
+  safetensors_numpy.save_file(
+    {
+      **sd,
+      "text_model.extra.weight": np.zeros(3, np.float32),
+      "vision_model.bf": np.zeros(2, ml_dtypes.bfloat16),
+    },
+    str(bad / "model.safetensors"),
+  )
   convert_transformers_clip(bad, tmp_path / "out", allow_unused=[r".*extra.*", r".*\.bf"])
   with pytest.raises(FileExistsError, match="--overwrite"):
     convert_transformers_clip(bad, tmp_path / "out", allow_unused=[r".*"])

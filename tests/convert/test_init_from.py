@@ -17,10 +17,18 @@ from videofusion_jax.training.loop import train
 
 # diffusers' UNet2DModel with the layout of the demo's tiny base generator.
 TINY_DEMO_BASE = dict(
-    sample_size=16, in_channels=3, out_channels=3, block_out_channels=(32, 64),
-    layers_per_block=1, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-    up_block_types=("AttnUpBlock2D", "UpBlock2D"), attention_head_dim=32, norm_num_groups=8,
-    attn_norm_num_groups=8, resnet_time_scale_shift="scale_shift")
+  sample_size=16,
+  in_channels=3,
+  out_channels=3,
+  block_out_channels=(32, 64),
+  layers_per_block=1,
+  down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+  up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+  attention_head_dim=32,
+  norm_num_groups=8,
+  attn_norm_num_groups=8,
+  resnet_time_scale_shift="scale_shift",
+)
 
 
 @pytest.fixture(scope="module")
@@ -105,10 +113,13 @@ def test_mismatching_model_base_fails_naming_the_fields(converted):
   config.model.learned_variance = True
   vf = videofusion_config(config)
   _, ema, _ = _fresh_state(vf)
-  with pytest.raises(ValueError, match=r"train\.init_base_from=.*does not match model\.base; "
-                     r"differing fields: out_channels: converted 3, config 6 \(set by "
-                     r"data\.channels and model\.learned_variance\); block_out_channels: "
-                     r"converted \(32, 64\), config \(32, 32\)"):
+  with pytest.raises(
+    ValueError,
+    match=r"train\.init_base_from=.*does not match model\.base; "
+    r"differing fields: out_channels: converted 3, config 6 \(set by "
+    r"data\.channels and model\.learned_variance\); block_out_channels: "
+    r"converted \(32, 64\), config \(32, 32\)",
+  ):
     init_from.initial_params(vf, config.train, ema)
 
 
@@ -142,18 +153,26 @@ def test_residual_from_the_image_model_is_that_model_per_frame_at_step_0(convert
   x = jnp.asarray(rng.randn(2 * frames, 16, 16, 3).astype(np.float32))
   context = jnp.asarray(rng.randn(2 * frames, 16, 16, 3).astype(np.float32))
   t = jnp.asarray([5, 5, 5, 800, 800, 800])
-  got = model.residual(jnp.concatenate([x, context], -1), t,
-                       frame_index=jnp.asarray([0, 2, 3, 0, 2, 3]), num_frames=frames)
+  got = model.residual(
+    jnp.concatenate([x, context], -1),
+    t,
+    frame_index=jnp.asarray([0, 2, 3, 0, 2, 3]),
+    num_frames=frames,
+  )
   np.testing.assert_allclose(got, image(x, t), rtol=1e-4, atol=1e-5)
 
 
 def test_residual_rule_names_every_converted_layer_of_another_shape():
-  converted = {("conv_out", "kernel"): np.zeros((3, 3, 32, 3), np.float32),
-               ("conv_out", "bias"): np.zeros((3,), np.float32),
-               ("conv_norm_out", "scale"): np.zeros((32,), np.float32)}
-  fresh = {("conv_out", "kernel"): np.zeros((3, 3, 32, 6), np.float32),
-           ("conv_out", "bias"): np.zeros((6,), np.float32),
-           ("conv_norm_out", "scale"): np.zeros((32,), np.float32)}
+  converted = {
+    ("conv_out", "kernel"): np.zeros((3, 3, 32, 3), np.float32),
+    ("conv_out", "bias"): np.zeros((3,), np.float32),
+    ("conv_norm_out", "scale"): np.zeros((32,), np.float32),
+  }
+  fresh = {
+    ("conv_out", "kernel"): np.zeros((3, 3, 32, 6), np.float32),
+    ("conv_out", "bias"): np.zeros((6,), np.float32),
+    ("conv_norm_out", "scale"): np.zeros((32,), np.float32),
+  }
   with pytest.raises(ValueError) as error:
     init_from.residual_params(converted, fresh)
   message = str(error.value)

@@ -14,8 +14,11 @@ diffusers = pytest.importorskip("diffusers")
 
 from tests.models.test_prior import TINY, inputs, torch_prior  # noqa: E402
 from videofusion_jax.convert.diffusers_prior import (  # noqa: E402
-    abstract_prior, convert_diffusers_prior, convert_prior_state_dict,
-    prior_config_from_diffusers)
+  abstract_prior,
+  convert_diffusers_prior,
+  convert_prior_state_dict,
+  prior_config_from_diffusers,
+)
 from videofusion_jax.prior_sampling import load_prior  # noqa: E402
 
 
@@ -30,20 +33,34 @@ def saved_prior(tmp_path_factory):
 def test_cli_round_trip_equals_the_torch_forward(saved_prior, tmp_path):
   folder, ref = saved_prior
   out = tmp_path / "converted"
-  run = subprocess.run([sys.executable, "-m", "videofusion_jax.convert", "diffusers-prior",
-                        f"--src={folder}", f"--out={out}"], capture_output=True, text=True,
-                       timeout=300)
+  run = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "videofusion_jax.convert",
+      "diffusers-prior",
+      f"--src={folder}",
+      f"--out={out}",
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert run.returncode == 0, run.stderr[-2000:]
   assert "load_prior" in run.stdout
   saved = json.loads((out / "prior_config.json").read_text())
-  assert saved["prior"]["num_layers"] == 2 and saved["source"]["class_name"] == \
-      "PriorTransformer"
+  assert saved["prior"]["num_layers"] == 2 and saved["source"]["class_name"] == "PriorTransformer"
   prior, schedule = load_prior(out)
   assert schedule.num_timesteps == 1000
   x, t, proj, hidden, mask = inputs(prior.config)
   with torch.no_grad():
-    want = ref(torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(proj),
-               torch.from_numpy(hidden), torch.from_numpy(mask)).predicted_image_embedding
+    want = ref(
+      torch.from_numpy(x),
+      torch.from_numpy(t),
+      torch.from_numpy(proj),
+      torch.from_numpy(hidden),
+      torch.from_numpy(mask),
+    ).predicted_image_embedding
     post = ref.post_process_latents(want).numpy()
   got = prior(*map(jnp.asarray, (x, t, proj, hidden, mask)))
   np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-4, atol=1e-5)
@@ -67,12 +84,15 @@ def test_unused_missing_and_misshapen_keys_are_named(saved_prior):
     convert_prior_state_dict(bad, abstract)
 
 
-@pytest.mark.parametrize("change,match", [
+@pytest.mark.parametrize(
+  "change,match",
+  [
     ({"_class_name": "UNet2DModel"}, "_class_name='UNet2DModel'"),
     ({"added_emb_type": None}, "added_emb_type=None"),
     ({"norm_in_type": "group"}, "norm_in_type='group'"),
     ({"wibble": 3}, r"fields we do not build: \['wibble'\]"),
-])
+  ],
+)
 def test_unsupported_configs_are_named(change, match):
   with pytest.raises(ValueError, match=match):
     prior_config_from_diffusers({**TINY, "_class_name": "PriorTransformer", **change})
@@ -90,7 +110,7 @@ def test_bad_folders_fail_and_leave_no_output(saved_prior, tmp_path):
   broken.mkdir()
   (broken / "config.json").write_text((folder / "config.json").read_text())
   data = (folder / "diffusion_pytorch_model.safetensors").read_bytes()
-  (broken / "diffusion_pytorch_model.safetensors").write_bytes(data[:len(data) // 2])
+  (broken / "diffusion_pytorch_model.safetensors").write_bytes(data[: len(data) // 2])
   with pytest.raises(ValueError, match="truncated"):
     convert_diffusers_prior(broken, tmp_path / "out")
   assert not any(p.name.startswith((".out", "out")) for p in tmp_path.iterdir())

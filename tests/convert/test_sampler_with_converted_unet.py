@@ -36,13 +36,29 @@ def test_ddim_with_a_converted_unet_gives_diffusers_image(saved_unets, tmp_path)
     out = unet(z.reshape(b * n, *z.shape[2:]), jnp.repeat(t, n))
     return out[..., :3].reshape(z.shape)
 
-  got = jax.jit(lambda kb, kr: samplers.ddim_sample(
-      eps_fn, schedule, SHAPE, kb, kr, lam=0.0, num_steps=steps, eta=0.0, clip_x0=True,
-      noise_mode="standard"))(*KEYS)
+  got = jax.jit(
+    lambda kb, kr: samplers.ddim_sample(
+      eps_fn,
+      schedule,
+      SHAPE,
+      kb,
+      kr,
+      lam=0.0,
+      num_steps=steps,
+      eta=0.0,
+      clip_x0=True,
+      noise_mode="standard",
+    )
+  )(*KEYS)
 
-  sched = diffusers.DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
-                                  clip_sample=True, set_alpha_to_one=True, steps_offset=0,
-                                  timestep_spacing="leading")
+  sched = diffusers.DDIMScheduler(
+    num_train_timesteps=1000,
+    beta_schedule="squaredcos_cap_v2",
+    clip_sample=True,
+    set_alpha_to_one=True,
+    steps_offset=0,
+    timestep_spacing="leading",
+  )
   sched.set_timesteps(steps)
   z_t = np.asarray(draw_noise("standard", *KEYS, SHAPE, 0.0))  # our z_T, as images
   z = torch.from_numpy(z_t.reshape(-1, 16, 16, 3).transpose(0, 3, 1, 2).copy())

@@ -34,15 +34,23 @@ from videofusion_jax.models.unet import UNet  # noqa: E402
 from videofusion_jax.training import init_from  # noqa: E402
 
 # Sized for the tiny "karlo" decoder of tiny_unets (time embedding 128, tokens 48 wide).
-TEXT_PROJ = dict(clip_extra_context_tokens=4, clip_embeddings_dim=12, time_embed_dim=128,
-                 cross_attention_dim=48)
+TEXT_PROJ = dict(
+  clip_extra_context_tokens=4, clip_embeddings_dim=12, time_embed_dim=128, cross_attention_dim=48
+)
 # Karlo's super-res U-Nets: noisy + upsampled image in, eps out, ResNet resampling, no
 # attention, no class embedding (sizes shrunk; 16 -> 32 here, 64 -> 256 in Karlo).
-SUPER_RES = dict(sample_size=32, in_channels=6, out_channels=3, block_out_channels=(32, 64),
-                 layers_per_block=1,
-                 down_block_types=("ResnetDownsampleBlock2D", "ResnetDownsampleBlock2D"),
-                 up_block_types=("ResnetUpsampleBlock2D", "ResnetUpsampleBlock2D"),
-                 add_attention=False, norm_num_groups=8, resnet_time_scale_shift="scale_shift")
+SUPER_RES = dict(
+  sample_size=32,
+  in_channels=6,
+  out_channels=3,
+  block_out_channels=(32, 64),
+  layers_per_block=1,
+  down_block_types=("ResnetDownsampleBlock2D", "ResnetDownsampleBlock2D"),
+  up_block_types=("ResnetUpsampleBlock2D", "ResnetUpsampleBlock2D"),
+  add_attention=False,
+  norm_num_groups=8,
+  resnet_time_scale_shift="scale_shift",
+)
 
 
 def _randomise(module, seed):
@@ -73,19 +81,25 @@ def _text_inputs(batch=2, tokens=6, seed=0):
 
 def _torch_text_proj(model, image, prompt, hidden):
   with torch.no_grad():
-    states, additive = model(image_embeddings=torch.from_numpy(image),
-                             prompt_embeds=torch.from_numpy(prompt),
-                             text_encoder_hidden_states=torch.from_numpy(hidden),
-                             do_classifier_free_guidance=True)
+    states, additive = model(
+      image_embeddings=torch.from_numpy(image),
+      prompt_embeds=torch.from_numpy(prompt),
+      text_encoder_hidden_states=torch.from_numpy(hidden),
+      do_classifier_free_guidance=True,
+    )
   return states.numpy(), additive.numpy()
 
 
 def _our_cond(image, prompt, hidden, mask):
   """Our condition inputs for the same guidance batch: the null image embedding first."""
   b = image.shape[0]
-  return {"image_embed": jnp.asarray(np.concatenate([image, image])),
-          "text_embeds": jnp.asarray(prompt), "text_hidden": jnp.asarray(hidden),
-          "text_mask": jnp.asarray(mask), "drop": jnp.arange(2 * b) < b}
+  return {
+    "image_embed": jnp.asarray(np.concatenate([image, image])),
+    "text_embeds": jnp.asarray(prompt),
+    "text_hidden": jnp.asarray(hidden),
+    "text_mask": jnp.asarray(mask),
+    "drop": jnp.arange(2 * b) < b,
+  }
 
 
 def save_tiny_pipeline(root, replace=None, vocab=None):
@@ -94,21 +108,24 @@ def save_tiny_pipeline(root, replace=None, vocab=None):
   encoder and prior that fit text_proj's widths, tests/test_unclip_e2e.py); `vocab` is
   train_bpe's (vocab, merges) for tokenizer/."""
   modules = {
-      "decoder": build_torch_unet("karlo", seed=1),
-      "text_proj": _randomise(UnCLIPTextProjModel(**TEXT_PROJ), 2),
-      "prior": torch_prior(TINY_PRIOR, seed=3),
-      "super_res_first": _randomise(diffusers.UNet2DModel(**SUPER_RES), 4),
-      "super_res_last": _randomise(diffusers.UNet2DModel(**SUPER_RES), 5),
-      "text_encoder": transformers.CLIPTextModelWithProjection(
-          transformers.CLIPTextConfig(**text_config_kwargs())).eval(),
+    "decoder": build_torch_unet("karlo", seed=1),
+    "text_proj": _randomise(UnCLIPTextProjModel(**TEXT_PROJ), 2),
+    "prior": torch_prior(TINY_PRIOR, seed=3),
+    "super_res_first": _randomise(diffusers.UNet2DModel(**SUPER_RES), 4),
+    "super_res_last": _randomise(diffusers.UNet2DModel(**SUPER_RES), 5),
+    "text_encoder": transformers.CLIPTextModelWithProjection(
+      transformers.CLIPTextConfig(**text_config_kwargs())
+    ).eval(),
   }
   modules.update(replace or {})
   for name, module in modules.items():
     module.save_pretrained(root / name)
   write_vocab(root / "tokenizer", *(vocab or train_bpe(num_merges=60)))
-  for name, variance in (("prior_scheduler", "fixed_small_log"),
-                         ("decoder_scheduler", "learned_range"),
-                         ("super_res_scheduler", "fixed_small_log")):
+  for name, variance in (
+    ("prior_scheduler", "fixed_small_log"),
+    ("decoder_scheduler", "learned_range"),
+    ("super_res_scheduler", "fixed_small_log"),
+  ):
     diffusers.UnCLIPScheduler(variance_type=variance).save_pretrained(root / name)
   index = {"_class_name": "UnCLIPPipeline", "_diffusers_version": diffusers.__version__}
   index.update({n: ["diffusers", type(m).__name__] for n, m in modules.items()})
@@ -137,7 +154,8 @@ def test_text_proj_alone_matches_diffusers(pipeline):
   _, modules = pipeline
   config = diffusers_unclip.condition_config_from_text_proj(dict(modules["text_proj"].config))
   params = diffusers_unclip.convert_text_proj(
-      {k: v.numpy() for k, v in modules["text_proj"].state_dict().items()}, config)
+    {k: v.numpy() for k, v in modules["text_proj"].state_dict().items()}, config
+  )
   ours = diffusers_unclip.condition_with_params(config, params)
   image, prompt, hidden, mask = _text_inputs()
   want_states, want_additive = _torch_text_proj(modules["text_proj"], image, prompt, hidden)
@@ -145,8 +163,9 @@ def test_text_proj_alone_matches_diffusers(pipeline):
   _close(got["class_labels"], want_additive)
   _close(got["context"], want_states)
   # The pipeline's decoder mask: the K extra tokens always attended, then the text mask.
-  want_mask = np.pad(mask, ((0, 0), (TEXT_PROJ["clip_extra_context_tokens"], 0)),
-                     constant_values=True)
+  want_mask = np.pad(
+    mask, ((0, 0), (TEXT_PROJ["clip_extra_context_tokens"], 0)), constant_values=True
+  )
   np.testing.assert_array_equal(np.asarray(got["context_mask"]), want_mask)
   # The (B, -1, K) reshape + transpose is what makes token k: a plain (B, K, D) reshape
   # of the same projection would give different tokens.
@@ -160,17 +179,26 @@ def test_cli_writes_every_component_and_a_summary(converted):
   assert summary["text_proj"] == "converted into decoder/condition"
   for name in ("prior", "super_res_first", "super_res_last", "text_encoder"):
     assert summary[name] == "converted", name
-  assert sorted(summary["schedulers"]) == ["decoder_scheduler", "prior_scheduler",
-                                           "super_res_scheduler"]
-  for sub in ("decoder/params", "decoder/condition/params", "prior/params", "clip/params",
-              "clip/vocab.json", "super_res_first/params", "super_res_last/params",
-              "schedulers/decoder_scheduler.json"):
+  assert sorted(summary["schedulers"]) == [
+    "decoder_scheduler",
+    "prior_scheduler",
+    "super_res_scheduler",
+  ]
+  for sub in (
+    "decoder/params",
+    "decoder/condition/params",
+    "prior/params",
+    "clip/params",
+    "clip/vocab.json",
+    "super_res_first/params",
+    "super_res_last/params",
+    "schedulers/decoder_scheduler.json",
+  ):
     assert (converted / sub).exists(), sub
   assert not list(converted.parent.glob(".*partial*"))
 
 
-def test_decoder_step_through_the_snippet_and_init_base_from_matches_diffusers(
-    pipeline, converted):
+def test_decoder_step_through_the_snippet_and_init_base_from_matches_diffusers(pipeline, converted):
   """config_snippet.apply -> VideoFusion config -> init_base_from's parameters for
   `base` and `condition` -> one guided decoder call equals text_proj + the torch decoder
   with the attention mask the pipeline builds."""
@@ -191,17 +219,25 @@ def test_decoder_step_through_the_snippet_and_init_base_from_matches_diffusers(
   t = np.array([999, 999, 640, 640])
   decoder_mask = np.pad(mask, ((0, 0), (4, 0)), constant_values=True)
   with torch.no_grad():
-    want = modules["decoder"](torch.from_numpy(x), torch.from_numpy(t),
-                              encoder_hidden_states=torch.from_numpy(states),
-                              class_labels=torch.from_numpy(additive),
-                              attention_mask=torch.from_numpy(decoder_mask)).sample.numpy()
-  got = base(jnp.asarray(x.transpose(0, 2, 3, 1)), jnp.asarray(t),
-             **condition(_our_cond(image, prompt, hidden, mask)))
+    want = modules["decoder"](
+      torch.from_numpy(x),
+      torch.from_numpy(t),
+      encoder_hidden_states=torch.from_numpy(states),
+      class_labels=torch.from_numpy(additive),
+      attention_mask=torch.from_numpy(decoder_mask),
+    ).sample.numpy()
+  got = base(
+    jnp.asarray(x.transpose(0, 2, 3, 1)),
+    jnp.asarray(t),
+    **condition(_our_cond(image, prompt, hidden, mask)),
+  )
   _close(np.asarray(got).transpose(0, 3, 1, 2), want)
   # Without the mask the padded text tokens are attended and the output moves.
-  unmasked = base(jnp.asarray(x.transpose(0, 2, 3, 1)), jnp.asarray(t),
-                  **{**condition(_our_cond(image, prompt, hidden, mask)),
-                     "context_mask": None})
+  unmasked = base(
+    jnp.asarray(x.transpose(0, 2, 3, 1)),
+    jnp.asarray(t),
+    **{**condition(_our_cond(image, prompt, hidden, mask)), "context_mask": None},
+  )
   assert np.abs(np.asarray(unmasked).transpose(0, 3, 1, 2) - want).max() > 1e-3
 
 
@@ -217,10 +253,12 @@ def test_super_res_matches_the_torch_unet2d_on_the_bicubic_upsample(pipeline, co
   z = rng.randn(2, 3, 32, 32).astype(np.float32)
   t = np.array([871, 871])  # the two images are the two frames of one clip
   with torch.no_grad():
-    up = torch.nn.functional.interpolate(torch.from_numpy(low), size=[32, 32], mode="bicubic",
-                                         align_corners=False, antialias=True)
-    want = modules["super_res_first"](torch.cat([torch.from_numpy(z), up], dim=1),
-                                      torch.from_numpy(t)).sample.numpy()
+    up = torch.nn.functional.interpolate(
+      torch.from_numpy(low), size=[32, 32], mode="bicubic", align_corners=False, antialias=True
+    )
+    want = modules["super_res_first"](
+      torch.cat([torch.from_numpy(z), up], dim=1), torch.from_numpy(t)
+    ).sample.numpy()
   alphas_cumprod = jnp.linspace(0.999, 0.01, 1000)  # unused: no augmentation, eps output
   video = lambda a: jnp.asarray(a.transpose(0, 2, 3, 1))[None]  # (1, 2, H, W, C)
   got = sr(video(z), jnp.asarray(t[:1]), alphas_cumprod, cond={"low_res": video(low)}).eps
@@ -229,8 +267,7 @@ def test_super_res_matches_the_torch_unet2d_on_the_bicubic_upsample(pipeline, co
   assert "c.model.aug_embedding = False" in snippet and "upsample = 'bicubic'" in snippet
 
 
-def test_absent_components_are_skipped_and_a_malformed_one_is_named(pipeline, tmp_path,
-                                                                    caplog):
+def test_absent_components_are_skipped_and_a_malformed_one_is_named(pipeline, tmp_path, caplog):
   src, _ = pipeline
   partial = tmp_path / "partial"
   partial.mkdir()

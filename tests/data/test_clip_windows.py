@@ -17,8 +17,8 @@ from videofusion_jax.data.pipeline import make_dataset
 from videofusion_jax.data.superres_pairs import LowResPairs
 from videofusion_jax.data.weizmann import WeizmannFolder
 
-HEIGHT, WIDTH, PAN = 40, 48, 2        # frames 48 wide x 40 high; 2 pixels a frame
-NUM_FRAMES, STRIDE = 4, 3             # a clip spans (4 - 1) * 3 + 1 = 10 frames
+HEIGHT, WIDTH, PAN = 40, 48, 2  # frames 48 wide x 40 high; 2 pixels a frame
+NUM_FRAMES, STRIDE = 4, 3  # a clip spans (4 - 1) * 3 + 1 = 10 frames
 SPAN = (NUM_FRAMES - 1) * STRIDE + 1
 LENGTHS = {"a_long.mp4": 120, "b_mid.mp4": 30, "c_mid.mp4": 24, "d_short.mp4": 12}
 LONG = "a_long.mp4"
@@ -38,12 +38,12 @@ def _textured_picture(height, width, seed=0):
 def _pan(num_frames):
   """(num_frames, HEIGHT, WIDTH, 3) uint8: frame k shows columns PAN*k .. PAN*k + WIDTH."""
   picture = _textured_picture(HEIGHT, WIDTH + PAN * (max(LENGTHS.values()) - 1))
-  return np.stack([picture[:, PAN * k:PAN * k + WIDTH] for k in range(num_frames)])
+  return np.stack([picture[:, PAN * k : PAN * k + WIDTH] for k in range(num_frames)])
 
 
 # What a clip frame of pan frame k looks like: the short side is already 40 = image_size,
 # so the source only crops the centre 40 x 40.
-REFERENCE = _pan(max(LENGTHS.values()))[:, :, (WIDTH - HEIGHT) // 2:(WIDTH + HEIGHT) // 2]
+REFERENCE = _pan(max(LENGTHS.values()))[:, :, (WIDTH - HEIGHT) // 2 : (WIDTH + HEIGHT) // 2]
 
 
 @pytest.fixture(scope="module")
@@ -67,19 +67,34 @@ def _start_of(video, num_video_frames):
 
 
 def _folder(root, *, random_start=True, seed=0):
-  return VideoFolder(str(root), num_frames=NUM_FRAMES, image_size=HEIGHT,
-                     frame_stride=STRIDE, random_start=random_start, seed=seed)
+  return VideoFolder(
+    str(root),
+    num_frames=NUM_FRAMES,
+    image_size=HEIGHT,
+    frame_stride=STRIDE,
+    random_start=random_start,
+    seed=seed,
+  )
 
 
 def _iterator(source, *, batch=4, seed=0, process_index=0, process_count=1):
-  return iter(make_dataset(source, global_batch_size=batch, seed=seed,
-                           process_index=process_index, process_count=process_count))
+  return iter(
+    make_dataset(
+      source,
+      global_batch_size=batch,
+      seed=seed,
+      process_index=process_index,
+      process_count=process_count,
+    )
+  )
 
 
 def _starts_by_file(batch):
   """{file name: the pan frame its clip starts at} for the clips of one batch."""
-  return {str(key): _start_of(video, LENGTHS[str(key)])
-          for key, video in zip(batch["key"], batch["video"])}
+  return {
+    str(key): _start_of(video, LENGTHS[str(key)])
+    for key, video in zip(batch["key"], batch["video"])
+  }
 
 
 def test_each_epoch_draws_new_windows_over_the_whole_video(videos):
@@ -88,8 +103,8 @@ def test_each_epoch_draws_new_windows_over_the_whole_video(videos):
   epochs = [_starts_by_file(next(it)) for _ in range(30)]
   assert all(sorted(e) == sorted(LENGTHS) for e in epochs)
   long_starts = [e[LONG] for e in epochs]
-  assert len(set(long_starts[:3])) == 3, long_starts[:3]    # epochs 0, 1, 2 differ
-  last = LENGTHS[LONG] - SPAN                                # 110: the last start that fits
+  assert len(set(long_starts[:3])) == 3, long_starts[:3]  # epochs 0, 1, 2 differ
+  last = LENGTHS[LONG] - SPAN  # 110: the last start that fits
   assert 0 <= min(long_starts) <= 20 and 90 <= max(long_starts) <= last, long_starts
   assert len(set(long_starts)) >= 20, long_starts
   # A 12-frame file has starts 0, 1, 2: all three come up, the last one included.
@@ -117,8 +132,9 @@ def test_resume_mid_epoch_gives_the_same_batches_bit_for_bit(videos):
     np.testing.assert_array_equal(got["video"], want["video"])
     np.testing.assert_array_equal(got["key"], want["key"])
   # Not a replay: the long file's windows move between the epochs served.
-  long_starts = {starts[LONG] for b in served + expected
-                 for starts in [_starts_by_file(b)] if LONG in starts}
+  long_starts = {
+    starts[LONG] for b in served + expected for starts in [_starts_by_file(b)] if LONG in starts
+  }
   assert len(long_starts) >= 3, long_starts
 
 
@@ -139,8 +155,12 @@ def test_wrapped_sources_pass_the_epoch_through(videos, tmp_path):
   long = folder.paths.index(videos / LONG)
   keys = [folder.entries(i)["key"] for i in range(len(folder))]
   cache = tmp_path / "cache.npz"
-  np.savez(cache, image_embeds=np.zeros((len(keys), 8), np.float32), keys=np.array(keys),
-           captions=np.array([""] * len(keys)))
+  np.savez(
+    cache,
+    image_embeds=np.zeros((len(keys), 8), np.float32),
+    keys=np.array(keys),
+    captions=np.array([""] * len(keys)),
+  )
   for wrapped in (LowResPairs(folder, 20), ClipCacheSource(folder, cache, name="folder")):
     starts = []
     for epoch in range(3):
@@ -154,8 +174,9 @@ def test_weizmann_batches_draw_new_windows(tmp_path):
   # Two people x two actions, each file the same 40-frame pan; every batch holds all four.
   for name in ("ann_jack.mp4", "ann_run.mp4", "bob_jack.mp4", "bob_run.mp4"):
     video_io.write_mp4(tmp_path / name, _pan(40))
-  source = WeizmannFolder(str(tmp_path), num_frames=NUM_FRAMES, image_size=HEIGHT,
-                          frame_stride=STRIDE, random_start=True)
+  source = WeizmannFolder(
+    str(tmp_path), num_frames=NUM_FRAMES, image_size=HEIGHT, frame_stride=STRIDE, random_start=True
+  )
   it = _iterator(source)
   starts = {}
   for _ in range(4):
@@ -181,24 +202,25 @@ def test_three_videos_fill_batches_of_eight_with_a_window_per_copy(three_videos)
   # copies of a video in one pass hold windows of their own.
   source = _folder(three_videos, seed=3)
   it = _iterator(source, batch=8, seed=3)
-  batches = [next(it) for _ in range(9)]               # 72 clips: 8 passes of 9
+  batches = [next(it) for _ in range(9)]  # 72 clips: 8 passes of 9
   assert all(len(b["key"]) == 8 for b in batches)
-  clips = [(str(k), _start_of(v, LENGTHS[str(k)]))
-           for b in batches for k, v in zip(b["key"], b["video"])]
+  clips = [
+    (str(k), _start_of(v, LENGTHS[str(k)])) for b in batches for k, v in zip(b["key"], b["video"])
+  ]
   names = [name for name, _ in clips]
   assert [names.count(n) for n in ("a_long.mp4", "b_mid.mp4", "d_short.mp4")] == [24] * 3
   for first in range(0, 72, 9):
-    long_starts = [s for name, s in clips[first:first + 9] if name == LONG]
+    long_starts = [s for name, s in clips[first : first + 9] if name == LONG]
     assert len(long_starts) == 3 and len(set(long_starts)) == 3, (first, long_starts)
   all_long = [s for name, s in clips if name == LONG]
-  assert len(set(all_long)) >= 16, all_long             # 24 windows over 111 starts
+  assert len(set(all_long)) >= 16, all_long  # 24 windows over 111 starts
 
 
 def test_three_videos_resume_bit_for_bit_mid_pass(three_videos):
   source = _folder(three_videos, seed=3)
   it = _iterator(source, batch=8, seed=3)
   next(it)
-  state = it.get_state()                               # 8 of the first pass's 9 entries
+  state = it.get_state()  # 8 of the first pass's 9 entries
   expected = [next(it) for _ in range(3)]
   resumed = _iterator(source, batch=8, seed=3)
   resumed.set_state(state)

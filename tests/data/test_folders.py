@@ -12,7 +12,7 @@ from videofusion_jax.data.synthetic import SyntheticShapes
 def _moving_square(num_frames, size=32, colour=(220, 40, 40)):
   video = np.zeros((num_frames, size, size + 8, 3), np.uint8)  # not square: tests the crop
   for i in range(num_frames):
-    video[i, 8:16, 4 + i:12 + i] = colour
+    video[i, 8:16, 4 + i : 12 + i] = colour
   return video
 
 
@@ -74,9 +74,9 @@ def test_synthetic_clips_are_deterministic_and_move_smoothly():
   np.testing.assert_array_equal(ds[5]["video"], ds[5]["video"])
   assert not np.array_equal(ds[5]["video"], ds[6]["video"])
   videos = np.stack([ds[i]["video"] for i in range(16)])
-  change = np.abs(np.diff(videos, axis=1)).mean() * 127.5   # in 0..255 units
-  assert 0.5 < change < 10.0                                 # moving, but slowly
-  assert videos.min() == -1.0                                # clean black background
+  change = np.abs(np.diff(videos, axis=1)).mean() * 127.5  # in 0..255 units
+  assert 0.5 < change < 10.0  # moving, but slowly
+  assert videos.min() == -1.0  # clean black background
   with pytest.raises(IndexError):
     ds[16]
 
@@ -97,11 +97,15 @@ def test_copies_of_one_video_are_one_entry_read_from_the_mp4(tmp_path):
     video_io.write_mp4(tmp_path / f"video_{i:03d}.mp4", _moving_square(9))
     video_io.write_gif(tmp_path / f"video_{i:03d}.gif", _moving_square(9))
   video_io.write_png(tmp_path / "strip.png", _moving_square(1)[0])
-  video_io.write_gif(tmp_path / "extra.gif", _moving_square(9))      # a gif on its own
-  (tmp_path / ".video_003.tmp.mp4").write_bytes(b"half written")   # a killed writer's
+  video_io.write_gif(tmp_path / "extra.gif", _moving_square(9))  # a gif on its own
+  (tmp_path / ".video_003.tmp.mp4").write_bytes(b"half written")  # a killed writer's
   ds = VideoFolder(str(tmp_path), num_frames=8, image_size=16)
-  assert [p.name for p in ds.paths] == ["extra.gif", "video_000.mp4", "video_001.mp4",
-                                        "video_002.mp4"]
+  assert [p.name for p in ds.paths] == [
+    "extra.gif",
+    "video_000.mp4",
+    "video_001.mp4",
+    "video_002.mp4",
+  ]
 
 
 def test_a_frame_folder_holds_several_numbered_frames(tmp_path):
@@ -114,16 +118,16 @@ def test_a_frame_folder_holds_several_numbered_frames(tmp_path):
   ds = VideoFolder(str(tmp_path), num_frames=4, image_size=32)
   assert [p.name for p in ds.paths] == ["clip"]
   xs = [np.nonzero(f[..., 0] > 100)[1].min() for f in ds.clip(0)]
-  assert xs == sorted(xs) and len(set(xs)) == 4                   # frames 1, 2, 9, 10
+  assert xs == sorted(xs) and len(set(xs)) == 4  # frames 1, 2, 9, 10
 
 
 def test_gif_keeps_every_frame_including_repeats(tmp_path):
   video = _moving_square(16)
-  video[5] = video[4]                 # a repeated frame and a still run at the end
+  video[5] = video[4]  # a repeated frame and a still run at the end
   video[12:] = video[11]
   path = video_io.write_gif(tmp_path / "v.gif", video)
   decoded = video_io.read_video(path)
-  assert decoded.shape == (16, 32, 40, 3)      # Pillow's writer merged repeats: 12 frames
+  assert decoded.shape == (16, 32, 40, 3)  # Pillow's writer merged repeats: 12 frames
   np.testing.assert_array_equal(decoded, video)  # two colours: the palette is exact
   with Image.open(path) as im:
     assert sum(1 for _ in ImageSequence.Iterator(im)) == 16
@@ -135,6 +139,7 @@ def test_a_folder_source_reads_in_grain_worker_processes(folder):
   """`data.worker_count > 0` pickles the source into each worker; its lock did not
   pickle, so configs with workers (webvid: 8) failed on their first batch."""
   from videofusion_jax.data.pipeline import make_dataset
+
   ds = VideoFolder(str(folder), num_frames=8, image_size=16)
   batches = iter(make_dataset(ds, global_batch_size=2, seed=0, worker_count=1))
   batch = next(batches)

@@ -23,11 +23,11 @@ def webvid(tmp_path):
   video_io.write_mp4(videos / "001_050" / "11.mp4", _video((200, 30, 30)))
   video_io.write_mp4(videos / "051_100" / "12.mp4", _video((30, 30, 200)))
   rows = [
-      '11,https://x/11.mp4,PT00H00M10S,001_050,"Cat, jumping — über the sofa 🐈"',
-      "12,https://x/12.mp4,PT00H00M05S,051_100,Aerial view of a lake",
-      "13,https://x/13.mp4,PT00H00M07S,051_100,never downloaded",
-      ",https://x/none.mp4,PT00H00M07S,051_100,a row without an id",
-      "14,https://x/14.mp4,PT00H00M07S,051_100,too,many,fields",
+    '11,https://x/11.mp4,PT00H00M10S,001_050,"Cat, jumping — über the sofa 🐈"',
+    "12,https://x/12.mp4,PT00H00M05S,051_100,Aerial view of a lake",
+    "13,https://x/13.mp4,PT00H00M07S,051_100,never downloaded",
+    ",https://x/none.mp4,PT00H00M07S,051_100,a row without an id",
+    "14,https://x/14.mp4,PT00H00M07S,051_100,too,many,fields",
   ]
   csv = tmp_path / "results_2M_val.csv"
   csv.write_text(HEADER + "\n".join(rows) + "\n", encoding="utf-8")
@@ -59,16 +59,25 @@ def test_bad_csvs_and_folders_are_named(webvid, tmp_path):
   csv, videos = webvid
   bad = tmp_path / "bad.csv"
   bad.write_text("id,caption\n1,x\n")
-  with pytest.raises(ValueError, match=r"bad.csv lacks the column\(s\) \['videoid', "
-                     r"'name'\]"):
+  with pytest.raises(
+    ValueError,
+    match=r"bad.csv lacks the column\(s\) \['videoid', "
+    r"'name'\]",
+  ):
     read_webvid_csv(bad, videos)
-  with pytest.raises(FileNotFoundError, match=r"data.webvid_csv=.*nothere.csv does not "
-                     r"exist"):
+  with pytest.raises(
+    FileNotFoundError,
+    match=r"data.webvid_csv=.*nothere.csv does not "
+    r"exist",
+  ):
     read_webvid_csv(tmp_path / "nothere.csv", videos)
   with pytest.raises(ValueError, match=r"names the column 'shard'"):
     read_webvid_csv(csv, videos, template="{shard}/{videoid}.mp4")
   empty = tmp_path / "empty_videos"
   empty.mkdir()
-  with pytest.raises(ValueError, match=r"none of the 5 rows of .* has its video under "
-                     r"data.path=.*empty_videos"):
+  with pytest.raises(
+    ValueError,
+    match=r"none of the 5 rows of .* has its video under "
+    r"data.path=.*empty_videos",
+  ):
     WebVidSource(str(empty), num_frames=4, image_size=16, csv_path=str(csv))

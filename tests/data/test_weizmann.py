@@ -11,15 +11,24 @@ import pytest
 
 from videofusion_jax import diffusion
 from videofusion_jax.data.pipeline import make_dataset
-from videofusion_jax.data.weizmann import (WeizmannFolder, make_grouped_dataset,
-                                           parse_weizmann_name)
+from videofusion_jax.data.weizmann import WeizmannFolder, make_grouped_dataset, parse_weizmann_name
 from videofusion_jax.training.step import StepConfig, loss_fn
 
 COLOURS = {"daria": (220, 40, 40), "ido": (40, 220, 40), "lena": (40, 40, 220)}
 MOTION = {"jack": (0, 1), "run": (1, 0), "wave1": (0, -1), "wave2": (-1, 0)}
-FILES = ["daria_jack.avi", "daria_run.mp4", "daria_wave1.avi", "ido_jack.mp4",
-         "ido_run.avi", "ido_wave2.avi", "lena_jack.avi", "lena_run1.avi", "lena_run2.mp4",
-         "lena_wave1.mp4", "lena_wave2.avi"]
+FILES = [
+  "daria_jack.avi",
+  "daria_run.mp4",
+  "daria_wave1.avi",
+  "ido_jack.mp4",
+  "ido_run.avi",
+  "ido_wave2.avi",
+  "lena_jack.avi",
+  "lena_run1.avi",
+  "lena_run2.mp4",
+  "lena_wave1.mp4",
+  "lena_wave2.avi",
+]
 
 
 def _write(path, video, fps=25):
@@ -41,7 +50,7 @@ def _clip(person, action, frames=8, size=16):
   dy, dx = MOTION[action]
   for f in range(frames):
     y, x = 5 + dy * f // 2, 5 + dx * f // 2
-    video[f, y:y + 6, x:x + 6] = COLOURS[person]
+    video[f, y : y + 6, x : x + 6] = COLOURS[person]
   return video
 
 
@@ -54,16 +63,23 @@ def folder(tmp_path_factory):
   return root
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("daria_jack.avi", ("daria", "jack")), ("lena_run1.avi", ("lena", "run")),
-    ("lena_skip2.avi", ("lena", "skip")), ("ido_wave2.avi", ("ido", "wave2")),
-    ("Moshe_PJump.avi", ("moshe", "pjump"))])
+@pytest.mark.parametrize(
+  "name,expected",
+  [
+    ("daria_jack.avi", ("daria", "jack")),
+    ("lena_run1.avi", ("lena", "run")),
+    ("lena_skip2.avi", ("lena", "skip")),
+    ("ido_wave2.avi", ("ido", "wave2")),
+    ("Moshe_PJump.avi", ("moshe", "pjump")),
+  ],
+)
 def test_names_parse_to_identity_and_action(name, expected):
   assert parse_weizmann_name(name) == expected
 
 
-@pytest.mark.parametrize("name", ["daria.avi", "daria_jack_2.avi", "1_jack.avi",
-                                  "daria_.avi", "daria_2jack.avi"])
+@pytest.mark.parametrize(
+  "name", ["daria.avi", "daria_jack_2.avi", "1_jack.avi", "daria_.avi", "daria_2jack.avi"]
+)
 def test_bad_names_are_refused_by_name(name):
   with pytest.raises(ValueError, match=f"{name}: not a Weizmann Action name"):
     parse_weizmann_name(name)
@@ -94,8 +110,8 @@ def test_batches_are_blocks_of_identities_times_actions(folder):
     batch = next(it)
     assert batch["video"].shape == (8, 4, 8, 8, 3)
     for block in range(2):
-      ids = batch["identity"][4 * block:4 * block + 4]
-      acts = batch["action"][4 * block:4 * block + 4]
+      ids = batch["identity"][4 * block : 4 * block + 4]
+      acts = batch["action"][4 * block : 4 * block + 4]
       pairs = set(zip(ids.tolist(), acts.tolist()))
       assert len(set(ids.tolist())) == 2 and len(set(acts.tolist())) == 2
       assert len(pairs) == 4  # every identity with every action of the block
@@ -112,10 +128,13 @@ def test_batches_are_blocks_of_identities_times_actions(folder):
   resumed = iter(make_dataset(ds, global_batch_size=8, seed=3))
   resumed.set_state(state)
   np.testing.assert_array_equal(next(resumed)["video"], second["video"])
-  halves = [next(iter(make_grouped_dataset(ds, global_batch_size=8, seed=3, process_index=p,
-                                           process_count=2))) for p in (0, 1)]
-  np.testing.assert_array_equal(np.concatenate([h["identity"] for h in halves]),
-                                first["identity"])
+  halves = [
+    next(
+      iter(make_grouped_dataset(ds, global_batch_size=8, seed=3, process_index=p, process_count=2))
+    )
+    for p in (0, 1)
+  ]
+  np.testing.assert_array_equal(np.concatenate([h["identity"] for h in halves]), first["identity"])
   with pytest.raises(ValueError, match="batch_size=6 is not a multiple of.*= 4"):
     make_dataset(ds, global_batch_size=6, seed=0)
 
@@ -139,19 +158,19 @@ def test_loss_fn_shares_noise_by_identity_and_action():
   video = jnp.zeros((4, 4, 2, 2, 3))
   ident, action = jnp.array([0, 0, 1, 1]), jnp.array([0, 1, 0, 1])
   model = _Recorder()
-  loss_fn(model, video, jax.random.key(0), schedule, StepConfig(lam=0.9),
-          groups=(ident, action))
+  loss_fn(model, video, jax.random.key(0), schedule, StepConfig(lam=0.9), groups=(ident, action))
   z_t, t = model.seen[-1]
   eps = np.asarray(z_t / jnp.sqrt(1 - schedule.alphas_cumprod[t])[:, None, None, None, None])
-  b = eps[:, diffusion.centre_index(4)]                 # eps[c] = b
-  r = (eps[:, 0] - np.sqrt(0.9) * b) / np.sqrt(0.1)      # frame 0's residual noise
-  np.testing.assert_allclose(b[0], b[1], atol=1e-5)      # same identity
-  np.testing.assert_allclose(r[0], r[2], atol=1e-4)      # same action
+  b = eps[:, diffusion.centre_index(4)]  # eps[c] = b
+  r = (eps[:, 0] - np.sqrt(0.9) * b) / np.sqrt(0.1)  # frame 0's residual noise
+  np.testing.assert_allclose(b[0], b[1], atol=1e-5)  # same identity
+  np.testing.assert_allclose(r[0], r[2], atol=1e-4)  # same action
   assert np.abs(b[0] - b[2]).mean() > 0.3 and np.abs(r[0] - r[1]).mean() > 0.3
   # Without ids: the ordinary draw, the same as before this mode existed.
   loss_fn(model, video, jax.random.key(0), schedule, StepConfig(lam=0.9))
   z_plain, _ = model.seen[-1]
   keys = jax.random.split(jax.random.key(0), 4)
   expected = diffusion.sample_noise("decomposed", keys[1], keys[2], video.shape, 0.9)
-  np.testing.assert_allclose(z_plain, diffusion.q_sample(video, t, expected,
-                                                         schedule.alphas_cumprod), atol=1e-6)
+  np.testing.assert_allclose(
+    z_plain, diffusion.q_sample(video, t, expected, schedule.alphas_cumprod), atol=1e-6
+  )

@@ -24,7 +24,7 @@ N_PER_FRAME = 4096 * 2 * 2 * 1
 TOL_MEAN = 5 / np.sqrt(N_PER_FRAME)
 TOL_VAR = 5 * np.sqrt(2 / N_PER_FRAME)
 TOL_CORR = 5 / np.sqrt(N_PER_FRAME)
-VIDEO = (3, 5, 4, 4, 2)     # the small video of the exact tests; centre frame 2
+VIDEO = (3, 5, 4, 4, 2)  # the small video of the exact tests; centre frame 2
 C, OTHERS = 2, np.array([0, 1, 3, 4])
 
 
@@ -58,13 +58,14 @@ def test_standard_noise_is_independent_across_frames():
 def test_same_base_key_shares_exactly_the_base_component():
   lam = 0.5
   a, b = noise(KEY(0), KEY(1), VIDEO, lam), noise(KEY(0), KEY(2), VIDEO, lam)
-  np.testing.assert_array_equal(a[:, C], b[:, C])         # the centre frame is pure base
+  np.testing.assert_array_equal(a[:, C], b[:, C])  # the centre frame is pure base
   _, r1 = noise_parts(KEY(0), KEY(1), VIDEO)
   _, r2 = noise_parts(KEY(0), KEY(2), VIDEO)
-  np.testing.assert_allclose(a[:, OTHERS] - b[:, OTHERS],
-                             np.sqrt(1 - lam) * (r1 - r2)[:, OTHERS], atol=1e-6)
+  np.testing.assert_allclose(
+    a[:, OTHERS] - b[:, OTHERS], np.sqrt(1 - lam) * (r1 - r2)[:, OTHERS], atol=1e-6
+  )
   d = noise(KEY(3), KEY(1), VIDEO, lam)
-  assert float(jnp.abs(a[:, C] - d[:, C]).min()) > 0      # another base key: other base
+  assert float(jnp.abs(a[:, C] - d[:, C]).min()) > 0  # another base key: other base
 
 
 def test_noise_is_the_composition_of_its_parts_and_lam_edge_cases():
@@ -72,31 +73,43 @@ def test_noise_is_the_composition_of_its_parts_and_lam_edge_cases():
   assert b.shape == (3, 1, 4, 4, 2) and r.shape == VIDEO
   lams = diffusion.frame_lambdas(5, 0.3)
   np.testing.assert_array_equal(lams, np.float32([0.3, 0.3, 1.0, 0.3, 0.3]))
-  np.testing.assert_allclose(noise(KEY(0), KEY(1), VIDEO, 0.3),
-                             np.sqrt(lams)[None, :, None, None, None] * b
-                             + np.sqrt(1 - lams)[None, :, None, None, None] * r, atol=1e-6)
+  np.testing.assert_allclose(
+    noise(KEY(0), KEY(1), VIDEO, 0.3),
+    np.sqrt(lams)[None, :, None, None, None] * b + np.sqrt(1 - lams)[None, :, None, None, None] * r,
+    atol=1e-6,
+  )
   one = noise(KEY(0), KEY(1), VIDEO, 1.0)
-  np.testing.assert_array_equal(one, jnp.broadcast_to(b, VIDEO))       # all base
+  np.testing.assert_array_equal(one, jnp.broadcast_to(b, VIDEO))  # all base
   zero = noise(KEY(0), KEY(1), VIDEO, 0.0)
-  np.testing.assert_array_equal(zero[:, OTHERS], r[:, OTHERS])         # all residual...
-  np.testing.assert_array_equal(zero[:, C], b[:, 0])                   # ...but the centre
+  np.testing.assert_array_equal(zero[:, OTHERS], r[:, OTHERS])  # all residual...
+  np.testing.assert_array_equal(zero[:, C], b[:, 0])  # ...but the centre
 
 
-@pytest.mark.parametrize("call,match", [
+@pytest.mark.parametrize(
+  "call,match",
+  [
     (lambda: diffusion.frame_lambdas(5, 1.5), "lam=1.5"),
     (lambda: diffusion.frame_lambdas(5, -0.1), "lam=-0.1"),
     (lambda: diffusion.frame_lambdas(1, 0.5), "num_frames=1"),
-    (lambda: diffusion.decomposed_noise(KEY(0), KEY(1), (2, 4, 4, 3), 0.5),
-     "\\(B, N, H, W, C\\)"),
+    (lambda: diffusion.decomposed_noise(KEY(0), KEY(1), (2, 4, 4, 3), 0.5), "\\(B, N, H, W, C\\)"),
     (lambda: diffusion.sample_noise("iid", KEY(0), KEY(1), VIDEO, 0.5), "noise_mode='iid'"),
     (lambda: diffusion.sample_noise("standard", KEY(0), KEY(1), VIDEO, 2.0), "lam=2.0"),
-    (lambda: diffusion.decomposed_denoise(jnp.zeros(VIDEO), jnp.ones((3,)), 0.5, None, None,
-                                          objective="x0"), "objective='x0'"),
-    (lambda: diffusion.decomposed_denoise(jnp.zeros(VIDEO), jnp.ones((3,)), 1.2, None,
-                                          None), "lam=1.2"),
-    (lambda: diffusion.standard_denoise(jnp.zeros(VIDEO), jnp.ones((3,)), None,
-                                        objective="x0"), "objective='x0'"),
-])
+    (
+      lambda: diffusion.decomposed_denoise(
+        jnp.zeros(VIDEO), jnp.ones((3,)), 0.5, None, None, objective="x0"
+      ),
+      "objective='x0'",
+    ),
+    (
+      lambda: diffusion.decomposed_denoise(jnp.zeros(VIDEO), jnp.ones((3,)), 1.2, None, None),
+      "lam=1.2",
+    ),
+    (
+      lambda: diffusion.standard_denoise(jnp.zeros(VIDEO), jnp.ones((3,)), None, objective="x0"),
+      "objective='x0'",
+    ),
+  ],
+)
 def test_bad_arguments_are_named(call, match):
   with pytest.raises(ValueError, match=match):
     call()
@@ -106,7 +119,7 @@ def test_bad_arguments_are_named(call, match):
 def _problem(lam=0.5):
   """x0 (3, 5, 4, 4, 2), its decomposed noise (b, r, eps), timesteps and z_t."""
   b, r = noise_parts(KEY(1), KEY(2), VIDEO)
-  x0 = jnp.tanh(noise_parts(KEY(1), KEY(0), VIDEO)[1])   # in (-1, 1); reuses a compile
+  x0 = jnp.tanh(noise_parts(KEY(1), KEY(0), VIDEO)[1])  # in (-1, 1); reuses a compile
   eps = diffusion.compose_noise(b, r, diffusion.frame_lambdas(5, lam))
   t = jnp.array([3, 400, 990])
   ab = diffusion.make_schedule("cosine").alphas_cumprod
@@ -126,8 +139,9 @@ def _oracles(x0, b, r, ab_t, lam, objective):
   def residual_fn(z_res_others, centre_estimate):
     np.testing.assert_allclose(centre_estimate, a * x0[:, C], atol=1e-5)  # sqrt(ab) x0_c
     if objective == "v":
-      return diffusion.v_target(x0[:, OTHERS], r[:, OTHERS], a[:, None],
-                                s[:, None] * np.sqrt(1 - lam))
+      return diffusion.v_target(
+        x0[:, OTHERS], r[:, OTHERS], a[:, None], s[:, None] * np.sqrt(1 - lam)
+      )
     return r[:, OTHERS]
 
   return base_fn, residual_fn
@@ -152,8 +166,9 @@ def test_removing_the_true_base_leaves_only_residual_noise():
   z_res = diffusion.remove_base_noise(z, b[:, 0], diffusion.frame_lambdas(5, lam), ab[t])
   a = jnp.sqrt(ab[t])[:, None, None, None, None]
   s = jnp.sqrt(1 - ab[t])[:, None, None, None, None]
-  np.testing.assert_allclose(z_res[:, OTHERS],
-                             a * x0[:, OTHERS] + s * np.sqrt(1 - lam) * r[:, OTHERS], atol=1e-5)
+  np.testing.assert_allclose(
+    z_res[:, OTHERS], a * x0[:, OTHERS] + s * np.sqrt(1 - lam) * r[:, OTHERS], atol=1e-5
+  )
   np.testing.assert_allclose(z_res[:, C], a[:, 0] * x0[:, C], atol=1e-5)  # centre estimate
 
 
@@ -164,8 +179,7 @@ def test_v_round_trip_including_non_unit_sub_problems():
     v = diffusion.v_target(x0, r, alpha, sigma)
     np.testing.assert_allclose(diffusion.eps_from_v(z, v, alpha, sigma), r, atol=1e-5)
   # On a variance-preserving sub-problem v is the usual alpha eps - sigma x0.
-  np.testing.assert_allclose(diffusion.v_target(x0, r, 0.6, 0.8), 0.6 * r - 0.8 * x0,
-                             atol=1e-6)
+  np.testing.assert_allclose(diffusion.v_target(x0, r, 0.6, 0.8), 0.6 * r - 0.8 * x0, atol=1e-6)
 
 
 def test_compose_eps_never_reads_the_centre_residual():
@@ -205,7 +219,7 @@ def test_each_network_is_called_once_and_base_sees_only_the_centre():
   out2 = fn(z2)
   np.testing.assert_array_equal(out2.b_hat, out.b_hat)
   np.testing.assert_array_equal(out2.eps[:, C], out.eps[:, C])
-  assert len(calls) == 2                                  # no retrace for new values
+  assert len(calls) == 2  # no retrace for new values
 
 
 @pytest.mark.parametrize("objective", ["eps", "v"])
@@ -216,9 +230,14 @@ def test_stop_gradient_keeps_the_residual_loss_away_from_the_base(stop, objectiv
 
   def losses(p):  # two tiny linear "networks"
     out = diffusion.decomposed_denoise(
-        z, ab[t], 0.5, lambda zc: p["base"] * zc,
-        lambda zr, ce: p["residual"] * zr + 0.1 * ce[:, None], objective=objective,
-        stop_base_grad=stop)
+      z,
+      ab[t],
+      0.5,
+      lambda zc: p["base"] * zc,
+      lambda zr, ce: p["residual"] * zr + 0.1 * ce[:, None],
+      objective=objective,
+      stop_base_grad=stop,
+    )
     return diffusion.decomposed_loss(eps, out.eps)
 
   g_res = jax.jit(jax.grad(lambda p: losses(p)["loss_residual"]))(params)
@@ -246,15 +265,21 @@ def test_learned_variance_values_come_from_the_owning_network():
   vb = jnp.full(b[:, 0].shape, 0.25)
   vr = jnp.linspace(-1, 1, r[:, OTHERS].size).reshape(r[:, OTHERS].shape)
   out = diffusion.decomposed_denoise(
-      z, ab[t], lam, lambda zc: jnp.concatenate([base_fn(zc), vb], -1),
-      lambda zr, ce: jnp.concatenate([residual_fn(zr, ce), vr], -1), learned_variance=True)
+    z,
+    ab[t],
+    lam,
+    lambda zc: jnp.concatenate([base_fn(zc), vb], -1),
+    lambda zr, ce: jnp.concatenate([residual_fn(zr, ce), vr], -1),
+    learned_variance=True,
+  )
   np.testing.assert_allclose(out.eps, eps, atol=2e-4)
   np.testing.assert_array_equal(out.var_values[:, C], vb)
   np.testing.assert_array_equal(out.var_values[:, OTHERS], vr)
   # Without learned_variance the same 2C outputs are a shape error, named at trace time.
   with pytest.raises(ValueError, match="base_fn returned shape \\(3, 4, 4, 4\\)"):
-    diffusion.decomposed_denoise(z, ab[t], lam, lambda zc: jnp.concatenate([zc, zc], -1),
-                                 residual_fn)
+    diffusion.decomposed_denoise(
+      z, ab[t], lam, lambda zc: jnp.concatenate([zc, zc], -1), residual_fn
+    )
 
 
 def test_standard_denoise_v_objective_and_variance():
@@ -262,8 +287,9 @@ def test_standard_denoise_v_objective_and_variance():
   z = diffusion.q_sample(x0, t, r, ab)
   a = jnp.sqrt(ab[t])[:, None, None, None, None]
   v = diffusion.v_target(x0, r, a, jnp.sqrt(1 - ab[t])[:, None, None, None, None])
-  out = diffusion.standard_denoise(z, ab[t], lambda zz: jnp.concatenate([v, -v], -1),
-                                   objective="v", learned_variance=True)
+  out = diffusion.standard_denoise(
+    z, ab[t], lambda zz: jnp.concatenate([v, -v], -1), objective="v", learned_variance=True
+  )
   np.testing.assert_allclose(out.eps, r, atol=2e-4)
   np.testing.assert_array_equal(out.var_values, -v)
   assert out.b_hat is None and out.r_hat is None

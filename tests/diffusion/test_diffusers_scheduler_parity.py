@@ -53,6 +53,7 @@ def _fake(schedule):
   def fake(z, t):  # t (B,) -> eps and variance values (B, N, H, W, C)
     a = ab[t][:, None, None, None, None]  # x0 estimate 1.3 tanh(z): clipping matters
     return (z - jnp.sqrt(a) * 1.3 * jnp.tanh(z)) / jnp.sqrt(1.0 - a), 0.9 * jnp.tanh(z)
+
   return fake
 
 
@@ -89,27 +90,52 @@ def _diffusers_ddim(sched, fake, eta, clipped_eps=True):
   z, x0s = _t(_noise()), []
   for t in sched.timesteps.tolist():
     eps, _ = fake(jnp.asarray(z.numpy()), jnp.full((SHAPE[0],), t, jnp.int32))
-    out = sched.step(_t(eps), t, z, eta=eta, use_clipped_model_output=clipped_eps,
-                     variance_noise=_t(_noise(t)) if eta > 0 else None)
+    out = sched.step(
+      _t(eps),
+      t,
+      z,
+      eta=eta,
+      use_clipped_model_output=clipped_eps,
+      variance_noise=_t(_noise(t)) if eta > 0 else None,
+    )
     z = out.prev_sample
     x0s.append(out.pred_original_sample.numpy())
   return z.numpy(), np.stack(x0s)
 
 
-@pytest.mark.parametrize("name,eta,clip", [("cosine", 0.0, True), ("cosine", 1.0, True),
-                                           ("linear", 0.0, False), ("linear", 1.0, True)])
+@pytest.mark.parametrize(
+  "name,eta,clip",
+  [("cosine", 0.0, True), ("cosine", 1.0, True), ("linear", 0.0, False), ("linear", 1.0, True)],
+)
 def test_ddim_matches_diffusers_step_by_step(name, eta, clip):
   schedule = diffusion.make_schedule(name, 1000)
   fake = _fake(schedule)
-  sched = _scheduler(diffusers.DDIMScheduler, schedule, name, clip_sample=clip,
-                     set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading")
+  sched = _scheduler(
+    diffusers.DDIMScheduler,
+    schedule,
+    name,
+    clip_sample=clip,
+    set_alpha_to_one=True,
+    steps_offset=0,
+    timestep_spacing="leading",
+  )
   sched.set_timesteps(20)
-  np.testing.assert_array_equal(sched.timesteps.numpy(),
-                                diffusion.schedules.ddim_timesteps(1000, 20))
+  np.testing.assert_array_equal(
+    sched.timesteps.numpy(), diffusion.schedules.ddim_timesteps(1000, 20)
+  )
   want, want_x0 = _diffusers_ddim(sched, fake, eta)
-  got, got_x0 = samplers.ddim_sample(lambda z, t: fake(z, t)[0], schedule, SHAPE, *KEYS,
-                                     lam=0.0, num_steps=20, eta=eta, clip_x0=clip,
-                                     noise_mode="standard", return_trajectory=True)
+  got, got_x0 = samplers.ddim_sample(
+    lambda z, t: fake(z, t)[0],
+    schedule,
+    SHAPE,
+    *KEYS,
+    lam=0.0,
+    num_steps=20,
+    eta=eta,
+    clip_x0=clip,
+    noise_mode="standard",
+    return_trajectory=True,
+  )
   _close(got_x0, want_x0)
   _close(got, want)
   if clip:  # diffusers' default keeps the unclipped eps: another sampler once x0 clips
@@ -133,15 +159,15 @@ def test_schedules_match_diffusers_betas(name):
   schedule = diffusion.make_schedule(name, 1000)
   sched = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule=BETAS[name])
   np.testing.assert_allclose(np.asarray(schedule.betas), sched.betas.numpy(), rtol=1e-6)
-  np.testing.assert_allclose(np.asarray(schedule.alphas_cumprod),
-                             sched.alphas_cumprod.numpy(), rtol=2e-5)
+  np.testing.assert_allclose(
+    np.asarray(schedule.alphas_cumprod), sched.alphas_cumprod.numpy(), rtol=2e-5
+  )
 
 
 def _patched_noise(monkeypatch, module):
   """diffusers draws DDPM noise itself: hand it ours for the step being taken."""
   current = {}
-  monkeypatch.setattr(module, "randn_tensor",
-                      lambda shape, **kw: current["noise"].reshape(shape))
+  monkeypatch.setattr(module, "randn_tensor", lambda shape, **kw: current["noise"].reshape(shape))
   return current
 
 
@@ -149,8 +175,14 @@ def _patched_noise(monkeypatch, module):
 def test_ddpm_fixed_small_matches_diffusers(name, monkeypatch):
   schedule = diffusion.make_schedule(name, 1000)
   fake = _fake(schedule)
-  sched = _scheduler(diffusers.DDPMScheduler, schedule, name, float64=True,
-                     variance_type="fixed_small", clip_sample=False)
+  sched = _scheduler(
+    diffusers.DDPMScheduler,
+    schedule,
+    name,
+    float64=True,
+    variance_type="fixed_small",
+    clip_sample=False,
+  )
   sched.set_timesteps(1000)
   current = _patched_noise(monkeypatch, scheduling_ddpm)
   z = _t(_noise(), np.float64)
@@ -158,16 +190,30 @@ def test_ddpm_fixed_small_matches_diffusers(name, monkeypatch):
     eps, _ = fake(jnp.asarray(z.numpy(), jnp.float32), jnp.full((SHAPE[0],), t, jnp.int32))
     current["noise"] = _t(_noise(t), np.float64)
     z = sched.step(_t(eps, np.float64), t, z).prev_sample
-  got = samplers.ddpm_sample(lambda z, t: fake(z, t)[0], schedule, SHAPE, *KEYS, lam=0.0,
-                             variance="fixed_small", noise_mode="standard")
+  got = samplers.ddpm_sample(
+    lambda z, t: fake(z, t)[0],
+    schedule,
+    SHAPE,
+    *KEYS,
+    lam=0.0,
+    variance="fixed_small",
+    noise_mode="standard",
+  )
   _close(got, z.numpy(), tol=3e-5)
 
 
 def test_ddpm_learned_range_matches_unclip_scheduler(monkeypatch):
   schedule = diffusion.make_schedule("cosine", 1000)
   fake = _fake(schedule)
-  sched = _scheduler(diffusers.UnCLIPScheduler, schedule, "cosine", float64=True,
-                     variance_type="learned_range", clip_sample=True, clip_sample_range=1.0)
+  sched = _scheduler(
+    diffusers.UnCLIPScheduler,
+    schedule,
+    "cosine",
+    float64=True,
+    variance_type="learned_range",
+    clip_sample=True,
+    clip_sample_range=1.0,
+  )
   sched.set_timesteps(1000)
   np.testing.assert_array_equal(sched.timesteps.numpy(), np.arange(999, -1, -1))
   current = _patched_noise(monkeypatch, scheduling_unclip)
@@ -180,11 +226,19 @@ def test_ddpm_learned_range_matches_unclip_scheduler(monkeypatch):
     zz = channels_last(z.reshape(SHAPE[0], SHAPE[1], *z.shape[1:]))
     eps, v = fake(jnp.asarray(zz, jnp.float32), jnp.full((SHAPE[0],), t, jnp.int32))
     out = torch.cat([channels_first(eps), channels_first(v)], dim=2).reshape(
-        z.shape[0], 2 * z.shape[1], *z.shape[2:])
+      z.shape[0], 2 * z.shape[1], *z.shape[2:]
+    )
     current["noise"] = channels_first(_noise(t)).reshape(z.shape)
-    z = sched.step(out, t, z, prev_timestep=ts[i + 1] if i + 1 < len(ts) else None
-                   ).prev_sample
+    z = sched.step(out, t, z, prev_timestep=ts[i + 1] if i + 1 < len(ts) else None).prev_sample
   want = channels_last(z.reshape(SHAPE[0], SHAPE[1], *z.shape[1:]))
-  got = samplers.ddpm_sample(fake, schedule, SHAPE, *KEYS, lam=0.0, variance="learned_range",
-                             clip_x0=True, noise_mode="standard")
+  got = samplers.ddpm_sample(
+    fake,
+    schedule,
+    SHAPE,
+    *KEYS,
+    lam=0.0,
+    variance="learned_range",
+    clip_x0=True,
+    noise_mode="standard",
+  )
   _close(got, want, tol=3e-5)

@@ -11,13 +11,17 @@ import pytest
 
 from videofusion_jax import diffusion
 from videofusion_jax.diffusion import noise_sharing as ns
-from videofusion_jax.diffusion.long_video import (check_long_video, long_video_windows,
-                                                  window_keys, window_step)
+from videofusion_jax.diffusion.long_video import (
+  check_long_video,
+  long_video_windows,
+  window_keys,
+  window_step,
+)
 
 KEY = jax.random.key
 fast_jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 SCHEDULE = diffusion.make_schedule("cosine", 1000)
-SHAPE = (2, 4, 4, 4, 3)      # window of N = 4 frames
+SHAPE = (2, 4, 4, 4, 3)  # window of N = 4 frames
 OVERLAP = 2
 STATIC = jnp.linspace(-0.8, 0.8, 2 * 16 * 3).reshape(2, 1, 4, 4, 3)
 
@@ -37,8 +41,9 @@ def copy_first(z, t):
 
 
 def make_step(eps_fn, **kw):
-  return fast_jit(functools.partial(window_step, eps_fn, SCHEDULE, SHAPE, lam=0.5,
-                                    num_steps=6, **kw))
+  return fast_jit(
+    functools.partial(window_step, eps_fn, SCHEDULE, SHAPE, lam=0.5, num_steps=6, **kw)
+  )
 
 
 ORACLE_STEP = make_step(oracle)
@@ -58,8 +63,12 @@ def test_check_long_video_counts_windows_and_names_bad_lengths():
 
 
 def collect(step, num_frames, fixed_base=True, base=KEY(0), residual=KEY(1)):
-  chunks = [np.asarray(f) for _, f in long_video_windows(
-      step, num_frames, SHAPE, OVERLAP, base, residual, fixed_base=fixed_base)]
+  chunks = [
+    np.asarray(f)
+    for _, f in long_video_windows(
+      step, num_frames, SHAPE, OVERLAP, base, residual, fixed_base=fixed_base
+    )
+  ]
   return chunks
 
 
@@ -69,7 +78,7 @@ def test_oracle_long_video_has_the_requested_frames_and_known_overlaps():
   video = np.concatenate(chunks, axis=1)
   assert video.shape == (2, 10, 4, 4, 3)
   np.testing.assert_allclose(video, np.broadcast_to(STATIC, video.shape), atol=1e-5)
-  assert ORACLE_STEP._cache_size() == 1   # one compile for every window
+  assert ORACLE_STEP._cache_size() == 1  # one compile for every window
 
 
 def test_replaced_frames_equal_the_known_frames_exactly():
@@ -78,8 +87,9 @@ def test_replaced_frames_equal_the_known_frames_exactly():
     video = step(KEY(0), KEY(1), known, jnp.asarray(True))
     np.testing.assert_array_equal(video[:, :OVERLAP], known)
   # Without known frames the step is plain DDIM with the same keys.
-  plain = fast_jit(lambda: diffusion.ddim_sample(oracle, SCHEDULE, SHAPE, KEY(0), KEY(1),
-                                                 lam=0.5, num_steps=6))()
+  plain = fast_jit(
+    lambda: diffusion.ddim_sample(oracle, SCHEDULE, SHAPE, KEY(0), KEY(1), lam=0.5, num_steps=6)
+  )()
   video = ORACLE_STEP(KEY(0), KEY(1), known, jnp.asarray(False))
   np.testing.assert_allclose(video, plain, atol=1e-6)
 
@@ -95,8 +105,7 @@ def test_consecutive_windows_agree_on_their_overlap():
   ref = np.broadcast_to(first[:, 2:3], later.shape)
   assert np.abs(later - ref).max() < 0.05
   # Unconditioned, the same keys give other frames: the agreement is the replacement's.
-  free = COPY_STEP(*window_keys(KEY(0), KEY(1), 1), jnp.zeros((2, 2, 4, 4, 3)),
-                   jnp.asarray(False))
+  free = COPY_STEP(*window_keys(KEY(0), KEY(1), 1), jnp.zeros((2, 2, 4, 4, 3)), jnp.asarray(False))
   assert np.abs(np.asarray(free[:, 2:]) - ref[:, :2]).mean() > 0.1
 
 
@@ -107,16 +116,17 @@ def test_base_noise_is_fixed_across_windows_only_when_asked():
     fixed = [parts(*window_keys(base, residual, w, True)) for w in range(3)]
     fresh = [parts(*window_keys(base, residual, w, False)) for w in range(3)]
     for w in (1, 2):
-      np.testing.assert_array_equal(fixed[w][0], fixed[0][0])          # same b
-      assert not np.array_equal(fixed[w][1], fixed[0][1])              # new r
-      assert not np.array_equal(fresh[w][0], fresh[0][0])              # new b
-      np.testing.assert_array_equal(fresh[w][1], fixed[w][1])          # same r either way
+      np.testing.assert_array_equal(fixed[w][0], fixed[0][0])  # same b
+      assert not np.array_equal(fixed[w][1], fixed[0][1])  # new r
+      assert not np.array_equal(fresh[w][0], fresh[0][0])  # new b
+      np.testing.assert_array_equal(fresh[w][1], fixed[w][1])  # same r either way
   # Per-video keys fold in the window per video.
   keys = ns.video_keys(3, 0, 2)
   kb, kr = window_keys(keys, keys, 2, fixed_base=False)
   assert kb.shape == (2,)
-  np.testing.assert_array_equal(jax.random.key_data(kb[1]),
-                                jax.random.key_data(jax.random.fold_in(keys[1], 2)))
+  np.testing.assert_array_equal(
+    jax.random.key_data(kb[1]), jax.random.key_data(jax.random.fold_in(keys[1], 2))
+  )
 
 
 def test_first_window_is_the_same_with_or_without_fixed_base():
@@ -129,11 +139,11 @@ def test_memory_does_not_grow_with_length():
   def peak_live_bytes(num_frames):
     before = sum(x.nbytes for x in jax.live_arrays())
     peak = 0
-    for _, frames in long_video_windows(ORACLE_STEP, num_frames, SHAPE, OVERLAP, KEY(0),
-                                        KEY(1)):
+    for _, frames in long_video_windows(ORACLE_STEP, num_frames, SHAPE, OVERLAP, KEY(0), KEY(1)):
       del frames
       peak = max(peak, sum(x.nbytes for x in jax.live_arrays()) - before)
     return peak
+
   short, long = peak_live_bytes(6), peak_live_bytes(30)
   assert short == long
   # What stays alive is about one window and its noise, not the video.
@@ -144,7 +154,7 @@ def test_memory_does_not_grow_with_length():
 # centre when O > 3, and window 0's centre (its pure base noise) when O > 4.
 N8, C8, STEPS8, LAM = 8, 3, 6, 0.5
 SHAPE8 = (2, N8, 16, 16, 3)
-SEEN = []   # every z the recording denoiser below was called with, in call order
+SEEN = []  # every z the recording denoiser below was called with, in call order
 
 
 def recorded_zero_oracle(z, t):
@@ -179,15 +189,20 @@ def gaussian_eps(z, t):
 
 @functools.lru_cache(maxsize=None)
 def step8(eps_fn, eta: float, num_steps: int = STEPS8):
-  return fast_jit(functools.partial(window_step, eps_fn, SCHEDULE, SHAPE8, lam=LAM,
-                                    num_steps=num_steps, eta=eta))
+  return fast_jit(
+    functools.partial(window_step, eps_fn, SCHEDULE, SHAPE8, lam=LAM, num_steps=num_steps, eta=eta)
+  )
 
 
 def two_windows(o, eta=0.0, fixed_base=True, eps_fn=recorded_zero_oracle):
   """Windows 0 and 1 of overlap o -> (window 0 (B, N, ...), window 1's new frames)."""
   SEEN.clear()
-  out = [np.asarray(f) for _, f in long_video_windows(
-      step8(eps_fn, eta), 2 * N8 - o, SHAPE8, o, KEY(0), KEY(1), fixed_base=fixed_base)]
+  out = [
+    np.asarray(f)
+    for _, f in long_video_windows(
+      step8(eps_fn, eta), 2 * N8 - o, SHAPE8, o, KEY(0), KEY(1), fixed_base=fixed_base
+    )
+  ]
   jax.effects_barrier()
   return out
 
@@ -206,7 +221,7 @@ def test_known_frames_are_noised_with_the_windows_base_noise(fixed_base):
   for o in range(1, N8):
     window0, _ = two_windows(o, fixed_base=fixed_base)
     assert len(SEEN) == 2 * STEPS8
-    known = window0[:, N8 - o:]
+    known = window0[:, N8 - o :]
     noise = (SEEN[STEPS8][:, :o] - np.sqrt(ab) * known) / np.sqrt(1 - ab)
     for j in range(o):
       if j == C8:
@@ -248,8 +263,10 @@ def test_an_exact_moving_video_is_reproduced_for_every_overlap():
     def eps_fn(z, t):
       ab = SCHEDULE.alphas_cumprod[t][:, None, None, None, None]
       return (z - jnp.sqrt(ab) * target) / jnp.sqrt(1 - ab)
-    return window_step(eps_fn, SCHEDULE, SHAPE8, kb, kr, known, use_known, lam=LAM,
-                       num_steps=3, eta=eta)
+
+    return window_step(
+      eps_fn, SCHEDULE, SHAPE8, kb, kr, known, use_known, lam=LAM, num_steps=3, eta=eta
+    )
 
   for eta in (0.0, 1.0):
     step = fast_jit(functools.partial(oracle_window, eta=eta))
@@ -258,14 +275,22 @@ def test_an_exact_moving_video_is_reproduced_for_every_overlap():
       for fixed_base in (True, False):
         starts = iter(range(0, length, N8 - o))
 
-        def step_fn(*args):   # window w's target: frames w S .. w S + N - 1
+        def step_fn(*args):  # window w's target: frames w S .. w S + N - 1
           start = next(starts)
-          return step(truth[:, start:start + N8], *args)
+          return step(truth[:, start : start + N8], *args)
 
-        video = np.concatenate([np.asarray(f) for _, f in long_video_windows(
-            step_fn, length, SHAPE8, o, KEY(0), KEY(1), fixed_base=fixed_base)], axis=1)
-        np.testing.assert_allclose(video, truth[:, :length], atol=1e-5,
-                                   err_msg=f"overlap {o}, eta {eta}")
+        video = np.concatenate(
+          [
+            np.asarray(f)
+            for _, f in long_video_windows(
+              step_fn, length, SHAPE8, o, KEY(0), KEY(1), fixed_base=fixed_base
+            )
+          ],
+          axis=1,
+        )
+        np.testing.assert_allclose(
+          video, truth[:, :length], atol=1e-5, err_msg=f"overlap {o}, eta {eta}"
+        )
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
@@ -275,7 +300,11 @@ def test_an_exact_decomposed_denoiser_keeps_later_windows_like_the_first(eta):
   spread 13-25% more as soon as the centre frame was a known one (O >= 4): the base read
   a noise the other frames did not hold, and Eq. 12 left the difference in them."""
   for o in range(1, N8):
-    chunks = [np.asarray(f) for _, f in long_video_windows(
-        step8(gaussian_eps, eta, 20), N8 + 3 * (N8 - o), SHAPE8, o, KEY(0), KEY(1))]
+    chunks = [
+      np.asarray(f)
+      for _, f in long_video_windows(
+        step8(gaussian_eps, eta, 20), N8 + 3 * (N8 - o), SHAPE8, o, KEY(0), KEY(1)
+      )
+    ]
     spread = np.array([c.std() for c in chunks])
     assert np.all(np.abs(spread[1:] / spread[0] - 1) < 0.1), (o, spread)

@@ -30,10 +30,14 @@ def test_grouped_noise_shares_base_by_identity_and_residual_by_action():
       same_r = bool(jnp.all(r[i] == r[j]))
       assert same_b == (int(ident[i]) == int(ident[j])), (i, j)
       assert same_r == (int(action[i]) == int(action[j])), (i, j)
-  eps = fast_jit(ns.grouped_noise, static_argnums=(2, 3))(KEY(0), KEY(1), shape, lam,
-                                                          ident, action)
-  np.testing.assert_allclose(eps, diffusion.compose_noise(  # jit may fuse into FMAs
-      b, r, diffusion.frame_lambdas(4, lam)), atol=1e-6)
+  eps = fast_jit(ns.grouped_noise, static_argnums=(2, 3))(KEY(0), KEY(1), shape, lam, ident, action)
+  np.testing.assert_allclose(
+    eps,
+    diffusion.compose_noise(  # jit may fuse into FMAs
+      b, r, diffusion.frame_lambdas(4, lam)
+    ),
+    atol=1e-6,
+  )
   c = diffusion.centre_index(4)
   # eps[c] = b: the centre frames of one identity agree bitwise, across actions.
   np.testing.assert_array_equal(eps[0, c], eps[1, c])
@@ -48,8 +52,9 @@ def test_grouped_noise_is_decomposed_noise_in_distribution():
   # Over many identities/actions each clip's noise keeps Eq. 7's statistics.
   n = 2048
   ids = jnp.arange(n)
-  eps = fast_jit(ns.grouped_noise, static_argnums=(2, 3))(KEY(3), KEY(4), (n, 3, 2, 2, 1),
-                                                          0.9, ids, ids[::-1])
+  eps = fast_jit(ns.grouped_noise, static_argnums=(2, 3))(
+    KEY(3), KEY(4), (n, 3, 2, 2, 1), 0.9, ids, ids[::-1]
+  )
   flat = np.asarray(eps).reshape(n, 3, -1).transpose(1, 0, 2).reshape(3, -1)
   tol = 5 / np.sqrt(flat.shape[1])
   np.testing.assert_allclose(flat.mean(1), 0, atol=tol)
@@ -62,35 +67,38 @@ def test_training_noise_validates():
   with pytest.raises(ValueError, match="identity_ids has shape"):
     ns.grouped_noise(KEY(0), KEY(1), shape, 0.5, jnp.zeros(3, jnp.int32), jnp.zeros(2))
   with pytest.raises(ValueError, match="noise_mode='standard'.*decomposed"):
-    ns.training_noise("standard", KEY(0), KEY(1), shape, 0.5,
-                      (jnp.zeros(2, jnp.int32), jnp.zeros(2, jnp.int32)))
+    ns.training_noise(
+      "standard", KEY(0), KEY(1), shape, 0.5, (jnp.zeros(2, jnp.int32), jnp.zeros(2, jnp.int32))
+    )
   np.testing.assert_array_equal(
-      ns.training_noise("decomposed", KEY(0), KEY(1), shape, 0.5),
-      diffusion.sample_noise("decomposed", KEY(0), KEY(1), shape, 0.5))
+    ns.training_noise("decomposed", KEY(0), KEY(1), shape, 0.5),
+    diffusion.sample_noise("decomposed", KEY(0), KEY(1), shape, 0.5),
+  )
 
 
 def test_video_k_has_the_same_noise_whatever_the_batch_size():
   draw = fast_jit(ns.draw_noise, static_argnums=(0, 3, 4))
   shape = (1, 4, 3, 3, 2)
-  small = draw("decomposed", ns.video_keys(7, 0, 2), ns.video_keys(8, 0, 2),
-               (2,) + shape[1:], 0.5)
-  large = draw("decomposed", ns.video_keys(7, 0, 5), ns.video_keys(8, 0, 5),
-               (5,) + shape[1:], 0.5)
-  offset = draw("decomposed", ns.video_keys(7, 1, 3), ns.video_keys(8, 1, 3),
-                (3,) + shape[1:], 0.5)
+  small = draw("decomposed", ns.video_keys(7, 0, 2), ns.video_keys(8, 0, 2), (2,) + shape[1:], 0.5)
+  large = draw("decomposed", ns.video_keys(7, 0, 5), ns.video_keys(8, 0, 5), (5,) + shape[1:], 0.5)
+  offset = draw("decomposed", ns.video_keys(7, 1, 3), ns.video_keys(8, 1, 3), (3,) + shape[1:], 0.5)
   np.testing.assert_array_equal(small, large[:2])
   np.testing.assert_array_equal(offset, large[1:4])
   # ... and it is what one video alone gets from its own keys.
-  alone = diffusion.sample_noise("decomposed", jax.random.fold_in(KEY(7), 3),
-                                 jax.random.fold_in(KEY(8), 3), shape, 0.5)
+  alone = diffusion.sample_noise(
+    "decomposed", jax.random.fold_in(KEY(7), 3), jax.random.fold_in(KEY(8), 3), shape, 0.5
+  )
   np.testing.assert_allclose(alone[0], large[3], atol=1e-6)  # eager vs jit: FMA rounding
   # A single key still means one draw for the whole batch (the old behaviour).
   np.testing.assert_allclose(
-      draw("decomposed", KEY(1), KEY(2), (2,) + shape[1:], 0.5),
-      diffusion.sample_noise("decomposed", KEY(1), KEY(2), (2,) + shape[1:], 0.5), atol=1e-6)
+    draw("decomposed", KEY(1), KEY(2), (2,) + shape[1:], 0.5),
+    diffusion.sample_noise("decomposed", KEY(1), KEY(2), (2,) + shape[1:], 0.5),
+    atol=1e-6,
+  )
   with pytest.raises(ValueError, match=r"base_keys has shape \(2,\); expected \(5,\)"):
-    ns.per_video_noise("decomposed", ns.video_keys(0, 0, 2), ns.video_keys(0, 0, 5),
-                       (5,) + shape[1:], 0.5)
+    ns.per_video_noise(
+      "decomposed", ns.video_keys(0, 0, 2), ns.video_keys(0, 0, 5), (5,) + shape[1:], 0.5
+    )
 
 
 def test_samplers_take_per_video_keys_independent_of_batch():
@@ -102,21 +110,31 @@ def test_samplers_take_per_video_keys_independent_of_batch():
     x0 = 0.5 * target + 0.1 * z
     return (z - jnp.sqrt(ab) * x0) / jnp.sqrt(1 - ab)
 
-  run = fast_jit(lambda kb, kr, n: diffusion.ddim_sample(
-      eps_fn, SCHEDULE, (n,) + shape[1:], kb, kr, num_steps=4, eta=1.0), static_argnums=2)
+  run = fast_jit(
+    lambda kb, kr, n: diffusion.ddim_sample(
+      eps_fn, SCHEDULE, (n,) + shape[1:], kb, kr, num_steps=4, eta=1.0
+    ),
+    static_argnums=2,
+  )
   three = run(ns.video_keys(0, 0, 3), ns.video_keys(1, 0, 3), 3)
   two = run(ns.video_keys(0, 1, 2), ns.video_keys(1, 1, 2), 2)
   np.testing.assert_allclose(two, three[1:], atol=1e-6)
-  ddpm = fast_jit(lambda kb, kr: diffusion.ddpm_sample(
-      eps_fn, diffusion.make_schedule("cosine", 8), shape, kb, kr))
+  ddpm = fast_jit(
+    lambda kb, kr: diffusion.ddpm_sample(
+      eps_fn, diffusion.make_schedule("cosine", 8), shape, kb, kr
+    )
+  )
   a = ddpm(ns.video_keys(0, 0, 3), ns.video_keys(1, 0, 3))
   assert np.all(np.isfinite(a)) and not np.allclose(a[0], a[1])
 
 
 def test_seed_grid_keys_share_base_or_residual_noise():
   shape = (3, 4, 2, 2, 1)
-  parts = fast_jit(lambda kb, kr: jax.vmap(
-      lambda b, r: diffusion.decomposed_noise_parts(b, r, (1,) + shape[1:]))(kb, kr))
+  parts = fast_jit(
+    lambda kb, kr: jax.vmap(lambda b, r: diffusion.decomposed_noise_parts(b, r, (1,) + shape[1:]))(
+      kb, kr
+    )
+  )
   kb, kr, names = grid_keys(5, 6, 3, "residual")
   b, r = parts(kb, kr)
   assert names == ["grid_residual_b0_r0", "grid_residual_b0_r1", "grid_residual_b0_r2"]
@@ -145,8 +163,11 @@ def test_same_base_seed_same_base_trajectory_different_residual_frames():
     ab = SCHEDULE.alphas_cumprod[t][:, None, None, None, None]
     return diffusion.compose_eps(b_hat, 0.3 * z, diffusion.frame_lambdas(4, 0.5)) * (1 - ab)
 
-  run = fast_jit(lambda kb, kr: diffusion.ddim_sample(eps_fn, SCHEDULE, shape, kb, kr,
-                                                      num_steps=3, return_trajectory=True))
+  run = fast_jit(
+    lambda kb, kr: diffusion.ddim_sample(
+      eps_fn, SCHEDULE, shape, kb, kr, num_steps=3, return_trajectory=True
+    )
+  )
   z_t = fast_jit(lambda kb, kr: ns.draw_noise("decomposed", kb, kr, shape, 0.5))
   kb, kr1, _ = grid_keys(0, 1, 2, "residual")
   kr2 = ns.video_keys(9, 0, 2)

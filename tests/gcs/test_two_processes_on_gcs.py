@@ -9,8 +9,7 @@ from tests.parallel.test_distributed import stop_one_then_resume
 
 
 @pytest.mark.slow  # two 2-process CLI runs, and up to a minute for the metrics upload
-def test_two_processes_on_a_gcs_workdir_stop_together_and_the_rerun_resumes(gs_prefix,
-                                                                           tmp_path):
+def test_two_processes_on_a_gcs_workdir_stop_together_and_the_rerun_resumes(gs_prefix, tmp_path):
   # No allow_local_workdir_multihost: a gs:// workdir is shared by every host.
   stop_one_then_resume(f"{gs_prefix}/run", cwd=tmp_path)
   assert not list(tmp_path.iterdir())  # nothing under ./gs:

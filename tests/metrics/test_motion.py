@@ -5,14 +5,18 @@ import pytest
 
 from videofusion_jax.data.synthetic import SyntheticShapes
 from videofusion_jax.data.video_io import to_uint8
-from videofusion_jax.metrics.motion import (brightness_flicker, centre_distance, frame_change,
-                                            object_motion)
+from videofusion_jax.metrics.motion import (
+  brightness_flicker,
+  centre_distance,
+  frame_change,
+  object_motion,
+)
 
 
 def test_frame_change_counts_motion_and_flicker_counts_only_whole_frame_brightness():
   moving = np.zeros((1, 3, 8, 8, 1), np.uint8)
   for t in range(3):
-    moving[0, t, :, 2 * t:2 * t + 2] = 200  # a bar moving right: the mean stays 50
+    moving[0, t, :, 2 * t : 2 * t + 2] = 200  # a bar moving right: the mean stays 50
   flashing = np.zeros((1, 3, 8, 8, 1), np.uint8)
   flashing[0, 1] = 16  # the whole frame brighter by 16, then back
   # the bar: 2 columns of 200 appear and 2 vanish per step, 4/8 of the pixels by 200
@@ -26,7 +30,7 @@ def _square_video(xs, *, background=0, colour=(200, 60, 30), size=16):
   """One video of a 4x4 square whose left edge is at column x in each frame."""
   video = np.full((len(xs), size, size, 3), background, np.uint8)
   for t, x in enumerate(xs):
-    video[t, 6:10, x:x + 4] = colour
+    video[t, 6:10, x : x + 4] = colour
   return video
 
 

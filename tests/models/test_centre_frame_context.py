@@ -111,14 +111,16 @@ def test_sampling_finishes_the_centre_first_and_conditions_the_rest_on_it():
 
 def test_guidance_gives_both_branches_the_same_centre_frame():
   cond_config = ConditionConfig(kind="class", num_classes=3, embed_dim=32)
-  model = VideoFusion(dataclasses.replace(_model().config, cond=cond_config),
-                      rngs=nnx.Rngs(0))
+  model = VideoFusion(dataclasses.replace(_model().config, cond=cond_config), rngs=nnx.Rngs(0))
   z, t, frame = _video(), jnp.array([300, 700]), _video(1)[:, 0]
   cond = {"class_id": jnp.array([0, 2])}
-  direct = lambda drop: model(z, t, SCHEDULE.alphas_cumprod, centre_frame=frame,
-                              cond=dict(cond, drop=jnp.array(drop))).eps
-  guided = model_eps_fn(model, SCHEDULE, with_variance=False, cond=cond, guidance_scale=3.0,
-                        centre_frame=frame)(z, t)  # one call on the doubled batch
+  direct = lambda drop: (
+    model(
+      z, t, SCHEDULE.alphas_cumprod, centre_frame=frame, cond=dict(cond, drop=jnp.array(drop))
+    ).eps
+  )
+  guided = model_eps_fn(
+    model, SCHEDULE, with_variance=False, cond=cond, guidance_scale=3.0, centre_frame=frame
+  )(z, t)  # one call on the doubled batch
   uncond = direct([True, True])
-  np.testing.assert_allclose(guided, uncond + 3.0 * (direct([False, False]) - uncond),
-                             atol=1e-4)
+  np.testing.assert_allclose(guided, uncond + 3.0 * (direct([False, False]) - uncond), atol=1e-4)

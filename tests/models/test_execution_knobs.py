@@ -30,6 +30,7 @@ def loss_and_grads(**knobs):
   def loss(state):
     model = nnx.merge(graphdef, state).in_compute_dtype()
     return jnp.mean(model(Z, T, SCHEDULE.alphas_cumprod).eps.astype(jnp.float32) ** 2)
+
   return jax.jit(jax.value_and_grad(loss))(state)
 
 
@@ -39,8 +40,9 @@ def test_remat_gives_the_same_loss_and_gradients():
   for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
   graphdef, state = nnx.split(model_with(remat=True))
-  jaxpr = str(jax.make_jaxpr(lambda s: nnx.merge(graphdef, s)(Z, T, SCHEDULE.alphas_cumprod)
-                             .eps)(state))
+  jaxpr = str(
+    jax.make_jaxpr(lambda s: nnx.merge(graphdef, s)(Z, T, SCHEDULE.alphas_cumprod).eps)(state)
+  )
   assert "remat" in jaxpr or "checkpoint" in jaxpr
 
 
@@ -93,7 +95,9 @@ def pretend_gpu(monkeypatch):
     if implementation == "cudnn" and q.shape[-1] == 16:
       raise NotImplementedError("The head dim must be <= 256 and a multiple of 8")
     return real(q, k, v, bias=bias)
+
   from videofusion_jax.models import attention
+
   monkeypatch.setattr(attention, "CUDNN_MIN_KEYS", 8)
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
   monkeypatch.setattr(jax.nn, "dot_product_attention", fake)
@@ -102,6 +106,7 @@ def pretend_gpu(monkeypatch):
 
 def test_cudnn_attention_is_asked_for_exactly_where_cudnn_can_take_it(pretend_gpu):
   from videofusion_jax.models.attention import attention_implementation, multi_head_attention
+
   x = jax.random.normal(jax.random.key(0), (2, 16, 64), jnp.bfloat16)
   bias15 = jnp.zeros((1, 2, 15, 15), jnp.bfloat16)
   want = multi_head_attention(x, x, x, heads=2)  # outside the context: XLA
@@ -118,15 +123,17 @@ def test_cudnn_attention_is_asked_for_exactly_where_cudnn_can_take_it(pretend_gp
   np.testing.assert_array_equal(refused, multi_head_attention(x, x, x, heads=4))
   asked = [(impl, tq, dtype.name, has_bias) for impl, tq, _, dtype, has_bias in pretend_gpu]
   assert asked == [
-      (None, 16, "bfloat16", False),                          # outside
-      ("cudnn", 16, "bfloat16", False),                       # taken
-      (None, 16, "float32", False),                           # float32: not asked
-      (None, 15, "bfloat16", True),                           # odd with a bias: not asked
-      ("cudnn", 14, "bfloat16", True),                        # even with a bias: taken
-      (None, 16, "bfloat16", True),                           # broadcast bias: not asked
-      (None, 4, "bfloat16", False),                           # short: not asked
-      ("cudnn", 16, "bfloat16", False), (None, 16, "bfloat16", False),  # refused: XLA
-      (None, 16, "bfloat16", False)]                          # outside again
+    (None, 16, "bfloat16", False),  # outside
+    ("cudnn", 16, "bfloat16", False),  # taken
+    (None, 16, "float32", False),  # float32: not asked
+    (None, 15, "bfloat16", True),  # odd with a bias: not asked
+    ("cudnn", 14, "bfloat16", True),  # even with a bias: taken
+    (None, 16, "bfloat16", True),  # broadcast bias: not asked
+    (None, 4, "bfloat16", False),  # short: not asked
+    ("cudnn", 16, "bfloat16", False),
+    (None, 16, "bfloat16", False),  # refused: XLA
+    (None, 16, "bfloat16", False),
+  ]  # outside again
 
 
 def test_the_models_unets_compute_their_attention_as_configured(pretend_gpu):
@@ -150,20 +157,29 @@ def _model_configs(**knobs):
   from videofusion_jax.models.superres import SuperResConfig
   from videofusion_jax.models.unet import UNetConfig
   from videofusion_jax.models.vdm import VDMConfig
+
   unet = dataclasses.replace(presets.tiny().base, temporal="attention")
-  sr_unet = UNetConfig(block_out_channels=(16, 32), layers_per_block=1,
-                       attention_levels=(1,), attention_head_dim=16, norm_num_groups=8)
-  return [dataclasses.replace(presets.tiny(), **knobs), VDMConfig(unet=unet, **knobs),
-          SuperResConfig(unet=sr_unet, image_size=16, low_res_size=8, **knobs)]
+  sr_unet = UNetConfig(
+    block_out_channels=(16, 32),
+    layers_per_block=1,
+    attention_levels=(1,),
+    attention_head_dim=16,
+    norm_num_groups=8,
+  )
+  return [
+    dataclasses.replace(presets.tiny(), **knobs),
+    VDMConfig(unet=unet, **knobs),
+    SuperResConfig(unet=sr_unet, image_size=16, low_res_size=8, **knobs),
+  ]
 
 
 def _mixed_precision_models(**knobs):
   """Each model kind, built: it stores parameters in `param_dtype`, computes in `dtype`."""
   from videofusion_jax.models.superres import SuperRes
   from videofusion_jax.models.vdm import VDM
+
   kinds = (VideoFusion, VDM, SuperRes)
-  return [kind(config, rngs=nnx.Rngs(0))
-          for kind, config in zip(kinds, _model_configs(**knobs))]
+  return [kind(config, rngs=nnx.Rngs(0)) for kind, config in zip(kinds, _model_configs(**knobs))]
 
 
 def _param_dtypes(model):
@@ -180,12 +196,15 @@ def test_every_model_stores_in_param_dtype_and_computes_in_dtype():
     assert _param_dtypes(model) == {jnp.dtype(jnp.float32)}  # the stored copy is kept
 
 
-@pytest.mark.parametrize("bad, message", [
+@pytest.mark.parametrize(
+  "bad, message",
+  [
     (dict(dtype="float16"), "model.dtype='float16'"),
     (dict(param_dtype="int8"), "model.param_dtype='int8'"),
     (dict(remat_policy="keep_all"), "model.remat_policy='keep_all'"),
     (dict(attention="flash"), "model.attention='flash'"),
-])
+  ],
+)
 def test_every_model_config_refuses_bad_knobs_by_name(bad, message):
   """VideoFusion, VDM* and SuperRes validate their execution knobs the same way."""
   for config in _model_configs(**bad):

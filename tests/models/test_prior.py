@@ -12,20 +12,36 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
 from videofusion_jax.convert.diffusers_prior import (  # noqa: E402
-    abstract_prior, convert_prior_state_dict, prior_config_from_diffusers, prior_param_table,
-    prior_with_params)
+  abstract_prior,
+  convert_prior_state_dict,
+  prior_config_from_diffusers,
+  prior_param_table,
+  prior_with_params,
+)
 
-TINY = dict(num_attention_heads=2, attention_head_dim=8, num_layers=2, embedding_dim=12,
-            num_embeddings=5, additional_embeddings=4)
+TINY = dict(
+  num_attention_heads=2,
+  attention_head_dim=8,
+  num_layers=2,
+  embedding_dim=12,
+  num_embeddings=5,
+  additional_embeddings=4,
+)
 # Kandinsky-style options: input LayerNorms, gelu time MLP, distinct widths.
-VARIANT = dict(TINY, norm_in_type="layer", embedding_proj_norm_type="layer",
-               time_embed_act_fn="gelu", time_embed_dim=24, embedding_proj_dim=10)
+VARIANT = dict(
+  TINY,
+  norm_in_type="layer",
+  embedding_proj_norm_type="layer",
+  time_embed_act_fn="gelu",
+  time_embed_dim=24,
+  embedding_proj_dim=10,
+)
 
 
 def torch_prior(kwargs, seed=0):
   torch.manual_seed(seed)
   model = diffusers.PriorTransformer(**kwargs).eval()
-  with torch.no_grad():   # zero-initialised tensors (positions, prd, stats) get values too
+  with torch.no_grad():  # zero-initialised tensors (positions, prd, stats) get values too
     for p in model.parameters():
       p.add_(0.1 * torch.randn_like(p))
   return model
@@ -53,14 +69,18 @@ def test_parity_with_diffusers(kwargs):
   ours = converted(ref)
   x, t, proj, hidden, mask = inputs(ours.config)
   with torch.no_grad():
-    want = ref(torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(proj),
-               torch.from_numpy(hidden), torch.from_numpy(mask)).predicted_image_embedding
+    want = ref(
+      torch.from_numpy(x),
+      torch.from_numpy(t),
+      torch.from_numpy(proj),
+      torch.from_numpy(hidden),
+      torch.from_numpy(mask),
+    ).predicted_image_embedding
     want_post = ref.post_process_latents(want).numpy()
   got = ours(*map(jnp.asarray, (x, t, proj, hidden, mask)))
   np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-4, atol=1e-5)
   # clip_mean/clip_std carried over: denormalise is diffusers' post_process_latents.
-  np.testing.assert_allclose(np.asarray(ours.denormalise(got)), want_post, rtol=1e-4,
-                             atol=1e-5)
+  np.testing.assert_allclose(np.asarray(ours.denormalise(got)), want_post, rtol=1e-4, atol=1e-5)
 
 
 def test_key_map_covers_every_array_once():
@@ -93,15 +113,14 @@ def test_learned_null_replaces_the_text_condition():
   drop = jnp.array([True, False, True])
   out = model(x, t, proj, hidden, mask, drop=drop)
   other = model(x, t, proj + 5.0, hidden - 3.0, ~mask.at[:, 0].set(False), drop=drop)
-  np.testing.assert_allclose(out[0], other[0], atol=1e-6)   # dropped: text ignored
+  np.testing.assert_allclose(out[0], other[0], atol=1e-6)  # dropped: text ignored
   np.testing.assert_allclose(out[2], other[2], atol=1e-6)
   assert np.abs(np.asarray(out[1] - other[1])).max() > 1e-3  # kept: text used
   np.testing.assert_allclose(out[1], model(x, t, proj, hidden, mask)[1], atol=1e-6)
 
 
 def test_class_conditioning_and_null_class():
-  config = PriorConfig(**dict(TINY, num_embeddings=0), encoder_hid_proj_type=None,
-                       num_classes=3)
+  config = PriorConfig(**dict(TINY, num_embeddings=0), encoder_hid_proj_type=None, num_classes=3)
   model = PriorTransformer(config, rngs=nnx.Rngs(0))
   x = jnp.ones((4, 12))
   t = jnp.full((4,), 10)
@@ -110,8 +129,9 @@ def test_class_conditioning_and_null_class():
   np.testing.assert_allclose(out[0], out[3], atol=1e-6)
   null = model(x, t, class_labels=jnp.array([0, 1, 2, 0]), drop=jnp.ones(4, bool))
   np.testing.assert_allclose(null, jnp.broadcast_to(null[0], null.shape), atol=1e-6)
-  np.testing.assert_allclose(null[0], model(x[:1], t[:1], class_labels=jnp.array([3]))[0],
-                             atol=1e-6)
+  np.testing.assert_allclose(
+    null[0], model(x[:1], t[:1], class_labels=jnp.array([3]))[0], atol=1e-6
+  )
 
 
 def test_statistics_are_not_parameters():
@@ -126,12 +146,15 @@ def test_statistics_are_not_parameters():
   np.testing.assert_allclose(model.normalise(e), (e - 2.0) / 4.0, atol=1e-6)
 
 
-@pytest.mark.parametrize("field,value,match", [
+@pytest.mark.parametrize(
+  "field,value,match",
+  [
     ("added_emb_type", None, "added_emb_type=None"),
     ("norm_in_type", "rms", "norm_in_type='rms'"),
     ("num_embeddings", 0, "num_embeddings=0"),
     ("time_embed_act_fn", "relu", "time_embed_act_fn='relu'"),
-])
+  ],
+)
 def test_bad_configs_are_named(field, value, match):
   with pytest.raises(ValueError, match=match):
     PriorConfig(**dict(TINY, **{field: value})).validate()

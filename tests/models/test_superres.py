@@ -11,8 +11,13 @@ from flax import nnx
 from videofusion_jax import diffusion
 from videofusion_jax.data.superres_pairs import LowResPairs, downsample_video
 from videofusion_jax.data.synthetic import SyntheticShapes
-from videofusion_jax.models.superres import (SuperRes, SuperResConfig, aug_alpha_bar,
-                                             augment_low_res, upsample_frames)
+from videofusion_jax.models.superres import (
+  SuperRes,
+  SuperResConfig,
+  aug_alpha_bar,
+  augment_low_res,
+  upsample_frames,
+)
 from videofusion_jax.models.unet import UNetConfig
 
 SCHEDULE = diffusion.make_schedule("cosine", 1000)
@@ -21,10 +26,14 @@ T = jnp.array([10, 600])
 
 
 def tiny(**changes) -> SuperResConfig:
-  unet = UNetConfig(block_out_channels=(16, 32), layers_per_block=1, attention_levels=(1,),
-                    attention_head_dim=16, norm_num_groups=8)
-  return dataclasses.replace(SuperResConfig(unet=unet, image_size=H, low_res_size=L),
-                             **changes)
+  unet = UNetConfig(
+    block_out_channels=(16, 32),
+    layers_per_block=1,
+    attention_levels=(1,),
+    attention_head_dim=16,
+    norm_num_groups=8,
+  )
+  return dataclasses.replace(SuperResConfig(unet=unet, image_size=H, low_res_size=L), **changes)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +74,7 @@ def test_augmentation_reduces_the_conditions_influence(model):
 
   clean, half, full = influence(0.0), influence(0.5), influence(1.0)
   assert clean > half > full
-  assert full < 1e-3 * clean   # at level 1 the condition is (almost) pure noise
+  assert full < 1e-3 * clean  # at level 1 the condition is (almost) pure noise
 
 
 def test_augmentation_follows_the_forward_process():
@@ -76,8 +85,9 @@ def test_augmentation_follows_the_forward_process():
   low, noise = _normal(1, (2, 1, 4, 4, 3)), _normal(2, (2, 1, 4, 4, 3))
   out = augment_low_res(low, jnp.array([0.0, 0.5]), noise, SCHEDULE.alphas_cumprod)
   np.testing.assert_array_equal(out[0], low[0])
-  np.testing.assert_allclose(out[1], jnp.sqrt(ab[1]) * low[1] + jnp.sqrt(1 - ab[1]) * noise[1],
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    out[1], jnp.sqrt(ab[1]) * low[1] + jnp.sqrt(1 - ab[1]) * noise[1], rtol=1e-5, atol=1e-6
+  )
 
 
 def test_training_draws_levels_and_noise_sampling_is_deterministic(model):
@@ -96,28 +106,40 @@ def test_training_draws_levels_and_noise_sampling_is_deterministic(model):
 
 
 def test_temporal_layers_and_v_objective_keep_the_interface():
-  sr = SuperRes(tiny(unet=dataclasses.replace(tiny().unet, temporal="attention"),
-                     objective="v", learned_variance=True), rngs=nnx.Rngs(0))
+  sr = SuperRes(
+    tiny(
+      unet=dataclasses.replace(tiny().unet, temporal="attention"),
+      objective="v",
+      learned_variance=True,
+    ),
+    rngs=nnx.Rngs(0),
+  )
   out = sr(_normal(0, (B, N, H, H, C)), T, SCHEDULE.alphas_cumprod, cond=_cond())
   assert out.eps.shape == out.var_values.shape == (B, N, H, H, C)
 
 
-@pytest.mark.parametrize("cond,match", [
+@pytest.mark.parametrize(
+  "cond,match",
+  [
     (None, "needs cond=.*low_res"),
     ({"low_res": jnp.zeros((B, N, 4, 4, C))}, r"low_res'\] has shape .*expected \(2, 3, 8, 8, 3\)"),
     ({"low_res": jnp.zeros((B, N, L, L, C)), "class_labels": jnp.zeros((B,))}, "unknown key"),
     ({"low_res": jnp.zeros((B, N, L, L, C)), "aug_level": jnp.zeros((3,))}, "aug_level"),
-])
+  ],
+)
 def test_bad_conditions_are_named(model, cond, match):
   with pytest.raises(ValueError, match=match):
     model(_normal(0, (B, N, H, H, C)), T, SCHEDULE.alphas_cumprod, cond=cond)
 
 
-@pytest.mark.parametrize("changes,match", [
+@pytest.mark.parametrize(
+  "changes,match",
+  [
     (dict(low_res_size=16), "low_res_size=16"),
     (dict(upsample="nearest"), "model.upsample"),
     (dict(aug_max_level=1.5), "aug_max_level"),
-])
+  ],
+)
 def test_bad_settings_are_named(changes, match):
   with pytest.raises(ValueError, match=match):
     tiny(**changes).validate()
@@ -145,35 +167,53 @@ def test_a_briefly_trained_model_beats_bilinear_upsampling_on_psnr():
   tests above cover the wiring. About 15 min on 2 busy CPU cores (~3 min idle)."""
   import optax
   from videofusion_jax.training.step import StepConfig, make_train_step
+
   frames, batch, steps = 2, 16, 800
   cfg = SuperResConfig(
-      unet=UNetConfig(block_out_channels=(32, 32), layers_per_block=1, attention_levels=(),
-                      mid_block_attention=False, norm_num_groups=8),
-      image_size=H, low_res_size=L, lam=0.5, objective="v", aug_max_level=0.2,
-      sample_aug_level=0.0)
+    unet=UNetConfig(
+      block_out_channels=(32, 32),
+      layers_per_block=1,
+      attention_levels=(),
+      mid_block_attention=False,
+      norm_num_groups=8,
+    ),
+    image_size=H,
+    low_res_size=L,
+    lam=0.5,
+    objective="v",
+    aug_max_level=0.2,
+    sample_aug_level=0.0,
+  )
   sr = SuperRes(cfg, rngs=nnx.Rngs(0))
   graphdef, state = nnx.split((sr, nnx.Optimizer(sr, optax.adam(2e-3), wrt=nnx.Param)))
   ema = jax.tree.map(jnp.copy, nnx.state(sr, nnx.Param))
   step_fn = make_train_step(graphdef, StepConfig(lam=0.5, ema_decay=0.99))
-  source = LowResPairs(SyntheticShapes(num_clips=4096, num_frames=frames, image_size=H,
-                                       seed=0), L)
+  source = LowResPairs(SyntheticShapes(num_clips=4096, num_frames=frames, image_size=H, seed=0), L)
   train_set = [source[i] for i in range(512)]
   rng = np.random.default_rng(0)
   for s in range(steps):
     items = [train_set[int(i)] for i in rng.integers(0, len(train_set), batch)]
-    state, ema, _ = step_fn(state, ema, {
+    state, ema, _ = step_fn(
+      state,
+      ema,
+      {
         "video": jnp.asarray(np.stack([it["video"] for it in items])),
-        "cond": {"low_res": jnp.asarray(np.stack([it["cond"]["low_res"] for it in items]))}},
-        jax.random.key(s), SCHEDULE)
+        "cond": {"low_res": jnp.asarray(np.stack([it["cond"]["low_res"] for it in items]))},
+      },
+      jax.random.key(s),
+      SCHEDULE,
+    )
 
   test = [source[4000 + i] for i in range(16)]
   high = np.stack([it["video"] for it in test])
   low = jnp.asarray(np.stack([it["cond"]["low_res"] for it in test]))
   model = nnx.merge(nnx.graphdef(sr), ema)
   eps_fn = lambda z, t: model(z, t, SCHEDULE.alphas_cumprod, cond={"low_res": low}).eps
-  out = jax.jit(lambda: diffusion.ddim_sample(
-      eps_fn, SCHEDULE, high.shape, jax.random.key(1), jax.random.key(2), lam=0.5,
-      num_steps=25))()
+  out = jax.jit(
+    lambda: diffusion.ddim_sample(
+      eps_fn, SCHEDULE, high.shape, jax.random.key(1), jax.random.key(2), lam=0.5, num_steps=25
+    )
+  )()
   bilinear = upsample_frames(low.reshape(-1, L, L, C), H, "bilinear").reshape(high.shape)
   psnr = lambda a: float(10 * np.log10(4.0 / np.mean((np.asarray(a) - high) ** 2)))
   assert psnr(out) > psnr(bilinear) + 0.75, (psnr(out), psnr(bilinear))

@@ -25,6 +25,7 @@ class CountingWalks:
     def counted(tracer):
       self.calls += 1
       return original(tracer)
+
     partial_eval.DynamicJaxprTracer._origin_msg = counted
     return self
 

@@ -13,8 +13,13 @@ from videofusion_jax.models.layers import group_norm, timestep_embedding
 from videofusion_jax.models.temporal import TemporalAttention, TemporalConv
 from videofusion_jax.models.unet import UNet, UNetConfig
 
-TINY = UNetConfig(block_out_channels=(32, 64), layers_per_block=1, attention_levels=(1,),
-                  attention_head_dim=32, norm_num_groups=8)
+TINY = UNetConfig(
+  block_out_channels=(32, 64),
+  layers_per_block=1,
+  attention_levels=(1,),
+  attention_head_dim=32,
+  norm_num_groups=8,
+)
 
 
 def _reference_timestep_embedding(t, dim, flip, shift, max_period=10000.0):
@@ -30,8 +35,7 @@ def _reference_timestep_embedding(t, dim, flip, shift, max_period=10000.0):
 def test_timestep_embedding_matches_diffusers_formula(flip, shift):
   t = np.array([0, 1, 17, 999])
   got = timestep_embedding(jnp.asarray(t), 32, flip_sin_to_cos=flip, freq_shift=shift)
-  np.testing.assert_allclose(got, _reference_timestep_embedding(t, 32, flip, shift),
-                             atol=2e-4)
+  np.testing.assert_allclose(got, _reference_timestep_embedding(t, 32, flip, shift), atol=2e-4)
 
 
 def test_group_norm_is_two_pass_with_torch_epsilon():
@@ -57,16 +61,19 @@ def _perturb(module, scale=0.5, seed=1):
 
 @pytest.mark.parametrize("cls", [TemporalAttention, TemporalConv])
 def test_temporal_layers_start_as_identity_then_mix_frames(cls):
-  layer = cls(32, groups=8, rngs=nnx.Rngs(0)) if cls is TemporalConv else cls(
-      32, head_dim=16, groups=8, rngs=nnx.Rngs(0))
+  layer = (
+    cls(32, groups=8, rngs=nnx.Rngs(0))
+    if cls is TemporalConv
+    else cls(32, head_dim=16, groups=8, rngs=nnx.Rngs(0))
+  )
   x = jax.random.normal(jax.random.key(0), (2 * 4, 4, 4, 32))  # 2 clips of 4 frames
   np.testing.assert_array_equal(layer(x, 4), x)
   _perturb(layer)
   y = layer(x, 4)
-  x2 = x.at[1].add(1.0)                                        # clip 0, frame 1
+  x2 = x.at[1].add(1.0)  # clip 0, frame 1
   y2 = layer(x2, 4)
-  assert float(jnp.abs(y2[0] - y[0]).max()) > 1e-3             # same clip, other frame
-  np.testing.assert_array_equal(y2[4:], y[4:])                  # other clip untouched
+  assert float(jnp.abs(y2[0] - y[0]).max()) > 1e-3  # same clip, other frame
+  np.testing.assert_array_equal(y2[4:], y[4:])  # other clip untouched
 
 
 def test_spatial_unet_treats_folded_frames_independently_temporal_does_not():
@@ -91,8 +98,13 @@ def test_frame_index_changes_output_of_frame_conditioned_unet():
 
 
 def test_class_embedding_and_condition_tokens_reach_the_output():
-  cfg = dataclasses.replace(TINY, class_embed_type="embedding", num_class_embeds=3,
-                            cross_attention_dim=12, resnet_updown=True)
+  cfg = dataclasses.replace(
+    TINY,
+    class_embed_type="embedding",
+    num_class_embeds=3,
+    cross_attention_dim=12,
+    resnet_updown=True,
+  )
   net = UNet(cfg, rngs=nnx.Rngs(0))
   x = jnp.broadcast_to(jax.random.normal(jax.random.key(0), (1, 16, 16, 3)), (2, 16, 16, 3))
   t = jnp.array([7, 7])
@@ -106,35 +118,51 @@ def test_class_embedding_and_condition_tokens_reach_the_output():
 
 
 def test_diffusers_layout_of_channels():
-  net = UNet(UNetConfig(block_out_channels=(32, 64, 96), layers_per_block=2,
-                        attention_levels=(1, 2), attention_head_dim=32, norm_num_groups=8),
-             rngs=nnx.Rngs(0))
+  net = UNet(
+    UNetConfig(
+      block_out_channels=(32, 64, 96),
+      layers_per_block=2,
+      attention_levels=(1, 2),
+      attention_head_dim=32,
+      norm_num_groups=8,
+    ),
+    rngs=nnx.Rngs(0),
+  )
   # diffusers UNet2DModel: up stage i takes (prev, skip) channels in this order.
   ins = [[r.conv1.in_features for r in b.resnets] for b in net.up_blocks]
-  assert ins == [[96 + 96, 96 + 96, 96 + 64], [96 + 64, 64 + 64, 64 + 32],
-                 [64 + 32, 32 + 32, 32 + 32]]
+  assert ins == [
+    [96 + 96, 96 + 96, 96 + 64],
+    [96 + 64, 64 + 64, 64 + 32],
+    [64 + 32, 32 + 32, 32 + 32],
+  ]
   assert [b.attentions is not None for b in net.down_blocks] == [False, True, True]
   assert [b.attentions is not None for b in net.up_blocks] == [True, True, False]
   assert net.down_blocks[1].attentions[0].heads == 2
   assert net.mid_block.resnets[0].time_emb_proj.out_features == 2 * 96  # scale-shift
 
 
-@pytest.mark.parametrize("shape,match", [
+@pytest.mark.parametrize(
+  "shape,match",
+  [
     ((2, 16, 16), "expected \\(B, H, W, C\\)"),
     ((2, 17, 16, 3), "multiples of 2"),
     ((2, 16, 16, 4), "in_channels=3"),
-])
+  ],
+)
 def test_bad_input_shapes_are_named(shape, match):
   with pytest.raises(ValueError, match=match):
     TINY.check_input(shape)
 
 
-@pytest.mark.parametrize("change,match", [
+@pytest.mark.parametrize(
+  "change,match",
+  [
     (dict(block_out_channels=(30, 64)), "norm_num_groups"),
     (dict(attention_levels=(2,)), "attention_levels"),
     (dict(temporal="3d"), "temporal"),
     (dict(class_embed_type="embedding"), "num_class_embeds"),
-])
+  ],
+)
 def test_bad_configs_are_named(change, match):
   with pytest.raises(ValueError, match=match):
     UNet(dataclasses.replace(TINY, **change), rngs=nnx.Rngs(0))
@@ -142,6 +170,7 @@ def test_bad_configs_are_named(change, match):
 
 def test_deepfloyd_resnet_options():
   from videofusion_jax.models.layers import ResnetBlock2D
+
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 16))
   temb = jax.random.normal(jax.random.key(1), (2, 32))
   plain = ResnetBlock2D(16, 16, 32, groups=4, rngs=nnx.Rngs(0))
@@ -150,16 +179,18 @@ def test_deepfloyd_resnet_options():
   skip = ResnetBlock2D(16, 16, 32, groups=4, skip_time_act=True, rngs=nnx.Rngs(0))
   # Equal except for the embedding path: with a non-negative temb SiLU and identity differ.
   assert float(jnp.abs(skip(x, temb) - plain(x, temb)).max()) > 1e-4
-  net = UNet(dataclasses.replace(TINY, resnet_out_scale_factor=1.414, resnet_skip_time_act=True),
-             rngs=nnx.Rngs(0))
+  net = UNet(
+    dataclasses.replace(TINY, resnet_out_scale_factor=1.414, resnet_skip_time_act=True),
+    rngs=nnx.Rngs(0),
+  )
   assert net.down_blocks[0].resnets[0].output_scale_factor == 1.414
   assert net.up_blocks[1].resnets[0].skip_time_act
 
 
 def test_activations_are_pinned_at_block_boundaries_only_inside_a_sharded_trace():
   from jax.sharding import NamedSharding, PartitionSpec
-  from videofusion_jax.models.logical_axes import (IMAGE_ACTIVATION, activation_sharding,
-                                                   constrain)
+  from videofusion_jax.models.logical_axes import IMAGE_ACTIVATION, activation_sharding, constrain
+
   net = UNet(TINY, rngs=nnx.Rngs(0))
   x, t = jax.random.normal(jax.random.key(1), (2, 16, 16, 3)), jnp.array([3, 500])
   assert constrain(x) is x  # outside a sharded trace (one device, tests): untouched

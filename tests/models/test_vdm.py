@@ -45,8 +45,7 @@ def vdm():
 
 def test_eps_for_every_frame_and_no_decomposition_fields(vdm):
   model, eps = vdm
-  out = nnx.eval_shape(lambda m: m(_video(), jnp.array([10, 500]), SCHEDULE.alphas_cumprod),
-                       model)
+  out = nnx.eval_shape(lambda m: m(_video(), jnp.array([10, 500]), SCHEDULE.alphas_cumprod), model)
   assert out.eps.shape == (B, N, H, H, C) and out.eps.dtype == jnp.float32
   assert out.b_hat is None and out.r_hat is None and out.var_values is None
   assert bool(jnp.all(jnp.isfinite(eps(_video(), jnp.array([10, 500])))))
@@ -56,7 +55,7 @@ def test_temporal_attention_mixes_frames_at_attention_stages_only(vdm):
   model, eps = vdm
   t = jnp.array([100, 900])
   z = _video()
-  z2 = z.at[:, 0].set(_video(seed=1)[:, 0])   # change frame 0 only
+  z2 = z.at[:, 0].set(_video(seed=1)[:, 0])  # change frame 0 only
   a, b = eps(z, t), eps(z2, t)
   # Every other frame's prediction moves: information crossed the frame axis.
   for i in range(1, N):
@@ -70,7 +69,7 @@ def test_temporal_attention_mixes_frames_at_attention_stages_only(vdm):
   assert unet.down_blocks[0].temp_mixers is None and unet.up_blocks[-1].temp_mixers is None
   assert unet.down_blocks[1].temp_mixers is not None and unet.mid_block.temp_mixers is not None
   rel = unet.down_blocks[1].temp_mixers[0].temp_attention.rel_pos_bias
-  assert rel.embedding[...].shape[0] == 2 * 32 + 1   # one bias per head and distance
+  assert rel.embedding[...].shape[0] == 2 * 32 + 1  # one bias per head and distance
 
 
 def test_without_temporal_layers_frames_would_be_independent():
@@ -114,16 +113,15 @@ def test_all_placement_adds_temporal_layers_everywhere_and_checks_name_fields():
 
 
 def test_v_objective_and_learned_variance_split_channels():
-  model = nnx.eval_shape(lambda: VDM(tiny(objective="v", learned_variance=True),
-                                     rngs=nnx.Rngs(1)))
-  out = nnx.eval_shape(lambda m: m(_video(), jnp.array([3, 999]), SCHEDULE.alphas_cumprod),
-                       model)
+  model = nnx.eval_shape(lambda: VDM(tiny(objective="v", learned_variance=True), rngs=nnx.Rngs(1)))
+  out = nnx.eval_shape(lambda m: m(_video(), jnp.array([3, 999]), SCHEDULE.alphas_cumprod), model)
   assert out.eps.shape == (B, N, H, H, C) and out.var_values.shape == (B, N, H, H, C)
 
 
 def test_config_file_selects_vdm_on_the_base_generator_widths():
   from configs import vdm as vdm_config_file
   from videofusion_jax.models.from_config import model_spec
+
   spec = model_spec(vdm_config_file.get_config())
   assert spec.cls is VDM
   assert tuple(spec.config.unet.block_out_channels) == (192, 384, 576, 960)  # Table 8 base
@@ -141,6 +139,7 @@ def test_vdm_config_trains_and_samples_with_the_shared_loop(tmp_path):
   from configs import vdm as vdm_config_file
   from videofusion_jax import sampling
   from videofusion_jax.training.loop import train
+
   c = vdm_config_file.get_config("demo")
   c.data.num_frames, c.train.batch_size, c.train.num_steps = 4, 2, 2
   c.train.log_every, c.train.checkpoint_every, c.train.tensorboard = 1, 2, False

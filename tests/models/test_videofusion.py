@@ -54,14 +54,18 @@ def test_base_generator_sees_only_the_centre_frame():
   assert float(jnp.abs(a.r_hat - b.r_hat).max()) > 1e-4
 
 
-@pytest.mark.parametrize("temporal,context,independent", [
-    ("none", "none", True),              # the paper's per-frame residual generator
-    ("attention", "none", False),        # temporal attention ties the frames
-])
-def test_residual_frames_interact_only_through_temporal_layers(temporal, context,
-                                                               independent):
-  cfg = tiny(residual=dataclasses.replace(presets.tiny().residual, temporal=temporal),
-             residual_context=context)
+@pytest.mark.parametrize(
+  "temporal,context,independent",
+  [
+    ("none", "none", True),  # the paper's per-frame residual generator
+    ("attention", "none", False),  # temporal attention ties the frames
+  ],
+)
+def test_residual_frames_interact_only_through_temporal_layers(temporal, context, independent):
+  cfg = tiny(
+    residual=dataclasses.replace(presets.tiny().residual, temporal=temporal),
+    residual_context=context,
+  )
   model = VideoFusion(cfg, rngs=nnx.Rngs(0))
   _perturb_temporal(model)
   t = jnp.array([300, 300])
@@ -74,9 +78,9 @@ def test_residual_frames_interact_only_through_temporal_layers(temporal, context
 
 
 def test_centre_estimate_reaches_the_residual_generator():
-  model = VideoFusion(tiny(residual=dataclasses.replace(presets.tiny().residual,
-                                                        temporal="none")),
-                      rngs=nnx.Rngs(0))
+  model = VideoFusion(
+    tiny(residual=dataclasses.replace(presets.tiny().residual, temporal="none")), rngs=nnx.Rngs(0)
+  )
   c = diffusion.centre_index(N)
   t = jnp.array([300, 300])
   z = _video()
@@ -102,8 +106,7 @@ def record_residual_inputs(monkeypatch) -> list:
 
 
 @pytest.mark.parametrize("context", ["centre_estimate", "centre_x0"])
-def test_residual_generator_context_is_the_centre_estimate_at_its_scale(context,
-                                                                       monkeypatch):
+def test_residual_generator_context_is_the_centre_estimate_at_its_scale(context, monkeypatch):
   """centre_estimate: sqrt(ab) x0_hat[c] = z_c - sqrt(1 - ab) b_hat (fades to 0 at high
   noise); centre_x0: x0_hat[c] clipped to [-1, 1], the same scale at every t."""
   model = VideoFusion(tiny(objective="v", residual_context=context), rngs=nnx.Rngs(0))
@@ -153,36 +156,48 @@ def test_residual_loss_reaches_base_only_without_stop_gradient(stop):
   @jax.jit
   def grad_sizes(params, weights):
     """|grad| summed per sub-module of weights . (centre loss, residual loss)."""
+
     def weighted(params):
       out = nnx.merge(graphdef, params)(z, t, SCHEDULE.alphas_cumprod, stop_base_grad=stop)
       losses = diffusion.decomposed_loss(eps, out.eps)
       return weights[0] * losses["loss_centre"] + weights[1] * losses["loss_residual"]
-    g = jax.grad(weighted)(params)
-    return {part: sum(jnp.abs(x).sum() for x in jax.tree.leaves(g[part]))
-            for part in ("base", "residual")}
 
-  sizes = {name: jax.device_get(grad_sizes(params, jnp.array(w)))  # one compile, two runs
-           for name, w in (("loss_centre", [1.0, 0.0]), ("loss_residual", [0.0, 1.0]))}
+    g = jax.grad(weighted)(params)
+    return {
+      part: sum(jnp.abs(x).sum() for x in jax.tree.leaves(g[part])) for part in ("base", "residual")
+    }
+
+  sizes = {
+    name: jax.device_get(grad_sizes(params, jnp.array(w)))  # one compile, two runs
+    for name, w in (("loss_centre", [1.0, 0.0]), ("loss_residual", [0.0, 1.0]))
+  }
   assert sizes["loss_residual"]["residual"] > 0
   assert (sizes["loss_residual"]["base"] == 0.0) if stop else (sizes["loss_residual"]["base"] > 0)
   assert sizes["loss_centre"]["base"] > 0 and sizes["loss_centre"]["residual"] == 0.0
 
 
-@pytest.mark.parametrize("shape,match", [
+@pytest.mark.parametrize(
+  "shape,match",
+  [
     ((B, H, H, C), "expected \\(B, N, H, W, C\\)"),
     ((B, 1, H, H, C), "num_frames >= 2"),
     ((B, N, H, H, 4), "channels"),
     ((B, N, 9, 9, C), "multiples of 2"),
-])
+  ],
+)
 def test_bad_video_shapes_are_named(shape, match):
   with pytest.raises(ValueError, match=match):
     tiny().check_video(shape)
 
 
-@pytest.mark.parametrize("change,match", [
-    (dict(lam=1.5), "lam=1.5"), (dict(objective="x0"), "objective"),
+@pytest.mark.parametrize(
+  "change,match",
+  [
+    (dict(lam=1.5), "lam=1.5"),
+    (dict(objective="x0"), "objective"),
     (dict(residual_context="clip2"), "residual_context"),
-])
+  ],
+)
 def test_bad_model_configs_are_named(change, match):
   with pytest.raises(ValueError, match=match):
     VideoFusion(tiny(**change), rngs=nnx.Rngs(0))

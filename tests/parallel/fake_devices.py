@@ -28,17 +28,21 @@ from videofusion_jax.training.step import StepConfig, make_train_step  # noqa: E
 # 2x2x2 last: its mesh switches the process to GSPMD (parallel._avoid_shardy_miscompile).
 MESHES = {"8x1x1": (8, 1, 1), "2x4x1": (2, 4, 1), "2x1x4": (2, 1, 4), "2x2x2": (2, 2, 2)}
 # Leaves whose mesh sharding the tests check against hand-written expectations.
-GOLDEN = ("residual/conv_in/kernel", "residual/down_blocks/1/resnets/0/conv1/kernel",
-          "residual/down_blocks/1/resnets/0/conv2/kernel",
-          "residual/down_blocks/1/resnets/0/conv1/bias",
-          "base/down_blocks/1/attentions/0/to_q/kernel",
-          "base/down_blocks/1/attentions/0/to_out/kernel",
-          "base/time_embedding/linear_1/kernel", "base/conv_norm_out/scale")
+GOLDEN = (
+  "residual/conv_in/kernel",
+  "residual/down_blocks/1/resnets/0/conv1/kernel",
+  "residual/down_blocks/1/resnets/0/conv2/kernel",
+  "residual/down_blocks/1/resnets/0/conv1/bias",
+  "base/down_blocks/1/attentions/0/to_q/kernel",
+  "base/down_blocks/1/attentions/0/to_out/kernel",
+  "base/time_embedding/linear_1/kernel",
+  "base/conv_norm_out/scale",
+)
 
 
 def tiny_config(mesh_shape) -> ml_collections.ConfigDict:
   config = demo.get_config("setting=tiny")
-  config.train.batch_size = 8                 # one clip per device
+  config.train.batch_size = 8  # one clip per device
   config.mesh.data, config.mesh.fsdp, config.mesh.tensor = mesh_shape
   return config
 
@@ -88,16 +92,31 @@ def sample(config, mesh, ema_values) -> np.ndarray:
   rules = parallel.rules_from_config(config.mesh.rules)
   ts = create_state(spec, config, mesh, rules, allocate=False)
   ema = jax.device_put(ema_values, ts.shardings[1])
-  sampler = VideoSampler(ts.model_graphdef, spec.config, num_frames=4, image_size=16,
-                         batch_size=2, config=SamplerConfig(num_steps=2), mesh=mesh,
-                         rules=rules)
-  return np.concatenate(list(sampler.batches(ema, diffusion.make_schedule("cosine", 1000),
-                                             num_videos=3, base_seed=1, residual_seed=2)))
+  sampler = VideoSampler(
+    ts.model_graphdef,
+    spec.config,
+    num_frames=4,
+    image_size=16,
+    batch_size=2,
+    config=SamplerConfig(num_steps=2),
+    mesh=mesh,
+    rules=rules,
+  )
+  return np.concatenate(
+    list(
+      sampler.batches(
+        ema, diffusion.make_schedule("cosine", 1000), num_videos=3, base_seed=1, residual_seed=2
+      )
+    )
+  )
 
 
 def communication(sent) -> dict:
-  return {"elements": sent.elements, "by_kind": sent.elements_by_kind(),
-          "largest_all_to_all": sent.largest("all-to-all")}
+  return {
+    "elements": sent.elements,
+    "by_kind": sent.elements_by_kind(),
+    "largest_all_to_all": sent.largest("all-to-all"),
+  }
 
 
 def main(workdir: str, step_meshes: list[str]) -> None:
@@ -121,30 +140,35 @@ def main(workdir: str, step_meshes: list[str]) -> None:
     moments = {k: v for k, v in planned.items() if "/mu/" in k or "/nu/" in k}
     params = {k[2:]: v for k, v in planned.items() if k.startswith("0/")}
     report = out["meshes"][name] = {
-        "golden": {k: params[k] for k in GOLDEN},
-        "moments_follow_params": all(
-            v == params[k.split("/mu/")[-1] if "/mu/" in k else k.split("/nu/")[-1]]
-            for k, v in moments.items()),
-        "num_moments": len(moments),
+      "golden": {k: params[k] for k in GOLDEN},
+      "moments_follow_params": all(
+        v == params[k.split("/mu/")[-1] if "/mu/" in k else k.split("/nu/")[-1]]
+        for k, v in moments.items()
+      ),
+      "num_moments": len(moments),
     }
     if allocate:
       report["planned_equals_actual"] = planned == {
-          k: spec_of(x.sharding) for k, x in leaves(ts.state).items()}
+        k: spec_of(x.sharding) for k, x in leaves(ts.state).items()
+      }
       report["init_max_abs_diff_vs_one_device"] = max(
-          float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-          for a, b in zip(jax.tree.leaves(ts.state), jax.tree.leaves(values[0])))
+        float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+        for a, b in zip(jax.tree.leaves(ts.state), jax.tree.leaves(values[0]))
+      )
     if name in step_meshes:
       loss, state, _, sent = one_step(config, mesh, *values)
       report["loss"] = loss
       report["state_after_step_on_plan"] = planned == {
-          k: spec_of(x.sharding) for k, x in leaves(state).items()}
+        k: spec_of(x.sharding) for k, x in leaves(state).items()
+      }
       report["communication"] = communication(sent)
       if full_run:  # the slow run: also the unpinned layout
         unpinned = one_step(config, mesh, *values, pin_activations=False)
         report["unpinned"] = {"loss": unpinned[0], **communication(unpinned[3])}
     if full_run and name == "2x1x4":  # tensor parallel, pinned: the sampler agrees too
-      report["sample_max_abs_diff_vs_one_device"] = float(np.max(np.abs(
-          sample(config, mesh, values[1]) - videos_one_device)))
+      report["sample_max_abs_diff_vs_one_device"] = float(
+        np.max(np.abs(sample(config, mesh, values[1]) - videos_one_device))
+      )
     if name == "8x1x1":  # save here, restore onto 2x4x1 below
       placed = jax.device_put(values, ts.shardings)
       ckpt = Checkpoints(workdir)
@@ -159,10 +183,9 @@ def main(workdir: str, step_meshes: list[str]) -> None:
   ckpt.close()
   pairs = zip(jax.tree.leaves((restored["state"], restored["ema"])), jax.tree.leaves(values))
   out["restore_8x1x1_onto_2x4x1"] = {
-      "equal": all(np.array_equal(np.asarray(a), b) for a, b in pairs),
-      "on_target_shardings": {k: spec_of(x.sharding)
-                              for k, x in leaves(restored["state"]).items()}
-                             == {k: spec_of(s) for k, s in leaves(ts.shardings[0]).items()},
+    "equal": all(np.array_equal(np.asarray(a), b) for a, b in pairs),
+    "on_target_shardings": {k: spec_of(x.sharding) for k, x in leaves(restored["state"]).items()}
+    == {k: spec_of(s) for k, s in leaves(ts.shardings[0]).items()},
   }
   out["shardy"] = bool(jax.config.jax_use_shardy_partitioner)
   print("RESULT " + json.dumps(out))

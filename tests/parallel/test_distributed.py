@@ -31,16 +31,30 @@ def test_two_processes_train_together_and_agree_on_the_loss(tmp_path):
   port = free_port()
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   env.pop("XLA_FLAGS", None)
-  procs = [subprocess.Popen([sys.executable, "-m", "tests.parallel.two_processes",
-                             str(port), str(i), str(tmp_path / "run")], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
-           for i in range(2)]
+  procs = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        "-m",
+        "tests.parallel.two_processes",
+        str(port),
+        str(i),
+        str(tmp_path / "run"),
+      ],
+      cwd=ROOT,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+      env=env,
+    )
+    for i in range(2)
+  ]
   outs = [p.communicate(timeout=900) for p in procs]
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-4000:]
-  results = [json.loads([l for l in out.splitlines() if l.startswith("RESULT ")][-1][7:])
-             for out, _ in outs]
+  results = [
+    json.loads([l for l in out.splitlines() if l.startswith("RESULT ")][-1][7:]) for out, _ in outs
+  ]
   assert sorted(r["process"] for r in results) == [0, 1]
   assert all(r["processes"] == 2 and r["devices"] == 2 for r in results)
   assert results[0]["loss"] == results[1]["loss"]  # one global step, one loss
@@ -52,30 +66,55 @@ def test_two_processes_train_together_and_agree_on_the_loss(tmp_path):
 
 # --- the train CLI on two processes: preemption agreed, a local workdir refused ---------
 
-TINY = [f"--config={ROOT}/configs/demo.py", "--config.data.num_frames=4",
-        "--config.data.num_clips=64", "--config.train.batch_size=4",
-        "--config.train.log_every=1", "--config.train.tensorboard=False"]
+TINY = [
+  f"--config={ROOT}/configs/demo.py",
+  "--config.data.num_frames=4",
+  "--config.data.num_clips=64",
+  "--config.train.batch_size=4",
+  "--config.train.log_every=1",
+  "--config.train.tensorboard=False",
+]
 HANG = 900  # bounds a hang only; a working run ends far sooner
 
 
 def start_two(workdir, *overrides, cwd=ROOT) -> list[subprocess.Popen]:
   """`python -m videofusion_jax.train` as processes 0 and 1 of one run (gloo)."""
   port = free_port()
-  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
-             PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-  env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split()
-                              if "device_count" not in f)  # one CPU device each
+  env = dict(
+    os.environ,
+    JAX_PLATFORMS="cpu",
+    JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
+    PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+  )
+  env["XLA_FLAGS"] = " ".join(
+    f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f
+  )  # one CPU device each
   procs = []
   for i in range(2):
     # Output to files, not pipes: a run logging every step for a minute would fill a
     # pipe nobody reads yet and block.
     out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
-    procs.append(subprocess.Popen(
-        [sys.executable, "-m", "videofusion_jax.train", *TINY, f"--workdir={workdir}",
-         "--config.distributed.enabled=true",
-         f"--config.distributed.coordinator_address=127.0.0.1:{port}",
-         "--config.distributed.num_processes=2", f"--config.distributed.process_id={i}",
-         *overrides], cwd=cwd, stdout=out, stderr=err, text=True, env=env))
+    procs.append(
+      subprocess.Popen(
+        [
+          sys.executable,
+          "-m",
+          "videofusion_jax.train",
+          *TINY,
+          f"--workdir={workdir}",
+          "--config.distributed.enabled=true",
+          f"--config.distributed.coordinator_address=127.0.0.1:{port}",
+          "--config.distributed.num_processes=2",
+          f"--config.distributed.process_id={i}",
+          *overrides,
+        ],
+        cwd=cwd,
+        stdout=out,
+        stderr=err,
+        text=True,
+        env=env,
+      )
+    )
     procs[-1].out, procs[-1].err = out, err
   return procs
 
@@ -115,13 +154,15 @@ def fresh(path) -> epath.Path:
 
 def steps_logged(workdir) -> list[int]:
   path = fresh(workdir) / "metrics.jsonl"  # process 0 writes it, one line per step
-  return [json.loads(l)["step"] for l in path.read_text().splitlines()
-          if l.endswith("}")] if path.exists() else []
+  return (
+    [json.loads(l)["step"] for l in path.read_text().splitlines() if l.endswith("}")]
+    if path.exists()
+    else []
+  )
 
 
 def saved_steps(workdir) -> list[int]:
-  return sorted(int(p.name) for p in (fresh(workdir) / "checkpoints").iterdir()
-                if p.name.isdigit())
+  return sorted(int(p.name) for p in (fresh(workdir) / "checkpoints").iterdir() if p.name.isdigit())
 
 
 def test_a_local_workdir_on_two_processes_is_refused_before_anything_is_written(tmp_path):
@@ -131,19 +172,20 @@ def test_a_local_workdir_on_two_processes_is_refused_before_anything_is_written(
   for code, _, err in results:
     assert code == cli.BAD_INPUT, err[-3000:]
     last = err.strip().splitlines()[-1]
-    assert last.startswith(f"error: --workdir={tmp_path / 'run'} is a local path, but "
-                           "this run has 2 processes"), err[-3000:]
+    assert last.startswith(
+      f"error: --workdir={tmp_path / 'run'} is a local path, but this run has 2 processes"
+    ), err[-3000:]
     assert "allow_local_workdir_multihost=True" in last
   assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow  # two 2-process CLI runs: 10 min measured on 2 busy cores (load 7)
-def test_sigterm_on_one_process_stops_both_at_the_same_step_and_the_rerun_resumes(
-    tmp_path):
+def test_sigterm_on_one_process_stops_both_at_the_same_step_and_the_rerun_resumes(tmp_path):
   """Only process 1 gets SIGTERM; JAX's preemption service tells process 0, both save
   the same step together and exit 75, and the same command (shorter) then ends with 0."""
-  stop_one_then_resume(tmp_path / "run",
-                       "--config.train.allow_local_workdir_multihost=True")  # one machine
+  stop_one_then_resume(
+    tmp_path / "run", "--config.train.allow_local_workdir_multihost=True"
+  )  # one machine
 
 
 def stop_one_then_resume(run, *overrides, cwd=ROOT):
@@ -154,8 +196,9 @@ def stop_one_then_resume(run, *overrides, cwd=ROOT):
     deadline = time.monotonic() + HANG
     while len(steps_logged(run)) < 2:  # both compiled and stepping
       assert all(p.poll() is None for p in procs), read(procs[0].err)[-3000:]
-      assert time.monotonic() < deadline, ("no step was logged:\n" +
-                                           "\n".join(read(p.err)[-4000:] for p in procs))
+      assert time.monotonic() < deadline, "no step was logged:\n" + "\n".join(
+        read(p.err)[-4000:] for p in procs
+      )
       time.sleep(0.05)
     procs[1].send_signal(signal.SIGTERM)
     results = finish(procs)

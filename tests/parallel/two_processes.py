@@ -19,16 +19,24 @@ from videofusion_jax.training.loop import train  # noqa: E402
 def main(port: str, process_id: str, workdir: str) -> None:
   config = demo.get_config("setting=tiny")
   config.train.num_steps = 2
-  config.train.batch_size = 4                         # two clips per process
+  config.train.batch_size = 4  # two clips per process
   config.train.allow_local_workdir_multihost = True  # one machine: the folder is shared
   config.distributed.enabled = "true"
   config.distributed.coordinator_address = f"127.0.0.1:{port}"
   config.distributed.num_processes = 2
   config.distributed.process_id = int(process_id)
   metrics = train(config, workdir)
-  print("RESULT " + json.dumps({"process": jax.process_index(),
-                                "processes": jax.process_count(),
-                                "devices": jax.device_count(), "loss": metrics["loss"]}))
+  print(
+    "RESULT "
+    + json.dumps(
+      {
+        "process": jax.process_index(),
+        "processes": jax.process_count(),
+        "devices": jax.device_count(),
+        "loss": metrics["loss"],
+      }
+    )
+  )
 
 
 if __name__ == "__main__":

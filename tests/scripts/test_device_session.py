@@ -58,16 +58,24 @@ def _assert_all_gone(marker: str, within_s: float = 120) -> None:
 def _with_grandchild(marker: str) -> list[str]:
   """A command that starts a child of its own, prints its pid, and never ends by itself;
   both carry `marker` in their arguments, so the test finds them however far it got."""
-  code = ("import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', "
-          "'import time; time.sleep(600)', sys.argv[1]]); print('child', p.pid, flush=True); "
-          "time.sleep(600)")
+  code = (
+    "import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', "
+    "'import time; time.sleep(600)', sys.argv[1]]); print('child', p.pid, flush=True); "
+    "time.sleep(600)"
+  )
   return [sys.executable, "-c", code, marker]
 
 
 def _commands(step, rehearse):
-  return device_session.step_commands(step, python="python3", out=Path("OUT"),
-                                      work=Path("WORK"), rehearse=rehearse, wheels=[],
-                                      site=Path("WORK/site"))
+  return device_session.step_commands(
+    step,
+    python="python3",
+    out=Path("OUT"),
+    work=Path("WORK"),
+    rehearse=rehearse,
+    wheels=[],
+    site=Path("WORK/site"),
+  )
 
 
 def _defined_flags(script: Path) -> set[str]:
@@ -88,9 +96,13 @@ def test_every_benchmark_flag_a_step_passes_is_defined_by_its_script(rehearse):
 def test_the_script_starts_with_the_standard_library_alone():
   """A bare device has none of our packages: as a file, without site-packages (-S) and
   isolated from the environment (-I), it still starts and prints what it would run."""
-  proc = subprocess.run([sys.executable, "-I", "-S", "scripts/device_session.py",
-                         "--dry_run", "--steps=mfu,table4"], cwd=REPO, capture_output=True,
-                        text=True, timeout=60)
+  proc = subprocess.run(
+    [sys.executable, "-I", "-S", "scripts/device_session.py", "--dry_run", "--steps=mfu,table4"],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=60,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "mfu: python3 -m benchmarks.train_throughput" in proc.stdout
   assert "table4: python3 -m benchmarks.table4 --preset=table8" in proc.stdout
@@ -98,16 +110,27 @@ def test_the_script_starts_with_the_standard_library_alone():
 
 def test_device_sizes_are_the_issues_and_rehearsal_sizes_are_tiny():
   (mfu,) = _commands("mfu", rehearse=False)
-  assert {"--config=configs/ucf101.py", "--config.data.image_size=64",
-          "--config.model.dtype=bfloat16", "--peak_tflops=989"} <= set(mfu)
+  assert {
+    "--config=configs/ucf101.py",
+    "--config.data.image_size=64",
+    "--config.model.dtype=bfloat16",
+    "--peak_tflops=989",
+  } <= set(mfu)
   (table4,) = _commands("table4", rehearse=False)
   assert {"--preset=table8", "--dtype=bfloat16", "--json=OUT/table4.json"} <= set(table4)
   train, sample = _commands("demo", rehearse=False)
   assert "--config=configs/demo.py:gpu" in train and "--config=configs/demo.py:gpu" in sample
   assert "--config.sample.num_videos=8" in sample
   (bigger,) = device_session.step_commands(
-      "table4", python="python3", out=Path("OUT"), work=Path("WORK"), rehearse=False,
-      wheels=[], site=Path("WORK/site"), table4_batch=16)
+    "table4",
+    python="python3",
+    out=Path("OUT"),
+    work=Path("WORK"),
+    rehearse=False,
+    wheels=[],
+    site=Path("WORK/site"),
+    table4_batch=16,
+  )
   assert "--batch=16" in bigger
   (rehearsed,) = _commands("table4", rehearse=True)
   assert "--preset=micro" in rehearsed and "--sampler_steps=2" in rehearsed
@@ -133,10 +156,12 @@ def test_precompile_compiles_exactly_what_the_timed_steps_then_run(rehearse):
   (mfu,), (table4,) = (_commands(step, rehearse) for step in device_session.TIMED)
   strip = lambda cmd: [a for a in cmd if not a.startswith(("--json=", "--variants="))]
   assert "--variants=no_remat,cudnn,remat" in mfu
-  assert precompile == [strip(mfu) + ["--compile_only", "--variants=no_remat"],
-                        strip(mfu) + ["--compile_only", "--variants=cudnn"],
-                        strip(mfu) + ["--compile_only", "--variants=remat"],
-                        strip(table4) + ["--compile_only"]]
+  assert precompile == [
+    strip(mfu) + ["--compile_only", "--variants=no_remat"],
+    strip(mfu) + ["--compile_only", "--variants=cudnn"],
+    strip(mfu) + ["--compile_only", "--variants=remat"],
+    strip(table4) + ["--compile_only"],
+  ]
   assert {"compile_only", "variants"} <= _defined_flags(REPO / "benchmarks/train_throughput.py")
   assert "compile_only" in _defined_flags(REPO / "benchmarks/table4.py")
 
@@ -149,9 +174,14 @@ def test_timed_steps_wait_for_the_background_and_it_cannot_outlive_its_deadline(
   deadline however slowly a loaded machine starts it."""
   env = dict(os.environ)
   job = device_session.Background(
-      [[sys.executable, "-c", "import time; time.sleep(0.5); print('done')"],
-       [sys.executable, "-c", "print('second')"]],
-      timeout_s=300, env=env, log_path=tmp_path / "bg.log")
+    [
+      [sys.executable, "-c", "import time; time.sleep(0.5); print('done')"],
+      [sys.executable, "-c", "print('second')"],
+    ],
+    timeout_s=300,
+    env=env,
+    log_path=tmp_path / "bg.log",
+  )
   records = job.join()
   assert [r["rc"] for r in records] == [0, 0]
   assert records[0]["wall_s"] >= 0.5  # join waited out its sleep (a lower bound: safe)
@@ -159,8 +189,9 @@ def test_timed_steps_wait_for_the_background_and_it_cannot_outlive_its_deadline(
   assert "done" in log and "second" in log
 
   marker = f"vf-background-{uuid.uuid4().hex}"
-  endless = device_session.Background([_with_grandchild(marker)], timeout_s=3, env=env,
-                                      log_path=tmp_path / "endless.log")
+  endless = device_session.Background(
+    [_with_grandchild(marker)], timeout_s=3, env=env, log_path=tmp_path / "endless.log"
+  )
   (record,) = endless.join()
   assert record["rc"] == 124 and record["wall_s"] >= 3  # killed, and not before its deadline
   assert endless.procs[0][1].returncode == -signal.SIGKILL
@@ -168,20 +199,27 @@ def test_timed_steps_wait_for_the_background_and_it_cannot_outlive_its_deadline(
 
 
 def test_results_are_the_json_lines_and_the_sample_clis_smoothness():
-  lines = ["I1203 sampling.py:256] Sampling with the EMA parameters of step 600 in /w/c.",
-           "noise", 'TABLE4_JSON {"ratios": {"latency_ratio": 0.5}}', "TRAIN_JSON {broken}",
-           "wrote 8 videos (mp4 + gif) and a frame strip to /w/samples/ (frame-to-frame "
-           "change 9.7/255, brightness flicker 3.6/255, frames to centre 5.4/255)",
-           "samples: objects move 0.25 px/frame along a path of 0.35 (straightness 0.71)",
-           "data:    objects move 0.30 px/frame along a path of 0.35 (straightness 0.86)"]
+  lines = [
+    "I1203 sampling.py:256] Sampling with the EMA parameters of step 600 in /w/c.",
+    "noise",
+    'TABLE4_JSON {"ratios": {"latency_ratio": 0.5}}',
+    "TRAIN_JSON {broken}",
+    "wrote 8 videos (mp4 + gif) and a frame strip to /w/samples/ (frame-to-frame "
+    "change 9.7/255, brightness flicker 3.6/255, frames to centre 5.4/255)",
+    "samples: objects move 0.25 px/frame along a path of 0.35 (straightness 0.71)",
+    "data:    objects move 0.30 px/frame along a path of 0.35 (straightness 0.86)",
+  ]
   results = device_session.parse_results(lines)
   assert results["TABLE4"] == {"ratios": {"latency_ratio": 0.5}}
   assert results["TRAIN"] == {"unparsed": "{broken}"}
   assert results["SAMPLES"] == {
-      "frame_change": 9.7, "brightness_flicker": 3.6, "centre_distance": 5.4,
-      "checkpoint_step": 600,
-      "samples_motion": {"speed": 0.25, "path_speed": 0.35, "straightness": 0.71},
-      "data_motion": {"speed": 0.30, "path_speed": 0.35, "straightness": 0.86}}
+    "frame_change": 9.7,
+    "brightness_flicker": 3.6,
+    "centre_distance": 5.4,
+    "checkpoint_step": 600,
+    "samples_motion": {"speed": 0.25, "path_speed": 0.35, "straightness": 0.71},
+    "data_motion": {"speed": 0.30, "path_speed": 0.35, "straightness": 0.86},
+  }
 
 
 def test_a_step_past_its_deadline_is_killed_with_its_children(tmp_path):
@@ -190,8 +228,9 @@ def test_a_step_past_its_deadline_is_killed_with_its_children(tmp_path):
   arguments, not by a pid the step must print before its deadline."""
   marker = f"vf-step-{uuid.uuid4().hex}"
   with open(tmp_path / "log", "w") as log:
-    rc, _ = device_session.run_logged(_with_grandchild(marker), timeout_s=8,
-                                      env=dict(os.environ), log=log)
+    rc, _ = device_session.run_logged(
+      _with_grandchild(marker), timeout_s=8, env=dict(os.environ), log=log
+    )
   assert rc == 124
   _assert_all_gone(marker)
   assert "[killed after 8 s]" in (tmp_path / "log").read_text()
@@ -209,8 +248,12 @@ def test_caps_override_a_steps_share_and_bad_ones_are_refused(capsys):
 
 
 def test_steps_the_budget_cannot_hold_are_skipped_and_the_summary_says_so(tmp_path):
-  assert device_session.main(["--steps=mfu,table4", "--budget_s=0", f"--out={tmp_path}",
-                              f"--work={tmp_path / 'work'}"]) == 1
+  assert (
+    device_session.main(
+      ["--steps=mfu,table4", "--budget_s=0", f"--out={tmp_path}", f"--work={tmp_path / 'work'}"]
+    )
+    == 1
+  )
   summary = json.loads((tmp_path / "summary.json").read_text())
   assert set(summary["steps"]) == {"mfu", "table4"}
   assert all("skipped" in s for s in summary["steps"].values())
@@ -222,8 +265,15 @@ def test_rehearsal_runs_every_step_and_returns_its_numbers(tmp_path):
   # Deadlines that only bound a hang: the device's caps (the demo trains until its cap
   # less 90 s) are sized for a GPU, and a step cut by one on a loaded CPU fails below.
   caps = ",".join(f"{step}=1200" for step in device_session.STEP_CAPS)
-  rc = device_session.main(["--rehearse", "--budget_s=7200", f"--caps={caps}",
-                            f"--out={out}", f"--work={tmp_path / 'work'}"])
+  rc = device_session.main(
+    [
+      "--rehearse",
+      "--budget_s=7200",
+      f"--caps={caps}",
+      f"--out={out}",
+      f"--work={tmp_path / 'work'}",
+    ]
+  )
   summary = json.loads((out / "summary.json").read_text())
   assert rc == 0, summary
   steps = summary["steps"]

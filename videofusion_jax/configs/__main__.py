@@ -1,7 +1,7 @@
 """Print a config's file path (for `--config` outside a clone), or list the configs.
 
-  python -m videofusion_jax.configs demo     # .../site-packages/videofusion_jax/configs/demo.py
-  python -m videofusion_jax.configs          # every config, its keys and first line
+python -m videofusion_jax.configs demo     # .../site-packages/videofusion_jax/configs/demo.py
+python -m videofusion_jax.configs          # every config, its keys and first line
 """
 
 import importlib

@@ -32,14 +32,16 @@ class Arguments:
   to a default string (any value accepted: a path). `main` is the key a bare word sets
   when it is none of the choices.
   """
-  file: str                           # as users type it, e.g. "configs/demo.py"
+
+  file: str  # as users type it, e.g. "configs/demo.py"
   main: str
   keys: Mapping[str, tuple[str, ...] | str]
 
   def describe(self) -> str:
     """'setting=cpu|gpu|tiny, cond=none|class, path=...' for error lines and docs."""
-    return ", ".join(f"{k}={'|'.join(v) if isinstance(v, tuple) else '...'}"
-                     for k, v in self.keys.items())
+    return ", ".join(
+      f"{k}={'|'.join(v) if isinstance(v, tuple) else '...'}" for k, v in self.keys.items()
+    )
 
   def defaults(self) -> dict[str, str]:
     return {k: v[0] if isinstance(v, tuple) else v for k, v in self.keys.items()}
@@ -61,16 +63,14 @@ class Arguments:
     for key, value in values.items():
       choices = self.keys[key]
       if isinstance(choices, tuple) and value not in choices:
-        raise ValueError(f"{self.file}: {key}={value!r}; expected one of "
-                         f"{'|'.join(choices)}")
+        raise ValueError(f"{self.file}: {key}={value!r}; expected one of {'|'.join(choices)}")
     return values
 
   def _split(self, piece: str) -> tuple[str, str]:
     key, sep, value = piece.partition("=")
     if sep and _KEY.fullmatch(key):
       if key not in self.keys:
-        raise ValueError(f"{self.file}: no key {key!r} (in {piece!r}); keys: "
-                         f"{self.describe()}")
+        raise ValueError(f"{self.file}: no key {key!r} (in {piece!r}); keys: {self.describe()}")
       return key, value
     # A bare word (or a path holding '='): the key that lists it, else the main key.
     owners = [k for k, v in self.keys.items() if isinstance(v, tuple) and piece in v]

@@ -28,6 +28,6 @@ def get_config(arg: str = "", **defaults: str):
   c.data.split = "train"
   c.data.data_dir = data_dir
   c.data.num_frames = 16
-  c.data.image_size = 64              # the stored size: no resize
-  c.data.random_start = True          # a new 16-frame window of the 30 each epoch
+  c.data.image_size = 64  # the stored size: no resize
+  c.data.random_start = True  # a new 16-frame window of the 30 each epoch
   return c

@@ -19,6 +19,8 @@ from videofusion_jax.models.unet import UNetConfig
 
 
 def get_config() -> ml_collections.ConfigDict:
+  # The settings and their comments read as an aligned table: the formatter leaves them.
+  # fmt: off
   c = ml_collections.ConfigDict()
   c.seed = 0                          # parameter initialisation and data order
 
@@ -211,6 +213,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.sample.num_frames = 0             # > data.num_frames: long videos of this many frames
   c.sample.overlap = 0                # long videos: frames shared by windows (0: half)
   c.sample.fixed_base = True          # long videos: one base noise for the whole video
+  # fmt: on
   return c
 
 
@@ -218,6 +221,7 @@ def superres_model(unet: UNetConfig) -> ml_collections.ConfigDict:
   """The `model` section of a super-resolution stage around `unet` (models/superres.py);
   its defaults are SuperResConfig's. `stage=sr` of configs/demo.py and ucf101.py."""
   d = superres.SuperResConfig()
+  # fmt: off
   m = ml_collections.ConfigDict()
   m.kind = "superres"                 # models/superres.py (models/from_config.MODEL_KINDS)
   m.unet = superres.unet_fields(unet)  # per-frame U-Net; its in/out channels and the
@@ -231,4 +235,5 @@ def superres_model(unet: UNetConfig) -> ml_collections.ConfigDict:
   m.param_dtype = "float32"
   m.remat = False
   m.remat_policy = "nothing_saveable"
+  # fmt: on
   return m

@@ -35,8 +35,11 @@ from videofusion_jax.models import presets
 from videofusion_jax.models.from_config import unet_fields
 from videofusion_jax.models.unet import UNetConfig
 
-ARGS = Arguments("configs/demo.py", main="setting", keys=dict(
-    setting=("cpu", "gpu", "tiny"), cond=("none", "class"), stage=("base", "sr")))
+ARGS = Arguments(
+  "configs/demo.py",
+  main="setting",
+  keys=dict(setting=("cpu", "gpu", "tiny"), cond=("none", "class"), stage=("base", "sr")),
+)
 
 
 def get_config(arg: str = "", **defaults: str):
@@ -58,14 +61,14 @@ def _demo(setting: str):
   tiny = presets.tiny()
   c.model.base = unet_fields(tiny.base)
   c.model.residual = unet_fields(tiny.residual)
-  c.diffusion.objective = "v"         # clean frames much sooner than eps (docs/math.md)
+  c.diffusion.objective = "v"  # clean frames much sooner than eps (docs/math.md)
   # The residual frames conditioned on the clean centre frame (the data's in training;
   # sampling finishes the base's centre frame first): frame change 4.8/255 at 600 steps
   # (data 4.0), frames 5.4/255 from the centre (data 8.3), against 9.8 and 11.9 with the
   # base's running estimate ("centre_x0"), which let the frames drift from the centre
   # with longer training (benchmarks/RESULTS.md "Demo quality").
   c.model.residual_context = "centre_frame"
-  c.train.num_steps = 600             # about 8 minutes on 2 CPU cores (1.3 steps/s)
+  c.train.num_steps = 600  # about 8 minutes on 2 CPU cores (1.3 steps/s)
   c.train.batch_size = 8
   c.train.ema_decay = 0.995
   c.train.log_every = 25
@@ -73,9 +76,9 @@ def _demo(setting: str):
   c.train.sample_every = 0
   c.optim.lr = 1e-3
   c.optim.warmup_steps = 100
-  c.optim.base_lr_scale = 1.0         # trained from scratch: no pretrained base to protect
+  c.optim.base_lr_scale = 1.0  # trained from scratch: no pretrained base to protect
   c.sample.num_steps = 25
-  c.sample.eta = 1.0                  # here: half eta 0's jitter (the model has no motion yet)
+  c.sample.eta = 1.0  # here: half eta 0's jitter (the model has no motion yet)
   c.sample.num_videos = 4
   c.sample.batch_size = 4
   if setting == "gpu":
@@ -124,13 +127,19 @@ def _tiny(c):
 def _superres(c):
   """The SR stage: the demo's frames (its low-res input) -> twice their size."""
   low = c.data.image_size
-  c.data.image_size = 2 * low         # the high-resolution target
-  c.data.low_res_size = low           # the base model's frames
-  c.model = base.superres_model(UNetConfig(block_out_channels=(32, 64), layers_per_block=1,
-                                           attention_levels=(), mid_block_attention=False,
-                                           norm_num_groups=8))
+  c.data.image_size = 2 * low  # the high-resolution target
+  c.data.low_res_size = low  # the base model's frames
+  c.model = base.superres_model(
+    UNetConfig(
+      block_out_channels=(32, 64),
+      layers_per_block=1,
+      attention_levels=(),
+      mid_block_attention=False,
+      norm_num_groups=8,
+    )
+  )
   c.model.aug_max_level = 0.3
-  c.train.sample_every = 0            # SR samples need low-res inputs: use the cascade
+  c.train.sample_every = 0  # SR samples need low-res inputs: use the cascade
   c.sample.aug_level = 0.05
 
 
@@ -140,8 +149,8 @@ def _class_conditioned(c, stage: str):
   c.data.synthetic_labels = "colour"
   c.cond.kind = "class"
   c.cond.num_classes = NUM_COLOURS
-  c.cond.embed_dim = 64               # the tiny U-Nets' 32/64 channels: a small vector
-  c.cond.extra_tokens = 0             # additive only: no cross-attention in the demo
+  c.cond.embed_dim = 64  # the tiny U-Nets' 32/64 channels: a small vector
+  c.cond.extra_tokens = 0  # additive only: no cross-attention in the demo
   if stage == "base":
     c.sample.num_videos = NUM_COLOURS  # one video per class (sample.class_id = -1)
     c.sample.batch_size = NUM_COLOURS

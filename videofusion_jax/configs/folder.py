@@ -15,8 +15,9 @@ clip lasts num_frames / 8 seconds (files shorter than that are skipped by name).
 from videofusion_jax.configs import demo
 from videofusion_jax.configs.arguments import Arguments
 
-ARGS = Arguments("configs/folder.py", main="path", keys=dict(
-    path="", setting=demo.ARGS.keys["setting"]))
+ARGS = Arguments(
+  "configs/folder.py", main="path", keys=dict(path="", setting=demo.ARGS.keys["setting"])
+)
 
 
 def get_config(arg: str = "", **defaults: str):

@@ -36,16 +36,17 @@ def get_config(arg: str = "", **defaults: str):
   snippet_file = Path(converted) / SNIPPET
   if not snippet_file.is_file():
     raise FileNotFoundError(
-        f"configs/karlo.py:path={converted}: {snippet_file} does not exist; convert the "
-        f"Karlo pipeline first: python -m videofusion_jax.convert unclip --src=<karlo-v1-alpha "
-        f"folder> --out={converted}")
+      f"configs/karlo.py:path={converted}: {snippet_file} does not exist; convert the "
+      f"Karlo pipeline first: python -m videofusion_jax.convert unclip --src=<karlo-v1-alpha "
+      f"folder> --out={converted}"
+    )
   c = webvid.get_config()
   scope = {}
   exec(compile(snippet_file.read_text(), str(snippet_file), "exec"), scope)  # noqa: S102
-  scope["apply"](c)   # model.base, cond, data.channels/image_size, init_base_from
-  c.data.clip_cache = "data/webvid/karlo_cache.npz"   # tools.clip_cache --text_hidden
-  c.optim.base_lr_scale = 0.1         # the pretrained decoder moves slowly
+  scope["apply"](c)  # model.base, cond, data.channels/image_size, init_base_from
+  c.data.clip_cache = "data/webvid/karlo_cache.npz"  # tools.clip_cache --text_hidden
+  c.optim.base_lr_scale = 0.1  # the pretrained decoder moves slowly
   c.sample.clip_dir = str(Path(converted) / "clip")
   c.sample.prior_workdir = str(Path(converted) / "prior")
-  c.sample.guidance_scale = 3.0       # Karlo's decoder default is 8; the paper uses 3
+  c.sample.guidance_scale = 3.0  # Karlo's decoder default is 8; the paper uses 3
   return c

@@ -42,8 +42,11 @@ from videofusion_jax.configs.arguments import Arguments
 from videofusion_jax.models.unet import UNetConfig
 
 TFDS_NAME = "ucf101/ucf101_1"
-ARGS = Arguments("configs/ucf101.py", main="path", keys=dict(
-    path="data/UCF-101", cond=("none", "class"), stage=("base", "sr")))
+ARGS = Arguments(
+  "configs/ucf101.py",
+  main="path",
+  keys=dict(path="data/UCF-101", cond=("none", "class"), stage=("base", "sr")),
+)
 
 
 def get_config(arg: str = "", **defaults: str):
@@ -64,36 +67,38 @@ def _ucf101(path: str):
   if path == "tfds" or path.startswith("tfds:"):
     c.data.source = "tfds"
     c.data.tfds_name = TFDS_NAME
-    c.data.split = "train"            # split 1's 9,537 videos ("train+test": all 13,320)
+    c.data.split = "train"  # split 1's 9,537 videos ("train+test": all 13,320)
     c.data.data_dir = path.partition(":")[2]
     return c
   c.data.source = "folder"
-  c.data.path = path                  # UCF-101/<Class>/v_<Class>_gXX_cXX.avi
+  c.data.path = path  # UCF-101/<Class>/v_<Class>_gXX_cXX.avi
   c.data.download = (
-      "Download UCF101.rar from https://www.crcv.ucf.edu/data/UCF101.php, extract it so "
-      "that data/UCF-101/ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi exists (or pass the "
-      "folder as configs/ucf101.py:path=/path/to/UCF-101). For a split, also extract "
-      "UCF101TrainTestSplits-RecognitionTask.zip and set --config.data.split_file="
-      "data/ucfTrainTestlist/trainlist01.txt.")
+    "Download UCF101.rar from https://www.crcv.ucf.edu/data/UCF101.php, extract it so "
+    "that data/UCF-101/ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi exists (or pass the "
+    "folder as configs/ucf101.py:path=/path/to/UCF-101). For a split, also extract "
+    "UCF101TrainTestSplits-RecognitionTask.zip and set --config.data.split_file="
+    "data/ucfTrainTestlist/trainlist01.txt."
+  )
   return c
 
 
 def _superres(c):
-  c.data.image_size = 128             # the high-resolution target
-  c.data.low_res_size = 64            # the condition: the base model's frame size
-  c.model = base.superres_model(UNetConfig(block_out_channels=(128, 256, 384, 512),
-                                           layers_per_block=2, attention_levels=(3,)))
+  c.data.image_size = 128  # the high-resolution target
+  c.data.low_res_size = 64  # the condition: the base model's frame size
+  c.model = base.superres_model(
+    UNetConfig(block_out_channels=(128, 256, 384, 512), layers_per_block=2, attention_levels=(3,))
+  )
   c.train.batch_size = 32
   c.train.num_steps = 100_000
-  c.train.sample_every = 0            # SR samples need low-res inputs: use the cascade
-  c.sample.aug_level = 0.1            # the fixed augmentation level when sampling
-  c.sample.num_steps = 50             # the SR stage's own DDIM steps
+  c.train.sample_every = 0  # SR samples need low-res inputs: use the cascade
+  c.sample.aug_level = 0.1  # the fixed augmentation level when sampling
+  c.sample.num_steps = 50  # the SR stage's own DDIM steps
 
 
 def _class_conditioned(c):
   c.cond.kind = "class"
-  c.cond.num_classes = 101            # ApplyEyeMakeup ... YoYo, sorted class names
+  c.cond.num_classes = 101  # ApplyEyeMakeup ... YoYo, sorted class names
   c.cond.embed_dim = 512
-  c.cond.extra_tokens = 4             # the class vector also as 4 attention tokens
-  c.train.cond_drop_prob = 0.1        # clips trained unconditionally: guidance's null
-  c.sample.guidance_scale = 3.0       # (in the cascade: --superres_guidance_scale)
+  c.cond.extra_tokens = 4  # the class vector also as 4 attention tokens
+  c.train.cond_drop_prob = 0.1  # clips trained unconditionally: guidance's null
+  c.sample.guidance_scale = 3.0  # (in the cascade: --superres_guidance_scale)

@@ -15,16 +15,17 @@ Keys (docs/configs.md; the old bare `vdm.py:demo` and `vdm.py:/data/UCF-101` sti
 from videofusion_jax.configs import demo, ucf101
 from videofusion_jax.configs.arguments import Arguments
 
-ARGS = Arguments("configs/vdm.py", main="path", keys=dict(
-    data=("ucf101", "demo"), path="data/UCF-101"))
+ARGS = Arguments(
+  "configs/vdm.py", main="path", keys=dict(data=("ucf101", "demo"), path="data/UCF-101")
+)
 
 
 def get_config(arg: str = "", **defaults: str):
   a = ARGS.parse(arg, **defaults)
   c = demo.get_config() if a["data"] == "demo" else ucf101.get_config(path=a["path"])
-  c.model.kind = "vdm"                # models/vdm.py; its U-Net is model.base
+  c.model.kind = "vdm"  # models/vdm.py; its U-Net is model.base
   c.model.base.temporal = "attention"  # temporal attention with relative position bias
   c.model.temporal_placement = "attention"  # after each spatial attention (Ho et al.);
-                                      # "all": after every ResNet layer
+  # "all": after every ResNet layer
   c.diffusion.noise_mode = "standard"  # independent noise per frame (no base noise)
   return c

@@ -32,19 +32,20 @@ def get_config(arg: str = "", **defaults: str):
   path = ARGS.parse(arg, **defaults)["path"]
   c = base.get_config()
   c.data.source = "webvid"
-  c.data.path = path                  # WebVid mp4 files, <page_dir>/<videoid>.mp4
+  c.data.path = path  # WebVid mp4 files, <page_dir>/<videoid>.mp4
   c.data.webvid_csv = "data/webvid/results_10M_train.csv"
   c.data.clip_cache = "data/webvid/clip_cache.npz"
   c.data.num_frames = 16
   c.data.image_size = 64
-  c.data.frame_stride = 4             # ~2 s of a 30 fps clip
+  c.data.frame_stride = 4  # ~2 s of a 30 fps clip
   c.data.random_start = True
-  c.data.worker_count = 8             # decoding is the host's job; keep chips fed
+  c.data.worker_count = 8  # decoding is the host's job; keep chips fed
   c.data.download = (
-      "WebVid-10M is distributed as a CSV of (videoid, contentUrl, page_dir, name); fetch "
-      "the videos with its download tools (github.com/m-bain/webvid) into "
-      "data/webvid/videos/<page_dir>/<videoid>.mp4, or pass the folder as "
-      "configs/webvid.py:path=/path/to/videos. Nothing is downloaded at run time.")
+    "WebVid-10M is distributed as a CSV of (videoid, contentUrl, page_dir, name); fetch "
+    "the videos with its download tools (github.com/m-bain/webvid) into "
+    "data/webvid/videos/<page_dir>/<videoid>.mp4, or pass the folder as "
+    "configs/webvid.py:path=/path/to/videos. Nothing is downloaded at run time."
+  )
 
   paper = presets.table9()
   c.model.base = unet_fields(paper.base)
@@ -53,8 +54,8 @@ def get_config(arg: str = "", **defaults: str):
   c.model.remat = True
 
   c.cond.kind = "image_embed"
-  c.cond.embed_dim = 768              # CLIP ViT-L/14 image embeddings
-  c.cond.extra_tokens = 4             # as unCLIP decoders: 4 extra attention tokens
+  c.cond.embed_dim = 768  # CLIP ViT-L/14 image embeddings
+  c.cond.extra_tokens = 4  # as unCLIP decoders: 4 extra attention tokens
 
   c.train.batch_size = 512
   c.train.ema_decay = 0.9999

@@ -14,6 +14,8 @@ from ml_collections.config_dict import placeholder
 
 
 def get_config() -> ml_collections.ConfigDict:
+  # The settings and their comments read as an aligned table: the formatter leaves them.
+  # fmt: off
   c = ml_collections.ConfigDict()
   c.seed = 0                          # initialisation and batch order
 
@@ -74,4 +76,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.sample.guidance_scale = 4.0       # Karlo's prior_guidance_scale
   c.sample.eta = 0.0
   c.sample.clip_range = 10.0          # clip x0 estimates (normalised), as Karlo's scheduler
+  # fmt: on
   return c

@@ -19,15 +19,16 @@ ARGS = Arguments("configs/weizmann.py", main="path", keys=dict(path="data/weizma
 def get_config(arg: str = "", **defaults: str):
   path = ARGS.parse(arg, **defaults)["path"]
   c = base.get_config()
-  c.data.source = "weizmann"          # <person>_<action>[N].avi: identity and action ids
+  c.data.source = "weizmann"  # <person>_<action>[N].avi: identity and action ids
   c.data.path = path
   c.data.image_size = 64
   c.data.random_start = True
-  c.data.group_identities = 2         # a batch of 64 = 16 blocks of 2 people x 2 actions
+  c.data.group_identities = 2  # a batch of 64 = 16 blocks of 2 people x 2 actions
   c.data.group_actions = 2
   c.diffusion.lam = 0.9
   c.data.download = (
-      "Download the Weizmann Action videos (classification database) from "
-      "https://www.wisdom.weizmann.ac.il/~vision/SpaceTimeActions.html and put the "
-      "<person>_<action>.avi files in data/weizmann/.")
+    "Download the Weizmann Action videos (classification database) from "
+    "https://www.wisdom.weizmann.ac.il/~vision/SpaceTimeActions.html and put the "
+    "<person>_<action>.avi files in data/weizmann/."
+  )
   return c

@@ -7,8 +7,16 @@ Reading `.safetensors` needs no torch; `.bin` pickles need the `[convert]` extra
 """
 
 from videofusion_jax.convert.clip_checkpoint import LoadedCLIP, load_clip
-from videofusion_jax.convert.converted import (load_converted, load_converted_config, load_unet,
-                                               unet_with_params)
+from videofusion_jax.convert.converted import (
+  load_converted,
+  load_converted_config,
+  load_unet,
+  unet_with_params,
+)
 from videofusion_jax.convert.diffusers_config import unet_config_from_diffusers
-from videofusion_jax.convert.diffusers_unet import (convert_diffusers_unet, convert_state_dict,
-                                                    convert_unet, param_table)
+from videofusion_jax.convert.diffusers_unet import (
+  convert_diffusers_unet,
+  convert_state_dict,
+  convert_unet,
+  param_table,
+)

@@ -41,13 +41,18 @@ KINDS = ("diffusers-unet", "clip", "diffusers-prior", "unclip")
 
 _SRC = flags.DEFINE_string("src", None, "Source model folder.")
 _OUT = flags.DEFINE_string("out", None, "Output folder (must not exist or be empty).")
-_VARIANT = flags.DEFINE_string("variant", None, "Weights variant, e.g. fp16 for "
-                               "diffusion_pytorch_model.fp16.safetensors.")
+_VARIANT = flags.DEFINE_string(
+  "variant", None, "Weights variant, e.g. fp16 for diffusion_pytorch_model.fp16.safetensors."
+)
 _ALLOW_UNUSED = flags.DEFINE_multi_string(
-    "allow_unused", [], "Regex of torch keys that may be left unused (repeatable).")
+  "allow_unused", [], "Regex of torch keys that may be left unused (repeatable)."
+)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a non-empty --out.")
-_TOKENIZER = flags.DEFINE_string("tokenizer", None, "clip: folder with vocab.json and "
-                                 "merges.txt (default: --src, then --src/../tokenizer).")
+_TOKENIZER = flags.DEFINE_string(
+  "tokenizer",
+  None,
+  "clip: folder with vocab.json and merges.txt (default: --src, then --src/../tokenizer).",
+)
 
 
 def main(argv):
@@ -56,25 +61,44 @@ def main(argv):
   if not _SRC.value or not _OUT.value:
     raise app.UsageError("--src and --out are required")
   if argv[1] == "clip":
-    out = convert_transformers_clip(_SRC.value, _OUT.value, tokenizer=_TOKENIZER.value,
-                                    allow_unused=_ALLOW_UNUSED.value,
-                                    overwrite=_OVERWRITE.value)
+    out = convert_transformers_clip(
+      _SRC.value,
+      _OUT.value,
+      tokenizer=_TOKENIZER.value,
+      allow_unused=_ALLOW_UNUSED.value,
+      overwrite=_OVERWRITE.value,
+    )
     print(f"wrote {out}; load it with videofusion_jax.convert.load_clip({str(out)!r})")
     return
   if argv[1] == "diffusers-prior":
-    out = convert_diffusers_prior(_SRC.value, _OUT.value, variant=_VARIANT.value,
-                                  allow_unused=_ALLOW_UNUSED.value, overwrite=_OVERWRITE.value)
-    print(f"wrote {out}; load it with "
-          f"videofusion_jax.prior_sampling.load_prior({str(out)!r})")
+    out = convert_diffusers_prior(
+      _SRC.value,
+      _OUT.value,
+      variant=_VARIANT.value,
+      allow_unused=_ALLOW_UNUSED.value,
+      overwrite=_OVERWRITE.value,
+    )
+    print(f"wrote {out}; load it with videofusion_jax.prior_sampling.load_prior({str(out)!r})")
     return
   if argv[1] == "unclip":
-    out = convert_unclip_pipeline(_SRC.value, _OUT.value, variant=_VARIANT.value,
-                                  allow_unused=_ALLOW_UNUSED.value, overwrite=_OVERWRITE.value)
-    print(f"wrote {out}; config lines for the base generator: "
-          f"{out / 'decoder' / 'config_snippet.py'}")
+    out = convert_unclip_pipeline(
+      _SRC.value,
+      _OUT.value,
+      variant=_VARIANT.value,
+      allow_unused=_ALLOW_UNUSED.value,
+      overwrite=_OVERWRITE.value,
+    )
+    print(
+      f"wrote {out}; config lines for the base generator: {out / 'decoder' / 'config_snippet.py'}"
+    )
     return
-  out = convert_diffusers_unet(_SRC.value, _OUT.value, variant=_VARIANT.value,
-                               allow_unused=_ALLOW_UNUSED.value, overwrite=_OVERWRITE.value)
+  out = convert_diffusers_unet(
+    _SRC.value,
+    _OUT.value,
+    variant=_VARIANT.value,
+    allow_unused=_ALLOW_UNUSED.value,
+    overwrite=_OVERWRITE.value,
+  )
   print(f"wrote {out}; config lines for model.base: {out / 'config_snippet.py'}")
 
 

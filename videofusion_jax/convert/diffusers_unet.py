@@ -29,31 +29,29 @@ from videofusion_jax.models.unet import UNet, UNetConfig
 
 # NNX layer type -> {our parameter: (torch parameter, transform)}.
 LAYER_PARAMS: dict[type, dict[str, tuple[str, str]]] = {
-    nnx.Conv: {"kernel": ("weight", "conv"), "bias": ("bias", "copy")},
-    nnx.Linear: {"kernel": ("weight", "linear"), "bias": ("bias", "copy")},
-    nnx.GroupNorm: {"scale": ("weight", "copy"), "bias": ("bias", "copy")},
-    nnx.LayerNorm: {"scale": ("weight", "copy"), "bias": ("bias", "copy")},
-    nnx.Embed: {"embedding": ("weight", "copy")},
+  nnx.Conv: {"kernel": ("weight", "conv"), "bias": ("bias", "copy")},
+  nnx.Linear: {"kernel": ("weight", "linear"), "bias": ("bias", "copy")},
+  nnx.GroupNorm: {"scale": ("weight", "copy"), "bias": ("bias", "copy")},
+  nnx.LayerNorm: {"scale": ("weight", "copy"), "bias": ("bias", "copy")},
+  nnx.Embed: {"embedding": ("weight", "copy")},
 }
 
 # torch (out, in, *kernel) -> ours (*kernel, in, out); torch Linear (out, in) -> (in, out).
 TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "copy": lambda w: w,
-    "linear": lambda w: w.T,
-    "conv": lambda w: np.transpose(w, tuple(range(2, w.ndim)) + (1, 0)),
+  "copy": lambda w: w,
+  "linear": lambda w: w.T,
+  "conv": lambda w: np.transpose(w, tuple(range(2, w.ndim)) + (1, 0)),
 }
 
 # (regex on our module path, replacement giving the torch module path).
-TORCH_MODULE_NAMES: tuple[tuple[str, str], ...] = (
-    (r"(^|\.)to_out$", r"\1to_out.0"),
-)
+TORCH_MODULE_NAMES: tuple[tuple[str, str], ...] = ((r"(^|\.)to_out$", r"\1to_out.0"),)
 
 # (regex on a torch key, replacement): pre-0.14 attention blocks (DDPM-era checkpoints).
 LEGACY_KEYS: tuple[tuple[str, str], ...] = (
-    (r"(attentions\.\d+)\.query\.", r"\1.to_q."),
-    (r"(attentions\.\d+)\.key\.", r"\1.to_k."),
-    (r"(attentions\.\d+)\.value\.", r"\1.to_v."),
-    (r"(attentions\.\d+)\.proj_attn\.", r"\1.to_out.0."),
+  (r"(attentions\.\d+)\.query\.", r"\1.to_q."),
+  (r"(attentions\.\d+)\.key\.", r"\1.to_k."),
+  (r"(attentions\.\d+)\.value\.", r"\1.to_v."),
+  (r"(attentions\.\d+)\.proj_attn\.", r"\1.to_out.0."),
 )
 
 # How many keys of each kind a mismatch error lists (a wrong checkpoint can miss thousands).
@@ -63,10 +61,11 @@ LIST_LIMIT = 20
 @dataclasses.dataclass(frozen=True)
 class Entry:
   """One parameter: where it lives in our model, where it comes from, how it changes."""
-  path: tuple          # NNX state path, e.g. ("down_blocks", 0, "resnets", 0, "conv1", "kernel")
-  torch_key: str       # e.g. "down_blocks.0.resnets.0.conv1.weight"
-  transform: str       # a key of TRANSFORMS
-  shape: tuple         # our shape
+
+  path: tuple  # NNX state path, e.g. ("down_blocks", 0, "resnets", 0, "conv1", "kernel")
+  torch_key: str  # e.g. "down_blocks.0.resnets.0.conv1.weight"
+  transform: str  # a key of TRANSFORMS
+  shape: tuple  # our shape
 
 
 def _torch_module(path: tuple) -> str:
@@ -76,8 +75,9 @@ def _torch_module(path: tuple) -> str:
   return name
 
 
-def param_table(module: nnx.Module, layer_params=None, torch_module=None,
-                table_name: str = "LAYER_PARAMS") -> list[Entry]:
+def param_table(
+  module: nnx.Module, layer_params=None, torch_module=None, table_name: str = "LAYER_PARAMS"
+) -> list[Entry]:
   """One `Entry` per parameter of `module` (abstract or concrete), in state order.
 
   `layer_params` (layer type -> {param: (torch name, transform)}) and `torch_module`
@@ -98,11 +98,15 @@ def param_table(module: nnx.Module, layer_params=None, torch_module=None,
         key = f"{prefix}.{torch_name}" if prefix else torch_name
         entries.append(Entry(tuple(path) + (name,), key, transform, tuple(var.shape)))
         covered.add(tuple(path) + (name,))
-  uncovered = [".".join(map(str, p)) for p, _ in nnx.to_flat_state(nnx.state(module, nnx.Param))
-               if tuple(p) not in covered]
+  uncovered = [
+    ".".join(map(str, p))
+    for p, _ in nnx.to_flat_state(nnx.state(module, nnx.Param))
+    if tuple(p) not in covered
+  ]
   if uncovered:
-    raise ValueError(f"parameters with no conversion rule (add their layer type to "
-                     f"{table_name}): {uncovered}")
+    raise ValueError(
+      f"parameters with no conversion rule (add their layer type to {table_name}): {uncovered}"
+    )
   return entries
 
 
@@ -120,20 +124,27 @@ def _matches_any(key: str, patterns: Iterable[str]) -> bool:
   return any(re.fullmatch(p, key) for p in patterns)
 
 
-def convert_state_dict(state_dict: Mapping[str, np.ndarray], module: nnx.Module, *,
-                       allow_unused: Iterable[str] = ()) -> dict:
+def convert_state_dict(
+  state_dict: Mapping[str, np.ndarray], module: nnx.Module, *, allow_unused: Iterable[str] = ()
+) -> dict:
   """A torch state dict -> the pure (nested dict) parameter state of `module`.
 
   `module` may be abstract (`nnx.eval_shape`). `allow_unused` holds regexes of torch keys
   that may be left over (e.g. buffers); any other unused key, any missing key and any
   shape mismatch raises ValueError naming the keys and shapes.
   """
-  return apply_param_table(normalise_keys(state_dict), param_table(module),
-                           allow_unused=allow_unused)
+  return apply_param_table(
+    normalise_keys(state_dict), param_table(module), allow_unused=allow_unused
+  )
 
 
-def apply_param_table(state_dict: Mapping[str, np.ndarray], table: Iterable[Entry], *,
-                      allow_unused: Iterable[str] = (), what: str = "the model") -> dict:
+def apply_param_table(
+  state_dict: Mapping[str, np.ndarray],
+  table: Iterable[Entry],
+  *,
+  allow_unused: Iterable[str] = (),
+  what: str = "the model",
+) -> dict:
   """Fill a key table (`Entry` rows: torch key -> path, transform, shape) from a state
   dict: the pure nested dict of parameters. Every converter's table goes through here.
 
@@ -142,17 +153,19 @@ def apply_param_table(state_dict: Mapping[str, np.ndarray], table: Iterable[Entr
   round, not one key per run.
   """
   table = list(table)
-  problems = (_key_problems(state_dict, table, allow_unused)
-              + _shape_problems(state_dict, table))
+  problems = _key_problems(state_dict, table, allow_unused) + _shape_problems(state_dict, table)
   if problems:
     raise ValueError(f"state dict does not match {what}: " + "; ".join(problems))
-  flat = {e.path: np.ascontiguousarray(_transformed(state_dict[e.torch_key], e),
-                                       dtype=np.float32) for e in table}
+  flat = {
+    e.path: np.ascontiguousarray(_transformed(state_dict[e.torch_key], e), dtype=np.float32)
+    for e in table
+  }
   return _nest(flat)
 
 
-def _key_problems(state_dict: Mapping[str, np.ndarray], table: list[Entry],
-                  allow_unused: Iterable[str]) -> list[str]:
+def _key_problems(
+  state_dict: Mapping[str, np.ndarray], table: list[Entry], allow_unused: Iterable[str]
+) -> list[str]:
   """The table's keys the state dict lacks and its keys the table does not use."""
   missing = [e.torch_key for e in table if e.torch_key not in state_dict]
   used = {e.torch_key for e in table}
@@ -175,10 +188,14 @@ def _shape_problems(state_dict: Mapping[str, np.ndarray], table: list[Entry]) ->
     got = _transformed_shape(w, e)
     if got != e.shape:
       path = ".".join(map(str, e.path))
-      gives = (f"gives {got} for {path}" if got is not None
-               else f"the {e.transform!r} transform cannot turn into {path}")
-      lines.append(f"torch key {e.torch_key!r} has shape {tuple(w.shape)}, which {gives}; "
-                   f"expected {e.shape}")
+      gives = (
+        f"gives {got} for {path}"
+        if got is not None
+        else f"the {e.transform!r} transform cannot turn into {path}"
+      )
+      lines.append(
+        f"torch key {e.torch_key!r} has shape {tuple(w.shape)}, which {gives}; expected {e.shape}"
+      )
   if not lines:
     return []
   more = len(lines) - LIST_LIMIT
@@ -219,30 +236,42 @@ def abstract_unet(config: UNetConfig) -> UNet:
   return nnx.eval_shape(lambda: UNet(config, rngs=nnx.Rngs(0)))
 
 
-def convert_unet(state_dict: Mapping[str, np.ndarray], config: UNetConfig, *,
-                 allow_unused: Iterable[str] = ()) -> dict:
+def convert_unet(
+  state_dict: Mapping[str, np.ndarray], config: UNetConfig, *, allow_unused: Iterable[str] = ()
+) -> dict:
   """A diffusers U-Net state dict -> the pure parameter state of `UNet(config)`."""
   return convert_state_dict(state_dict, abstract_unet(config), allow_unused=allow_unused)
 
 
-def read_diffusers_unet(src: str | Path, *, variant: str | None = None,
-                        allow_unused: Iterable[str] = ()) -> tuple[UNetConfig, dict, dict]:
+def read_diffusers_unet(
+  src: str | Path, *, variant: str | None = None, allow_unused: Iterable[str] = ()
+) -> tuple[UNetConfig, dict, dict]:
   """A diffusers U-Net folder -> (UNetConfig, pure params, its config.json as a dict)."""
   hf_config = read_model_config(
-      src, expected="a diffusers model folder with config.json and diffusion_pytorch_model.*",
-      instead="for a pipeline, pass its U-Net subfolder, e.g. decoder/")
+    src,
+    expected="a diffusers model folder with config.json and diffusion_pytorch_model.*",
+    instead="for a pipeline, pass its U-Net subfolder, e.g. decoder/",
+  )
   config = unet_config_from_diffusers(hf_config)
   weights = find_weights_file(src, variant=variant)
   params = convert_unet(read_weights(weights), config, allow_unused=allow_unused)
   return config, params, hf_config
 
 
-def convert_diffusers_unet(src: str | Path, out: str | Path, *, variant: str | None = None,
-                           allow_unused: Iterable[str] = (), overwrite: bool = False) -> Path:
+def convert_diffusers_unet(
+  src: str | Path,
+  out: str | Path,
+  *,
+  variant: str | None = None,
+  allow_unused: Iterable[str] = (),
+  overwrite: bool = False,
+) -> Path:
   """`python -m videofusion_jax.convert diffusers-unet`: read SRC, write OUT (see converted)."""
-  config, params, hf_config = read_diffusers_unet(src, variant=variant,
-                                                  allow_unused=allow_unused)
-  source = {"path": str(Path(src).absolute()), "class_name": hf_config.get("_class_name"),
-            "diffusers_version": hf_config.get("_diffusers_version"),
-            "sample_size": hf_config.get("sample_size")}
+  config, params, hf_config = read_diffusers_unet(src, variant=variant, allow_unused=allow_unused)
+  source = {
+    "path": str(Path(src).absolute()),
+    "class_name": hf_config.get("_class_name"),
+    "diffusers_version": hf_config.get("_diffusers_version"),
+    "sample_size": hf_config.get("sample_size"),
+  }
   return save_converted(out, params, config, source=source, overwrite=overwrite)

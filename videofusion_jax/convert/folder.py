@@ -36,8 +36,9 @@ def atomic_folder(out_dir: str | Path, *, overwrite: bool = False) -> Iterator[P
   ends without an exception (replacing it only with `overwrite`), deleted otherwise."""
   out_dir = storage.absolute(out_dir)
   if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-    raise FileExistsError(f"{out_dir} exists and is not empty; choose a new --out or pass "
-                          "--overwrite")
+    raise FileExistsError(
+      f"{out_dir} exists and is not empty; choose a new --out or pass --overwrite"
+    )
   if storage.is_remote(out_dir):
     tmp = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.partial-"))
     try:
@@ -60,29 +61,39 @@ def atomic_folder(out_dir: str | Path, *, overwrite: bool = False) -> Iterator[P
     raise
 
 
-def write_converted(out_dir: str | Path, params: Mapping, config_file: str,
-                    config: Mapping[str, Any], *, overwrite: bool = False,
-                    extra: Callable[[Path], None] | None = None) -> Path:
+def write_converted(
+  out_dir: str | Path,
+  params: Mapping,
+  config_file: str,
+  config: Mapping[str, Any],
+  *,
+  overwrite: bool = False,
+  extra: Callable[[Path], None] | None = None,
+) -> Path:
   """Write `params` and `config` (JSON) to `out_dir`; `extra(tmp_dir)` adds other files."""
   out_dir = storage.absolute(out_dir)
   with atomic_folder(out_dir, overwrite=overwrite) as tmp:
     with ocp.StandardCheckpointer() as ckptr:
       ckptr.save(tmp / PARAMS_DIR, dict(params))
       ckptr.wait_until_finished()
-    (tmp / config_file).write_text(json.dumps({"format": FORMAT_VERSION, **config},
-                                              indent=2) + "\n")
+    (tmp / config_file).write_text(
+      json.dumps({"format": FORMAT_VERSION, **config}, indent=2) + "\n"
+    )
     if extra is not None:
       extra(tmp)
   return out_dir
 
 
-def read_converted_config(path: str | Path, config_file: str, what: str,
-                          command: str) -> dict[str, Any]:
+def read_converted_config(
+  path: str | Path, config_file: str, what: str, command: str
+) -> dict[str, Any]:
   """The JSON config of a converted folder; a missing file names `command` to make it."""
   file = storage.path(path) / config_file
   if not file.is_file():
-    raise FileNotFoundError(f"{path} is not a converted {what}: {file} is missing (write "
-                            f"one with `python -m videofusion_jax.convert {command}`)")
+    raise FileNotFoundError(
+      f"{path} is not a converted {what}: {file} is missing (write "
+      f"one with `python -m videofusion_jax.convert {command}`)"
+    )
   saved = json.loads(file.read_text())
   if saved.get("format") != FORMAT_VERSION:
     raise ValueError(f"{file} has format {saved.get('format')}; expected {FORMAT_VERSION}")
@@ -97,5 +108,7 @@ def restore_params(path: str | Path, target: Any, what: str, config_file: str) -
     try:
       return ckptr.restore(path / PARAMS_DIR, target)
     except (ValueError, KeyError, TypeError, FileNotFoundError) as e:
-      raise ValueError(f"cannot restore {path / PARAMS_DIR} as the {what} described by "
-                       f"{config_file} ({type(e).__name__}: {e})") from e
+      raise ValueError(
+        f"cannot restore {path / PARAMS_DIR} as the {what} described by "
+        f"{config_file} ({type(e).__name__}: {e})"
+      ) from e

@@ -26,8 +26,7 @@ def clip_key(source: Any, item: dict, index: int, name: str) -> str:
   for field in KEY_FIELDS:
     if field in item:
       return str(item[field])
-  paths = getattr(source, "paths", None) or getattr(getattr(source, "folder", None),
-                                                    "paths", None)
+  paths = getattr(source, "paths", None) or getattr(getattr(source, "folder", None), "paths", None)
   if paths is not None:
     return str(paths[index])
   return f"{name}:{index}"
@@ -44,12 +43,20 @@ class ClipCacheSource:
   source's clips (a cache made from other data or settings).
   """
 
-  def __init__(self, source: Sequence[dict], path: str | os.PathLike, *,
-               name: str = "source", text_inputs: bool = False):
+  def __init__(
+    self,
+    source: Sequence[dict],
+    path: str | os.PathLike,
+    *,
+    name: str = "source",
+    text_inputs: bool = False,
+  ):
     path = storage.path(path)  # local or gs://
     if not path.is_file():
-      raise FileNotFoundError(f"data.clip_cache={str(path)!r} does not exist; make it with "
-                              "python -m videofusion_jax.tools.clip_cache")
+      raise FileNotFoundError(
+        f"data.clip_cache={str(path)!r} does not exist; make it with "
+        "python -m videofusion_jax.tools.clip_cache"
+      )
     with path.open("rb") as f, np.load(f, allow_pickle=False) as z:
       missing = [k for k in ("image_embeds", "keys", "captions") if k not in z.files]
       if missing:
@@ -57,28 +64,37 @@ class ClipCacheSource:
       self.image_embeds = np.asarray(z["image_embeds"], np.float32)
       self.keys = z["keys"].tolist()
       self.captions = z["captions"].tolist()
-      self.text_hidden = (np.asarray(z["text_hidden"], np.float32)
-                          if "text_hidden" in z.files else None)
+      self.text_hidden = (
+        np.asarray(z["text_hidden"], np.float32) if "text_hidden" in z.files else None
+      )
       self.text = {}
       if text_inputs:
         missing = [k for k in TEXT_ARRAYS + NULL_TEXT_ARRAYS if k not in z.files]
         if missing:
           raise ValueError(
-              f"data.clip_cache={str(path)!r} lacks {missing} (has {sorted(z.files)}); "
-              "cond.kind='unclip' reads the captions' CLIP text embeddings, hidden states "
-              "and masks, and the empty prompt's: rebuild it with python -m "
-              "videofusion_jax.tools.clip_cache --config=<this config> --clip=<CLIP> "
-              "--out=<file.npz> --text_hidden")
-        self.text = {k: np.asarray(z[k], bool if k.endswith("mask") else np.float32)
-                     for k in TEXT_ARRAYS + NULL_TEXT_ARRAYS if k != "text_hidden"}
+            f"data.clip_cache={str(path)!r} lacks {missing} (has {sorted(z.files)}); "
+            "cond.kind='unclip' reads the captions' CLIP text embeddings, hidden states "
+            "and masks, and the empty prompt's: rebuild it with python -m "
+            "videofusion_jax.tools.clip_cache --config=<this config> --clip=<CLIP> "
+            "--out=<file.npz> --text_hidden"
+          )
+        self.text = {
+          k: np.asarray(z[k], bool if k.endswith("mask") else np.float32)
+          for k in TEXT_ARRAYS + NULL_TEXT_ARRAYS
+          if k != "text_hidden"
+        }
     if len(self.keys) != len(source):
-      raise ValueError(f"{path} has {len(self.keys)} rows; data.source={name!r} has "
-                       f"{len(source)} videos (rebuild the cache for this data config)")
+      raise ValueError(
+        f"{path} has {len(self.keys)} rows; data.source={name!r} has "
+        f"{len(source)} videos (rebuild the cache for this data config)"
+      )
     for i in sorted({0, len(source) // 2, len(source) - 1}):  # reads three clips
       want = clip_key(source, source[i], i, name)
       if self.keys[i] != want:
-        raise ValueError(f"{path} row {i} is for {self.keys[i]!r}, but video {i} of "
-                         f"data.source={name!r} is {want!r} (rebuild the cache)")
+        raise ValueError(
+          f"{path} row {i} is for {self.keys[i]!r}, but video {i} of "
+          f"data.source={name!r} is {want!r} (rebuild the cache)"
+        )
     self.source = source
     self.path = path
 

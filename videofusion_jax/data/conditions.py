@@ -16,17 +16,23 @@ from videofusion_jax.data.clip_cache_source import NULL_TEXT_ARRAYS, ClipCacheSo
 from videofusion_jax.models.conditioning import ConditionConfig
 
 # model condition input -> the source entry that holds it
-SOURCE_ENTRIES = {"class_id": "label", "image_embed": "image_embed",
-                  "text_hidden": "text_hidden", "text_embeds": "text_embeds",
-                  **{k: k for k in ("text_mask",) + NULL_TEXT_ARRAYS}}
+SOURCE_ENTRIES = {
+  "class_id": "label",
+  "image_embed": "image_embed",
+  "text_hidden": "text_hidden",
+  "text_embeds": "text_embeds",
+  **{k: k for k in ("text_mask",) + NULL_TEXT_ARRAYS},
+}
 # cond.kind "unclip" also reads the caption's mask and the empty prompt's encoding, the
 # text input of clips dropped by train.cond_drop_prob (models/conditioning.py).
 UNCLIP_EXTRA = ("text_mask",) + NULL_TEXT_ARRAYS
 _CACHE = "data.clip_cache (python -m videofusion_jax.tools.clip_cache"
-_HOW = {"label": "a labelled source (synthetic, weizmann, or a folder with a class list)",
-        "image_embed": f"{_CACHE})",
-        "text_hidden": f"{_CACHE} --text_hidden)",
-        **{k: f"{_CACHE} --text_hidden)" for k in ("text_embeds",) + UNCLIP_EXTRA}}
+_HOW = {
+  "label": "a labelled source (synthetic, weizmann, or a folder with a class list)",
+  "image_embed": f"{_CACHE})",
+  "text_hidden": f"{_CACHE} --text_hidden)",
+  **{k: f"{_CACHE} --text_hidden)" for k in ("text_embeds",) + UNCLIP_EXTRA},
+}
 
 
 def condition_inputs(batch: Mapping[str, Any], cond: ConditionConfig) -> dict[str, Any]:
@@ -40,8 +46,10 @@ def condition_inputs(batch: Mapping[str, Any], cond: ConditionConfig) -> dict[st
   for name in cond.input_names() + extra:
     entry = SOURCE_ENTRIES[name]
     if entry not in batch:
-      raise ValueError(f"cond.kind={cond.kind!r} needs the data entry {entry!r} "
-                       f"({_HOW[entry]}); the batch has {sorted(batch)}")
+      raise ValueError(
+        f"cond.kind={cond.kind!r} needs the data entry {entry!r} "
+        f"({_HOW[entry]}); the batch has {sorted(batch)}"
+      )
     inputs[name] = np.asarray(batch[entry])
   if cond.kind == "class":
     check_class_ids(inputs["class_id"], cond.num_classes, "data label")
@@ -49,25 +57,27 @@ def condition_inputs(batch: Mapping[str, Any], cond: ConditionConfig) -> dict[st
   return out
 
 
-def conditioned_source(source: Any, data: ml_collections.ConfigDict,
-                       cond: ConditionConfig) -> Any:
+def conditioned_source(source: Any, data: ml_collections.ConfigDict, cond: ConditionConfig) -> Any:
   """The training source with what the condition needs: class counts checked against a
   folder's class sub-folders; CLIP image embeddings joined from `data.clip_cache` (and,
   for kind "unclip", the captions' and the empty prompt's text encodings)."""
   classes = getattr(source, "classes", None)
   if cond.kind == "class" and classes and len(classes) != cond.num_classes:
-    raise ValueError(f"cond.num_classes={cond.num_classes} but data.path has "
-                     f"{len(classes)} class folders ({', '.join(classes[:3])}, ...)")
+    raise ValueError(
+      f"cond.num_classes={cond.num_classes} but data.path has "
+      f"{len(classes)} class folders ({', '.join(classes[:3])}, ...)"
+    )
   if cond.kind not in ("image_embed", "unclip"):
     return source
   unclip = cond.kind == "unclip"
   if not data.clip_cache:
-    raise ValueError(f"cond.kind={cond.kind!r} needs data.clip_cache, the CLIP embeddings "
-                     "of the clips' centre frames"
-                     + (" and captions" if unclip else "")
-                     + ": python -m videofusion_jax.tools.clip_cache --config=<this config> "
-                     "--clip=<converted CLIP> --out=<file.npz>"
-                     + (" --text_hidden" if unclip else ""))
+    raise ValueError(
+      f"cond.kind={cond.kind!r} needs data.clip_cache, the CLIP embeddings "
+      "of the clips' centre frames"
+      + (" and captions" if unclip else "")
+      + ": python -m videofusion_jax.tools.clip_cache --config=<this config> "
+      "--clip=<converted CLIP> --out=<file.npz>" + (" --text_hidden" if unclip else "")
+    )
   joined = ClipCacheSource(source, data.clip_cache, name=data.source, text_inputs=unclip)
   check_cache_widths(joined, cond)
   return joined
@@ -82,9 +92,11 @@ def check_cache_widths(joined: ClipCacheSource, cond: ConditionConfig) -> None:
     widths["text_hidden"] = (joined.text_hidden.shape[-1], "text_dim")
   for array, (width, field) in widths.items():
     if width != getattr(cond, field):
-      raise ValueError(f"data.clip_cache={str(joined.path)!r}: {array} are {width}-d; "
-                       f"cond.{field}={getattr(cond, field)} (a cache made with another "
-                       "CLIP?)")
+      raise ValueError(
+        f"data.clip_cache={str(joined.path)!r}: {array} are {width}-d; "
+        f"cond.{field}={getattr(cond, field)} (a cache made with another "
+        "CLIP?)"
+      )
 
 
 def check_class_ids(ids, num_classes: int, what: str = "class id") -> np.ndarray:

@@ -40,8 +40,14 @@ from PIL import Image
 
 from videofusion_jax import storage
 from videofusion_jax.data.locked_source import LockedSource
-from videofusion_jax.data.window_reader import (FRAME_EXTENSIONS, DecodeStats, VideoReader,
-                                                Window, frame_files, numbered_frames)
+from videofusion_jax.data.window_reader import (
+  FRAME_EXTENSIONS,
+  DecodeStats,
+  VideoReader,
+  Window,
+  frame_files,
+  numbered_frames,
+)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mov", ".mkv", ".gif")
 
@@ -68,8 +74,11 @@ def _kind(path: Path, folders: dict | None = None) -> str:
 
 def _video_candidates(root: Path) -> list[Path]:
   """Every video file and frame folder under `root`, copies of one video included."""
-  found = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
-           and not p.name.startswith(".")]
+  found = [
+    p
+    for p in root.rglob("*")
+    if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith(".")
+  ]
   found += [p for p in [root, *root.rglob("*")] if _is_frame_folder(p)]
   return found
 
@@ -79,13 +88,13 @@ def _remote_candidates(root) -> tuple[list, dict]:
   (GCS has no folders to walk): (candidates, {frame folder: its numbered images}; a
   candidate that is not a key is a file)."""
   files = storage.list_files(root)
-  found = [p for p in files if p.suffix.lower() in VIDEO_EXTENSIONS
-           and not p.name.startswith(".")]
+  found = [p for p in files if p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith(".")]
   by_folder: dict = {}
   for p in files:
     by_folder.setdefault(p.parent, []).append(p)
-  folders = {d: frames for d, names in by_folder.items()
-             if len(frames := numbered_frames(names)) >= 2}
+  folders = {
+    d: frames for d, names in by_folder.items() if len(frames := numbered_frames(names)) >= 2
+  }
   return found + sorted(folders), folders
 
 
@@ -95,8 +104,9 @@ def one_per_video(paths: list[Path], folders: dict | None = None) -> list[Path]:
   best: dict[tuple[Path, str], Path] = {}
   for path in paths:
     key = (path.parent, path.name if _is_folder(path, folders) else path.stem)
-    if key not in best or (PREFERENCE.index(_kind(path, folders))
-                           < PREFERENCE.index(_kind(best[key], folders))):
+    if key not in best or (
+      PREFERENCE.index(_kind(path, folders)) < PREFERENCE.index(_kind(best[key], folders))
+    ):
       best[key] = path
   return sorted(best.values())
 
@@ -117,8 +127,10 @@ def _keep_listed(paths: list[Path], root: Path, split_file: Path) -> list[Path]:
   listed = {line.split()[0] for line in split_file.read_text().splitlines() if line.strip()}
   kept = [p for p in paths if p.relative_to(root).as_posix() in listed]
   if not kept:
-    raise ValueError(f"none of the {len(listed)} videos listed in data.split_file="
-                     f"{split_file} is under data.path={root}")
+    raise ValueError(
+      f"none of the {len(listed)} videos listed in data.split_file="
+      f"{split_file} is under data.path={root}"
+    )
   return kept
 
 
@@ -130,8 +142,9 @@ def item_at_epoch(source, index: int, epoch: int) -> dict:
   return source[index] if at_epoch is None else at_epoch(index, epoch)
 
 
-def window_start(num_video_frames: int, span: int, *, random_start: bool, seed: int,
-                 epoch: int, index: int) -> int:
+def window_start(
+  num_video_frames: int, span: int, *, random_start: bool, seed: int, epoch: int, index: int
+) -> int:
   """First frame of the `span`-frame window of video `index`: the centre one, or one
   drawn from (seed, epoch, index), uniform over 0 .. num_video_frames - span."""
   if not random_start:
@@ -153,23 +166,24 @@ def resize_and_crop(frame: np.ndarray, size: int) -> np.ndarray:
   nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
   img = Image.fromarray(frame).resize((nw, nh), Image.BILINEAR)
   top, left = (nh - size) // 2, (nw - size) // 2
-  return np.asarray(img)[top:top + size, left:left + size]
+  return np.asarray(img)[top : top + size, left : left + size]
 
 
 @dataclasses.dataclass
 class VideoFolder(LockedSource):
   """Random-access source of {"video": (N, H, W, 3) float32 in [-1, 1], "label": int32,
   "key": str}."""
+
   root: str
   num_frames: int
   image_size: int
   frame_stride: int = 1
   random_start: bool = False
   seed: int = 0
-  fps: float | None = None   # frames by timestamp at this rate (None: every frame_stride-th)
-  split_file: str = ""       # keep only the videos listed (e.g. UCF101's trainlist01.txt)
-  download: str = ""         # where to get the data, said when the folder is missing
-  name: str = "data.path"    # what errors call the folder (evaluation: --fake, --real)
+  fps: float | None = None  # frames by timestamp at this rate (None: every frame_stride-th)
+  split_file: str = ""  # keep only the videos listed (e.g. UCF101's trainlist01.txt)
+  download: str = ""  # where to get the data, said when the folder is missing
+  name: str = "data.path"  # what errors call the folder (evaluation: --fake, --real)
 
   def __post_init__(self):
     remote = storage.is_remote(self.root)
@@ -178,32 +192,38 @@ class VideoFolder(LockedSource):
     if not root.is_dir():
       hint = f" {self.download}" if self.download else ""
       raise FileNotFoundError(
-          f"{self.name}={self.root} does not exist or is not a folder"
-          f"{storage.missing_folder_hint(root)}; put the videos there (files "
-          f"{', '.join(VIDEO_EXTENSIONS)} or folders of frames) or point "
-          f"{self.name} at them.{hint}")
+        f"{self.name}={self.root} does not exist or is not a folder"
+        f"{storage.missing_folder_hint(root)}; put the videos there (files "
+        f"{', '.join(VIDEO_EXTENSIONS)} or folders of frames) or point "
+        f"{self.name} at them.{hint}"
+      )
     # Which candidates are frame folders, with their images: from the listing on GCS
     # (reading a clip then asks nothing more); locally None, and each path is asked.
-    paths, self.frame_folders = _remote_candidates(root) if remote else (
-        _video_candidates(root), None)
+    paths, self.frame_folders = (
+      _remote_candidates(root) if remote else (_video_candidates(root), None)
+    )
     if self.split_file:  # before choosing one copy per video: the list names the copy
       paths = _keep_listed(paths, root, storage.path(self.split_file))
     self.paths = one_per_video(paths, self.frame_folders)
     if not self.paths:
-      raise ValueError(f"{self.name}={self.root} holds no videos (looked for "
-                       f"{', '.join(VIDEO_EXTENSIONS)} files and folders of numbered "
-                       f"{', '.join(FRAME_EXTENSIONS)} frames)")
-    classes = sorted({p.relative_to(root).parts[0] for p in self.paths
-                      if len(p.relative_to(root).parts) > 1})
+      raise ValueError(
+        f"{self.name}={self.root} holds no videos (looked for "
+        f"{', '.join(VIDEO_EXTENSIONS)} files and folders of numbered "
+        f"{', '.join(FRAME_EXTENSIONS)} frames)"
+      )
+    classes = sorted(
+      {p.relative_to(root).parts[0] for p in self.paths if len(p.relative_to(root).parts) > 1}
+    )
     self.classes = classes
-    self.labels = [classes.index(p.relative_to(root).parts[0])
-                   if len(p.relative_to(root).parts) > 1 else 0 for p in self.paths]
+    self.labels = [
+      classes.index(p.relative_to(root).parts[0]) if len(p.relative_to(root).parts) > 1 else 0
+      for p in self.paths
+    ]
     self._init_reading()
 
   def _init_reading(self):
     if self.fps is not None and not self.fps > 0:
-      raise ValueError(f"data.fps={self.fps}; expected > 0 (or None: every frame_stride-th "
-                       "frame)")
+      raise ValueError(f"data.fps={self.fps}; expected > 0 (or None: every frame_stride-th frame)")
     LockedSource.__init__(self)
     self.skipped: set[Path] = set()
     self.decode_stats = DecodeStats()
@@ -222,8 +242,7 @@ class VideoFolder(LockedSource):
     cost; the cost is added to `decode_stats`."""
     path = self.paths[index]
     folders = getattr(self, "frame_folders", None)  # None: not listed (local, WebVid)
-    listed = {} if folders is None else {"is_folder": path in folders,
-                                         "frames": folders.get(path)}
+    listed = {} if folders is None else {"is_folder": path in folders, "frames": folders.get(path)}
     try:
       with VideoReader(path, self._counted_frames.get(index), **listed) as video:
         if video.counted:  # webm, mkv, GIF: its packets were counted; once is enough
@@ -241,30 +260,40 @@ class VideoFolder(LockedSource):
     if self.fps is None:
       span = (self.num_frames - 1) * self.frame_stride + 1
       if n < span:
-        raise ValueError(f"{video.path} has {n} frames; a clip needs {span} "
-                         f"({self.num_frames} frames, stride {self.frame_stride})")
-      start = window_start(n, span, random_start=self.random_start, seed=self.seed,
-                           epoch=epoch, index=index)
+        raise ValueError(
+          f"{video.path} has {n} frames; a clip needs {span} "
+          f"({self.num_frames} frames, stride {self.frame_stride})"
+        )
+      start = window_start(
+        n, span, random_start=self.random_start, seed=self.seed, epoch=epoch, index=index
+      )
       return video.read(range(start, start + span, self.frame_stride))
     if not video.has_times:
-      raise ValueError(f"{video.path} is a frame folder: its frames have no timestamps, "
-                       f"and data.fps={self.fps} picks frames by time")
+      raise ValueError(
+        f"{video.path} is a frame folder: its frames have no timestamps, "
+        f"and data.fps={self.fps} picks frames by time"
+      )
     fps = Fraction(repr(float(self.fps)))
     span = fps_span(self.num_frames, fps, video.rate)
     if n < span:
-      raise ValueError(f"{video.path} lasts {float(n / video.rate):.2f} s ({n} frames at "
-                       f"{float(video.rate):.3g} fps); a clip needs "
-                       f"{float(self.num_frames / fps):.2f} s ({self.num_frames} frames at "
-                       f"data.fps={self.fps})")
-    start = window_start(n, span, random_start=self.random_start, seed=self.seed,
-                         epoch=epoch, index=index)
+      raise ValueError(
+        f"{video.path} lasts {float(n / video.rate):.2f} s ({n} frames at "
+        f"{float(video.rate):.3g} fps); a clip needs "
+        f"{float(self.num_frames / fps):.2f} s ({self.num_frames} frames at "
+        f"data.fps={self.fps})"
+      )
+    start = window_start(
+      n, span, random_start=self.random_start, seed=self.seed, epoch=epoch, index=index
+    )
     return video.read_at_times(start, 1 / fps, self.num_frames)
 
   def entries(self, index: int) -> dict:
     """What an item holds besides its video: the label, and the key (its path under
     the root) that joins it to per-clip caches such as CLIP embeddings."""
-    return {"label": np.int32(self.labels[index]),
-            "key": self.paths[index].relative_to(self.root).as_posix()}
+    return {
+      "label": np.int32(self.labels[index]),
+      "key": self.paths[index].relative_to(self.root).as_posix(),
+    }
 
   def __getitem__(self, index: int) -> dict:
     return self.at_epoch(index, 0)
@@ -283,5 +312,7 @@ class VideoFolder(LockedSource):
             logging.warning("Skipping %s (%d skipped so far)", e, len(self.skipped))
         continue
       return {"video": video.astype(np.float32) / 127.5 - 1.0, **self.entries(i)}
-    raise ValueError(f"no video under {self.name}={self.root} could be read as a clip of "
-                     f"{self.num_frames} frames; {len(self.skipped)} files skipped")
+    raise ValueError(
+      f"no video under {self.name}={self.root} could be read as a clip of "
+      f"{self.num_frames} frames; {len(self.skipped)} files skipped"
+    )

@@ -34,10 +34,11 @@ class _ReadAtEpoch:
   epoch p // entries_per_epoch. With several, copy k of a video in pass P is read as
   epoch P * passes + k: every copy has an epoch of its own, hence a window of its own.
   """
+
   source: Sequence[dict[str, Any]]
-  clips_per_epoch: int                # entries of this process per pass over them
-  num_videos: int = 0                 # 0: len(source)
-  passes: int = 1                     # copies of each video per pass (passes_per_epoch)
+  clips_per_epoch: int  # entries of this process per pass over them
+  num_videos: int = 0  # 0: len(source)
+  passes: int = 1  # copies of each video per pass (passes_per_epoch)
 
   def __call__(self, position: int, entry: int) -> dict:
     num_videos = self.num_videos or len(self.source)
@@ -59,10 +60,16 @@ def passes_per_epoch(num_videos: int, global_batch_size: int) -> int:
   return max(1, -(-global_batch_size // num_videos))
 
 
-def make_dataset(source: Sequence[dict[str, Any]], *, global_batch_size: int, seed: int,
-                 worker_count: int = 0, prefetch: int = 2,
-                 process_index: int | None = None, process_count: int | None = None
-                 ) -> grain.IterDataset:
+def make_dataset(
+  source: Sequence[dict[str, Any]],
+  *,
+  global_batch_size: int,
+  seed: int,
+  worker_count: int = 0,
+  prefetch: int = 2,
+  process_index: int | None = None,
+  process_count: int | None = None,
+) -> grain.IterDataset:
   """Batches of `{"video": (b, N, H, W, C) float32, ...}`, b = this process's share.
 
   A `WeizmannFolder` gives batches of identities x actions (`weizmann.py`) instead.
@@ -72,14 +79,19 @@ def make_dataset(source: Sequence[dict[str, Any]], *, global_batch_size: int, se
     # `train(config, workdir)` from Python) it raised UnparsedFlagAccessError.
     flags.FLAGS.mark_as_parsed()
   if isinstance(source, WeizmannFolder):
-    return make_grouped_dataset(source, global_batch_size=global_batch_size, seed=seed,
-                                worker_count=worker_count, prefetch=prefetch,
-                                process_index=process_index, process_count=process_count)
+    return make_grouped_dataset(
+      source,
+      global_batch_size=global_batch_size,
+      seed=seed,
+      worker_count=worker_count,
+      prefetch=prefetch,
+      process_index=process_index,
+      process_count=process_count,
+    )
   index = jax.process_index() if process_index is None else process_index
   count = jax.process_count() if process_count is None else process_count
   if global_batch_size % count:
-    raise ValueError(f"train.batch_size={global_batch_size} does not divide over "
-                     f"{count} processes")
+    raise ValueError(f"train.batch_size={global_batch_size} does not divide over {count} processes")
   per_process = global_batch_size // count
   num_videos = len(source)
   if num_videos < 1:
@@ -92,9 +104,9 @@ def make_dataset(source: Sequence[dict[str, Any]], *, global_batch_size: int, se
   ds = entries.shuffle(seed=seed).repeat(None)
   ds = ds.map_with_index(_ReadAtEpoch(source, len(entries), num_videos, passes))
   ds = ds.batch(per_process, drop_remainder=True)
-  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(1, prefetch),
-                                            prefetch_buffer_size=prefetch))
+  it = ds.to_iter_dataset(
+    grain.ReadOptions(num_threads=max(1, prefetch), prefetch_buffer_size=prefetch)
+  )
   if worker_count > 0:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
   return it
-

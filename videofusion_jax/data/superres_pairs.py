@@ -35,6 +35,7 @@ def downsample_video(video: np.ndarray, size: int) -> np.ndarray:
 @dataclasses.dataclass(frozen=True)
 class LowResPairs:
   """Random-access source of high-res clips with their low-res versions in `cond`."""
+
   source: Sequence[dict[str, Any]]
   low_res_size: int
 

@@ -12,8 +12,14 @@ import dataclasses
 
 import numpy as np
 
-_PALETTE = np.array([[230, 60, 50], [50, 170, 80], [60, 90, 220], [240, 200, 40],
-                     [200, 80, 200], [40, 200, 210]], np.float32) / 127.5 - 1.0
+_PALETTE = (
+  np.array(
+    [[230, 60, 50], [50, 170, 80], [60, 90, 220], [240, 200, 40], [200, 80, 200], [40, 200, 210]],
+    np.float32,
+  )
+  / 127.5
+  - 1.0
+)
 _SUPERSAMPLE = 4
 SHAPES = ("square", "disc")
 LABELS = ("shape", "colour")
@@ -42,22 +48,25 @@ class SyntheticShapes:
   of the clip has that colour, so a class-conditioned model's samples can be checked
   by their colour (`class_colour`).
   """
+
   num_clips: int = 10_000
   num_frames: int = 8
   image_size: int = 16
   max_shapes: int = 2
-  speed: float = 0.5          # pixels per frame at image_size (upper bound per axis)
-  background: float = -1.0    # black
+  speed: float = 0.5  # pixels per frame at image_size (upper bound per axis)
+  background: float = -1.0  # black
   seed: int = 0
-  labels: str = "shape"       # what the label says: "shape" or "colour"
+  labels: str = "shape"  # what the label says: "shape" or "colour"
 
   def __post_init__(self):
     if self.labels not in LABELS:
       raise ValueError(f"data.synthetic_labels={self.labels!r}; expected one of {LABELS}")
     if self.num_clips < 1 or self.num_frames < 1 or self.image_size < 4:
-      raise ValueError(f"SyntheticShapes(num_clips={self.num_clips}, num_frames="
-                       f"{self.num_frames}, image_size={self.image_size}); expected "
-                       "num_clips >= 1, num_frames >= 1, image_size >= 4")
+      raise ValueError(
+        f"SyntheticShapes(num_clips={self.num_clips}, num_frames="
+        f"{self.num_frames}, image_size={self.image_size}); expected "
+        "num_clips >= 1, num_frames >= 1, image_size >= 4"
+      )
 
   def __len__(self) -> int:
     return self.num_clips
@@ -88,8 +97,9 @@ class SyntheticShapes:
         else:
           mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
         canvas[mask] = colours[k]
-      frames[f] = canvas.reshape(self.image_size, _SUPERSAMPLE, self.image_size,
-                                 _SUPERSAMPLE, 3).mean(axis=(1, 3))
+      frames[f] = canvas.reshape(
+        self.image_size, _SUPERSAMPLE, self.image_size, _SUPERSAMPLE, 3
+      ).mean(axis=(1, 3))
       pos, vel = _bounce(pos + vel, vel, radii, size)
     return {"video": frames, "label": np.int32(label)}
 

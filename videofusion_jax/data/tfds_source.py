@@ -34,9 +34,9 @@ from videofusion_jax.data.locked_source import LockedSource
 
 # TFDS dataset -> (its video feature, its label feature or "")
 KNOWN_DATASETS = {
-    "bair_robot_pushing_small": ("image_main", ""),
-    "ucf101": ("video", "label"),
-    "moving_mnist": ("image_sequence", ""),
+  "bair_robot_pushing_small": ("image_main", ""),
+  "ucf101": ("video", "label"),
+  "moving_mnist": ("image_sequence", ""),
 }
 # Their frames are a TFDS `Video` feature, decoded by TensorFlow.
 NEED_TENSORFLOW = ("ucf101", "moving_mnist")
@@ -59,9 +59,11 @@ def default_data_dir() -> str:
 
 
 def how_to_prepare(name: str, data_dir: str) -> str:
-  return (f"nothing is downloaded at run time: on a machine with the network and "
-          f"TensorFlow ({INSTALL}), run `tfds build {name} --data_dir=DIR "
-          f"--file_format=array_record` and copy DIR/{_family(name)} into {data_dir}/")
+  return (
+    f"nothing is downloaded at run time: on a machine with the network and "
+    f"TensorFlow ({INSTALL}), run `tfds build {name} --data_dir=DIR "
+    f"--file_format=array_record` and copy DIR/{_family(name)} into {data_dir}/"
+  )
 
 
 def open_prepared(name: str, split: str, data_dir: str):
@@ -75,25 +77,32 @@ def open_prepared(name: str, split: str, data_dir: str):
   try:
     return tfds.data_source(name, split=split, data_dir=data_dir or None, download=False)
   except tfds.core.registered.DatasetNotFoundError:
-    if (_family(name) in NEED_TENSORFLOW
-        and importlib.util.find_spec("tensorflow") is None):
-      raise ValueError(f"data.tfds_name={name}: TFDS registers this dataset only where "
-                       f"TensorFlow is installed (its Video feature decodes with it): "
-                       f"{INSTALL}") from None
-    raise ValueError(f"data.tfds_name={name}: TFDS has no dataset of that name "
-                     f"(known here: {', '.join(KNOWN_DATASETS)})") from None
-  except Exception:  # noqa: BLE001: diagnosed below, re-raised if it is not about files
+    if _family(name) in NEED_TENSORFLOW and importlib.util.find_spec("tensorflow") is None:
+      raise ValueError(
+        f"data.tfds_name={name}: TFDS registers this dataset only where "
+        f"TensorFlow is installed (its Video feature decodes with it): "
+        f"{INSTALL}"
+      ) from None
+    raise ValueError(
+      f"data.tfds_name={name}: TFDS has no dataset of that name "
+      f"(known here: {', '.join(KNOWN_DATASETS)})"
+    ) from None
+  except Exception:  # diagnosed below, re-raised if it is not about files
     builder = tfds.builder(name, data_dir=data_dir or None)
     if not builder.is_prepared():
-      raise NotPrepared(f"data.tfds_name={name} is not prepared in data.data_dir={where} "
-                        f"(no {builder.data_dir}); "
-                        f"{how_to_prepare(name, where)}") from None
+      raise NotPrepared(
+        f"data.tfds_name={name} is not prepared in data.data_dir={where} "
+        f"(no {builder.data_dir}); "
+        f"{how_to_prepare(name, where)}"
+      ) from None
     fmt = builder.info.file_format
     if fmt is not None and fmt.value not in ("array_record", "parquet"):
-      raise NotPrepared(f"data.tfds_name={name} is prepared in {builder.data_dir} as "
-                        f"{fmt.value}, which grain cannot read at random; build it again "
-                        f"with --file_format=array_record: "
-                        f"{how_to_prepare(name, where)}") from None
+      raise NotPrepared(
+        f"data.tfds_name={name} is prepared in {builder.data_dir} as "
+        f"{fmt.value}, which grain cannot read at random; build it again "
+        f"with --file_format=array_record: "
+        f"{how_to_prepare(name, where)}"
+      ) from None
     raise
 
 
@@ -101,6 +110,7 @@ def open_prepared(name: str, split: str, data_dir: str):
 class TfdsClips(LockedSource):
   """Random-access source of {"video": (N, H, W, C) float32 in [-1, 1], "label": int32,
   "key": "split/index"} over a prepared TFDS video dataset."""
+
   name: str
   split: str
   data_dir: str
@@ -114,8 +124,9 @@ class TfdsClips(LockedSource):
   def __post_init__(self):
     family = _family(self.name)
     if family not in KNOWN_DATASETS:
-      raise ValueError(f"data.tfds_name={self.name}; the video datasets read here are "
-                       f"{', '.join(KNOWN_DATASETS)}")
+      raise ValueError(
+        f"data.tfds_name={self.name}; the video datasets read here are {', '.join(KNOWN_DATASETS)}"
+      )
     self.video_key, label_key = KNOWN_DATASETS[family]
     self.source = open_prepared(self.name, self.split, self.data_dir)
     if not len(self.source):
@@ -125,8 +136,10 @@ class TfdsClips(LockedSource):
     # items are single images.
     frame_shape = tuple(features[self.video_key].shape)[-3:]
     if frame_shape[-1] != self.channels:
-      raise ValueError(f"data.channels={self.channels} but {self.name}'s frames have "
-                       f"{frame_shape[-1]} channels {frame_shape}")
+      raise ValueError(
+        f"data.channels={self.channels} but {self.name}'s frames have "
+        f"{frame_shape[-1]} channels {frame_shape}"
+      )
     self.label_key = label_key
     self.classes = list(features[label_key].names) if label_key else []
     # TFDS class id -> id in sorted-name order (see the module docstring).
@@ -143,12 +156,15 @@ class TfdsClips(LockedSource):
     frames = np.asarray(example[self.video_key])
     span = (self.num_frames - 1) * self.frame_stride + 1
     if len(frames) < span:
-      raise ValueError(f"{self.name} {self.split}[{index}] has {len(frames)} frames; a "
-                       f"clip needs {span} ({self.num_frames} frames, stride "
-                       f"{self.frame_stride})")
-    start = window_start(len(frames), span, random_start=self.random_start, seed=self.seed,
-                         epoch=epoch, index=index)
-    picked = frames[start:start + span:self.frame_stride]
+      raise ValueError(
+        f"{self.name} {self.split}[{index}] has {len(frames)} frames; a "
+        f"clip needs {span} ({self.num_frames} frames, stride "
+        f"{self.frame_stride})"
+      )
+    start = window_start(
+      len(frames), span, random_start=self.random_start, seed=self.seed, epoch=epoch, index=index
+    )
+    picked = frames[start : start + span : self.frame_stride]
     if picked.shape[1:3] == (self.image_size, self.image_size):
       return picked
     # PIL resizes (H, W) or (H, W, 3) images: one-channel frames go through as (H, W).
@@ -174,7 +190,12 @@ class TfdsClips(LockedSource):
             logging.warning("Skipping %s (%d skipped so far)", e, len(self.skipped))
         continue
       label = self._label_ids[int(example[self.label_key])] if self.label_key else 0
-      return {"video": video.astype(np.float32) / 127.5 - 1.0, "label": np.int32(label),
-              "key": f"{self.split}/{i}"}
-    raise ValueError(f"no video of {self.name} split {self.split!r} holds a clip of "
-                     f"{self.num_frames} frames (stride {self.frame_stride})")
+      return {
+        "video": video.astype(np.float32) / 127.5 - 1.0,
+        "label": np.int32(label),
+        "key": f"{self.split}/{i}",
+      }
+    raise ValueError(
+      f"no video of {self.name} split {self.split!r} holds a clip of "
+      f"{self.num_frames} frames (stride {self.frame_stride})"
+    )

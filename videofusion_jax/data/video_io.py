@@ -23,14 +23,17 @@ from videofusion_jax import storage
 def to_uint8(video: np.ndarray) -> np.ndarray:
   """[-1, 1] floats -> [0, 255] uint8, rounding to nearest."""
   return np.round((np.clip(np.asarray(video, np.float32), -1.0, 1.0) + 1.0) * 127.5).astype(
-      np.uint8)
+    np.uint8
+  )
 
 
 def _check_video(video: np.ndarray) -> np.ndarray:
   video = np.asarray(video)
   if video.ndim != 4 or video.shape[-1] not in (1, 3) or video.dtype != np.uint8:
-    raise ValueError(f"video has shape {video.shape} dtype {video.dtype}; expected uint8 "
-                     "(N, H, W, 3) or (N, H, W, 1)")
+    raise ValueError(
+      f"video has shape {video.shape} dtype {video.dtype}; expected uint8 "
+      "(N, H, W, 3) or (N, H, W, 1)"
+    )
   return np.repeat(video, 3, axis=-1) if video.shape[-1] == 1 else video
 
 
@@ -61,8 +64,8 @@ def _palette_frame(frame: np.ndarray) -> av.VideoFrame:
   image = Image.fromarray(frame).convert("P", palette=Image.Palette.ADAPTIVE)
   rgb = np.asarray(image.getpalette("RGB"), np.uint8).reshape(-1, 3)
   argb = np.zeros((256, 4), np.uint8)
-  argb[:, 0] = 255                       # opaque
-  argb[:len(rgb), 1:] = rgb
+  argb[:, 0] = 255  # opaque
+  argb[: len(rgb), 1:] = rgb
   return av.VideoFrame.from_ndarray((np.asarray(image), argb), format="pal8")
 
 
@@ -94,7 +97,7 @@ def frame_strip(videos: np.ndarray, scale: int = 1, gap: int = 1) -> np.ndarray:
   canvas = np.full((k * (h + gap) - gap, n * (w + gap) - gap, c), 255, np.uint8)
   for i in range(k):
     for j in range(n):
-      canvas[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = videos[i, j]
+      canvas[i * (h + gap) : i * (h + gap) + h, j * (w + gap) : j * (w + gap) + w] = videos[i, j]
   if scale > 1:
     canvas = np.repeat(np.repeat(canvas, scale, axis=0), scale, axis=1)
   return canvas
@@ -160,8 +163,10 @@ class Mp4Stream:
       self._stream.pix_fmt = "yuv444p"
       self._stream.options = {"crf": "10"}
     elif (self._stream.height, self._stream.width) != frames.shape[1:3]:
-      raise ValueError(f"frames of {frames.shape[1:3]}; {self.path} holds "
-                       f"{(self._stream.height, self._stream.width)} frames")
+      raise ValueError(
+        f"frames of {frames.shape[1:3]}; {self.path} holds "
+        f"{(self._stream.height, self._stream.width)} frames"
+      )
     for frame in frames:
       for packet in self._stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
         self._container.mux(packet)
@@ -181,8 +186,9 @@ class Mp4Stream:
       raise
     finally:
       self._container.close()
-      self._atomic.__exit__(*((None, None, None) if error is None else
-                              (type(error), error, error.__traceback__)))
+      self._atomic.__exit__(
+        *((None, None, None) if error is None else (type(error), error, error.__traceback__))
+      )
     if empty:
       raise error
     return self.path

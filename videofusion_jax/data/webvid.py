@@ -30,6 +30,7 @@ DEFAULT_TEMPLATE = "{page_dir}/{videoid}.mp4"
 @dataclasses.dataclass(frozen=True)
 class WebVidRows:
   """What a CSV gave: the videos present and what was skipped, with an example each."""
+
   paths: list[Path]
   captions: list[str]
   keys: list[str]
@@ -39,8 +40,9 @@ class WebVidRows:
   first_bad: str = ""
 
 
-def read_webvid_csv(csv_path: str | Path, videos_dir: str | Path,
-                    template: str = DEFAULT_TEMPLATE) -> WebVidRows:
+def read_webvid_csv(
+  csv_path: str | Path, videos_dir: str | Path, template: str = DEFAULT_TEMPLATE
+) -> WebVidRows:
   """Rows of a WebVid CSV whose video exists under `videos_dir`."""
   storage.check_reachable(csv_path, "data.webvid_csv")
   storage.check_reachable(videos_dir, "data.path")
@@ -48,12 +50,16 @@ def read_webvid_csv(csv_path: str | Path, videos_dir: str | Path,
   csv_path = storage.path(csv_path)
   videos_dir = storage.path(videos_dir) if remote else Path(videos_dir)
   if not csv_path.is_file():
-    raise FileNotFoundError(f"data.webvid_csv={csv_path} does not exist; put WebVid's "
-                            "results_10M_train.csv (or results_2M_val.csv) there")
+    raise FileNotFoundError(
+      f"data.webvid_csv={csv_path} does not exist; put WebVid's "
+      "results_10M_train.csv (or results_2M_val.csv) there"
+    )
   if not videos_dir.is_dir():
-    raise FileNotFoundError(f"data.path={videos_dir} does not exist or is not a folder"
-                            f"{storage.missing_folder_hint(videos_dir)}; put the "
-                            f"downloaded videos there as {template}")
+    raise FileNotFoundError(
+      f"data.path={videos_dir} does not exist or is not a folder"
+      f"{storage.missing_folder_hint(videos_dir)}; put the "
+      f"downloaded videos there as {template}"
+    )
   # On GCS a request per row (10M rows) would take hours: list what is there once.
   present = set(storage.list_files(videos_dir)) if remote else None
   paths, captions, keys = [], [], []
@@ -64,8 +70,10 @@ def read_webvid_csv(csv_path: str | Path, videos_dir: str | Path,
     columns = reader.fieldnames or []
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
-      raise ValueError(f"{csv_path} lacks the column(s) {missing}; WebVid CSVs have "
-                       f"videoid, contentUrl, duration, page_dir, name; found {columns}")
+      raise ValueError(
+        f"{csv_path} lacks the column(s) {missing}; WebVid CSVs have "
+        f"videoid, contentUrl, duration, page_dir, name; found {columns}"
+      )
     for line, row in enumerate(reader, start=2):
       videoid = (row.get("videoid") or "").strip()
       if not videoid or None in row:  # no id, or more fields than the header
@@ -75,8 +83,10 @@ def read_webvid_csv(csv_path: str | Path, videos_dir: str | Path,
       try:
         relative = template.format(**{k: (v or "").strip() for k, v in row.items()})
       except KeyError as e:
-        raise ValueError(f"data.webvid_template={template!r} names the column {e}, which "
-                         f"{csv_path} does not have ({columns})") from None
+        raise ValueError(
+          f"data.webvid_template={template!r} names the column {e}, which "
+          f"{csv_path} does not have ({columns})"
+        ) from None
       path = videos_dir / relative
       if not (path.is_file() if present is None else path in present):
         absent += 1
@@ -103,6 +113,7 @@ class WebVidSource(VideoFolder):
   "key": videoid}. Decoding, clip choice and skipping of unreadable files are
   `VideoFolder`'s.
   """
+
   csv_path: str = ""
   template: str = DEFAULT_TEMPLATE
 
@@ -110,13 +121,22 @@ class WebVidSource(VideoFolder):
     rows = read_webvid_csv(self.csv_path, self.root, self.template)
     total = len(rows.paths) + rows.absent + rows.bad
     if rows.absent or rows.bad:
-      logging.warning("WebVid %s: %d of %d rows used; %d skipped for an absent video "
-                      "(first: %s), %d for a bad row (first: %s)", self.csv_path,
-                      len(rows.paths), total, rows.absent, rows.first_absent or "-",
-                      rows.bad, rows.first_bad or "-")
+      logging.warning(
+        "WebVid %s: %d of %d rows used; %d skipped for an absent video "
+        "(first: %s), %d for a bad row (first: %s)",
+        self.csv_path,
+        len(rows.paths),
+        total,
+        rows.absent,
+        rows.first_absent or "-",
+        rows.bad,
+        rows.first_bad or "-",
+      )
     if not rows.paths:
-      raise ValueError(f"none of the {total} rows of {self.csv_path} has its video under "
-                       f"data.path={self.root} (expected e.g. {rows.first_absent or '-'})")
+      raise ValueError(
+        f"none of the {total} rows of {self.csv_path} has its video under "
+        f"data.path={self.root} (expected e.g. {rows.first_absent or '-'})"
+      )
     self.paths, self.captions, self.keys = rows.paths, rows.captions, rows.keys
     self.rows = rows
     self.classes, self.labels = [], [0] * len(self.paths)

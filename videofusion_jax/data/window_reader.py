@@ -57,30 +57,39 @@ def frame_files(folder: Path) -> list[Path]:
 
 def numbered_frames(paths) -> list[Path]:
   """`frame_files` of one folder's listing (on GCS, a part of one listing of a prefix)."""
-  numbered = [(p, _FRAME_NUMBER.search(p.stem)) for p in paths
-              if p.suffix.lower() in FRAME_EXTENSIONS and not p.name.startswith(".")]
+  numbered = [
+    (p, _FRAME_NUMBER.search(p.stem))
+    for p in paths
+    if p.suffix.lower() in FRAME_EXTENSIONS and not p.name.startswith(".")
+  ]
   numbered = [(p, m) for p, m in numbered if m]
-  return [p for p, m in sorted(numbered, key=lambda pm: (pm[0].stem[:pm[1].start()],
-                                                         int(pm[1].group()), pm[0].name))]
+  return [
+    p
+    for p, m in sorted(
+      numbered, key=lambda pm: (pm[0].stem[: pm[1].start()], int(pm[1].group()), pm[0].name)
+    )
+  ]
 
 
 @dataclasses.dataclass
 class Window:
   """Frames read from one video, with what reading them cost."""
-  frames: list[np.ndarray]           # uint8 (H, W, 3) each, in the order asked for
-  times: list[Fraction] | None       # seconds from the video's first frame (None: frames)
-  decoded: int                       # frames the decoder produced (or images opened)
-  peak_bytes: int                    # RGB array bytes held at once while reading
+
+  frames: list[np.ndarray]  # uint8 (H, W, 3) each, in the order asked for
+  times: list[Fraction] | None  # seconds from the video's first frame (None: frames)
+  decoded: int  # frames the decoder produced (or images opened)
+  peak_bytes: int  # RGB array bytes held at once while reading
 
 
 @dataclasses.dataclass
 class DecodeStats:
   """Totals over the clips a source read in this process (grain worker processes keep
   their own)."""
+
   clips: int = 0
   decoded_frames: int = 0
-  decoded_bytes: int = 0             # decoded frames x their RGB size (H * W * 3)
-  peak_bytes: int = 0                # the most RGB array bytes one clip held at once
+  decoded_bytes: int = 0  # decoded frames x their RGB size (H * W * 3)
+  peak_bytes: int = 0  # the most RGB array bytes one clip held at once
 
   def add(self, window: Window, frame_bytes: int) -> None:
     self.clips += 1
@@ -113,8 +122,14 @@ class VideoReader:
   its `numbered_frames`): on GCS that saves a request per clip, and a folder's listing.
   """
 
-  def __init__(self, path: str | Path, num_frames: int | None = None, *,
-               is_folder: bool | None = None, frames: Sequence[Path] | None = None):
+  def __init__(
+    self,
+    path: str | Path,
+    num_frames: int | None = None,
+    *,
+    is_folder: bool | None = None,
+    frames: Sequence[Path] | None = None,
+  ):
     self.path = storage.path(path) if storage.is_remote(path) else Path(path)
     self._container = None
     if is_folder is None:
@@ -142,14 +157,16 @@ class VideoReader:
     self._time_base = Fraction(self._stream.time_base)
     # Frame 0's timestamp: the first packet's (an AVI with B-frames starts at 1 while its
     # stream.start_time says 0).
-    first_packet = next((p for p in self._container.demux(self._stream) if p.pts is not None),
-                        None)
+    first_packet = next((p for p in self._container.demux(self._stream) if p.pts is not None), None)
     self._start = first_packet.pts if first_packet is not None else 0
     self._decoding_started = first_packet is not None  # the demuxer has moved on
-    self._seekable = (self.rate is not None and first_packet is not None
-                      and self._container.format.name not in _NO_SEEK_FORMATS)
+    self._seekable = (
+      self.rate is not None
+      and first_packet is not None
+      and self._container.format.name not in _NO_SEEK_FORMATS
+    )
     self._decoded = 0
-    self.counted = False             # True when num_frames came from a packet count here
+    self.counted = False  # True when num_frames came from a packet count here
     if num_frames is None:
       num_frames = self._stream.frames
       if not num_frames:
@@ -179,8 +196,9 @@ class VideoReader:
     if not indices or any(b < a for a, b in zip(indices, indices[1:])):
       raise ValueError(f"frame indices {indices} of {self.path}; expected ascending")
     if indices[0] < 0 or indices[-1] >= self.num_frames:
-      raise ValueError(f"{self.path} has {self.num_frames} frames; asked for frames "
-                       f"{indices[0]} .. {indices[-1]}")
+      raise ValueError(
+        f"{self.path} has {self.num_frames} frames; asked for frames {indices[0]} .. {indices[-1]}"
+      )
     if self._container is None:
       return self._read_images(indices)
     wanted = set(indices)
@@ -196,18 +214,21 @@ class VideoReader:
         break
     missing = sorted(wanted - set(by_index))
     if missing:
-      raise ValueError(f"{self.path} ended before frame {missing[0]} (its container says "
-                       f"{self.num_frames} frames)")
-    return Window([by_index[i][0] for i in indices], [by_index[i][1] for i in indices],
-                  self._decoded, peak)
+      raise ValueError(
+        f"{self.path} ended before frame {missing[0]} (its container says {self.num_frames} frames)"
+      )
+    return Window(
+      [by_index[i][0] for i in indices], [by_index[i][1] for i in indices], self._decoded, peak
+    )
 
   def read_at_times(self, first: int, step: Fraction, count: int) -> Window:
     """`count` frames nearest the times t0 + k * step (seconds), t0 the timestamp of
     frame `first`: for each target the frame whose timestamp is closest (the earlier on
     a tie). Decided as frames stream past, so one frame at most waits undecided."""
     if not self.has_times:
-      raise ValueError(f"{self.path} has no frame timestamps (a frame folder); data.fps "
-                       "needs video files")
+      raise ValueError(
+        f"{self.path} has no frame timestamps (a frame folder); data.fps needs video files"
+      )
     if not 0 <= first < self.num_frames:
       raise ValueError(f"{self.path} has {self.num_frames} frames; asked for frame {first}")
     frames: list[np.ndarray] = []
@@ -221,7 +242,7 @@ class VideoReader:
       held += frames[-1].nbytes
       peak = max(peak, held)
 
-    previous = None                  # (time, frame) of the frame before the current one
+    previous = None  # (time, frame) of the frame before the current one
     for index, time, frame in self._frames_from(first):
       if index < first:
         continue
@@ -238,7 +259,7 @@ class VideoReader:
         break
       previous = (time, frame)
     while previous is not None and 0 < len(frames) < count:  # past the end: the last is
-      take(*previous)                                        # the nearest frame
+      take(*previous)  # the nearest frame
     if len(frames) < count:
       raise ValueError(f"{self.path} ended before frame {first}")
     return Window(frames, times, self._decoded, peak)
@@ -267,8 +288,7 @@ class VideoReader:
       # container's time base (webm keeps milliseconds), and a target before it would
       # land on the keyframe before a keyframe at `seek_to` (a GOP more to decode).
       target = Fraction(4 * seek_to + 1, 4) / self.rate / self._time_base + self._start
-      self._container.seek(math.floor(target), stream=self._stream, backward=True,
-                           any_frame=False)
+      self._container.seek(math.floor(target), stream=self._stream, backward=True, any_frame=False)
     elif self._decoding_started:
       self._container.seek(0)
     self._decoding_started = True
@@ -276,18 +296,20 @@ class VideoReader:
       self._decoded += 1
       time = None if frame.pts is None else (frame.pts - self._start) * self._time_base
       if seek_to == 0:
-        index = sequence             # exact whatever the timestamps (GIF's own delays)
+        index = sequence  # exact whatever the timestamps (GIF's own delays)
       elif time is None:
-        raise ValueError(f"{self.path}: a frame without a timestamp after seeking to "
-                         f"frame {seek_to}")
+        raise ValueError(
+          f"{self.path}: a frame without a timestamp after seeking to frame {seek_to}"
+        )
       else:
         index = _round_half_up(time * self.rate)  # frame k of a constant-rate stream
       yield index, time, frame
 
   def _read_images(self, indices: list[int]) -> Window:
     arrays = {i: _read_image(self._files[i]) for i in sorted(set(indices))}
-    return Window([arrays[i] for i in indices], None, len(arrays),
-                  sum(a.nbytes for a in arrays.values()))
+    return Window(
+      [arrays[i] for i in indices], None, len(arrays), sum(a.nbytes for a in arrays.values())
+    )
 
 
 def _read_image(path: Path) -> np.ndarray:

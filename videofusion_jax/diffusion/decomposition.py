@@ -62,8 +62,10 @@ def decomposed_noise_parts(base_key, residual_key, shape):
   """b (B, 1, H, W, C) from `base_key` and r (B, N, H, W, C) from `residual_key`."""
   _check_video_shape(shape)
   b, n, h, w, c = shape
-  return (jax.random.normal(base_key, (b, 1, h, w, c)),
-          jax.random.normal(residual_key, tuple(shape)))
+  return (
+    jax.random.normal(base_key, (b, 1, h, w, c)),
+    jax.random.normal(residual_key, tuple(shape)),
+  )
 
 
 def compose_noise(b, r, lams) -> jnp.ndarray:
@@ -153,7 +155,7 @@ def split_centre(x):
   c = centre_index(x.shape[1])
   # Two static slices rather than a gather with `other_frame_indices`: XLA keeps
   # slices and concatenation as cheap copies on every backend.
-  return x[:, c], jnp.concatenate([x[:, :c], x[:, c + 1:]], axis=1)
+  return x[:, c], jnp.concatenate([x[:, :c], x[:, c + 1 :]], axis=1)
 
 
 def merge_centre(x_centre, x_others):
@@ -168,20 +170,20 @@ def eps_from_v(z, v, alpha, sigma):
   For alpha^2 + sigma^2 = n^2 != 1 the sub-problem is rescaled to unit variance first:
   eps = (sigma / n) (z / n) + (alpha / n) v.
   """
-  n2 = alpha ** 2 + sigma ** 2
+  n2 = alpha**2 + sigma**2
   return sigma * z / n2 + alpha * v / jnp.sqrt(n2)
 
 
 def v_target(x0, eps, alpha, sigma):
   """v = (alpha eps - sigma x0) / n, the target matching `eps_from_v`."""
-  return (alpha * eps - sigma * x0) / jnp.sqrt(alpha ** 2 + sigma ** 2)
+  return (alpha * eps - sigma * x0) / jnp.sqrt(alpha**2 + sigma**2)
 
 
 class DenoiseOutput(NamedTuple):
-  eps: jnp.ndarray                  # (B, N, H, W, C) predicted noise of every frame
-  var_values: jnp.ndarray | None    # (B, N, H, W, C) learned-range variance values or None
-  b_hat: jnp.ndarray | None         # (B, H, W, C) predicted base noise
-  r_hat: jnp.ndarray | None         # (B, N-1, H, W, C) predicted residual noise
+  eps: jnp.ndarray  # (B, N, H, W, C) predicted noise of every frame
+  var_values: jnp.ndarray | None  # (B, N, H, W, C) learned-range variance values or None
+  b_hat: jnp.ndarray | None  # (B, H, W, C) predicted base noise
+  r_hat: jnp.ndarray | None  # (B, N-1, H, W, C) predicted residual noise
 
 
 def _split_variance(out, expected_shape, learned_variance: bool, name: str):
@@ -190,8 +192,10 @@ def _split_variance(out, expected_shape, learned_variance: bool, name: str):
   channels = expected_shape[-1]
   want = tuple(expected_shape[:-1]) + ((2 * channels,) if learned_variance else (channels,))
   if tuple(out.shape) != want:
-    raise ValueError(f"{name} returned shape {tuple(out.shape)}; expected {want} "
-                     f"(learned_variance={learned_variance})")
+    raise ValueError(
+      f"{name} returned shape {tuple(out.shape)}; expected {want} "
+      f"(learned_variance={learned_variance})"
+    )
   if learned_variance:
     return out[..., :channels], out[..., channels:]
   return out, None
@@ -202,9 +206,17 @@ def _check_objective(objective: str) -> None:
     raise ValueError(f"diffusion.objective={objective!r}; expected one of {OBJECTIVES}")
 
 
-def decomposed_denoise(z_t, ab_t, lam: float, base_fn: Callable, residual_fn: Callable, *,
-                       objective: str = "eps", stop_base_grad: bool = True,
-                       learned_variance: bool = False) -> DenoiseOutput:
+def decomposed_denoise(
+  z_t,
+  ab_t,
+  lam: float,
+  base_fn: Callable,
+  residual_fn: Callable,
+  *,
+  objective: str = "eps",
+  stop_base_grad: bool = True,
+  learned_variance: bool = False,
+) -> DenoiseOutput:
   """The decomposed denoiser (Eq. 12-13): one base call, one residual call.
 
   Args:
@@ -231,12 +243,11 @@ def decomposed_denoise(z_t, ab_t, lam: float, base_fn: Callable, residual_fn: Ca
   _check_objective(objective)
   n = z_t.shape[1]
   lams = frame_lambdas(n, lam)
-  a = _per_sample(jnp.sqrt(ab_t))[:, 0]           # (B, 1, 1, 1) for single frames
+  a = _per_sample(jnp.sqrt(ab_t))[:, 0]  # (B, 1, 1, 1) for single frames
   s = _per_sample(jnp.sqrt(1.0 - ab_t))[:, 0]
   z_centre = z_t[:, centre_index(n)]
 
-  b_out, b_var = _split_variance(base_fn(z_centre), z_centre.shape, learned_variance,
-                                 "base_fn")
+  b_out, b_var = _split_variance(base_fn(z_centre), z_centre.shape, learned_variance, "base_fn")
   b_hat = eps_from_v(z_centre, b_out, a, s) if objective == "v" else b_out
   b_sg = jax.lax.stop_gradient(b_hat) if stop_base_grad else b_hat
 
@@ -246,8 +257,11 @@ def decomposed_denoise(z_t, ab_t, lam: float, base_fn: Callable, residual_fn: Ca
   # loss into the base network (even with stop_base_grad=False, which only concerns
   # the base noise in z_res and eps_hat, Table 7).
   r_out, r_var = _split_variance(
-      residual_fn(z_res_others, jax.lax.stop_gradient(centre_estimate)), z_res_others.shape,
-      learned_variance, "residual_fn")
+    residual_fn(z_res_others, jax.lax.stop_gradient(centre_estimate)),
+    z_res_others.shape,
+    learned_variance,
+    "residual_fn",
+  )
   lam_others = lams[other_frame_indices(n)]
   if objective == "v":
     # Residual sub-problem: z_res[i] = sqrt(ab) x[i] + sqrt((1 - ab)(1 - lam)) r[i].
@@ -262,8 +276,9 @@ def decomposed_denoise(z_t, ab_t, lam: float, base_fn: Callable, residual_fn: Ca
   return DenoiseOutput(eps, var_values, b_hat, r_hat)
 
 
-def standard_denoise(z_t, ab_t, model_fn: Callable, *, objective: str = "eps",
-                     learned_variance: bool = False) -> DenoiseOutput:
+def standard_denoise(
+  z_t, ab_t, model_fn: Callable, *, objective: str = "eps", learned_variance: bool = False
+) -> DenoiseOutput:
   """A standard (VDM baseline) denoiser: `model_fn(z_t (B, N, H, W, C))` returns eps, or
   v of z_t = sqrt(ab) x + sqrt(1-ab) eps, per frame (2C channels with
   `learned_variance`). -> `DenoiseOutput` with b_hat = r_hat = None."""

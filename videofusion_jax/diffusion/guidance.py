@@ -9,8 +9,9 @@ import jax
 import jax.numpy as jnp
 
 
-def classifier_free_guidance(eps_fn: Callable, cond: Any, null_cond: Any,
-                             scale: float | None) -> Callable:
+def classifier_free_guidance(
+  eps_fn: Callable, cond: Any, null_cond: Any, scale: float | None
+) -> Callable:
   """-> `guided(z (B, N, H, W, C), t (B,))` = eps_u + scale * (eps_c - eps_u).
 
   `eps_fn(z, t, cond)` returns eps (B, N, H, W, C) or (eps, var_values); `cond` and

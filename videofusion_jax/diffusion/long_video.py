@@ -84,8 +84,9 @@ def check_long_video(num_frames: int, window: int, overlap: int) -> int:
   if num_frames < window or (num_frames - window) % stride:
     lo = window + max(0, (num_frames - window) // stride) * stride
     raise ValueError(
-        f"num_frames={num_frames}; a long video is window + k * stride frames with "
-        f"window={window}, overlap={overlap}, stride={stride} (e.g. {lo} or {lo + stride})")
+      f"num_frames={num_frames}; a long video is window + k * stride frames with "
+      f"window={window}, overlap={overlap}, stride={stride} (e.g. {lo} or {lo + stride})"
+    )
   return 1 + (num_frames - window) // stride
 
 
@@ -97,10 +98,22 @@ def window_keys(base_key, residual_key, window_index: int, fixed_base: bool = Tr
   return base, fold_in(residual_key, window_index)
 
 
-def window_step(eps_fn: Callable, schedule: Schedule, shape, base_key, residual_key,
-                known, use_known, *, lam: float = 0.5, num_steps: int = 50, eta: float = 0.0,
-                clip_x0: bool = True, noise_mode: str = "decomposed",
-                guidance: float = 0.0):
+def window_step(
+  eps_fn: Callable,
+  schedule: Schedule,
+  shape,
+  base_key,
+  residual_key,
+  known,
+  use_known,
+  *,
+  lam: float = 0.5,
+  num_steps: int = 50,
+  eta: float = 0.0,
+  clip_x0: bool = True,
+  noise_mode: str = "decomposed",
+  guidance: float = 0.0,
+):
   """DDIM over one window of `shape` (B, N, H, W, C), the first O frames replaced.
 
   known: (B, O, H, W, C) clean frames; use_known: bool scalar (False: an unconditioned
@@ -125,8 +138,9 @@ def window_step(eps_fn: Callable, schedule: Schedule, shape, base_key, residual_
   o = known.shape[1]
   want = (shape[0], o) + tuple(shape[2:])
   if not 1 <= o < shape[1] or tuple(known.shape) != want:
-    raise ValueError(f"known {tuple(known.shape)}; expected (B, O, H, W, C) = {want} "
-                     f"with 1 <= O < N={shape[1]}")
+    raise ValueError(
+      f"known {tuple(known.shape)}; expected (B, O, H, W, C) = {want} with 1 <= O < N={shape[1]}"
+    )
   if not guidance >= 0:
     raise ValueError(f"sample.long_video_guidance={guidance}; expected >= 0")
   ts = ddim_timesteps(schedule.num_timesteps, num_steps)
@@ -168,16 +182,20 @@ def window_step(eps_fn: Callable, schedule: Schedule, shape, base_key, residual_
   def body(z, xs):
     t, a_t, a_s = xs
     out = predict(z, t, a_t)
-    noise = (draw_noise(noise_mode, fold_in(base_key, t), fold_in(residual_key, t), shape,
-                        lam) if eta > 0 else None)
+    noise = (
+      draw_noise(noise_mode, fold_in(base_key, t), fold_in(residual_key, t), shape, lam)
+      if eta > 0
+      else None
+    )
     z_s, _ = ddim_step(z, out, a_t, a_s, eta=eta, noise=noise, clip_x0=clip_x0)
     # The known frames take the same step with their true x0. With eta > 0 the step
     # mixes the step noise (its base part shared by all frames) into every frame's
     # noise; a known centre frame kept at its starting noise would leave the base
     # generator predicting a base noise the other frames no longer hold.
     known_noise = (z[:, :o] - jnp.sqrt(a_t) * known) / jnp.sqrt(1.0 - a_t)
-    z_known = ddim_update(known, known_noise, a_t, a_s, eta=eta,
-                          noise=None if noise is None else noise[:, :o])
+    z_known = ddim_update(
+      known, known_noise, a_t, a_s, eta=eta, noise=None if noise is None else noise[:, :o]
+    )
     return replace(z_s, z_known), None
 
   # The window's own Eq. 7 draw noises the known frames too (module docstring).
@@ -186,8 +204,16 @@ def window_step(eps_fn: Callable, schedule: Schedule, shape, base_key, residual_
   return z
 
 
-def long_video_windows(step_fn: Callable, num_frames: int, window_shape, overlap: int,
-                       base_key, residual_key, *, fixed_base: bool = True):
+def long_video_windows(
+  step_fn: Callable,
+  num_frames: int,
+  window_shape,
+  overlap: int,
+  base_key,
+  residual_key,
+  *,
+  fixed_base: bool = True,
+):
   """Yield (window index, new frames (B, n, H, W, C)) until `num_frames` frames are out.
 
   step_fn(base_key, residual_key, known, use_known) -> window video is a jitted
@@ -201,5 +227,5 @@ def long_video_windows(step_fn: Callable, num_frames: int, window_shape, overlap
   for w in range(num_windows):
     kb, kr = window_keys(base_key, residual_key, w, fixed_base)
     video = step_fn(kb, kr, known, jnp.asarray(w > 0))
-    known = video[:, n - overlap:]
+    known = video[:, n - overlap :]
     yield w, (video if w == 0 else video[:, overlap:])

@@ -18,9 +18,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from videofusion_jax.diffusion.decomposition import (_check_video_shape, check_lam,
-                                                     check_noise_mode, compose_noise,
-                                                     frame_lambdas, sample_noise)
+from videofusion_jax.diffusion.decomposition import (
+  _check_video_shape,
+  check_lam,
+  check_noise_mode,
+  compose_noise,
+  frame_lambdas,
+  sample_noise,
+)
 
 
 def is_key_batch(key) -> bool:
@@ -48,11 +53,11 @@ def video_keys(seed: int, first: int, count: int):
   video 3 the same noise, whatever the batch size used to sample them.
   """
   if count < 1 or first < 0:
-    raise ValueError(f"video_keys(first={first}, count={count}); expected first >= 0, "
-                     "count >= 1")
+    raise ValueError(f"video_keys(first={first}, count={count}); expected first >= 0, count >= 1")
   root = jax.random.key(seed)
   return jax.vmap(lambda k: jax.random.fold_in(root, k))(
-      jnp.arange(first, first + count, dtype=jnp.uint32))
+    jnp.arange(first, first + count, dtype=jnp.uint32)
+  )
 
 
 def per_video_noise(mode: str, base_keys, residual_keys, shape, lam: float) -> jnp.ndarray:
@@ -64,8 +69,10 @@ def per_video_noise(mode: str, base_keys, residual_keys, shape, lam: float) -> j
   _check_video_shape(shape)
   for name, keys in (("base_keys", base_keys), ("residual_keys", residual_keys)):
     if not is_key_batch(keys) or keys.shape[0] != shape[0]:
-      raise ValueError(f"{name} has shape {keys.shape}; expected ({shape[0]},) keys, one "
-                       f"per video of shape={tuple(shape)}")
+      raise ValueError(
+        f"{name} has shape {keys.shape}; expected ({shape[0]},) keys, one "
+        f"per video of shape={tuple(shape)}"
+      )
   one = (1,) + tuple(shape[1:])
   draw = jax.vmap(lambda kb, kr: sample_noise(mode, kb, kr, one, lam)[0])
   return draw(base_keys, residual_keys)
@@ -88,17 +95,21 @@ def grouped_noise_parts(base_key, residual_key, shape, identity_ids, action_ids)
   b, n, h, w, c = shape
   for name, ids in (("identity_ids", identity_ids), ("action_ids", action_ids)):
     if tuple(jnp.shape(ids)) != (b,):
-      raise ValueError(f"{name} has shape {tuple(jnp.shape(ids))}; expected ({b},), one "
-                       f"id per clip of shape={tuple(shape)}")
+      raise ValueError(
+        f"{name} has shape {tuple(jnp.shape(ids))}; expected ({b},), one "
+        f"id per clip of shape={tuple(shape)}"
+      )
   draw_b = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(base_key, i), (1, h, w, c)))
-  draw_r = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(residual_key, i),
-                                                (n, h, w, c)))
-  return (draw_b(jnp.asarray(identity_ids, jnp.uint32)),
-          draw_r(jnp.asarray(action_ids, jnp.uint32)))
+  draw_r = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(residual_key, i), (n, h, w, c)))
+  return (
+    draw_b(jnp.asarray(identity_ids, jnp.uint32)),
+    draw_r(jnp.asarray(action_ids, jnp.uint32)),
+  )
 
 
-def grouped_noise(base_key, residual_key, shape, lam: float, identity_ids,
-                  action_ids) -> jnp.ndarray:
+def grouped_noise(
+  base_key, residual_key, shape, lam: float, identity_ids, action_ids
+) -> jnp.ndarray:
   """Sec 4.7's training noise (B, N, H, W, C): Eq. 7 with the base noise shared across
   clips of the same identity and the residual noise across clips of the same action.
 
@@ -117,6 +128,8 @@ def training_noise(mode: str, base_key, residual_key, shape, lam: float, groups=
     return sample_noise(mode, base_key, residual_key, shape, lam)
   check_noise_mode(mode)
   if mode != "decomposed":
-    raise ValueError(f"diffusion.noise_mode={mode!r} with identity/action ids in the batch; "
-                     "the grouped (Weizmann) noise needs noise_mode='decomposed'")
+    raise ValueError(
+      f"diffusion.noise_mode={mode!r} with identity/action ids in the batch; "
+      "the grouped (Weizmann) noise needs noise_mode='decomposed'"
+    )
   return grouped_noise(base_key, residual_key, shape, lam, *groups)

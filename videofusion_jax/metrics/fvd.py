@@ -39,9 +39,15 @@ def _as_features(x, name: str) -> np.ndarray:
 
 def warn_if_rank_deficient(n: int, d: int, name: str) -> None:
   if n < d + 1:
-    logging.warning("%d %s videos give a rank-deficient %dx%d feature covariance; a "
-                    "full-rank estimate needs at least %d (FVD protocols use 2048)",
-                    n, name, d, d, d + 1)
+    logging.warning(
+      "%d %s videos give a rank-deficient %dx%d feature covariance; a "
+      "full-rank estimate needs at least %d (FVD protocols use 2048)",
+      n,
+      name,
+      d,
+      d,
+      d + 1,
+    )
 
 
 def gaussian_stats(feats) -> tuple[np.ndarray, np.ndarray]:
@@ -69,12 +75,15 @@ def frechet_distance_from_stats(mu1, sigma1, mu2, sigma2) -> float:
   mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
   s1, s2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
   if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != mu1.shape * 2:
-    raise ValueError(f"Gaussian statistics of shapes mu {mu1.shape}/{mu2.shape}, sigma "
-                     f"{s1.shape}/{s2.shape}; expected (d,) and (d, d) for both")
+    raise ValueError(
+      f"Gaussian statistics of shapes mu {mu1.shape}/{mu2.shape}, sigma "
+      f"{s1.shape}/{s2.shape}; expected (d,) and (d, d) for both"
+    )
   mean_term = float(np.sum((mu1 - mu2) ** 2))
   traces = float(np.trace(s1) + np.trace(s2))
-  return _clamp_rounding(mean_term + traces - 2.0 * trace_sqrt_product(s1, s2),
-                         scale=mean_term + traces, dim=len(mu1))
+  return _clamp_rounding(
+    mean_term + traces - 2.0 * trace_sqrt_product(s1, s2), scale=mean_term + traces, dim=len(mu1)
+  )
 
 
 def _clamp_rounding(distance: float, *, scale: float, dim: int) -> float:
@@ -87,8 +96,12 @@ def _clamp_rounding(distance: float, *, scale: float, dim: int) -> float:
     return distance
   bound = dim * np.sqrt(np.finfo(np.float64).eps) * scale
   if distance < -bound:
-    logging.warning("Fréchet distance %.6g is below 0 by more than floating-point rounding "
-                    "(bound %.3g); the covariances may not be valid", distance, bound)
+    logging.warning(
+      "Fréchet distance %.6g is below 0 by more than floating-point rounding "
+      "(bound %.3g); the covariances may not be valid",
+      distance,
+      bound,
+    )
     return distance
   return 0.0
 
@@ -97,19 +110,20 @@ def frechet_distance(feats1, feats2) -> float:
   """Fréchet distance between Gaussians fitted to two (n, d) feature sets (FVD)."""
   x, y = _as_features(feats1, "first"), _as_features(feats2, "second")
   if x.shape[1] != y.shape[1]:
-    raise ValueError(f"feature sets of dimension {x.shape[1]} and {y.shape[1]}; they must "
-                     "match")
+    raise ValueError(f"feature sets of dimension {x.shape[1]} and {y.shape[1]}; they must match")
   return frechet_distance_from_stats(*gaussian_stats(x), *gaussian_stats(y))
 
 
-def polynomial_kernel(x: np.ndarray, y: np.ndarray, degree: int = 3, gamma: float | None = None,
-                      coef0: float = 1.0) -> np.ndarray:
+def polynomial_kernel(
+  x: np.ndarray, y: np.ndarray, degree: int = 3, gamma: float | None = None, coef0: float = 1.0
+) -> np.ndarray:
   gamma = 1.0 / x.shape[1] if gamma is None else gamma
   return (gamma * (x @ y.T) + coef0) ** degree
 
 
-def polynomial_mmd(feats1, feats2, degree: int = 3, gamma: float | None = None,
-                   coef0: float = 1.0) -> float:
+def polynomial_mmd(
+  feats1, feats2, degree: int = 3, gamma: float | None = None, coef0: float = 1.0
+) -> float:
   """Unbiased MMD^2 with k(x, y) = (gamma x.y + coef0)^degree, gamma = 1/d by default (KVD).
 
   mean over i != j of k(x_i, x_j) + mean over i != j of k(y_i, y_j) - 2 mean k(x_i, y_j);
@@ -117,14 +131,16 @@ def polynomial_mmd(feats1, feats2, degree: int = 3, gamma: float | None = None,
   """
   x, y = _as_features(feats1, "first"), _as_features(feats2, "second")
   if x.shape[1] != y.shape[1]:
-    raise ValueError(f"feature sets of dimension {x.shape[1]} and {y.shape[1]}; they must "
-                     "match")
+    raise ValueError(f"feature sets of dimension {x.shape[1]} and {y.shape[1]}; they must match")
   m, n = len(x), len(y)
   kxx = polynomial_kernel(x, x, degree, gamma, coef0)
   kyy = polynomial_kernel(y, y, degree, gamma, coef0)
   kxy = polynomial_kernel(x, y, degree, gamma, coef0)
-  return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1))
-               + (kyy.sum() - np.trace(kyy)) / (n * (n - 1)) - 2.0 * kxy.mean())
+  return float(
+    (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+    + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+    - 2.0 * kxy.mean()
+  )
 
 
 def preprocess(videos, *, resize: str = "tf1"):
@@ -135,8 +151,7 @@ def preprocess(videos, *, resize: str = "tf1"):
   return 2.0 * x / 255.0 - 1.0
 
 
-def i3d_extractor(weights: str | None = None, *, batch_size: int = 16,
-                  resize: str = "tf1"):
+def i3d_extractor(weights: str | None = None, *, batch_size: int = 16, resize: str = "tf1"):
   """FeatureExtractor: uint8 clips of 16 frames -> I3D Kinetics-400 logits (B, 400)."""
   if resize not in RESIZE_MODES:
     raise ValueError(f"resize={resize!r}; expected one of {RESIZE_MODES}")
@@ -149,7 +164,14 @@ def i3d_extractor(weights: str | None = None, *, batch_size: int = 16,
     return nnx.merge(graphdef, state)(preprocess(videos, resize=resize))
 
   return FeatureExtractor(
-      name="i3d-kinetics-400-logits", apply=lambda v: logits(state, v),
-      batch_size=batch_size, num_frames=FRAMES,
-      settings={"resolution": SIZE, "resize": resize, "value_range": "2x/255-1",
-                "weights_sha256": i3d.file_sha256(path)})
+    name="i3d-kinetics-400-logits",
+    apply=lambda v: logits(state, v),
+    batch_size=batch_size,
+    num_frames=FRAMES,
+    settings={
+      "resolution": SIZE,
+      "resize": resize,
+      "value_range": "2x/255-1",
+      "weights_sha256": i3d.file_sha256(path),
+    },
+  )

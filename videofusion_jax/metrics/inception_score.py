@@ -30,15 +30,19 @@ def inception_score(probs, splits: int = SPLITS) -> tuple[float, float]:
   """(mean, std) over `splits` contiguous splits of (n, K) class probabilities."""
   p = np.asarray(probs, np.float64)
   if p.ndim != 2 or len(p) < splits or splits < 1:
-    raise ValueError(f"class probabilities of shape {p.shape} for {splits} splits; expected "
-                     f"(n >= {max(splits, 1)}, K)")
+    raise ValueError(
+      f"class probabilities of shape {p.shape} for {splits} splits; expected "
+      f"(n >= {max(splits, 1)}, K)"
+    )
   if np.any(p < 0) or not np.allclose(p.sum(axis=1), 1.0, atol=1e-4):
-    raise ValueError("class probabilities must be non-negative and sum to 1 per video "
-                     "(pass softmax outputs, not logits)")
+    raise ValueError(
+      "class probabilities must be non-negative and sum to 1 per video "
+      "(pass softmax outputs, not logits)"
+    )
   n = len(p)
   scores = []
   for i in range(splits):
-    part = p[i * n // splits:(i + 1) * n // splits]
+    part = p[i * n // splits : (i + 1) * n // splits]
     marginal = part.mean(axis=0, keepdims=True)
     kl = (xlogy(part, part) - xlogy(part, np.broadcast_to(marginal, part.shape))).sum(axis=1)
     scores.append(np.exp(kl.mean()))
@@ -64,7 +68,10 @@ def c3d_classifier(weights: str, *, batch_size: int = 16) -> FeatureExtractor:
   def probs(state, videos):
     return jax.nn.softmax(nnx.merge(graphdef, state)(preprocess(videos, mean)), axis=-1)
 
-  return FeatureExtractor(name="c3d-ucf101-probs", apply=lambda v: probs(state, v),
-                          batch_size=batch_size, num_frames=FRAMES,
-                          settings={"resize": "opencv_cubic to 128", "crop": "8:120",
-                                    "weights": str(weights)})
+  return FeatureExtractor(
+    name="c3d-ucf101-probs",
+    apply=lambda v: probs(state, v),
+    batch_size=batch_size,
+    num_frames=FRAMES,
+    settings={"resize": "opencv_cubic to 128", "crop": "8:120", "weights": str(weights)},
+  )

@@ -31,7 +31,7 @@ def centre_distance(videos: np.ndarray) -> float:
   frames = videos.astype(np.float32)
   c = centre_index(frames.shape[1])
   others = np.asarray(other_frame_indices(frames.shape[1]))
-  return float(np.abs(frames[:, others] - frames[:, c:c + 1]).mean())
+  return float(np.abs(frames[:, others] - frames[:, c : c + 1]).mean())
 
 
 def brightness_flicker(videos: np.ndarray) -> float:
@@ -51,13 +51,16 @@ class ObjectMotion(NamedTuple):
   small. The synthetic data (`configs/demo.py`) moves 0.29 px/frame net along a path of
   0.35 (straightness 0.84, less than 1 where shapes bounce off the walls).
   """
-  speed: float         # |last centroid - first| / (N - 1)
-  path_speed: float    # sum of |centroid steps| / (N - 1)
+
+  speed: float  # |last centroid - first| / (N - 1)
+  path_speed: float  # sum of |centroid steps| / (N - 1)
   straightness: float  # speed / path_speed
 
   def describe(self) -> str:
-    return (f"objects move {self.speed:.2f} px/frame along a path of "
-            f"{self.path_speed:.2f} (straightness {self.straightness:.2f})")
+    return (
+      f"objects move {self.speed:.2f} px/frame along a path of "
+      f"{self.path_speed:.2f} (straightness {self.straightness:.2f})"
+    )
 
 
 def object_motion(videos: np.ndarray, *, threshold: float = 64.0) -> ObjectMotion:
@@ -72,19 +75,20 @@ def object_motion(videos: np.ndarray, *, threshold: float = 64.0) -> ObjectMotio
   frames = videos.astype(np.float32)
   k, n, h, w, _ = frames.shape
   if n < 2:
-    raise ValueError(f"object_motion needs at least 2 frames; videos have shape "
-                     f"{videos.shape}")
+    raise ValueError(f"object_motion needs at least 2 frames; videos have shape {videos.shape}")
   background = np.median(frames.reshape(k, -1, frames.shape[-1]), axis=1)
   contrast = np.abs(frames - background[:, None, None, None]).max(axis=-1)
-  weight = np.clip(contrast - threshold, 0.0, None)                  # (K, N, H, W)
+  weight = np.clip(contrast - threshold, 0.0, None)  # (K, N, H, W)
   mass = weight.sum(axis=(2, 3))
   has_object = (mass > 0).all(axis=1)
   if not has_object.any():
     return ObjectMotion(float("nan"), float("nan"), float("nan"))
   weight, mass = weight[has_object], mass[has_object]
   ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-  centroid = np.stack([(weight * ys).sum(axis=(2, 3)), (weight * xs).sum(axis=(2, 3))],
-                      axis=-1) / mass[..., None]                     # (K', N, 2)
+  centroid = (
+    np.stack([(weight * ys).sum(axis=(2, 3)), (weight * xs).sum(axis=(2, 3))], axis=-1)
+    / mass[..., None]
+  )  # (K', N, 2)
   speed = np.linalg.norm(centroid[:, -1] - centroid[:, 0], axis=-1).mean() / (n - 1)
   path = np.linalg.norm(np.diff(centroid, axis=1), axis=-1).sum(axis=1).mean() / (n - 1)
   straightness = speed / path if path > 0 else float("nan")

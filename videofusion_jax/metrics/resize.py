@@ -33,14 +33,15 @@ def resize_matrix(in_size: int, out_size: int, mode: str) -> np.ndarray:
     src = (dst + 0.5) * scale - 0.5
     i0 = np.floor(src).astype(np.int64)
     t = src - i0
-    a = -0.75                                      # OpenCV's INTER_CUBIC coefficient
+    a = -0.75  # OpenCV's INTER_CUBIC coefficient
     for k, d in zip(range(-1, 3), (1 + t, t, 1 - t, 2 - t)):
-      weight = np.where(d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1,
-                        ((a * d - 5 * a) * d + 8 * a) * d - 4 * a)
+      weight = np.where(
+        d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+      )
       np.add.at(w, (np.arange(out_size), np.clip(i0 + k, 0, in_size - 1)), weight)
     return w.astype(np.float32)
   if mode == "tf1":
-    src = dst * scale                              # half_pixel_centers=False
+    src = dst * scale  # half_pixel_centers=False
   else:
     src = np.maximum((dst + 0.5) * scale - 0.5, 0.0)  # PyTorch clamps below at 0
   i0 = np.floor(src).astype(np.int64)

@@ -69,8 +69,9 @@ def _log_refusal_once(q, k, reason: str) -> None:
   key = (q.shape, k.shape, reason)
   if key not in _REFUSALS_LOGGED:
     _REFUSALS_LOGGED.add(key)
-    logging.info("model.attention='cudnn': XLA attention for q %s, k %s: %s", q.shape,
-                 k.shape, reason)
+    logging.info(
+      "model.attention='cudnn': XLA attention for q %s, k %s: %s", q.shape, k.shape, reason
+    )
 
 
 def multi_head_attention(q, k, v, heads: int, bias=None):
@@ -83,8 +84,9 @@ def multi_head_attention(q, k, v, heads: int, bias=None):
     reason = _cudnn_refusal(q, k, bias)
     if reason is None:
       try:
-        return jax.nn.dot_product_attention(q, k, v, bias=bias,
-                                            implementation="cudnn").reshape(b, tq, c)
+        return jax.nn.dot_product_attention(q, k, v, bias=bias, implementation="cudnn").reshape(
+          b, tq, c
+        )
       except NotImplementedError as e:  # head dims and versions cuDNN does not support
         reason = str(e)
     _log_refusal_once(q, k, reason)

@@ -21,12 +21,12 @@ from flax import nnx
 
 # transformers' ACT2FN names used by CLIP checkpoints -> the function.
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
-    "gelu": functools.partial(jax.nn.gelu, approximate=False),
-    "gelu_new": functools.partial(jax.nn.gelu, approximate=True),
-    "gelu_pytorch_tanh": functools.partial(jax.nn.gelu, approximate=True),
-    "relu": jax.nn.relu,
-    "silu": jax.nn.silu,
+  "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
+  "gelu": functools.partial(jax.nn.gelu, approximate=False),
+  "gelu_new": functools.partial(jax.nn.gelu, approximate=True),
+  "gelu_pytorch_tanh": functools.partial(jax.nn.gelu, approximate=True),
+  "relu": jax.nn.relu,
+  "silu": jax.nn.silu,
 }
 # The checkpoints before transformers PR #24773 carry eos_token_id=2 and pool at the
 # largest token id (OpenAI's end-of-text token has the largest id of the vocabulary).
@@ -37,11 +37,12 @@ OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 def _check_common(c, name: str) -> None:
   if c.hidden_act not in ACTIVATIONS:
-    raise ValueError(f"{name}.hidden_act={c.hidden_act!r}; expected one of "
-                     f"{sorted(ACTIVATIONS)}")
+    raise ValueError(f"{name}.hidden_act={c.hidden_act!r}; expected one of {sorted(ACTIVATIONS)}")
   if c.hidden_size % c.num_attention_heads:
-    raise ValueError(f"{name}.hidden_size={c.hidden_size} is not divisible by "
-                     f"num_attention_heads={c.num_attention_heads}")
+    raise ValueError(
+      f"{name}.hidden_size={c.hidden_size} is not divisible by "
+      f"num_attention_heads={c.num_attention_heads}"
+    )
   for field in ("hidden_size", "intermediate_size", "num_attention_heads", "projection_dim"):
     if getattr(c, field) < 1:
       raise ValueError(f"{name}.{field}={getattr(c, field)}; expected >= 1")
@@ -50,17 +51,18 @@ def _check_common(c, name: str) -> None:
 @dataclasses.dataclass(frozen=True)
 class CLIPTextConfig:
   """transformers' `CLIPTextConfig` fields that change the computation (same defaults)."""
+
   vocab_size: int = 49408
   hidden_size: int = 512
   intermediate_size: int = 2048
   num_hidden_layers: int = 12
   num_attention_heads: int = 8
-  max_position_embeddings: int = 77   # the context length of the tokenizer
+  max_position_embeddings: int = 77  # the context length of the tokenizer
   hidden_act: str = "quick_gelu"
   layer_norm_eps: float = 1e-5
   projection_dim: int = 512
   bos_token_id: int = 49406
-  eos_token_id: int = 49407           # 2 in old configs: pool at argmax(input_ids)
+  eos_token_id: int = 49407  # 2 in old configs: pool at argmax(input_ids)
   pad_token_id: int = 1
 
   def validate(self) -> None:
@@ -70,6 +72,7 @@ class CLIPTextConfig:
 @dataclasses.dataclass(frozen=True)
 class CLIPVisionConfig:
   """transformers' `CLIPVisionConfig` fields that change the computation (same defaults)."""
+
   hidden_size: int = 768
   intermediate_size: int = 3072
   num_hidden_layers: int = 12
@@ -84,13 +87,16 @@ class CLIPVisionConfig:
   def validate(self) -> None:
     _check_common(self, "vision_config")
     if self.image_size % self.patch_size:
-      raise ValueError(f"vision_config.image_size={self.image_size} is not a multiple of "
-                       f"patch_size={self.patch_size}")
+      raise ValueError(
+        f"vision_config.image_size={self.image_size} is not a multiple of "
+        f"patch_size={self.patch_size}"
+      )
 
 
 @dataclasses.dataclass(frozen=True)
 class CLIPConfig:
   """Both towers, or one of them (a `*WithProjection` checkpoint holds one)."""
+
   text: CLIPTextConfig | None = None
   vision: CLIPVisionConfig | None = None
 
@@ -102,14 +108,18 @@ class CLIPConfig:
         tower.validate()
 
   def to_dict(self) -> dict:
-    return {"text": dataclasses.asdict(self.text) if self.text else None,
-            "vision": dataclasses.asdict(self.vision) if self.vision else None}
+    return {
+      "text": dataclasses.asdict(self.text) if self.text else None,
+      "vision": dataclasses.asdict(self.vision) if self.vision else None,
+    }
 
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> CLIPConfig:
     """Inverse of `to_dict`."""
-    return cls(text=CLIPTextConfig(**d["text"]) if d.get("text") else None,
-               vision=CLIPVisionConfig(**d["vision"]) if d.get("vision") else None)
+    return cls(
+      text=CLIPTextConfig(**d["text"]) if d.get("text") else None,
+      vision=CLIPVisionConfig(**d["vision"]) if d.get("vision") else None,
+    )
 
 
 def _square(value, name: str) -> int:
@@ -143,15 +153,18 @@ def clip_config_from_transformers(d: Mapping[str, Any]) -> CLIPConfig:
   if model_type == "clip" or "text_config" in d or "vision_config" in d:
     proj = d.get("projection_dim", 512)
     config = CLIPConfig(
-        text=_tower(CLIPTextConfig, d.get("text_config") or {}, "text_config", proj),
-        vision=_tower(CLIPVisionConfig, d.get("vision_config") or {}, "vision_config", proj))
+      text=_tower(CLIPTextConfig, d.get("text_config") or {}, "text_config", proj),
+      vision=_tower(CLIPVisionConfig, d.get("vision_config") or {}, "vision_config", proj),
+    )
   elif model_type == "clip_text_model":
     config = CLIPConfig(text=_tower(CLIPTextConfig, d, "text_config", None))
   elif model_type == "clip_vision_model":
     config = CLIPConfig(vision=_tower(CLIPVisionConfig, d, "vision_config", None))
   else:
-    raise ValueError(f"config.json has model_type={model_type!r}; expected 'clip', "
-                     "'clip_text_model' or 'clip_vision_model' (a transformers CLIP folder)")
+    raise ValueError(
+      f"config.json has model_type={model_type!r}; expected 'clip', "
+      "'clip_text_model' or 'clip_vision_model' (a transformers CLIP folder)"
+    )
   config.validate()
   return config
 
@@ -179,7 +192,6 @@ class CLIPAttention(nnx.Module):
 
 
 class CLIPMLP(nnx.Module):
-
   def __init__(self, dim: int, hidden: int, act: str, *, rngs: nnx.Rngs):
     self.act = act
     self.fc1 = nnx.Linear(dim, hidden, rngs=rngs)
@@ -208,10 +220,8 @@ class CLIPEncoderLayer(nnx.Module):
 
 
 class CLIPEncoder(nnx.Module):
-
   def __init__(self, c: CLIPTextConfig | CLIPVisionConfig, *, rngs: nnx.Rngs):
-    self.layers = nnx.List([CLIPEncoderLayer(c, rngs=rngs)
-                            for _ in range(c.num_hidden_layers)])
+    self.layers = nnx.List([CLIPEncoderLayer(c, rngs=rngs) for _ in range(c.num_hidden_layers)])
 
   def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     for layer in self.layers:
@@ -220,7 +230,6 @@ class CLIPEncoder(nnx.Module):
 
 
 class CLIPTextEmbeddings(nnx.Module):
-
   def __init__(self, c: CLIPTextConfig, *, rngs: nnx.Rngs):
     self.token_embedding = nnx.Embed(c.vocab_size, c.hidden_size, rngs=rngs)
     self.position_embedding = nnx.Embed(c.max_position_embeddings, c.hidden_size, rngs=rngs)
@@ -259,14 +268,17 @@ class CLIPTextModelWithProjection(nnx.Module):
     config.validate()
     self.config = config
     self.text_model = CLIPTextTransformer(config, rngs=rngs)
-    self.text_projection = nnx.Linear(config.hidden_size, config.projection_dim,
-                                      use_bias=False, rngs=rngs)
+    self.text_projection = nnx.Linear(
+      config.hidden_size, config.projection_dim, use_bias=False, rngs=rngs
+    )
 
   def __call__(self, input_ids: jax.Array) -> tuple[jax.Array, jax.Array]:
     """input_ids (B, L) -> (last_hidden_state (B, L, D), text_embeds (B, P))."""
     if input_ids.ndim != 2 or input_ids.shape[1] > self.config.max_position_embeddings:
-      raise ValueError(f"input_ids has shape {tuple(input_ids.shape)}; expected (B, L) with "
-                       f"L <= max_position_embeddings={self.config.max_position_embeddings}")
+      raise ValueError(
+        f"input_ids has shape {tuple(input_ids.shape)}; expected (B, L) with "
+        f"L <= max_position_embeddings={self.config.max_position_embeddings}"
+      )
     h, pooled = self.text_model(input_ids)
     return h, self.text_projection(pooled)
 
@@ -277,13 +289,19 @@ class CLIPVisionEmbeddings(nnx.Module):
   def __init__(self, c: CLIPVisionConfig, *, rngs: nnx.Rngs):
     p = c.patch_size
     self.class_embedding = nnx.Param(jax.random.normal(rngs.params(), (c.hidden_size,)))
-    self.patch_embedding = nnx.Conv(c.num_channels, c.hidden_size, (p, p), strides=(p, p),
-                                    padding="VALID", use_bias=False, rngs=rngs)
-    self.position_embedding = nnx.Embed((c.image_size // p) ** 2 + 1, c.hidden_size,
-                                        rngs=rngs)
+    self.patch_embedding = nnx.Conv(
+      c.num_channels,
+      c.hidden_size,
+      (p, p),
+      strides=(p, p),
+      padding="VALID",
+      use_bias=False,
+      rngs=rngs,
+    )
+    self.position_embedding = nnx.Embed((c.image_size // p) ** 2 + 1, c.hidden_size, rngs=rngs)
 
   def __call__(self, pixels: jax.Array) -> jax.Array:
-    patches = self.patch_embedding(pixels)                     # (B, h, w, D)
+    patches = self.patch_embedding(pixels)  # (B, h, w, D)
     b, _, _, d = patches.shape
     cls = jnp.broadcast_to(self.class_embedding[...], (b, 1, d)).astype(patches.dtype)
     x = jnp.concatenate([cls, patches.reshape(b, -1, d)], axis=1)
@@ -311,16 +329,19 @@ class CLIPVisionModelWithProjection(nnx.Module):
     config.validate()
     self.config = config
     self.vision_model = CLIPVisionTransformer(config, rngs=rngs)
-    self.visual_projection = nnx.Linear(config.hidden_size, config.projection_dim,
-                                        use_bias=False, rngs=rngs)
+    self.visual_projection = nnx.Linear(
+      config.hidden_size, config.projection_dim, use_bias=False, rngs=rngs
+    )
 
   def __call__(self, pixels: jax.Array) -> tuple[jax.Array, jax.Array]:
     """pixels (B, S, S, C) normalised -> (last_hidden_state (B, 1+P, D), image_embeds)."""
     c = self.config
     want = (c.image_size, c.image_size, c.num_channels)
     if pixels.ndim != 4 or tuple(pixels.shape[1:]) != want:
-      raise ValueError(f"pixels has shape {tuple(pixels.shape)}; expected (B, {want[0]}, "
-                       f"{want[1]}, {want[2]}) (use preprocess_frames)")
+      raise ValueError(
+        f"pixels has shape {tuple(pixels.shape)}; expected (B, {want[0]}, "
+        f"{want[1]}, {want[2]}) (use preprocess_frames)"
+      )
     h, pooled = self.vision_model(pixels)
     return h, self.visual_projection(pooled)
 
@@ -332,8 +353,14 @@ def resize_shortest_edge_shape(height: int, width: int, size: int) -> tuple[int,
   return int(size * height / width), size
 
 
-def preprocess_frames(frames: jax.Array, image_size: int = 224, *, quantize: bool = True,
-                      mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD) -> jax.Array:
+def preprocess_frames(
+  frames: jax.Array,
+  image_size: int = 224,
+  *,
+  quantize: bool = True,
+  mean=OPENAI_CLIP_MEAN,
+  std=OPENAI_CLIP_STD,
+) -> jax.Array:
   """(B, H, W, 3) frames in [-1, 1] -> CLIP pixels (B, S, S, 3), as CLIPImageProcessor.
 
   Bicubic resize of the shortest side to `image_size` (antialiased when shrinking, like
@@ -356,5 +383,5 @@ def preprocess_frames(frames: jax.Array, image_size: int = 224, *, quantize: boo
       x = jnp.round(x) if quantize else x
   x = x / 255.0
   top, left = (nh - image_size) // 2, (nw - image_size) // 2
-  x = x[:, top:top + image_size, left:left + image_size]
+  x = x[:, top : top + image_size, left : left + image_size]
   return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)

@@ -34,8 +34,11 @@ _NO_RANK = float("inf")
 @functools.lru_cache(maxsize=1)
 def bytes_to_unicode() -> dict[int, str]:
   """GPT-2's reversible map of the 256 byte values to printable unicode characters."""
-  bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1)))
+  bs = (
+    list(range(ord("!"), ord("~") + 1))
+    + list(range(ord("¡"), ord("¬") + 1))
+    + list(range(ord("®"), ord("ÿ") + 1))
+  )
   cs = bs[:]
   n = 0
   for b in range(256):
@@ -82,6 +85,7 @@ def split_words(text: str) -> list[str]:
 def _fix_text(text: str) -> str:
   try:
     import ftfy  # pylint: disable=import-outside-toplevel
+
     text = ftfy.fix_text(text)
   except ImportError:
     pass
@@ -91,8 +95,15 @@ def _fix_text(text: str) -> str:
 class CLIPTokenizer:
   """`CLIPTokenizer(vocab, merges)`; `CLIPTokenizer.from_dir(path)` reads the files."""
 
-  def __init__(self, vocab: dict[str, int], merges: Sequence[tuple[str, str]], *,
-               context_length: int = 77, pad_token: str = EOS, fix_text: bool = False):
+  def __init__(
+    self,
+    vocab: dict[str, int],
+    merges: Sequence[tuple[str, str]],
+    *,
+    context_length: int = 77,
+    pad_token: str = EOS,
+    fix_text: bool = False,
+  ):
     for token in (BOS, EOS, pad_token):
       if token not in vocab:
         raise ValueError(f"the vocabulary has no {token!r} token (not a CLIP vocab.json?)")
@@ -103,7 +114,7 @@ class CLIPTokenizer:
     self.byte_encoder = bytes_to_unicode()
     self.context_length = context_length
     self.bos_id, self.eos_id, self.pad_id = vocab[BOS], vocab[EOS], vocab[pad_token]
-    self.unk_id = vocab[EOS]    # transformers' default unk_token is <|endoftext|>
+    self.unk_id = vocab[EOS]  # transformers' default unk_token is <|endoftext|>
     self.fix_text = fix_text
     self._cache: dict[str, list[int]] = {}
 
@@ -115,9 +126,10 @@ class CLIPTokenizer:
     for f in (vocab_file, merges_file):
       if not f.is_file():
         raise FileNotFoundError(
-            f"CLIP tokenizer file {f} is missing; expected vocab.json and merges.txt in "
-            f"{path} (the `tokenizer/` folder of a transformers/diffusers CLIP checkpoint, "
-            "copied there by `python -m videofusion_jax.convert clip`)")
+          f"CLIP tokenizer file {f} is missing; expected vocab.json and merges.txt in "
+          f"{path} (the `tokenizer/` folder of a transformers/diffusers CLIP checkpoint, "
+          "copied there by `python -m videofusion_jax.convert clip`)"
+        )
     vocab = json.loads(vocab_file.read_text(encoding="utf-8"))
     lines = merges_file.read_text(encoding="utf-8").splitlines()
     if lines and lines[0].startswith("#version"):
@@ -146,8 +158,9 @@ class CLIPTokenizer:
     chars = [self.byte_encoder[b] for b in word.encode("utf-8")]
     parts = chars[:-1] + [chars[-1] + WORD_SUFFIX]
     while len(parts) > 1:  # merge the best-ranked pair everywhere, left to right
-      rank, pair = min((self.ranks.get(pair, _NO_RANK), pair)
-                       for pair in zip(parts[:-1], parts[1:]))
+      rank, pair = min(
+        (self.ranks.get(pair, _NO_RANK), pair) for pair in zip(parts[:-1], parts[1:])
+      )
       if rank == _NO_RANK:
         break
       merged, i = [], 0
@@ -193,9 +206,14 @@ class CLIPTokenizer:
         raise ValueError(f"prompt {k} is {type(prompt).__name__} {prompt!r}; expected str")
       ids = self.encode(prompt)
       if len(ids) > room:
-        logging.warning("Prompt %r has %d tokens; truncated to the context of %d "
-                        "(%d + bos/eos)", prompt, len(ids), self.context_length, room)
+        logging.warning(
+          "Prompt %r has %d tokens; truncated to the context of %d (%d + bos/eos)",
+          prompt,
+          len(ids),
+          self.context_length,
+          room,
+        )
         ids = ids[:room]
       row = [self.bos_id, *ids, self.eos_id]
-      out[k, :len(row)] = row
+      out[k, : len(row)] = row
     return out

@@ -43,14 +43,15 @@ KINDS = ("none", "class", "image_embed", "unclip")
 @dataclasses.dataclass(frozen=True)
 class ConditionConfig:
   """The `cond` section of an experiment config."""
-  kind: str = "none"        # "class": ids in [0, num_classes); "image_embed": CLIP vectors
-  num_classes: int = 0      # class ids for kind "class"
-  embed_dim: int = 768      # CLIP image embedding size, or the class vectors' size
-  extra_tokens: int = 4     # attention tokens made from the vector (0: additive only)
-  text_dim: int = 0         # CLIP text hidden width for cross-attention tokens (0: none)
+
+  kind: str = "none"  # "class": ids in [0, num_classes); "image_embed": CLIP vectors
+  num_classes: int = 0  # class ids for kind "class"
+  embed_dim: int = 768  # CLIP image embedding size, or the class vectors' size
+  extra_tokens: int = 4  # attention tokens made from the vector (0: additive only)
+  text_dim: int = 0  # CLIP text hidden width for cross-attention tokens (0: none)
   # kind "unclip" only (diffusers UnCLIPTextProjModel): token width and additive width.
-  context_dim: int = 0      # the tokens' width (cross_attention_dim); 0: embed_dim
-  time_embed_dim: int = 0   # the additive vector's width: the base U-Net's time embedding
+  context_dim: int = 0  # the tokens' width (cross_attention_dim); 0: embed_dim
+  time_embed_dim: int = 0  # the additive vector's width: the base U-Net's time embedding
 
   @property
   def enabled(self) -> bool:
@@ -70,22 +71,30 @@ class ConditionConfig:
       raise ValueError(f"cond.num_classes={self.num_classes}; cond.kind='class' needs >= 1")
     for field in ("embed_dim", "extra_tokens", "text_dim"):
       if getattr(self, field) < 0 or (field == "embed_dim" and self.embed_dim < 1):
-        raise ValueError(f"cond.{field}={getattr(self, field)}; expected a size >= "
-                         f"{1 if field == 'embed_dim' else 0}")
+        raise ValueError(
+          f"cond.{field}={getattr(self, field)}; expected a size >= "
+          f"{1 if field == 'embed_dim' else 0}"
+        )
     if self.text_dim and not self.enabled:
-      raise ValueError("cond.text_dim is set but cond.kind='none'; text tokens need "
-                       "kind 'class' or 'image_embed' (their null is the dropped vector)")
+      raise ValueError(
+        "cond.text_dim is set but cond.kind='none'; text tokens need "
+        "kind 'class' or 'image_embed' (their null is the dropped vector)"
+      )
     for field in ("context_dim", "time_embed_dim"):
       if getattr(self, field) < 0:
         raise ValueError(f"cond.{field}={getattr(self, field)}; expected a size >= 0")
     if self.kind == "unclip":
       if self.time_embed_dim < 1 or self.text_dim < 1:
-        raise ValueError(f"cond.kind='unclip' needs cond.time_embed_dim (the base U-Net's "
-                         f"time embedding width) and cond.text_dim (CLIP text hidden width)"
-                         f" >= 1; got {self.time_embed_dim} and {self.text_dim}")
+        raise ValueError(
+          f"cond.kind='unclip' needs cond.time_embed_dim (the base U-Net's "
+          f"time embedding width) and cond.text_dim (CLIP text hidden width)"
+          f" >= 1; got {self.time_embed_dim} and {self.text_dim}"
+        )
     elif self.context_dim or self.time_embed_dim:
-      raise ValueError(f"cond.context_dim / cond.time_embed_dim are for cond.kind='unclip';"
-                       f" cond.kind={self.kind!r} uses cond.embed_dim for both")
+      raise ValueError(
+        f"cond.context_dim / cond.time_embed_dim are for cond.kind='unclip';"
+        f" cond.kind={self.kind!r} uses cond.embed_dim for both"
+      )
 
   def input_names(self) -> tuple[str, ...]:
     """The entries of `cond` the model reads (besides the optional `drop`)."""
@@ -120,12 +129,13 @@ class Condition(nnx.Module):
     if config.kind == "class":  # the last row is the null class
       self.class_table = nnx.Embed(config.num_classes + 1, d, rngs=rngs)
     else:
-      self.null_embed = nnx.Param(jax.random.normal(rngs.params(), (d,)) * d ** -0.5)
+      self.null_embed = nnx.Param(jax.random.normal(rngs.params(), (d,)) * d**-0.5)
     if config.kind == "unclip":  # the additive vector: text and image embeddings projected
       self.embedding_proj = nnx.Linear(d, config.time_embed_dim, rngs=rngs)
       self.image_time_proj = nnx.Linear(d, config.time_embed_dim, rngs=rngs)
-    self.extra_tokens = (nnx.Linear(d, config.extra_tokens * width, rngs=rngs)
-                         if config.extra_tokens else None)
+    self.extra_tokens = (
+      nnx.Linear(d, config.extra_tokens * width, rngs=rngs) if config.extra_tokens else None
+    )
     if config.text_dim:
       self.text_proj = nnx.Linear(config.text_dim, width, rngs=rngs)
       self.text_norm = nnx.LayerNorm(width, epsilon=1e-5, rngs=rngs)
@@ -136,8 +146,10 @@ class Condition(nnx.Module):
     cfg = self.config
     missing = [n for n in cfg.input_names() if n not in cond]
     if missing:
-      raise ValueError(f"the model is conditioned (cond.kind={cfg.kind!r}) but the "
-                       f"condition lacks {missing}; it has {sorted(cond)}")
+      raise ValueError(
+        f"the model is conditioned (cond.kind={cfg.kind!r}) but the "
+        f"condition lacks {missing}; it has {sorted(cond)}"
+      )
     first = cond[cfg.input_names()[0]]
     b = first.shape[0]
     drop = jnp.asarray(cond.get("drop", jnp.zeros((b,), bool)), bool)
@@ -147,8 +159,10 @@ class Condition(nnx.Module):
       vector = self.class_table(jnp.where(drop, cfg.num_classes, first.astype(jnp.int32)))
     else:
       if first.shape[1:] != (cfg.embed_dim,):
-        raise ValueError(f"cond['image_embed'] has shape {first.shape}; expected "
-                         f"(B, cond.embed_dim={cfg.embed_dim})")
+        raise ValueError(
+          f"cond['image_embed'] has shape {first.shape}; expected "
+          f"(B, cond.embed_dim={cfg.embed_dim})"
+        )
       vector = jnp.where(drop[:, None], self.null_embed[...].astype(first.dtype), first)
     if cfg.kind == "unclip":
       return self._unclip(vector, _null_text(cond, drop))
@@ -169,16 +183,22 @@ class Condition(nnx.Module):
     text_embeds, hidden = cond["text_embeds"], cond["text_hidden"]
     b = image_embed.shape[0]
     if text_embeds.shape != (b, cfg.embed_dim):
-      raise ValueError(f"cond['text_embeds'] has shape {text_embeds.shape}; expected "
-                       f"({b}, cond.embed_dim={cfg.embed_dim})")
+      raise ValueError(
+        f"cond['text_embeds'] has shape {text_embeds.shape}; expected "
+        f"({b}, cond.embed_dim={cfg.embed_dim})"
+      )
     if hidden.ndim != 3 or hidden.shape[0] != b or hidden.shape[2] != cfg.text_dim:
-      raise ValueError(f"cond['text_hidden'] has shape {hidden.shape}; expected "
-                       f"({b}, L, cond.text_dim={cfg.text_dim})")
+      raise ValueError(
+        f"cond['text_hidden'] has shape {hidden.shape}; expected "
+        f"({b}, L, cond.text_dim={cfg.text_dim})"
+      )
     mask = cond.get("text_mask")
-    mask = (jnp.ones(hidden.shape[:2], bool) if mask is None else jnp.asarray(mask, bool))
+    mask = jnp.ones(hidden.shape[:2], bool) if mask is None else jnp.asarray(mask, bool)
     if mask.shape != hidden.shape[:2]:
-      raise ValueError(f"cond['text_mask'] has shape {mask.shape}; expected "
-                       f"{hidden.shape[:2]}, like text_hidden's first two axes")
+      raise ValueError(
+        f"cond['text_mask'] has shape {mask.shape}; expected "
+        f"{hidden.shape[:2]}, like text_hidden's first two axes"
+      )
     additive = self.image_time_proj(image_embed) + self.embedding_proj(text_embeds)
     tokens = [self.text_norm(self.text_proj(hidden))]
     masks = [mask]
@@ -187,12 +207,18 @@ class Condition(nnx.Module):
       extra = self.extra_tokens(image_embed).reshape(b, -1, k).transpose(0, 2, 1)
       tokens.insert(0, extra)
       masks.insert(0, jnp.ones((b, k), bool))
-    return {"class_labels": additive, "context": jnp.concatenate(tokens, axis=1),
-            "context_mask": jnp.concatenate(masks, axis=1)}
+    return {
+      "class_labels": additive,
+      "context": jnp.concatenate(tokens, axis=1),
+      "context_mask": jnp.concatenate(masks, axis=1),
+    }
 
 
-UNCLIP_NULL_TEXT = {"null_text_embeds": "text_embeds", "null_text_hidden": "text_hidden",
-                    "null_text_mask": "text_mask"}
+UNCLIP_NULL_TEXT = {
+  "null_text_embeds": "text_embeds",
+  "null_text_hidden": "text_hidden",
+  "null_text_mask": "text_mask",
+}
 
 
 def _null_text(cond: Mapping[str, jax.Array], drop: jax.Array) -> dict:
@@ -201,8 +227,10 @@ def _null_text(cond: Mapping[str, jax.Array], drop: jax.Array) -> dict:
   if not given:
     return dict(cond)
   if "null_text_embeds" not in given or "null_text_hidden" not in given:
-    raise ValueError(f"cond has {given} but not both null_text_embeds and null_text_hidden"
-                     " (the empty prompt's CLIP text embedding and hidden states)")
+    raise ValueError(
+      f"cond has {given} but not both null_text_embeds and null_text_hidden"
+      " (the empty prompt's CLIP text embedding and hidden states)"
+    )
   out = dict(cond)
   for null_name, name in UNCLIP_NULL_TEXT.items():
     if null_name not in cond:
@@ -212,7 +240,8 @@ def _null_text(cond: Mapping[str, jax.Array], drop: jax.Array) -> dict:
       value = jnp.ones(cond["text_hidden"].shape[:2], bool)
     null = jnp.asarray(cond[null_name]).astype(value.dtype)
     if null.shape != value.shape:
-      raise ValueError(f"cond[{null_name!r}] has shape {null.shape}; expected "
-                       f"{value.shape}, like cond[{name!r}]")
+      raise ValueError(
+        f"cond[{null_name!r}] has shape {null.shape}; expected {value.shape}, like cond[{name!r}]"
+      )
     out[name] = jnp.where(drop.reshape((-1,) + (1,) * (value.ndim - 1)), null, value)
   return out

@@ -25,8 +25,10 @@ def check_execution_knobs(config) -> None:
       raise ValueError(f"model.{field}={getattr(config, field)!r}; expected one of {DTYPES}")
   if not hasattr(jax.checkpoint_policies, config.remat_policy):
     known = sorted(n for n in dir(jax.checkpoint_policies) if n.endswith("saveable"))
-    raise ValueError(f"model.remat_policy={config.remat_policy!r}; expected a "
-                     f"jax.checkpoint_policies name such as {known}")
+    raise ValueError(
+      f"model.remat_policy={config.remat_policy!r}; expected a "
+      f"jax.checkpoint_policies name such as {known}"
+    )
   check_attention_implementation(config.attention)
 
 

@@ -38,15 +38,21 @@ def videofusion_config(config: ml_collections.ConfigDict) -> VideoFusionConfig:
   for part in ("base", "residual"):
     bad = sorted(set(model[part]) & set(DERIVED_UNET_FIELDS))
     if bad:
-      raise ValueError(f"model.{part}.{bad[0]} is derived from data.channels and the "
-                       "decomposition settings; remove it from the config")
+      raise ValueError(
+        f"model.{part}.{bad[0]} is derived from data.channels and the "
+        "decomposition settings; remove it from the config"
+      )
   vf = VideoFusionConfig(
-      base=unet_config_from_dict(model.base.to_dict(), "model.base"),
-      residual=unet_config_from_dict(model.residual.to_dict(), "model.residual"),
-      channels=config.data.channels, lam=config.diffusion.lam,
-      objective=config.diffusion.objective, residual_context=model.residual_context,
-      learned_variance=model.learned_variance, cond=condition_config(config),
-      **{k: model[k] for k in VIDEOFUSION_EXECUTION_FIELDS if k in model})
+    base=unet_config_from_dict(model.base.to_dict(), "model.base"),
+    residual=unet_config_from_dict(model.residual.to_dict(), "model.residual"),
+    channels=config.data.channels,
+    lam=config.diffusion.lam,
+    objective=config.diffusion.objective,
+    residual_context=model.residual_context,
+    learned_variance=model.learned_variance,
+    cond=condition_config(config),
+    **{k: model[k] for k in VIDEOFUSION_EXECUTION_FIELDS if k in model},
+  )
   vf.validate()
   return vf
 
@@ -61,6 +67,7 @@ class ModelSpec:
   `channels`, `lam`, `learned_variance`, `validate()` and `check_video(shape, name)`.
   The train step and the samplers need nothing else.
   """
+
   config: Any
   cls: type
 
@@ -75,9 +82,9 @@ def _videofusion_spec(config: ml_collections.ConfigDict) -> ModelSpec:
 
 # `config.model.kind` -> the function that turns the experiment config into a ModelSpec.
 MODEL_KINDS: dict[str, Callable[[ml_collections.ConfigDict], ModelSpec]] = {
-    "videofusion": _videofusion_spec,
-    "superres": lambda config: ModelSpec(superres_config(config), SuperRes),
-    "vdm": lambda config: ModelSpec(vdm_config(config), VDM),
+  "videofusion": _videofusion_spec,
+  "superres": lambda config: ModelSpec(superres_config(config), SuperRes),
+  "vdm": lambda config: ModelSpec(vdm_config(config), VDM),
 }
 
 

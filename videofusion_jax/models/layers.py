@@ -20,20 +20,24 @@ from videofusion_jax.models.attention import multi_head_attention
 def cast_floats(tree, dtype):
   """Every floating-point leaf of `tree` as `dtype` (integer leaves, e.g. RNG counts,
   stay): mixed-precision parameter casts."""
-  return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating)
-                      else x, tree)
+  return jax.tree.map(
+    lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
+  )
 
 
 def in_named_scope(scope: str):
   """Decorate a layer's `__call__` to trace it under `jax.named_scope(scope)`: every XLA
   op it issues then carries the scope in its op_name, so a profile can say which kind
   of layer the time goes to (`benchmarks/op_profile.py`). Names only; no numerics."""
+
   def decorate(call):
     @functools.wraps(call)
     def scoped(*args, **kwargs):
       with jax.named_scope(scope):
         return call(*args, **kwargs)
+
     return scoped
+
   return decorate
 
 
@@ -44,12 +48,17 @@ _PAD1 = ((1, 1), (1, 1))
 
 def group_norm(channels: int, groups: int, eps: float, rngs: nnx.Rngs) -> nnx.GroupNorm:
   """GroupNorm as PyTorch computes it: two-pass variance, epsilon from the config."""
-  return nnx.GroupNorm(channels, num_groups=groups, epsilon=eps, use_fast_variance=False,
-                       rngs=rngs)
+  return nnx.GroupNorm(channels, num_groups=groups, epsilon=eps, use_fast_variance=False, rngs=rngs)
 
 
-def timestep_embedding(t: jax.Array, dim: int, *, flip_sin_to_cos: bool = True,
-                       freq_shift: float = 0.0, max_period: float = 10000.0) -> jax.Array:
+def timestep_embedding(
+  t: jax.Array,
+  dim: int,
+  *,
+  flip_sin_to_cos: bool = True,
+  freq_shift: float = 0.0,
+  max_period: float = 10000.0,
+) -> jax.Array:
   """Sinusoidal embedding of `t` (B,) -> (B, dim), diffusers' `get_timestep_embedding`.
 
   `flip_sin_to_cos` puts cosines first and `freq_shift` is its `downscale_freq_shift`:
@@ -116,14 +125,26 @@ class ResnetBlock2D(nnx.Module):
   `time_emb_proj` (DeepFloyd IF's `resnet_out_scale_factor` / `resnet_skip_time_act`).
   """
 
-  def __init__(self, in_channels: int, out_channels: int, temb_channels: int, *,
-               groups: int = 32, eps: float = 1e-5, dropout: float = 0.0,
-               time_embedding_norm: str = "default", up: bool = False, down: bool = False,
-               output_scale_factor: float = 1.0, skip_time_act: bool = False,
-               rngs: nnx.Rngs):
+  def __init__(
+    self,
+    in_channels: int,
+    out_channels: int,
+    temb_channels: int,
+    *,
+    groups: int = 32,
+    eps: float = 1e-5,
+    dropout: float = 0.0,
+    time_embedding_norm: str = "default",
+    up: bool = False,
+    down: bool = False,
+    output_scale_factor: float = 1.0,
+    skip_time_act: bool = False,
+    rngs: nnx.Rngs,
+  ):
     if time_embedding_norm not in ("default", "scale_shift"):
-      raise ValueError(f"time_embedding_norm={time_embedding_norm!r}; expected 'default' or "
-                       "'scale_shift'")
+      raise ValueError(
+        f"time_embedding_norm={time_embedding_norm!r}; expected 'default' or 'scale_shift'"
+      )
     self.scale_shift = time_embedding_norm == "scale_shift"
     self.up, self.down = up, down
     self.output_scale_factor = output_scale_factor
@@ -135,8 +156,11 @@ class ResnetBlock2D(nnx.Module):
     self.norm2 = group_norm(out_channels, groups, eps, rngs)
     self.dropout = nnx.Dropout(dropout)
     self.conv2 = nnx.Conv(out_channels, out_channels, (3, 3), padding=_PAD1, rngs=rngs)
-    self.conv_shortcut = (nnx.Conv(in_channels, out_channels, (1, 1), rngs=rngs)
-                          if in_channels != out_channels else None)
+    self.conv_shortcut = (
+      nnx.Conv(in_channels, out_channels, (1, 1), rngs=rngs)
+      if in_channels != out_channels
+      else None
+    )
 
   @in_named_scope("resnet_block")
   def __call__(self, x: jax.Array, temb: jax.Array, *, rngs: nnx.Rngs | None = None):
@@ -168,8 +192,16 @@ class Attention(nnx.Module):
   `SimpleCrossAttn*` blocks in unCLIP decoders). Heads have `head_dim` channels.
   """
 
-  def __init__(self, channels: int, *, head_dim: int = 64, groups: int = 32,
-               eps: float = 1e-5, cross_attention_dim: int | None = None, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    channels: int,
+    *,
+    head_dim: int = 64,
+    groups: int = 32,
+    eps: float = 1e-5,
+    cross_attention_dim: int | None = None,
+    rngs: nnx.Rngs,
+  ):
     if channels % head_dim:
       raise ValueError(f"attention channels={channels} not divisible by head_dim={head_dim}")
     self.heads = channels // head_dim
@@ -185,8 +217,9 @@ class Attention(nnx.Module):
     self.to_out = nnx.Linear(channels, channels, rngs=rngs)
 
   @in_named_scope("spatial_attention")
-  def __call__(self, x: jax.Array, context: jax.Array | None = None,
-               context_mask: jax.Array | None = None) -> jax.Array:
+  def __call__(
+    self, x: jax.Array, context: jax.Array | None = None, context_mask: jax.Array | None = None
+  ) -> jax.Array:
     """x (B, H, W, C); context (B, L, D) condition tokens or None; context_mask (B, L)
     bool, False for tokens to ignore (their logits get diffusers' -10000 bias; the
     image's own keys are never masked) -> (B, H, W, C)."""
@@ -196,8 +229,7 @@ class Attention(nnx.Module):
     bias = None
     if context is not None:
       if self.add_k_proj is None:
-        raise ValueError("condition tokens given to an Attention built without "
-                         "cross_attention_dim")
+        raise ValueError("condition tokens given to an Attention built without cross_attention_dim")
       k = jnp.concatenate([self.add_k_proj(context).astype(k.dtype), k], axis=1)
       v = jnp.concatenate([self.add_v_proj(context).astype(v.dtype), v], axis=1)
       if context_mask is not None:

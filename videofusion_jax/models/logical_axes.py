@@ -37,7 +37,8 @@ LogicalAxes = tuple  # one name (or None: never sharded) per array dimension
 
 # (logical axes, shape) -> a Sharding, while a sharded computation is being traced.
 _ACTIVATION_SHARDING: contextvars.ContextVar[Callable | None] = contextvars.ContextVar(
-    "activation_sharding", default=None)
+  "activation_sharding", default=None
+)
 IMAGE_ACTIVATION: LogicalAxes = ("batch", None, None, None)  # (B, H, W, C), frames in B
 
 
@@ -61,6 +62,7 @@ def with_activation_sharding(fn: Callable, sharding_of: Callable | None) -> Call
   def pinned(*args, **kwargs):
     with activation_sharding(sharding_of):
       return fn(*args, **kwargs)
+
   return pinned
 
 
@@ -124,4 +126,5 @@ def state_logical_axes(state):
   Works on concrete arrays and on `jax.eval_shape` results alike.
   """
   return jax.tree_util.tree_map_with_path(
-      lambda path, x: PartitionSpec(*param_axes(_names(path), len(x.shape))), state)
+    lambda path, x: PartitionSpec(*param_axes(_names(path), len(x.shape))), state
+  )

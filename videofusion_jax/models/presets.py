@@ -12,25 +12,33 @@ from videofusion_jax.models.videofusion import VideoFusionConfig
 def table8() -> VideoFusionConfig:
   """UCF101 / Sky Time-lapse / TaiChi-HD (paper Table 8): base 192, residual 128."""
   return VideoFusionConfig(
-      base=UNetConfig(block_out_channels=(192, 384, 576, 960), layers_per_block=2),
-      residual=UNetConfig(block_out_channels=(128, 256, 384, 640), layers_per_block=2,
-                          temporal="attention"))
+    base=UNetConfig(block_out_channels=(192, 384, 576, 960), layers_per_block=2),
+    residual=UNetConfig(
+      block_out_channels=(128, 256, 384, 640), layers_per_block=2, temporal="attention"
+    ),
+  )
 
 
 def table9() -> VideoFusionConfig:
   """WebVid-10M (paper Table 9): base 512, residual 192, mults 1,2,3,4, 3 layers."""
   return VideoFusionConfig(
-      base=UNetConfig(block_out_channels=(512, 1024, 1536, 2048), layers_per_block=3),
-      residual=UNetConfig(block_out_channels=(192, 384, 576, 768), layers_per_block=3,
-                          temporal="attention"))
+    base=UNetConfig(block_out_channels=(512, 1024, 1536, 2048), layers_per_block=3),
+    residual=UNetConfig(
+      block_out_channels=(192, 384, 576, 768), layers_per_block=3, temporal="attention"
+    ),
+  )
 
 
 def tiny() -> VideoFusionConfig:
   """Two 32/64-channel stages: compiles in seconds on a CPU (tests, the demo)."""
-  small = UNetConfig(block_out_channels=(32, 64), layers_per_block=1, attention_levels=(1,),
-                     attention_head_dim=32, norm_num_groups=8)
-  return VideoFusionConfig(base=small,
-                           residual=dataclasses.replace(small, temporal="attention"))
+  small = UNetConfig(
+    block_out_channels=(32, 64),
+    layers_per_block=1,
+    attention_levels=(1,),
+    attention_head_dim=32,
+    norm_num_groups=8,
+  )
+  return VideoFusionConfig(base=small, residual=dataclasses.replace(small, temporal="attention"))
 
 
 PRESETS = {"table8": table8, "table9": table9, "tiny": tiny}

@@ -26,7 +26,7 @@ from flax import nnx
 from videofusion_jax.models.attention import multi_head_attention
 from videofusion_jax.models.layers import timestep_embedding
 
-MASK_VALUE = -10000.0    # diffusers' additive mask value (not -inf): parity near masks
+MASK_VALUE = -10000.0  # diffusers' additive mask value (not -inf): parity near masks
 ACTIVATIONS = {"silu": nnx.silu, "gelu": lambda x: jax.nn.gelu(x, approximate=False)}
 
 
@@ -37,24 +37,25 @@ class PriorStat(nnx.Variable):
 @dataclasses.dataclass(frozen=True)
 class PriorConfig:
   """diffusers `PriorTransformer` fields (same names and defaults: Karlo's prior) + ours."""
+
   num_attention_heads: int = 32
   attention_head_dim: int = 64
   num_layers: int = 20
-  embedding_dim: int = 768            # CLIP embedding size (and text hidden width)
-  num_embeddings: int = 77            # text tokens; 0 without encoder hidden states
-  additional_embeddings: int = 4      # proj embedding, time, image embedding, prd
+  embedding_dim: int = 768  # CLIP embedding size (and text hidden width)
+  num_embeddings: int = 77  # text tokens; 0 without encoder hidden states
+  additional_embeddings: int = 4  # proj embedding, time, image embedding, prd
   dropout: float = 0.0
   time_embed_act_fn: str = "silu"
-  norm_in_type: str | None = None     # None or "layer"
-  embedding_proj_norm_type: str | None = None   # None or "layer"
+  norm_in_type: str | None = None  # None or "layer"
+  embedding_proj_norm_type: str | None = None  # None or "layer"
   encoder_hid_proj_type: str | None = "linear"  # None: condition on the embedding only
   added_emb_type: str | None = "prd"
-  time_embed_dim: int | None = None   # None: heads * head_dim
-  embedding_proj_dim: int | None = None         # None: embedding_dim
-  clip_embed_dim: int | None = None   # None: embedding_dim
+  time_embed_dim: int | None = None  # None: heads * head_dim
+  embedding_proj_dim: int | None = None  # None: embedding_dim
+  clip_embed_dim: int | None = None  # None: embedding_dim
   # Ours (not in diffusers checkpoints):
-  num_classes: int = 0                # > 0: class-id conditioning instead of text
-  learned_null: bool = False          # learned unconditional condition (CFG dropout)
+  num_classes: int = 0  # > 0: class-id conditioning instead of text
+  learned_null: bool = False  # learned unconditional condition (CFG dropout)
   norm_eps: float = 1e-5
 
   @property
@@ -76,6 +77,7 @@ class PriorConfig:
   def validate(self) -> "PriorConfig":
     def bad(field, expected):
       raise ValueError(f"model.{field}={getattr(self, field)!r}; expected {expected}")
+
     for f in ("num_attention_heads", "attention_head_dim", "num_layers", "embedding_dim"):
       if int(getattr(self, f)) < 1:
         bad(f, ">= 1")
@@ -87,8 +89,7 @@ class PriorConfig:
     if self.encoder_hid_proj_type not in (None, "linear"):
       bad("encoder_hid_proj_type", "None or 'linear'")
     if self.added_emb_type != "prd":
-      bad("added_emb_type", "'prd' (the read-out token; None, Shap-E's layout, is not "
-          "supported)")
+      bad("added_emb_type", "'prd' (the read-out token; None, Shap-E's layout, is not supported)")
     if self.additional_embeddings != 4:
       bad("additional_embeddings", "4 (proj embedding, time, image embedding, prd)")
     if self.uses_hidden_states and self.num_embeddings < 1:
@@ -98,8 +99,9 @@ class PriorConfig:
     if self.num_classes < 0:
       bad("num_classes", ">= 0")
     if self.num_classes and self.uses_hidden_states:
-      bad("encoder_hid_proj_type", "None with num_classes > 0 (class conditioning has no "
-          "text tokens)")
+      bad(
+        "encoder_hid_proj_type", "None with num_classes > 0 (class conditioning has no text tokens)"
+      )
     if not 0.0 <= self.dropout < 1.0:
       bad("dropout", "0 <= dropout < 1")
     return self
@@ -129,7 +131,7 @@ class SelfAttention(nnx.Module):
     self.to_q = nnx.Linear(dim, dim, rngs=rngs)
     self.to_k = nnx.Linear(dim, dim, rngs=rngs)
     self.to_v = nnx.Linear(dim, dim, rngs=rngs)
-    self.to_out = nnx.Linear(dim, dim, rngs=rngs)     # torch: to_out.0
+    self.to_out = nnx.Linear(dim, dim, rngs=rngs)  # torch: to_out.0
     self.dropout = nnx.Dropout(dropout)
 
   def __call__(self, x, bias, rngs=None):
@@ -152,8 +154,9 @@ class FeedForward(nnx.Module):
   """diffusers `FeedForward(dim, activation_fn="gelu")`: net = [GELU, Dropout, Linear]."""
 
   def __init__(self, dim: int, *, dropout: float, rngs: nnx.Rngs):
-    self.net = nnx.List([GELUProj(dim, 4 * dim, rngs=rngs), nnx.Dropout(dropout),
-                         nnx.Linear(4 * dim, dim, rngs=rngs)])
+    self.net = nnx.List(
+      [GELUProj(dim, 4 * dim, rngs=rngs), nnx.Dropout(dropout), nnx.Linear(4 * dim, dim, rngs=rngs)]
+    )
 
   def __call__(self, x, rngs=None):
     h = self.net[1](self.net[0](x), deterministic=rngs is None, rngs=rngs)
@@ -181,35 +184,46 @@ class PriorTransformer(nnx.Module):
   def __init__(self, config: PriorConfig, *, rngs: nnx.Rngs):
     c = self.config = config.validate()
     d = c.inner_dim
-    self.time_embedding = TimestepEmbedding(d, c.time_embed_dim or d, c.time_embed_act_fn,
-                                            rngs=rngs)
+    self.time_embedding = TimestepEmbedding(
+      d, c.time_embed_dim or d, c.time_embed_act_fn, rngs=rngs
+    )
     self.proj_in = nnx.Linear(c.embedding_dim, d, rngs=rngs)
-    self.embedding_proj_norm = (_layer_norm(c.proj_dim, c.norm_eps, rngs)
-                                if c.embedding_proj_norm_type else None)
+    self.embedding_proj_norm = (
+      _layer_norm(c.proj_dim, c.norm_eps, rngs) if c.embedding_proj_norm_type else None
+    )
     self.embedding_proj = nnx.Linear(c.proj_dim, d, rngs=rngs)
-    self.encoder_hidden_states_proj = (nnx.Linear(c.embedding_dim, d, rngs=rngs)
-                                       if c.uses_hidden_states else None)
+    self.encoder_hidden_states_proj = (
+      nnx.Linear(c.embedding_dim, d, rngs=rngs) if c.uses_hidden_states else None
+    )
     seq = c.num_embeddings + c.additional_embeddings
     # diffusers initialises these at zero; small random values train as well and make a
     # random model's tokens distinguishable (the parity tests load torch's values).
     init = nnx.initializers.normal(0.02)
     self.positional_embedding = nnx.Param(init(rngs.params(), (1, seq, d)))
     self.prd_embedding = nnx.Param(init(rngs.params(), (1, 1, d)))
-    self.transformer_blocks = nnx.List([
-        BasicTransformerBlock(d, c.num_attention_heads, dropout=c.dropout, eps=c.norm_eps,
-                              rngs=rngs) for _ in range(c.num_layers)])
+    self.transformer_blocks = nnx.List(
+      [
+        BasicTransformerBlock(
+          d, c.num_attention_heads, dropout=c.dropout, eps=c.norm_eps, rngs=rngs
+        )
+        for _ in range(c.num_layers)
+      ]
+    )
     self.norm_in = _layer_norm(d, c.norm_eps, rngs) if c.norm_in_type else None
     self.norm_out = _layer_norm(d, c.norm_eps, rngs)
     self.proj_to_clip_embeddings = nnx.Linear(d, c.out_dim, rngs=rngs)
     self.clip_mean = PriorStat(jnp.zeros((1, c.out_dim), jnp.float32))
     self.clip_std = PriorStat(jnp.ones((1, c.out_dim), jnp.float32))
-    self.class_embedding = (nnx.Embed(c.num_classes + 1, c.proj_dim, rngs=rngs)
-                            if c.num_classes else None)
-    if c.learned_null and not c.num_classes:   # the class null id plays this role
+    self.class_embedding = (
+      nnx.Embed(c.num_classes + 1, c.proj_dim, rngs=rngs) if c.num_classes else None
+    )
+    if c.learned_null and not c.num_classes:  # the class null id plays this role
       self.null_proj_embedding = nnx.Param(init(rngs.params(), (1, c.proj_dim)))
       self.null_encoder_hidden_states = (
-          nnx.Param(init(rngs.params(), (1, c.num_embeddings, c.embedding_dim)))
-          if c.uses_hidden_states else None)
+        nnx.Param(init(rngs.params(), (1, c.num_embeddings, c.embedding_dim)))
+        if c.uses_hidden_states
+        else None
+      )
     else:
       self.null_proj_embedding = self.null_encoder_hidden_states = None
 
@@ -225,8 +239,10 @@ class PriorTransformer(nnx.Module):
     c = self.config
     if c.num_classes:
       if class_labels is None:
-        raise ValueError("this prior is class-conditioned (model.num_classes="
-                         f"{c.num_classes}); pass class_labels (B,)")
+        raise ValueError(
+          "this prior is class-conditioned (model.num_classes="
+          f"{c.num_classes}); pass class_labels (B,)"
+        )
       labels = class_labels.astype(jnp.int32)
       if drop is not None:
         labels = jnp.where(drop, c.num_classes, labels)
@@ -235,9 +251,11 @@ class PriorTransformer(nnx.Module):
       raise ValueError(f"proj_embedding (B, {c.proj_dim}) is required")
     if c.uses_hidden_states:
       if hidden is None:
-        raise ValueError(f"encoder_hidden_states (B, {c.num_embeddings}, "
-                         f"{c.embedding_dim}) are required (encoder_hid_proj_type="
-                         f"{c.encoder_hid_proj_type!r})")
+        raise ValueError(
+          f"encoder_hidden_states (B, {c.num_embeddings}, "
+          f"{c.embedding_dim}) are required (encoder_hid_proj_type="
+          f"{c.encoder_hid_proj_type!r})"
+        )
       if mask is None:
         mask = jnp.ones(hidden.shape[:2], bool)
     if drop is not None and self.null_proj_embedding is not None:
@@ -248,9 +266,18 @@ class PriorTransformer(nnx.Module):
         mask = jnp.where(d[:, None], True, mask)
     return proj_embedding, hidden, mask
 
-  def __call__(self, x_t, t, proj_embedding=None, encoder_hidden_states=None,
-               attention_mask=None, *, class_labels=None, drop=None,
-               rngs: nnx.Rngs | None = None):
+  def __call__(
+    self,
+    x_t,
+    t,
+    proj_embedding=None,
+    encoder_hidden_states=None,
+    attention_mask=None,
+    *,
+    class_labels=None,
+    drop=None,
+    rngs: nnx.Rngs | None = None,
+  ):
     """Predicted clean (normalised) image embedding (B, clip_embed_dim).
 
     x_t (B, embedding_dim) noisy normalised image embedding; t (B,) timesteps;
@@ -264,15 +291,21 @@ class PriorTransformer(nnx.Module):
     """
     c = self.config
     b = x_t.shape[0]
-    proj, hidden, mask = self._condition(b, proj_embedding, encoder_hidden_states,
-                                         attention_mask, class_labels, drop)
+    proj, hidden, mask = self._condition(
+      b, proj_embedding, encoder_hidden_states, attention_mask, class_labels, drop
+    )
     t = jnp.broadcast_to(jnp.asarray(t), (b,))
-    temb = self.time_embedding(timestep_embedding(t, c.inner_dim, flip_sin_to_cos=True,
-                                                  freq_shift=0.0))
+    temb = self.time_embedding(
+      timestep_embedding(t, c.inner_dim, flip_sin_to_cos=True, freq_shift=0.0)
+    )
     if self.embedding_proj_norm is not None:
       proj = self.embedding_proj_norm(proj)
-    tokens = [self.embedding_proj(proj)[:, None], temb[:, None], self.proj_in(x_t)[:, None],
-              jnp.broadcast_to(self.prd_embedding[...], (b, 1, c.inner_dim))]
+    tokens = [
+      self.embedding_proj(proj)[:, None],
+      temb[:, None],
+      self.proj_in(x_t)[:, None],
+      jnp.broadcast_to(self.prd_embedding[...], (b, 1, c.inner_dim)),
+    ]
     if c.uses_hidden_states:
       tokens.insert(0, self.encoder_hidden_states_proj(hidden))
     h = jnp.concatenate(tokens, axis=1) + self.positional_embedding[...]

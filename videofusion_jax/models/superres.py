@@ -50,8 +50,12 @@ from flax import nnx
 
 from videofusion_jax import diffusion
 from videofusion_jax.models.conditioning import Condition, ConditionConfig, condition_config
-from videofusion_jax.models.execution import (EXECUTION_FIELDS, MixedPrecision,
-                                             check_execution_knobs, remat_policy)
+from videofusion_jax.models.execution import (
+  EXECUTION_FIELDS,
+  MixedPrecision,
+  check_execution_knobs,
+  remat_policy,
+)
 from videofusion_jax.models.layers import timestep_embedding
 from videofusion_jax.models.presets import unet_config_from_dict
 from videofusion_jax.models.unet import UNet, UNetConfig
@@ -59,67 +63,81 @@ from videofusion_jax.models.unet import UNet, UNetConfig
 UPSAMPLE_METHODS = ("bilinear", "bicubic")
 COND_KEYS = ("low_res", "aug_level", "aug_noise")
 # Set from the data channels and the augmentation embedding, never by hand.
-DERIVED_UNET_FIELDS = ("in_channels", "out_channels", "frame_conditioned", "class_embed_type",
-                       "num_class_embeds", "class_embed_input_dim", "cross_attention_dim")
+DERIVED_UNET_FIELDS = (
+  "in_channels",
+  "out_channels",
+  "frame_conditioned",
+  "class_embed_type",
+  "num_class_embeds",
+  "class_embed_input_dim",
+  "cross_attention_dim",
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class SuperResConfig:
   """The SR network and what it conditions on. The U-Net's in/out channels and class
   embedding are derived here, so the network always agrees with the conditioning."""
-  unet: UNetConfig = UNetConfig(block_out_channels=(128, 256, 384, 512),
-                                attention_levels=(3,))
+
+  unet: UNetConfig = UNetConfig(block_out_channels=(128, 256, 384, 512), attention_levels=(3,))
   channels: int = 3
-  image_size: int = 128               # high-resolution H = W
-  low_res_size: int = 64              # conditioning frames' H = W
-  lam: float = 0.5                    # the sampler's / train step's base-noise share
-  objective: str = "eps"              # "eps" or "v" of z_t = sqrt(ab) x + sqrt(1-ab) eps
+  image_size: int = 128  # high-resolution H = W
+  low_res_size: int = 64  # conditioning frames' H = W
+  lam: float = 0.5  # the sampler's / train step's base-noise share
+  objective: str = "eps"  # "eps" or "v" of z_t = sqrt(ab) x + sqrt(1-ab) eps
   learned_variance: bool = False
-  upsample: str = "bilinear"          # how the low-res frames are resized up
-  aug_max_level: float = 0.5          # training: augmentation level ~ U(0, aug_max_level)
-  sample_aug_level: float = 0.1       # sampling: the fixed level (cond["aug_level"] wins)
-  residual_input: bool = True         # the network denoises x - up(low) (same noise)
-  aug_embedding: bool = True          # the augmentation level enters as a class embedding
+  upsample: str = "bilinear"  # how the low-res frames are resized up
+  aug_max_level: float = 0.5  # training: augmentation level ~ U(0, aug_max_level)
+  sample_aug_level: float = 0.1  # sampling: the fixed level (cond["aug_level"] wins)
+  residual_input: bool = True  # the network denoises x - up(low) (same noise)
+  aug_embedding: bool = True  # the augmentation level enters as a class embedding
   cond: ConditionConfig = ConditionConfig()  # class / CLIP image embedding (guidance)
   dtype: str = "float32"
   param_dtype: str = "float32"
   remat: bool = False
   remat_policy: str = "nothing_saveable"
-  attention: str = "xla"              # "cudnn": fused flash attention on a CUDA GPU
+  attention: str = "xla"  # "cudnn": fused flash attention on a CUDA GPU
 
   def validate(self) -> None:
     diffusion.decomposition.check_lam(self.lam)
     if self.objective not in diffusion.OBJECTIVES:
-      raise ValueError(f"diffusion.objective={self.objective!r}; expected one of "
-                       f"{diffusion.OBJECTIVES}")
+      raise ValueError(
+        f"diffusion.objective={self.objective!r}; expected one of {diffusion.OBJECTIVES}"
+      )
     if self.channels < 1:
       raise ValueError(f"data.channels={self.channels}; expected >= 1")
     if self.upsample not in UPSAMPLE_METHODS:
-      raise ValueError(f"model.upsample={self.upsample!r}; expected one of "
-                       f"{UPSAMPLE_METHODS}")
+      raise ValueError(f"model.upsample={self.upsample!r}; expected one of {UPSAMPLE_METHODS}")
     if not 0 < self.low_res_size < self.image_size:
-      raise ValueError(f"data.low_res_size={self.low_res_size}; expected 0 < low_res_size "
-                       f"< data.image_size={self.image_size}")
+      raise ValueError(
+        f"data.low_res_size={self.low_res_size}; expected 0 < low_res_size "
+        f"< data.image_size={self.image_size}"
+      )
     for name in ("aug_max_level", "sample_aug_level"):
       if not 0.0 <= getattr(self, name) <= 1.0:
         raise ValueError(f"{name}={getattr(self, name)}; expected a level in [0, 1]")
       if not self.aug_embedding and getattr(self, name) != 0.0:
-        raise ValueError(f"{name}={getattr(self, name)} with model.aug_embedding=False: the "
-                         "network is not told the augmentation level; set it to 0")
+        raise ValueError(
+          f"{name}={getattr(self, name)} with model.aug_embedding=False: the "
+          "network is not told the augmentation level; set it to 0"
+        )
     check_execution_knobs(self)
     self.cond.validate()
     if self.cond.kind == "unclip":
-      raise ValueError("cond.kind='unclip' is not offered for the SR model (Karlo's "
-                       "super-resolution U-Nets take no condition); use cond.kind 'class' "
-                       "or 'image_embed', or 'none'")
+      raise ValueError(
+        "cond.kind='unclip' is not offered for the SR model (Karlo's "
+        "super-resolution U-Nets take no condition); use cond.kind 'class' "
+        "or 'image_embed', or 'none'"
+      )
     self.unet_config().validate("model.unet")
 
   @property
   def class_input_dim(self) -> int:
     """Width of the U-Net's class-embedding input: the augmentation-level embedding and
     the condition vector, concatenated (0: no class embedding)."""
-    return ((self.unet.block_out_channels[0] if self.aug_embedding else 0)
-            + (self.cond.embed_dim if self.cond.enabled else 0))
+    return (self.unet.block_out_channels[0] if self.aug_embedding else 0) + (
+      self.cond.embed_dim if self.cond.enabled else 0
+    )
 
   def cond_keys(self) -> tuple[str, ...]:
     """Every entry `cond` may hold."""
@@ -130,11 +148,15 @@ class SuperResConfig:
   def unet_config(self) -> UNetConfig:
     width = self.class_input_dim
     return dataclasses.replace(
-        self.unet, in_channels=2 * self.channels,
-        out_channels=self.channels * (2 if self.learned_variance else 1),
-        frame_conditioned=False, class_embed_type="projection" if width else None,
-        class_embed_input_dim=width or None, num_class_embeds=None,
-        cross_attention_dim=self.cond.token_dim)
+      self.unet,
+      in_channels=2 * self.channels,
+      out_channels=self.channels * (2 if self.learned_variance else 1),
+      frame_conditioned=False,
+      class_embed_type="projection" if width else None,
+      class_embed_input_dim=width or None,
+      num_class_embeds=None,
+      cross_attention_dim=self.cond.token_dim,
+    )
 
   def check_video(self, shape, name: str = "z_t") -> None:
     """Shape check for a high-resolution video `(B, N, H, W, C)` before any compile."""
@@ -144,8 +166,10 @@ class SuperResConfig:
     if c != self.channels:
       raise ValueError(f"{name} has {c} channels; data.channels={self.channels}")
     if (h, w) != (self.image_size, self.image_size):
-      raise ValueError(f"{name} has frames of {h}x{w}; the SR model makes "
-                       f"data.image_size={self.image_size} square frames")
+      raise ValueError(
+        f"{name} has frames of {h}x{w}; the SR model makes "
+        f"data.image_size={self.image_size} square frames"
+      )
     self.unet_config().check_input((b * n, h, w, 2 * c), name=f"{name} frames")
 
   def check_cond(self, cond: Mapping[str, Any] | None, video_shape) -> None:
@@ -153,23 +177,32 @@ class SuperResConfig:
     `low_res` are optional. A conditioned model (`self.cond`) also reads the condition's
     inputs (class_id, image_embed, ...) and the optional `drop`."""
     if not cond or "low_res" not in cond:
-      raise ValueError("the super-resolution model needs cond={'low_res': (B, N, h, w, C)}"
-                       f", got keys {sorted(cond or {})}")
+      raise ValueError(
+        "the super-resolution model needs cond={'low_res': (B, N, h, w, C)}"
+        f", got keys {sorted(cond or {})}"
+      )
     unknown = sorted(set(cond) - set(self.cond_keys()))
     if unknown:
-      raise ValueError(f"cond has unknown key(s) {unknown}; the SR model (cond.kind="
-                       f"{self.cond.kind!r}) takes {self.cond_keys()}")
+      raise ValueError(
+        f"cond has unknown key(s) {unknown}; the SR model (cond.kind="
+        f"{self.cond.kind!r}) takes {self.cond_keys()}"
+      )
     b, n, _, _, c = video_shape
     want = (b, n, self.low_res_size, self.low_res_size, c)
     if tuple(cond["low_res"].shape) != want:
-      raise ValueError(f"cond['low_res'] has shape {tuple(cond['low_res'].shape)}; expected "
-                       f"{want} (data.low_res_size={self.low_res_size})")
+      raise ValueError(
+        f"cond['low_res'] has shape {tuple(cond['low_res'].shape)}; expected "
+        f"{want} (data.low_res_size={self.low_res_size})"
+      )
     if "aug_noise" in cond and tuple(cond["aug_noise"].shape) != want:
-      raise ValueError(f"cond['aug_noise'] has shape {tuple(cond['aug_noise'].shape)}; "
-                       f"expected {want}")
+      raise ValueError(
+        f"cond['aug_noise'] has shape {tuple(cond['aug_noise'].shape)}; expected {want}"
+      )
     if "aug_level" in cond and tuple(jnp.shape(cond["aug_level"])) != (b,):
-      raise ValueError(f"cond['aug_level'] has shape {tuple(jnp.shape(cond['aug_level']))}; "
-                       f"expected ({b},), one level per clip")
+      raise ValueError(
+        f"cond['aug_level'] has shape {tuple(jnp.shape(cond['aug_level']))}; "
+        f"expected ({b},), one level per clip"
+      )
 
 
 def augment_low_res(low, level, noise, alphas_cumprod) -> jax.Array:
@@ -203,13 +236,12 @@ class SuperRes(MixedPrecision, nnx.Module):
     config.validate()
     self.config = config
     self.condition = Condition(config.cond, rngs=rngs) if config.cond.enabled else None
-    self.unet = UNet(config.unet_config(),
-                     remat_policy=remat_policy(config),
-                     attention=config.attention, rngs=rngs)
+    self.unet = UNet(
+      config.unet_config(), remat_policy=remat_policy(config), attention=config.attention, rngs=rngs
+    )
     self.store_params_in_param_dtype()
 
-  def augmented_condition(self, cond: Mapping[str, Any], alphas_cumprod,
-                          rngs: nnx.Rngs | None):
+  def augmented_condition(self, cond: Mapping[str, Any], alphas_cumprod, rngs: nnx.Rngs | None):
     """(augmented low-res frames (B, N, h, w, C), levels (B,)).
 
     With `rngs` (training) the level is drawn per clip from U(0, aug_max_level) and the
@@ -234,9 +266,16 @@ class SuperRes(MixedPrecision, nnx.Module):
     level = jnp.asarray(level, jnp.float32)
     return augment_low_res(low, level, noise.astype(jnp.float32), alphas_cumprod), level
 
-  def __call__(self, z_t: jax.Array, t: jax.Array, alphas_cumprod: jax.Array, *,
-               cond: Mapping[str, jax.Array] | None = None, stop_base_grad: bool = True,
-               rngs: nnx.Rngs | None = None) -> diffusion.DenoiseOutput:
+  def __call__(
+    self,
+    z_t: jax.Array,
+    t: jax.Array,
+    alphas_cumprod: jax.Array,
+    *,
+    cond: Mapping[str, jax.Array] | None = None,
+    stop_base_grad: bool = True,
+    rngs: nnx.Rngs | None = None,
+  ) -> diffusion.DenoiseOutput:
     """Predict the noise of the high-res `z_t` (B, N, H, W, C) at timesteps `t` (B,),
     given `cond["low_res"]` (B, N, h, w, C) in [-1, 1]. `stop_base_grad` has no
     meaning here (no base generator) and is accepted for the common interface."""
@@ -259,24 +298,32 @@ class SuperRes(MixedPrecision, nnx.Module):
 
     def model_fn(z):
       x = jnp.concatenate([z, up], axis=-1).reshape(b * n, h, w, 2 * c)
-      out = self.unet(x, jnp.repeat(t, n), **unet_inputs,
-                      num_frames=n if temporal else None, rngs=rngs)
+      out = self.unet(
+        x, jnp.repeat(t, n), **unet_inputs, num_frames=n if temporal else None, rngs=rngs
+      )
       return out.reshape(b, n, h, w, out.shape[-1])
 
-    return diffusion.standard_denoise(z_t, ab_t, model_fn, objective=cfg.objective,
-                                      learned_variance=cfg.learned_variance)
+    return diffusion.standard_denoise(
+      z_t, ab_t, model_fn, objective=cfg.objective, learned_variance=cfg.learned_variance
+    )
 
-  def unet_condition(self, cond: Mapping[str, Any], level: jax.Array, frames: int,
-                     steps: int) -> dict:
+  def unet_condition(
+    self, cond: Mapping[str, Any], level: jax.Array, frames: int, steps: int
+  ) -> dict:
     """The U-Net's `class_labels` (and `context`) per frame (frames folded into B): the
     augmentation level's sinusoidal embedding and the condition vector, concatenated;
     the condition's tokens."""
     cfg = self.config
     vectors, out = [], {}
     if cfg.aug_embedding:
-      vectors.append(timestep_embedding(level * steps, cfg.unet.block_out_channels[0],
-                                        flip_sin_to_cos=cfg.unet.flip_sin_to_cos,
-                                        freq_shift=cfg.unet.freq_shift))
+      vectors.append(
+        timestep_embedding(
+          level * steps,
+          cfg.unet.block_out_channels[0],
+          flip_sin_to_cos=cfg.unet.flip_sin_to_cos,
+          freq_shift=cfg.unet.freq_shift,
+        )
+      )
     if self.condition is not None:
       inputs = self.condition(cond)
       vectors.append(inputs["class_labels"].astype(jnp.float32))
@@ -307,25 +354,35 @@ def superres_config(config: ml_collections.ConfigDict) -> SuperResConfig:
     raise ValueError("model.kind='superres' needs a model.unet section (configs/ucf101_sr.py)")
   bad = sorted(set(model.unet) & set(DERIVED_UNET_FIELDS))
   if bad:
-    raise ValueError(f"model.unet.{bad[0]} is derived by the SR model (data.channels, the "
-                     "augmentation embedding); remove it from the config")
+    raise ValueError(
+      f"model.unet.{bad[0]} is derived by the SR model (data.channels, the "
+      "augmentation embedding); remove it from the config"
+    )
   if config.train.sample_every:
-    raise ValueError(f"train.sample_every={config.train.sample_every}; the SR model samples "
-                     "only with low-res inputs, so set it to 0 and sample through the "
-                     "cascade (python -m videofusion_jax.sample --superres_workdir=...)")
+    raise ValueError(
+      f"train.sample_every={config.train.sample_every}; the SR model samples "
+      "only with low-res inputs, so set it to 0 and sample through the "
+      "cascade (python -m videofusion_jax.sample --superres_workdir=...)"
+    )
   if not config.data.get("low_res_size", 0):
-    raise ValueError("model.kind='superres' needs data.low_res_size (the conditioning "
-                     "frames' size, e.g. 64)")
+    raise ValueError(
+      "model.kind='superres' needs data.low_res_size (the conditioning frames' size, e.g. 64)"
+    )
   sr = SuperResConfig(
-      unet=unet_config_from_dict(model.unet.to_dict(), "model.unet"),
-      channels=config.data.channels, image_size=config.data.image_size,
-      low_res_size=config.data.low_res_size, lam=config.diffusion.lam,
-      objective=config.diffusion.objective, learned_variance=model.learned_variance,
-      upsample=model.upsample,
-      residual_input=model.residual_input,
-      aug_embedding=model.get("aug_embedding", True),
-      aug_max_level=model.aug_max_level,
-      sample_aug_level=config.sample.aug_level, cond=condition_config(config),
-      **{k: model[k] for k in EXECUTION_FIELDS if k in model})
+    unet=unet_config_from_dict(model.unet.to_dict(), "model.unet"),
+    channels=config.data.channels,
+    image_size=config.data.image_size,
+    low_res_size=config.data.low_res_size,
+    lam=config.diffusion.lam,
+    objective=config.diffusion.objective,
+    learned_variance=model.learned_variance,
+    upsample=model.upsample,
+    residual_input=model.residual_input,
+    aug_embedding=model.get("aug_embedding", True),
+    aug_max_level=model.aug_max_level,
+    sample_aug_level=config.sample.aug_level,
+    cond=condition_config(config),
+    **{k: model[k] for k in EXECUTION_FIELDS if k in model},
+  )
   sr.validate()
   return sr

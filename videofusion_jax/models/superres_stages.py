@@ -29,8 +29,10 @@ class FinalStepSwitch(nnx.Module):
 
   def __init__(self, first: SuperRes, last: SuperRes):
     if first.config != last.config:
-      raise ValueError(f"the last-step SR model's config differs from the first one's: "
-                       f"{last.config} vs {first.config}; both must be the same network")
+      raise ValueError(
+        f"the last-step SR model's config differs from the first one's: "
+        f"{last.config} vs {first.config}; both must be the same network"
+      )
     self.config = first.config
     self.first = first
     self.last = last
@@ -41,12 +43,22 @@ class FinalStepSwitch(nnx.Module):
       return self
     return FinalStepSwitch(first, last)
 
-  def __call__(self, z_t: jax.Array, t: jax.Array, alphas_cumprod: jax.Array, *,
-               cond: Mapping[str, Any] | None = None, stop_base_grad: bool = True,
-               rngs: nnx.Rngs | None = None) -> diffusion.DenoiseOutput:
+  def __call__(
+    self,
+    z_t: jax.Array,
+    t: jax.Array,
+    alphas_cumprod: jax.Array,
+    *,
+    cond: Mapping[str, Any] | None = None,
+    stop_base_grad: bool = True,
+    rngs: nnx.Rngs | None = None,
+  ) -> diffusion.DenoiseOutput:
     """The SR model's call; `t` (B,) holds one timestep for the whole batch when
     sampling (a mixed batch, as in training, goes to `first`)."""
+
     def run(model):
-      return lambda: model(z_t, t, alphas_cumprod, cond=cond, stop_base_grad=stop_base_grad,
-                           rngs=rngs)
+      return lambda: model(
+        z_t, t, alphas_cumprod, cond=cond, stop_base_grad=stop_base_grad, rngs=rngs
+      )
+
     return jax.lax.cond(jnp.all(t == FINAL_TIMESTEP), run(self.last), run(self.first))

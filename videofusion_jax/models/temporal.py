@@ -40,12 +40,21 @@ class TemporalAttention(nnx.Module):
   (VDM's factorised space-time attention, Ho et al. 2022).
   """
 
-  def __init__(self, channels: int, *, head_dim: int = 64, groups: int = 32,
-               eps: float = 1e-5, max_distance: int = 32, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    channels: int,
+    *,
+    head_dim: int = 64,
+    groups: int = 32,
+    eps: float = 1e-5,
+    max_distance: int = 32,
+    rngs: nnx.Rngs,
+  ):
     self.heads = max(1, channels // head_dim)
     if channels % self.heads:
-      raise ValueError(f"temporal attention channels={channels} not divisible into "
-                       f"{self.heads} heads")
+      raise ValueError(
+        f"temporal attention channels={channels} not divisible into {self.heads} heads"
+      )
     self.max_distance = max_distance
     self.norm = group_norm(channels, groups, eps, rngs)
     self.to_q = nnx.Linear(channels, channels, rngs=rngs)
@@ -63,8 +72,13 @@ class TemporalAttention(nnx.Module):
     pos = jnp.arange(f)
     dist = jnp.clip(pos[None, :] - pos[:, None], -self.max_distance, self.max_distance)
     bias = self.rel_pos_bias(dist + self.max_distance).transpose(2, 0, 1)[None]  # (1,h,F,F)
-    out = multi_head_attention(self.to_q(tokens), self.to_k(tokens), self.to_v(tokens),
-                               self.heads, bias=bias.astype(tokens.dtype))
+    out = multi_head_attention(
+      self.to_q(tokens),
+      self.to_k(tokens),
+      self.to_v(tokens),
+      self.heads,
+      bias=bias.astype(tokens.dtype),
+    )
     return x + rearrange(self.to_out(out), "(b h w) f c -> (b f) h w c", b=b, h=h, w=w)
 
 
@@ -73,8 +87,9 @@ class TemporalConv(nnx.Module):
 
   def __init__(self, channels: int, *, groups: int = 32, eps: float = 1e-5, rngs: nnx.Rngs):
     self.norm = group_norm(channels, groups, eps, rngs)
-    self.conv = nnx.Conv(channels, channels, (3,), padding=((1, 1),),
-                         kernel_init=nnx.initializers.zeros, rngs=rngs)
+    self.conv = nnx.Conv(
+      channels, channels, (3,), padding=((1, 1),), kernel_init=nnx.initializers.zeros, rngs=rngs
+    )
 
   def __call__(self, x: jax.Array, num_frames: int) -> jax.Array:
     v5 = _unfold(x, num_frames)
@@ -86,14 +101,18 @@ class TemporalConv(nnx.Module):
 class TemporalMixer(nnx.Module):
   """The cross-frame layers placed after one spatial block, per `kind`."""
 
-  def __init__(self, channels: int, kind: str, *, head_dim: int, groups: int, eps: float,
-               rngs: nnx.Rngs):
+  def __init__(
+    self, channels: int, kind: str, *, head_dim: int, groups: int, eps: float, rngs: nnx.Rngs
+  ):
     check_temporal_kind(kind)
-    self.temp_conv = (TemporalConv(channels, groups=groups, eps=eps, rngs=rngs)
-                      if "conv" in kind else None)
-    self.temp_attention = (TemporalAttention(channels, head_dim=head_dim, groups=groups,
-                                             eps=eps, rngs=rngs)
-                           if "attention" in kind else None)
+    self.temp_conv = (
+      TemporalConv(channels, groups=groups, eps=eps, rngs=rngs) if "conv" in kind else None
+    )
+    self.temp_attention = (
+      TemporalAttention(channels, head_dim=head_dim, groups=groups, eps=eps, rngs=rngs)
+      if "attention" in kind
+      else None
+    )
 
   @in_named_scope("temporal_layer")
   def __call__(self, x: jax.Array, num_frames: int) -> jax.Array:

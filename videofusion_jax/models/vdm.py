@@ -21,8 +21,12 @@ import ml_collections
 from flax import nnx
 
 from videofusion_jax import diffusion
-from videofusion_jax.models.execution import (EXECUTION_FIELDS, MixedPrecision,
-                                             check_execution_knobs, remat_policy)
+from videofusion_jax.models.execution import (
+  EXECUTION_FIELDS,
+  MixedPrecision,
+  check_execution_knobs,
+  remat_policy,
+)
 from videofusion_jax.models.presets import unet_config_from_dict
 from videofusion_jax.models.unet import UNet, UNetConfig
 
@@ -40,6 +44,7 @@ class VDMConfig:
   `lam` is not used by the network (the standard process has no base noise) and is
   kept so that the samplers and the train step validate one field for every model.
   """
+
   unet: UNetConfig = UNetConfig(block_out_channels=(192, 384, 576, 960), temporal="attention")
   channels: int = 3
   lam: float = 0.5
@@ -51,7 +56,7 @@ class VDMConfig:
   param_dtype: str = "float32"
   remat: bool = False
   remat_policy: str = "nothing_saveable"
-  attention: str = "xla"               # "cudnn": fused flash attention on a CUDA GPU
+  attention: str = "xla"  # "cudnn": fused flash attention on a CUDA GPU
 
   def validate(self) -> None:
     if not 0.0 <= self.lam <= 1.0:
@@ -61,22 +66,29 @@ class VDMConfig:
     if self.channels < 1:
       raise ValueError(f"model.channels={self.channels}; expected >= 1")
     if self.unet.temporal == "none":
-      raise ValueError("model.base.temporal='none'; VDM* needs temporal layers "
-                       "(expected 'attention')")
+      raise ValueError(
+        "model.base.temporal='none'; VDM* needs temporal layers (expected 'attention')"
+      )
     if self.temporal_placement not in TEMPORAL_PLACEMENTS:
-      raise ValueError(f"model.temporal_placement={self.temporal_placement!r}; expected one "
-                       f"of {TEMPORAL_PLACEMENTS}")
+      raise ValueError(
+        f"model.temporal_placement={self.temporal_placement!r}; expected one "
+        f"of {TEMPORAL_PLACEMENTS}"
+      )
     if self.temporal_placement == "attention" and not (
-        self.unet.attention_levels or self.unet.mid_block_attention):
-      raise ValueError("model.temporal_placement='attention' but model.base has no "
-                       "spatial attention, so VDM* would have no temporal layer")
+      self.unet.attention_levels or self.unet.mid_block_attention
+    ):
+      raise ValueError(
+        "model.temporal_placement='attention' but model.base has no "
+        "spatial attention, so VDM* would have no temporal layer"
+      )
     check_execution_knobs(self)
     self.video_unet().validate("model.base")
 
   def video_unet(self) -> UNetConfig:
     out = self.channels * (2 if self.learned_variance else 1)
-    return dataclasses.replace(self.unet, in_channels=self.channels, out_channels=out,
-                               frame_conditioned=False)
+    return dataclasses.replace(
+      self.unet, in_channels=self.channels, out_channels=out, frame_conditioned=False
+    )
 
   def check_video(self, shape, name: str = "z_t") -> None:
     """Shape check for a video `(B, N, H, W, C)` before any compile."""
@@ -99,23 +111,31 @@ def vdm_config(config: ml_collections.ConfigDict) -> VDMConfig:
   """
   model, d = config.model, config.diffusion
   if d.noise_mode != "standard":
-    raise ValueError(f"diffusion.noise_mode={d.noise_mode!r} with model.kind='vdm'; the VDM* "
-                     "baseline is trained and sampled with 'standard' (independent) noise")
+    raise ValueError(
+      f"diffusion.noise_mode={d.noise_mode!r} with model.kind='vdm'; the VDM* "
+      "baseline is trained and sampled with 'standard' (independent) noise"
+    )
   if model.residual_chunks != 1:
-    raise ValueError(f"model.residual_chunks={model.residual_chunks}; VDM* has no residual "
-                     "generator (expected 1)")
+    raise ValueError(
+      f"model.residual_chunks={model.residual_chunks}; VDM* has no residual generator (expected 1)"
+    )
   if config.cond.kind != "none":
-    raise ValueError(f"cond.kind={config.cond.kind!r}; VDM* is unconditional here "
-                     "(expected 'none')")
+    raise ValueError(
+      f"cond.kind={config.cond.kind!r}; VDM* is unconditional here (expected 'none')"
+    )
   fields = model.base.to_dict()
   for name in ("in_channels", "out_channels", "frame_conditioned"):
     if name in fields:
       raise ValueError(f"model.base.{name} is derived from data.channels; remove it")
   vdm = VDMConfig(
-      unet=unet_config_from_dict(fields, "model.base"), channels=config.data.channels,
-      lam=d.lam, objective=d.objective, learned_variance=model.learned_variance,
-      temporal_placement=model.temporal_placement,
-      **{k: model[k] for k in EXECUTION_FIELDS if k in model})
+    unet=unet_config_from_dict(fields, "model.base"),
+    channels=config.data.channels,
+    lam=d.lam,
+    objective=d.objective,
+    learned_variance=model.learned_variance,
+    temporal_placement=model.temporal_placement,
+    **{k: model[k] for k in EXECUTION_FIELDS if k in model},
+  )
   vdm.validate()
   return vdm
 
@@ -137,16 +157,23 @@ class VDM(MixedPrecision, nnx.Module):
   def __init__(self, config: VDMConfig, *, rngs: nnx.Rngs):
     config.validate()
     self.config = config
-    self.unet = UNet(config.video_unet(), remat_policy=remat_policy(config),
-                     attention=config.attention,
-                     rngs=rngs)
+    self.unet = UNet(
+      config.video_unet(), remat_policy=remat_policy(config), attention=config.attention, rngs=rngs
+    )
     if config.temporal_placement == "attention":
       _keep_temporal_after_attention(self.unet)
     self.store_params_in_param_dtype()
 
-  def __call__(self, z_t: jax.Array, t: jax.Array, alphas_cumprod: jax.Array, *,
-               cond: Mapping[str, Any] | None = None, stop_base_grad: bool = True,
-               rngs: nnx.Rngs | None = None) -> diffusion.DenoiseOutput:
+  def __call__(
+    self,
+    z_t: jax.Array,
+    t: jax.Array,
+    alphas_cumprod: jax.Array,
+    *,
+    cond: Mapping[str, Any] | None = None,
+    stop_base_grad: bool = True,
+    rngs: nnx.Rngs | None = None,
+  ) -> diffusion.DenoiseOutput:
     """Predict the noise of every frame of `z_t` (B, N, H, W, C) at timesteps `t` (B,).
 
     `cond` holds optional U-Net condition inputs (`class_labels`, `context`) with batch
@@ -160,10 +187,15 @@ class VDM(MixedPrecision, nnx.Module):
     per_frame = {k: jnp.repeat(v, n, axis=0) for k, v in (cond or {}).items()}
 
     def model_fn(z):
-      out = self.unet(z.reshape(b * n, h, w, c), jnp.repeat(t, n), num_frames=n,
-                      **per_frame, rngs=rngs)
+      out = self.unet(
+        z.reshape(b * n, h, w, c), jnp.repeat(t, n), num_frames=n, **per_frame, rngs=rngs
+      )
       return out.reshape(b, n, h, w, out.shape[-1])
 
-    return diffusion.standard_denoise(z_t, alphas_cumprod[t], model_fn,
-                                      objective=cfg.objective,
-                                      learned_variance=cfg.learned_variance)
+    return diffusion.standard_denoise(
+      z_t,
+      alphas_cumprod[t],
+      model_fn,
+      objective=cfg.objective,
+      learned_variance=cfg.learned_variance,
+    )

@@ -17,8 +17,7 @@ from flax import nnx
 
 from videofusion_jax import diffusion
 from videofusion_jax.models.conditioning import Condition, ConditionConfig
-from videofusion_jax.models.execution import (MixedPrecision, check_execution_knobs,
-                                             remat_policy)
+from videofusion_jax.models.execution import MixedPrecision, check_execution_knobs, remat_policy
 from videofusion_jax.models.unet import UNet, UNetConfig
 
 RESIDUAL_CONTEXTS = ("centre_estimate", "centre_x0", "centre_frame", "none")
@@ -33,24 +32,24 @@ class VideoFusionConfig:
   derived here from `channels`, `residual_context` and `learned_variance`, so the two
   networks always agree with the decomposition.
   """
+
   base: UNetConfig = UNetConfig()
-  residual: UNetConfig = UNetConfig(block_out_channels=(128, 256, 384, 640),
-                                    temporal="attention")
+  residual: UNetConfig = UNetConfig(block_out_channels=(128, 256, 384, 640), temporal="attention")
   channels: int = 3
-  lam: float = 0.5                     # share of the base noise in non-centre frames
-  objective: str = "eps"               # what each network predicts: eps, or v of its part
+  lam: float = 0.5  # share of the base noise in non-centre frames
+  objective: str = "eps"  # what each network predicts: eps, or v of its part
   residual_context: str = "centre_estimate"  # what ties residual frames to the content
-                                       # ("centre_frame": the clean centre frame itself,
-                                       # sampled by the base first; two-pass sampling)
-  learned_variance: bool = False       # networks also predict the DDPM variance
+  # ("centre_frame": the clean centre frame itself,
+  # sampled by the base first; two-pass sampling)
+  learned_variance: bool = False  # networks also predict the DDPM variance
   cond: ConditionConfig = ConditionConfig()  # class / CLIP image embedding conditioning
   # Execution knobs: speed and memory only, the parameters are the same.
-  dtype: str = "float32"               # compute dtype ("bfloat16": params cast per call)
-  param_dtype: str = "float32"         # stored parameters (EMA and optimizer follow)
-  remat: bool = False                  # rematerialise every U-Net block in the backward
+  dtype: str = "float32"  # compute dtype ("bfloat16": params cast per call)
+  param_dtype: str = "float32"  # stored parameters (EMA and optimizer follow)
+  remat: bool = False  # rematerialise every U-Net block in the backward
   remat_policy: str = "nothing_saveable"  # which activations remat may keep
-  residual_chunks: int = 1             # residual generator in sequential batch chunks
-  attention: str = "xla"               # "cudnn": fused flash attention on a CUDA GPU
+  residual_chunks: int = 1  # residual generator in sequential batch chunks
+  attention: str = "xla"  # "cudnn": fused flash attention on a CUDA GPU
 
   @property
   def needs_centre_frame(self) -> bool:
@@ -64,8 +63,9 @@ class VideoFusionConfig:
     if self.objective not in OBJECTIVES:
       raise ValueError(f"model.objective={self.objective!r}; expected one of {OBJECTIVES}")
     if self.residual_context not in RESIDUAL_CONTEXTS:
-      raise ValueError(f"model.residual_context={self.residual_context!r}; expected one of "
-                       f"{RESIDUAL_CONTEXTS}")
+      raise ValueError(
+        f"model.residual_context={self.residual_context!r}; expected one of {RESIDUAL_CONTEXTS}"
+      )
     if self.channels < 1:
       raise ValueError(f"model.channels={self.channels}; expected >= 1")
     check_execution_knobs(self)
@@ -75,26 +75,36 @@ class VideoFusionConfig:
     for part in ("base", "residual"):
       unet = getattr(self, part)
       if self.cond.enabled and (unet.class_embed_type or unet.cross_attention_dim):
-        raise ValueError(f"model.{part} sets class_embed_type/cross_attention_dim, and "
-                         f"cond.kind={self.cond.kind!r} sets them too; unset them in "
-                         f"model.{part}")
+        raise ValueError(
+          f"model.{part} sets class_embed_type/cross_attention_dim, and "
+          f"cond.kind={self.cond.kind!r} sets them too; unset them in "
+          f"model.{part}"
+        )
     if self.cond.kind == "unclip" and self.cond.time_embed_dim != self.base.time_embed_dim:
-      raise ValueError(f"cond.time_embed_dim={self.cond.time_embed_dim}; cond.kind='unclip' "
-                       "adds its vector to the base U-Net's time embedding, of width "
-                       f"4 * model.base.block_out_channels[0] = {self.base.time_embed_dim}")
+      raise ValueError(
+        f"cond.time_embed_dim={self.cond.time_embed_dim}; cond.kind='unclip' "
+        "adds its vector to the base U-Net's time embedding, of width "
+        f"4 * model.base.block_out_channels[0] = {self.base.time_embed_dim}"
+      )
     self.base_unet().validate("model.base")
     self.residual_unet().validate("model.residual")
 
   def base_unet(self) -> UNetConfig:
     out = self.channels * (2 if self.learned_variance else 1)
-    return dataclasses.replace(self.base, in_channels=self.channels, out_channels=out,
-                               **self._condition_fields("base"))
+    return dataclasses.replace(
+      self.base, in_channels=self.channels, out_channels=out, **self._condition_fields("base")
+    )
 
   def residual_unet(self) -> UNetConfig:
     cin = self.channels * (2 if self.residual_context != "none" else 1)
     out = self.channels * (2 if self.learned_variance else 1)
-    return dataclasses.replace(self.residual, in_channels=cin, out_channels=out,
-                               frame_conditioned=True, **self._condition_fields("residual"))
+    return dataclasses.replace(
+      self.residual,
+      in_channels=cin,
+      out_channels=out,
+      frame_conditioned=True,
+      **self._condition_fields("residual"),
+    )
 
   def _condition_fields(self, part: str) -> dict:
     """How both U-Nets take the condition: the vector through a projected class
@@ -106,8 +116,11 @@ class VideoFusionConfig:
     if self.cond.kind == "unclip" and part == "base":
       return dict(class_embed_type="identity", cross_attention_dim=self.cond.token_dim)
     width = self.cond.time_embed_dim if self.cond.kind == "unclip" else self.cond.embed_dim
-    return dict(class_embed_type="projection", class_embed_input_dim=width,
-                cross_attention_dim=self.cond.token_dim)
+    return dict(
+      class_embed_type="projection",
+      class_embed_input_dim=width,
+      cross_attention_dim=self.cond.token_dim,
+    )
 
   def check_video(self, shape, name: str = "z_t") -> None:
     """Shape check for a video `(B, N, H, W, C)` before any compile."""
@@ -140,16 +153,24 @@ class VideoFusion(MixedPrecision, nnx.Module):
     self.config = config
     policy = remat_policy(config)
     self.condition = Condition(config.cond, rngs=rngs) if config.cond.enabled else None
-    self.base = UNet(config.base_unet(), remat_policy=policy, attention=config.attention,
-                     rngs=rngs)
-    self.residual = UNet(config.residual_unet(), remat_policy=policy,
-                         attention=config.attention, rngs=rngs)
+    self.base = UNet(config.base_unet(), remat_policy=policy, attention=config.attention, rngs=rngs)
+    self.residual = UNet(
+      config.residual_unet(), remat_policy=policy, attention=config.attention, rngs=rngs
+    )
     self.store_params_in_param_dtype()
 
-  def __call__(self, z_t: jax.Array, t: jax.Array, alphas_cumprod: jax.Array, *,
-               cond: Mapping[str, jax.Array] | None = None, stop_base_grad: bool = True,
-               rngs: nnx.Rngs | None = None, centre_frame: jax.Array | None = None,
-               residual: bool = True) -> diffusion.DenoiseOutput:
+  def __call__(
+    self,
+    z_t: jax.Array,
+    t: jax.Array,
+    alphas_cumprod: jax.Array,
+    *,
+    cond: Mapping[str, jax.Array] | None = None,
+    stop_base_grad: bool = True,
+    rngs: nnx.Rngs | None = None,
+    centre_frame: jax.Array | None = None,
+    residual: bool = True,
+  ) -> diffusion.DenoiseOutput:
     """Predict the noise of `z_t` (B, N, H, W, C) at timesteps `t` (B,).
 
     `cond` has batch axis B. With `config.cond` enabled it holds the condition inputs
@@ -165,16 +186,37 @@ class VideoFusion(MixedPrecision, nnx.Module):
     """
     cfg = self.config
     cfg.check_video(z_t.shape)  # static shapes: fails at trace time, before compiling
-    base_fn, residual_fn = self.generators(z_t.shape, t, alphas_cumprod, cond=cond, rngs=rngs,
-                                           centre_frame=centre_frame, residual=residual)
+    base_fn, residual_fn = self.generators(
+      z_t.shape,
+      t,
+      alphas_cumprod,
+      cond=cond,
+      rngs=rngs,
+      centre_frame=centre_frame,
+      residual=residual,
+    )
     return diffusion.decomposed_denoise(
-        z_t, alphas_cumprod[t], cfg.lam, base_fn, residual_fn, objective=cfg.objective,
-        stop_base_grad=stop_base_grad, learned_variance=cfg.learned_variance)
+      z_t,
+      alphas_cumprod[t],
+      cfg.lam,
+      base_fn,
+      residual_fn,
+      objective=cfg.objective,
+      stop_base_grad=stop_base_grad,
+      learned_variance=cfg.learned_variance,
+    )
 
-  def generators(self, shape: tuple[int, ...], t: jax.Array, alphas_cumprod: jax.Array, *,
-                 cond: Mapping[str, jax.Array] | None = None, rngs: nnx.Rngs | None = None,
-                 centre_frame: jax.Array | None = None, residual: bool = True
-                 ) -> tuple[Callable, Callable]:
+  def generators(
+    self,
+    shape: tuple[int, ...],
+    t: jax.Array,
+    alphas_cumprod: jax.Array,
+    *,
+    cond: Mapping[str, jax.Array] | None = None,
+    rngs: nnx.Rngs | None = None,
+    centre_frame: jax.Array | None = None,
+    residual: bool = True,
+  ) -> tuple[Callable, Callable]:
     """`(base_fn, residual_fn)` for `diffusion.decomposed_denoise` on videos of `shape`:
     `base_fn(z_centre)` and `residual_fn(z_others, centre_estimate)`. Apart from
     `__call__` so a diagnostic can change what one generator sees
@@ -183,19 +225,22 @@ class VideoFusion(MixedPrecision, nnx.Module):
     b, n, h, w, c = shape
     if self.condition is not None:
       if cond is None:
-        raise ValueError(f"the model is conditioned (cond.kind={cfg.cond.kind!r}); pass "
-                         f"cond with {list(cfg.cond.input_names())}")
+        raise ValueError(
+          f"the model is conditioned (cond.kind={cfg.cond.kind!r}); pass "
+          f"cond with {list(cfg.cond.input_names())}"
+        )
       cond = self.condition(cond)
     others = np.asarray(diffusion.other_frame_indices(n))
     m = len(others)
     if residual and cfg.needs_centre_frame:
       if centre_frame is None:
-        raise ValueError("model.residual_context='centre_frame': pass centre_frame, the "
-                         "clean centre frame (the data's in training; sampling.py samples "
-                         "it with the base generator first)")
+        raise ValueError(
+          "model.residual_context='centre_frame': pass centre_frame, the "
+          "clean centre frame (the data's in training; sampling.py samples "
+          "it with the base generator first)"
+        )
       if centre_frame.shape != (b, h, w, c):
-        raise ValueError(f"centre_frame has shape {centre_frame.shape}; expected "
-                         f"{(b, h, w, c)}")
+        raise ValueError(f"centre_frame has shape {centre_frame.shape}; expected {(b, h, w, c)}")
 
     def base_fn(z_centre):
       with jax.named_scope("base_unet"):  # op names say which generator (op_profile)
@@ -203,8 +248,7 @@ class VideoFusion(MixedPrecision, nnx.Module):
 
     def residual_fn(z_others, centre_estimate):
       if not residual:
-        return jnp.zeros((*z_others.shape[:-1], self.residual.config.out_channels),
-                         z_others.dtype)
+        return jnp.zeros((*z_others.shape[:-1], self.residual.config.out_channels), z_others.dtype)
       x = z_others
       if cfg.needs_centre_frame:
         centre_estimate = centre_frame.astype(z_others.dtype)
@@ -218,8 +262,13 @@ class VideoFusion(MixedPrecision, nnx.Module):
         x = jnp.concatenate([z_others, context], axis=-1)
       with jax.named_scope("residual_unet"):
         out = self._residual_in_chunks(
-            x.reshape(b * m, h, w, x.shape[-1]), jnp.repeat(t, m),
-            jnp.tile(jnp.asarray(others, jnp.int32), b), _per_frame(cond, m), m, rngs)
+          x.reshape(b * m, h, w, x.shape[-1]),
+          jnp.repeat(t, m),
+          jnp.tile(jnp.asarray(others, jnp.int32), b),
+          _per_frame(cond, m),
+          m,
+          rngs,
+        )
       return out.reshape(b, m, h, w, out.shape[-1])
 
     return base_fn, residual_fn
@@ -233,23 +282,28 @@ class VideoFusion(MixedPrecision, nnx.Module):
     """
     chunks = self.config.residual_chunks
     if chunks == 1:
-      return self.residual(x, t, frame_index=frame_index, num_frames=num_frames, **cond,
-                           rngs=rngs)
+      return self.residual(x, t, frame_index=frame_index, num_frames=num_frames, **cond, rngs=rngs)
     clips = x.shape[0] // num_frames
     if clips % chunks:
-      raise ValueError(f"model.residual_chunks={chunks} does not divide the {clips} clips "
-                       "of the batch")
+      raise ValueError(
+        f"model.residual_chunks={chunks} does not divide the {clips} clips of the batch"
+      )
     graphdef, state = nnx.split(self.residual)
-    keys = (None if rngs is None
-            else jax.random.split(rngs.dropout(), chunks))
+    keys = None if rngs is None else jax.random.split(rngs.dropout(), chunks)
     split = lambda a: a.reshape(chunks, a.shape[0] // chunks, *a.shape[1:])
 
     def one(args):
       x, t, frame_index, cond, key = args
       return nnx.merge(graphdef, state)(
-          x, t, frame_index=frame_index, num_frames=num_frames, **cond,
-          rngs=None if key is None else nnx.Rngs(dropout=key))
+        x,
+        t,
+        frame_index=frame_index,
+        num_frames=num_frames,
+        **cond,
+        rngs=None if key is None else nnx.Rngs(dropout=key),
+      )
 
-    out = jax.lax.map(one, (split(x), split(t), split(frame_index),
-                            jax.tree.map(split, cond), keys))
+    out = jax.lax.map(
+      one, (split(x), split(t), split(frame_index), jax.tree.map(split, cond), keys)
+    )
     return out.reshape(x.shape[0], *out.shape[2:])

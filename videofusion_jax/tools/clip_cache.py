@@ -62,18 +62,27 @@ def _padded(x: np.ndarray, size: int) -> np.ndarray:
   return np.concatenate([x, np.repeat(x[-1:], size - len(x), axis=0)]) if len(x) < size else x
 
 
-def build_clip_cache(config: ml_collections.ConfigDict, clip_dir: str | os.PathLike,
-                     out: str | os.PathLike, *, batch_size: int = 32, limit: int = 0,
-                     text_hidden: bool = False,
-                     source: Sequence[dict] | None = None) -> Path:
+def build_clip_cache(
+  config: ml_collections.ConfigDict,
+  clip_dir: str | os.PathLike,
+  out: str | os.PathLike,
+  *,
+  batch_size: int = 32,
+  limit: int = 0,
+  text_hidden: bool = False,
+  source: Sequence[dict] | None = None,
+) -> Path:
   """Encode `source` (default: `make_source(config.data)`) and write the npz `out`."""
   if batch_size < 1:
     raise ValueError(f"batch_size={batch_size}; expected >= 1")
   if limit < 0:
     raise ValueError(f"limit={limit}; expected >= 0 (0: the whole source)")
   clip = load_clip(clip_dir)
-  vision, text, tokenizer = (clip.require("vision"), clip.require("text"),
-                             clip.require("tokenizer"))
+  vision, text, tokenizer = (
+    clip.require("vision"),
+    clip.require("text"),
+    clip.require("tokenizer"),
+  )
   if source is None:
     if config.data.channels != 3:
       raise ValueError(f"data.channels={config.data.channels}; CLIP reads RGB frames (3)")
@@ -93,15 +102,16 @@ def build_clip_cache(config: ml_collections.ConfigDict, clip_dir: str | os.PathL
       item = source[i]
       video = np.asarray(item["video"])
       if video.ndim != 4 or video.shape[-1] != 3:
-        raise ValueError(f"item {i} of data.source={name!r} has video shape "
-                         f"{video.shape}; expected (N, H, W, 3)")
+        raise ValueError(
+          f"item {i} of data.source={name!r} has video shape {video.shape}; expected (N, H, W, 3)"
+        )
       frames.append(video[(video.shape[0] - 1) // 2])
       keys.append(clip_key(source, item, i, name))
       caption = item.get("caption", "")
       captions.append(caption if isinstance(caption, str) else str(np.asarray(caption)))
       labels.append(int(item["label"]) if "label" in item else None)
     pixels = preprocess_frames(jnp.asarray(_padded(np.stack(frames), batch_size)), size)
-    image_embeds.append(np.asarray(encode_image(pixels)[1])[:stop - start])
+    image_embeds.append(np.asarray(encode_image(pixels)[1])[: stop - start])
     logging.info("CLIP cache: %d / %d centre frames encoded", stop, count)
 
   # Captions repeat (every caption-less clip has ""): encode each distinct one once.
@@ -110,9 +120,9 @@ def build_clip_cache(config: ml_collections.ConfigDict, clip_dir: str | os.PathL
   text_out = {"embeds": [], "hidden": []}
   for start, stop in _batches(len(distinct), batch_size):
     hidden, embeds = encode_text(jnp.asarray(_padded(tokens[start:stop], batch_size)))
-    text_out["embeds"].append(np.asarray(embeds)[:stop - start])
+    text_out["embeds"].append(np.asarray(embeds)[: stop - start])
     if text_hidden:
-      text_out["hidden"].append(np.asarray(hidden)[:stop - start])
+      text_out["hidden"].append(np.asarray(hidden)[: stop - start])
   position = {c: k for k, c in enumerate(distinct)}
   row = np.asarray([position[c] for c in captions], np.int64)
   text_embeds = np.concatenate(text_out["embeds"]).astype(np.float32)
@@ -121,15 +131,15 @@ def build_clip_cache(config: ml_collections.ConfigDict, clip_dir: str | os.PathL
   mask = np.arange(tokens.shape[1])[None, :] <= first_eos[:, None]
   null = position[""]
   arrays = {
-      "image_embeds": np.concatenate(image_embeds).astype(np.float32),
-      "text_embeds": text_embeds[row],
-      "text_tokens": tokens[row].astype(np.int32),
-      "text_mask": mask[row],
-      "keys": np.asarray(keys, dtype=str),
-      "captions": np.asarray(captions, dtype=str),
-      "null_text_embeds": text_embeds[null],
-      "null_text_tokens": tokens[null].astype(np.int32),
-      "null_text_mask": mask[null],
+    "image_embeds": np.concatenate(image_embeds).astype(np.float32),
+    "text_embeds": text_embeds[row],
+    "text_tokens": tokens[row].astype(np.int32),
+    "text_mask": mask[row],
+    "keys": np.asarray(keys, dtype=str),
+    "captions": np.asarray(captions, dtype=str),
+    "null_text_embeds": text_embeds[null],
+    "null_text_tokens": tokens[null].astype(np.int32),
+    "null_text_mask": mask[null],
   }
   if text_hidden:
     hidden = np.concatenate(text_out["hidden"]).astype(np.float32)
@@ -164,14 +174,17 @@ def _write_npz(out: str | Path, arrays: dict) -> Path:
 def _define_flags() -> None:
   """The CLI's flags, defined only when run as a program: tests and notebooks import
   this module next to others that define --out/--config (convert's CLI) in one process."""
-  config_flags.DEFINE_config_file("config", None, "Experiment config file.",
-                                  lock_config=True)
+  config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
   flags.DEFINE_string("clip", None, "Converted CLIP folder (convert clip --out).")
   flags.DEFINE_string("out", None, "Output .npz file.")
   flags.DEFINE_integer("batch_size", 32, "Frames / captions per CLIP call.")
   flags.DEFINE_integer("limit", 0, "Encode only the first K clips (0: all).")
-  flags.DEFINE_bool("text_hidden", False, "Also store the text tower's last hidden states "
-                    "(K, L, W): large; cond.kind='unclip' needs them.")
+  flags.DEFINE_bool(
+    "text_hidden",
+    False,
+    "Also store the text tower's last hidden states "
+    "(K, L, W): large; cond.kind='unclip' needs them.",
+  )
 
 
 def main(argv):
@@ -179,8 +192,9 @@ def main(argv):
   f = flags.FLAGS
   if not f.clip or not f.out:
     raise app.UsageError("--clip and --out are required")
-  out = build_clip_cache(f.config, f.clip, f.out, batch_size=f.batch_size, limit=f.limit,
-                         text_hidden=f.text_hidden)
+  out = build_clip_cache(
+    f.config, f.clip, f.out, batch_size=f.batch_size, limit=f.limit, text_hidden=f.text_hidden
+  )
   print(f"wrote {out}")
 
 

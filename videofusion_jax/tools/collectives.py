@@ -30,8 +30,8 @@ _OP_NAME = re.compile(r'op_name="([^"]*)"')
 @dataclasses.dataclass(frozen=True)
 class Collective:
   kind: str
-  elements: int     # of its result, on one device
-  op_name: str      # the JAX op it came from ("" without metadata)
+  elements: int  # of its result, on one device
+  op_name: str  # the JAX op it came from ("" without metadata)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +63,9 @@ def collectives(hlo_text: str) -> Collectives:
     m = _OP.search(line)
     if m is None:
       continue
-    elements = sum(math.prod(int(d) for d in dims.split(",") if d)
-                   for dims in _ARRAY.findall(m.group(1)))
+    elements = sum(
+      math.prod(int(d) for d in dims.split(",") if d) for dims in _ARRAY.findall(m.group(1))
+    )
     name = _OP_NAME.search(line)
     ops.append(Collective(m.group(2), elements, name.group(1) if name else ""))
   return Collectives(tuple(ops))

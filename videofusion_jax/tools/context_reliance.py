@@ -39,8 +39,15 @@ from videofusion_jax.models.videofusion import VideoFusion
 TIMESTEPS = (50, 200, 400, 600, 800, 950)
 
 
-def residual_loss(model: VideoFusion, videos: jax.Array, t: int, alphas_cumprod: jax.Array,
-                  key: jax.Array, *, swap_context: bool) -> jax.Array:
+def residual_loss(
+  model: VideoFusion,
+  videos: jax.Array,
+  t: int,
+  alphas_cumprod: jax.Array,
+  key: jax.Array,
+  *,
+  swap_context: bool,
+) -> jax.Array:
   """Eq. 14's residual term for `videos` (B, N, H, W, C) noised at timestep `t`; with
   `swap_context`, clip k's residual generator gets clip k+1's centre estimate (or, with
   `residual_context = "centre_frame"`, clip k+1's clean centre frame)."""
@@ -52,20 +59,32 @@ def residual_loss(model: VideoFusion, videos: jax.Array, t: int, alphas_cumprod:
   swap = (lambda x: jnp.roll(x, 1, axis=0)) if swap_context else (lambda x: x)
   if cfg.needs_centre_frame:  # the context is the clean centre frame: swap that
     centre = swap(videos[:, diffusion.centre_index(videos.shape[1])])
-    base_fn, residual_fn = model.generators(videos.shape, t, alphas_cumprod,
-                                            centre_frame=centre)
+    base_fn, residual_fn = model.generators(videos.shape, t, alphas_cumprod, centre_frame=centre)
   else:  # the context is the base's estimate, made inside the denoiser: swap it there
     base_fn, true_residual_fn = model.generators(videos.shape, t, alphas_cumprod)
     residual_fn = lambda z_others, estimate: true_residual_fn(z_others, swap(estimate))
-  out = diffusion.decomposed_denoise(z_t, alphas_cumprod[t], cfg.lam, base_fn, residual_fn,
-                                     objective=cfg.objective, stop_base_grad=True,
-                                     learned_variance=cfg.learned_variance)
+  out = diffusion.decomposed_denoise(
+    z_t,
+    alphas_cumprod[t],
+    cfg.lam,
+    base_fn,
+    residual_fn,
+    objective=cfg.objective,
+    stop_base_grad=True,
+    learned_variance=cfg.learned_variance,
+  )
   return diffusion.decomposed_loss(eps, out.eps.astype(eps.dtype))["loss_residual"]
 
 
-def context_reliance(graphdef: nnx.GraphDef, params: nnx.State, videos: np.ndarray,
-                     alphas_cumprod: jax.Array, timesteps=TIMESTEPS, repeats: int = 3,
-                     seed: int = 0) -> dict[int, dict[str, float]]:
+def context_reliance(
+  graphdef: nnx.GraphDef,
+  params: nnx.State,
+  videos: np.ndarray,
+  alphas_cumprod: jax.Array,
+  timesteps=TIMESTEPS,
+  repeats: int = 3,
+  seed: int = 0,
+) -> dict[int, dict[str, float]]:
   """{t: {"true", "swapped", "ratio"}}: residual losses averaged over `repeats` noise
   draws (the same draws for both), and swapped / true."""
   check_model(nnx.merge(graphdef, params))
@@ -76,8 +95,10 @@ def context_reliance(graphdef: nnx.GraphDef, params: nnx.State, videos: np.ndarr
   @jax.jit
   def losses(params, t, key):
     model = nnx.merge(graphdef, params).in_compute_dtype()
-    return tuple(residual_loss(model, videos, t, alphas_cumprod, key, swap_context=swap)
-                 for swap in (False, True))
+    return tuple(
+      residual_loss(model, videos, t, alphas_cumprod, key, swap_context=swap)
+      for swap in (False, True)
+    )
 
   result = {}
   for t in timesteps:
@@ -90,19 +111,30 @@ def context_reliance(graphdef: nnx.GraphDef, params: nnx.State, videos: np.ndarr
 def check_model(model) -> None:
   """Only an unconditioned VideoFusion with a centre context can be asked this."""
   if not isinstance(model, VideoFusion):
-    raise ValueError(f"{type(model).__name__}: context reliance is measured on VideoFusion "
-                     "models (model.kind='videofusion')")
+    raise ValueError(
+      f"{type(model).__name__}: context reliance is measured on VideoFusion "
+      "models (model.kind='videofusion')"
+    )
   cfg = model.config
   if cfg.residual_context == "none":
-    raise ValueError("model.residual_context='none': the residual generator sees no centre "
-                     "context to swap")
+    raise ValueError(
+      "model.residual_context='none': the residual generator sees no centre context to swap"
+    )
   if cfg.cond.enabled:
-    raise ValueError(f"cond.kind={cfg.cond.kind!r}: conditioned models are not supported "
-                     "(the clips' conditions are not read)")
+    raise ValueError(
+      f"cond.kind={cfg.cond.kind!r}: conditioned models are not supported "
+      "(the clips' conditions are not read)"
+    )
 
 
-def measure_workdir(workdir: str | Path, steps: list[int] | None = None, *,
-                    num_clips: int = 64, timesteps=TIMESTEPS, repeats: int = 3) -> dict:
+def measure_workdir(
+  workdir: str | Path,
+  steps: list[int] | None = None,
+  *,
+  num_clips: int = 64,
+  timesteps=TIMESTEPS,
+  repeats: int = 3,
+) -> dict:
   """{step: {t: {...}}} for the EMA weights of each of `steps` (default: every saved
   one), on `num_clips` clips the model was not trained on (the data config's source
   with seed + 1: the synthetic set's other clips; a folder's first clips)."""
@@ -124,18 +156,27 @@ def measure_workdir(workdir: str | Path, steps: list[int] | None = None, *,
     if len(source) < num_clips:
       raise ValueError(f"--num_clips={num_clips}: the data source holds {len(source)}")
     videos = np.stack([source[i]["video"] for i in range(num_clips)])
-    schedule = diffusion.make_schedule(config.diffusion.schedule,
-                                       config.diffusion.num_timesteps)
+    schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
     target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), abstract)
-    return {step: context_reliance(graphdef, ckpt.restore(step, ema=target)["ema"], videos,
-                                   schedule.alphas_cumprod, timesteps, repeats)
-            for step in steps}
+    return {
+      step: context_reliance(
+        graphdef,
+        ckpt.restore(step, ema=target)["ema"],
+        videos,
+        schedule.alphas_cumprod,
+        timesteps,
+        repeats,
+      )
+      for step in steps
+    }
 
 
 def format_table(result: dict) -> str:
   timesteps = list(next(iter(result.values())))
-  lines = ["swapped / true residual loss (1 = the centre context is ignored)",
-           f"{'step':>8} " + " ".join(f"{f't={t}':>7}" for t in timesteps)]
+  lines = [
+    "swapped / true residual loss (1 = the centre context is ignored)",
+    f"{'step':>8} " + " ".join(f"{f't={t}':>7}" for t in timesteps),
+  ]
   for step, row in result.items():
     lines.append(f"{step:>8} " + " ".join(f"{row[t]['ratio']:7.2f}" for t in timesteps))
   return "\n".join(lines)
@@ -144,19 +185,25 @@ def format_table(result: dict) -> str:
 def main(argv):
   del argv
   steps = [int(s) for s in _STEPS.value] if _STEPS.value else None
-  result = measure_workdir(_WORKDIR.value, steps, num_clips=_NUM_CLIPS.value,
-                           timesteps=[int(t) for t in _TIMESTEPS.value],
-                           repeats=_REPEATS.value)
+  result = measure_workdir(
+    _WORKDIR.value,
+    steps,
+    num_clips=_NUM_CLIPS.value,
+    timesteps=[int(t) for t in _TIMESTEPS.value],
+    repeats=_REPEATS.value,
+  )
   print(format_table(result))
   print("CONTEXT_RELIANCE_JSON " + json.dumps(result))
 
 
 if __name__ == "__main__":
-  _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir with checkpoints.",
-                                 required=True)
+  _WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Training workdir with checkpoints.", required=True
+  )
   _STEPS = flags.DEFINE_list("steps", [], "Checkpoint steps (default: every saved one).")
   _NUM_CLIPS = flags.DEFINE_integer("num_clips", 64, "Held-out clips per measurement.")
-  _TIMESTEPS = flags.DEFINE_list("timesteps", [str(t) for t in TIMESTEPS],
-                                 "Noise levels t (of the schedule's T).")
+  _TIMESTEPS = flags.DEFINE_list(
+    "timesteps", [str(t) for t in TIMESTEPS], "Noise levels t (of the schedule's T)."
+  )
   _REPEATS = flags.DEFINE_integer("repeats", 3, "Noise draws averaged per t.")
   app.run(main)

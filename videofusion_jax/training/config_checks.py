@@ -11,8 +11,14 @@ from videofusion_jax.cli import ConfigError
 from videofusion_jax.models.from_config import ModelSpec, model_spec
 from videofusion_jax.training.optimizer import make_optimizer
 
-POSITIVE_TRAIN_FIELDS = ("num_steps", "batch_size", "log_every", "checkpoint_every",
-                         "max_checkpoints", "max_nonfinite_steps")
+POSITIVE_TRAIN_FIELDS = (
+  "num_steps",
+  "batch_size",
+  "log_every",
+  "checkpoint_every",
+  "max_checkpoints",
+  "max_nonfinite_steps",
+)
 
 
 def check_train_fields(t: ml_collections.ConfigDict) -> None:
@@ -23,12 +29,10 @@ def check_train_fields(t: ml_collections.ConfigDict) -> None:
     raise ValueError(f"train.ema_decay={t.ema_decay}; expected 0 <= ema_decay < 1")
   allow = t.allow_local_workdir_multihost
   if not isinstance(allow, bool):
-    raise ValueError(f"train.allow_local_workdir_multihost={allow!r}; expected True or "
-                     "False")
+    raise ValueError(f"train.allow_local_workdir_multihost={allow!r}; expected True or False")
 
 
-def check_shared_workdir(workdir: str, t: ml_collections.ConfigDict,
-                         process_count: int) -> None:
+def check_shared_workdir(workdir: str, t: ml_collections.ConfigDict, process_count: int) -> None:
   """A multi-process run needs a workdir every host sees: a local path there gives each
   host a folder of its own, and the collective save writes shards no host can restore.
   A `scheme://` path other than file:// (gs://, s3://) counts as shared; a local path
@@ -37,18 +41,21 @@ def check_shared_workdir(workdir: str, t: ml_collections.ConfigDict,
     return
   if not t.allow_local_workdir_multihost:
     raise ConfigError(
-        f"--workdir={workdir} is a local path, but this run has {process_count} "
-        "processes that must all write the same checkpoint: use a gs:// bucket, or set "
-        "--config.train.allow_local_workdir_multihost=True if every host mounts this "
-        "path (NFS)")
+      f"--workdir={workdir} is a local path, but this run has {process_count} "
+      "processes that must all write the same checkpoint: use a gs:// bucket, or set "
+      "--config.train.allow_local_workdir_multihost=True if every host mounts this "
+      "path (NFS)"
+    )
 
 
 def check_data_fields(data: ml_collections.ConfigDict) -> None:
   """Data fields whose range a folder would otherwise only meet at the first clip."""
   fps = data.fps
   if fps is not None and not float(fps) > 0:
-    raise ValueError(f"data.fps={fps}; expected > 0 (frames per second of a clip), or "
-                     "None to take every data.frame_stride-th frame")
+    raise ValueError(
+      f"data.fps={fps}; expected > 0 (frames per second of a clip), or "
+      "None to take every data.frame_stride-th frame"
+    )
   if int(data.frame_stride) < 1:
     raise ValueError(f"data.frame_stride={data.frame_stride}; expected >= 1")
 
@@ -59,8 +66,10 @@ def check_clip_shape(spec: ModelSpec, data: ml_collections.ConfigDict) -> None:
   try:
     spec.config.check_video(shape, name="clip")
   except ValueError as e:
-    raise ValueError(f"data.num_frames={data.num_frames}, data.image_size="
-                     f"{data.image_size}, data.channels={data.channels}: {e}") from None
+    raise ValueError(
+      f"data.num_frames={data.num_frames}, data.image_size="
+      f"{data.image_size}, data.channels={data.channels}: {e}"
+    ) from None
 
 
 def check_config(config: ml_collections.ConfigDict) -> ModelSpec:

@@ -35,24 +35,25 @@ from videofusion_jax.training.nonfinite import NonFiniteSteps
 from videofusion_jax.training.optimizer import learning_rate, make_optimizer
 from videofusion_jax.training.parameter_table import log_parameter_tables
 from videofusion_jax.training.preemption import Preemption, check_preemption_service
-from videofusion_jax.training.step import (StateLeaves, StepShardings, make_train_step,
-                                           step_config)
+from videofusion_jax.training.step import StateLeaves, StepShardings, make_train_step, step_config
 
 
 @dataclasses.dataclass
 class TrainState:
   """What `create_state` gives the loop: graphdefs, sharded arrays and their layout."""
-  graphdef: nnx.GraphDef          # of (model, optimizer)
-  model_graphdef: nnx.GraphDef    # of the model alone (for sampling from the EMA)
-  state: Any                      # nnx.State of (model, optimizer), or None when restoring
-  ema: Any                        # EMA of the parameters, or None when restoring
-  target: Any                     # (state, ema) as ShapeDtypeStructs with shardings
-  shardings: Any                  # (state, ema) NamedShardings
-  allocate: Callable[[], tuple]   # -> a new run's (state, ema), in their shardings
+
+  graphdef: nnx.GraphDef  # of (model, optimizer)
+  model_graphdef: nnx.GraphDef  # of the model alone (for sampling from the EMA)
+  state: Any  # nnx.State of (model, optimizer), or None when restoring
+  ema: Any  # EMA of the parameters, or None when restoring
+  target: Any  # (state, ema) as ShapeDtypeStructs with shardings
+  shardings: Any  # (state, ema) NamedShardings
+  allocate: Callable[[], tuple]  # -> a new run's (state, ema), in their shardings
 
 
-def create_state(spec: ModelSpec, config: ml_collections.ConfigDict, mesh, rules,
-                 *, allocate: bool = True) -> TrainState:
+def create_state(
+  spec: ModelSpec, config: ml_collections.ConfigDict, mesh, rules, *, allocate: bool = True
+) -> TrainState:
   """Model, optimizer and EMA created directly in their shardings on `mesh`.
 
   Shapes come first (`jax.eval_shape`), so `allocate=False` (a resume) only builds the
@@ -83,24 +84,27 @@ def create_state(spec: ModelSpec, config: ml_collections.ConfigDict, mesh, rules
     return init_from.apply(state, ema, spec.config, config.train)  # init_*_from
 
   state, ema = allocate_state() if allocate else (None, None)
-  return TrainState(graphdef, nnx.graphdef(abstract_model), state, ema, target, shardings,
-                    allocate_state)
+  return TrainState(
+    graphdef, nnx.graphdef(abstract_model), state, ema, target, shardings, allocate_state
+  )
 
 
-def step_shardings(ts: TrainState, config: ml_collections.ConfigDict, mesh,
-                   rules) -> StepShardings:
+def step_shardings(ts: TrainState, config: ml_collections.ConfigDict, mesh, rules) -> StepShardings:
   """Where the train step's state, batch and (with `mesh.pin_activations`) the U-Nets'
   activations live on `mesh`."""
   pin = config.mesh.pin_activations
   return StepShardings(
-      state=ts.shardings[0], ema=ts.shardings[1],
-      batch=parallel.batch_sharding(config.train.batch_size, rules, mesh),
-      replicated=parallel.replicated(mesh),
-      activations=parallel.activation_shardings(rules, mesh) if pin else None)
+    state=ts.shardings[0],
+    ema=ts.shardings[1],
+    batch=parallel.batch_sharding(config.train.batch_size, rules, mesh),
+    replicated=parallel.replicated(mesh),
+    activations=parallel.activation_shardings(rules, mesh) if pin else None,
+  )
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, *,
-          preemption: Preemption | None = None) -> dict[str, float]:
+def train(
+  config: ml_collections.ConfigDict, workdir: str, *, preemption: Preemption | None = None
+) -> dict[str, float]:
   """Train (or resume) until `train.num_steps`; return the last logged metrics.
 
   Stops early, after saving, on SIGTERM or a first Ctrl-C (`outcome` tells; pass a
@@ -120,10 +124,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     mesh = parallel.make_mesh(config.mesh)
     rules = parallel.rules_from_config(config.mesh.rules)
     parallel.batch_size_check(t.batch_size, rules, mesh, "train.batch_size")
-    source = conditioned_source(make_source(config.data, seed=config.seed), config.data,
-                                condition_of(spec.config))
-    dataset = make_dataset(source, global_batch_size=t.batch_size, seed=config.seed,
-                           worker_count=config.data.worker_count)
+    source = conditioned_source(
+      make_source(config.data, seed=config.seed), config.data, condition_of(spec.config)
+    )
+    dataset = make_dataset(
+      source,
+      global_batch_size=t.batch_size,
+      seed=config.seed,
+      worker_count=config.data.worker_count,
+    )
   data_iter = iter(dataset)
   workdir = storage.path(workdir)
   first_batch = None
@@ -137,13 +146,27 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     ts = create_state(spec, config, mesh, rules, allocate=False)
     log_parameter_tables(ts.target[1], workdir)  # the EMA's target: the parameters
     start, restored = ckpt.restore_newest_intact(
-        config, state=ts.target[0], ema=ts.target[1], data_iter=data_iter)
+      config, state=ts.target[0], ema=ts.target[1], data_iter=data_iter
+    )
     if start is None:
       start, restored = 0, dict(zip(("state", "ema"), ts.allocate()))
     else:
       logging.info("Resumed from %s at step %d.", ckpt.directory, start)
-    return _run_steps(spec, config, workdir, ckpt, ts, mesh, rules, data_iter,
-                      restored["state"], restored["ema"], start, first_batch, preemption)
+    return _run_steps(
+      spec,
+      config,
+      workdir,
+      ckpt,
+      ts,
+      mesh,
+      rules,
+      data_iter,
+      restored["state"],
+      restored["ema"],
+      start,
+      first_batch,
+      preemption,
+    )
   finally:
     ckpt.close()
 
@@ -162,8 +185,21 @@ def _has_checkpoints(workdir: Path) -> bool:
     return bool(reader.all_steps())
 
 
-def _run_steps(spec, config, workdir, ckpt, ts, mesh, rules, data_iter, state, ema,
-               start: int, first_batch, preemption: Preemption | None) -> dict[str, float]:
+def _run_steps(
+  spec,
+  config,
+  workdir,
+  ckpt,
+  ts,
+  mesh,
+  rules,
+  data_iter,
+  state,
+  ema,
+  start: int,
+  first_batch,
+  preemption: Preemption | None,
+) -> dict[str, float]:
   """The loop itself, from step `start` (state and EMA in place on the mesh)."""
   t = config.train
   vf = spec.config
@@ -175,9 +211,13 @@ def _run_steps(spec, config, workdir, ckpt, ts, mesh, rules, data_iter, state, e
   layout = StateLeaves.of(state, ema)
   state_leaves, ema_leaves = layout.flatten(state, ema)
   del state, ema  # donated by the first step: only the leaves stay valid
-  step_fn = make_train_step(ts.graphdef, step_config(config, vf),
-                            learning_rate(config.optim, t.num_steps), shardings=shardings,
-                            leaves=layout)
+  step_fn = make_train_step(
+    ts.graphdef,
+    step_config(config, vf),
+    learning_rate(config.optim, t.num_steps),
+    shardings=shardings,
+    leaves=layout,
+  )
   writer = MetricWriter(workdir, tensorboard=t.tensorboard, resume_step=start)
   progress = ProgressLine(t.num_steps, start)
   nonfinite = NonFiniteSteps(t.max_nonfinite_steps, start)
@@ -189,8 +229,10 @@ def _run_steps(spec, config, workdir, ckpt, ts, mesh, rules, data_iter, state, e
   train_key = jax.random.key(config.seed + 1)
   last = {}
   step = saved = start
-  logging.info("Compiling the train step: the first step takes a while (minutes for a "
-               "large model; the persistent compilation cache makes it seconds next time).")
+  logging.info(
+    "Compiling the train step: the first step takes a while (minutes for a "
+    "large model; the persistent compilation cache makes it seconds next time)."
+  )
 
   def save(force=False):
     """Save, except periodically while the latest steps are skipped as non-finite: the
@@ -200,11 +242,9 @@ def _run_steps(spec, config, workdir, ckpt, ts, mesh, rules, data_iter, state, e
     nonlocal saved
     counts = nonfinite.check(_last_good(ckpt, saved))
     if counts["run"] and not force:
-      logging.warning("Not saving step %d: the last %d steps were non-finite.", step,
-                      counts["run"])
+      logging.warning("Not saving step %d: the last %d steps were non-finite.", step, counts["run"])
       return
-    ckpt.save(step, *layout.unflatten(state_leaves, ema_leaves), data_iter, config,
-              force=force)
+    ckpt.save(step, *layout.unflatten(state_leaves, ema_leaves), data_iter, config, force=force)
     saved = step
     writer.flush()  # metrics on a gs:// workdir at least as new as its checkpoints
 
@@ -213,8 +253,9 @@ def _run_steps(spec, config, workdir, ckpt, ts, mesh, rules, data_iter, state, e
       batch = first_batch if first_batch is not None else next(data_iter)
       first_batch = None
       batch = parallel.global_batch(condition_inputs(batch, cond), shardings.batch)
-      state_leaves, ema_leaves, metrics = step_fn(state_leaves, ema_leaves, batch, train_key,
-                                                  schedule)
+      state_leaves, ema_leaves, metrics = step_fn(
+        state_leaves, ema_leaves, batch, train_key, schedule
+      )
       nonfinite.record(metrics["nonfinite"])
       step += 1
       if step % t.log_every == 0 or step == t.num_steps:
@@ -227,8 +268,13 @@ def _run_steps(spec, config, workdir, ckpt, ts, mesh, rules, data_iter, state, e
         save()
       if t.sample_every and step % t.sample_every == 0:  # every process samples; 0 writes
         sampler = sampler or _make_sampler(ts.model_graphdef, vf, config, mesh, rules)
-        _write_ema_samples(sampler, layout.ema.unflatten(ema_leaves), schedule, config,
-                           workdir / "samples" / f"{step:07d}")
+        _write_ema_samples(
+          sampler,
+          layout.ema.unflatten(ema_leaves),
+          schedule,
+          config,
+          workdir / "samples" / f"{step:07d}",
+        )
     if step > start and ckpt.latest_step() != step:
       save(force=True)
   finally:
@@ -247,6 +293,7 @@ def _last_good(ckpt: Checkpoints, saved: int) -> str:
 @dataclasses.dataclass(frozen=True)
 class Outcome:
   """How a run ended: the line the CLI prints, and whether it stopped before the end."""
+
   line: str
   stopped_early: bool
 
@@ -258,23 +305,38 @@ def outcome(workdir: str, num_steps: int, metrics: dict) -> Outcome:
   with Checkpoints(workdir, read_only=True) as ckpt:
     step = ckpt.latest_step()
   if step is not None and step < num_steps:
-    return Outcome(f"stopped at step {step} of {num_steps}, saved in {workdir} (the same "
-                   f"command resumes){summary}", stopped_early=True)
+    return Outcome(
+      f"stopped at step {step} of {num_steps}, saved in {workdir} (the same "
+      f"command resumes){summary}",
+      stopped_early=True,
+    )
   return Outcome(f"training done in {workdir}{summary}", stopped_early=False)
 
 
 def _make_sampler(model_graphdef, vf, config, mesh, rules) -> VideoSampler:
   s = config.sample
-  return VideoSampler(model_graphdef, vf, num_frames=config.data.num_frames,
-                      image_size=config.data.image_size,
-                      batch_size=min(s.batch_size, s.num_videos), config=sampler_config(config),
-                      mesh=mesh, rules=rules)
+  return VideoSampler(
+    model_graphdef,
+    vf,
+    num_frames=config.data.num_frames,
+    image_size=config.data.image_size,
+    batch_size=min(s.batch_size, s.num_videos),
+    config=sampler_config(config),
+    mesh=mesh,
+    rules=rules,
+  )
 
 
 def _write_ema_samples(sampler, ema, schedule, config, out_dir: Path):
   s = config.sample
   cond = sample_conditions(config, condition_of(model_spec(config).config), s.num_videos)
-  batches = sampler.batches(ema, schedule, num_videos=s.num_videos, base_seed=s.base_seed,
-                            residual_seed=s.residual_seed, cond=cond)
+  batches = sampler.batches(
+    ema,
+    schedule,
+    num_videos=s.num_videos,
+    base_seed=s.base_seed,
+    residual_seed=s.residual_seed,
+    cond=cond,
+  )
   paths = write_samples(batches, out_dir, fps=s.fps, image_size=config.data.image_size)
   logging.info("Wrote EMA samples to %s", paths[-1].parent)

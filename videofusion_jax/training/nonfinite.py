@@ -22,6 +22,7 @@ _RUN, _TOTAL, _SEEN, _HIT = range(4)
 
 class Diverged(RuntimeError):
   """Training stopped after `train.max_nonfinite_steps` consecutive non-finite steps."""
+
   exit_code = DIVERGED
 
 
@@ -59,8 +60,9 @@ class NonFiniteSteps:
       last = self.first_step + counts["hit"]
       first = last - self.max_consecutive + 1
       raise Diverged(
-          f"training diverged: steps {first}-{last} had a non-finite loss or gradient "
-          f"(train.max_nonfinite_steps={self.max_consecutive}); their updates were "
-          f"skipped and nothing non-finite was saved. {checkpoint_hint} Lower optim.lr "
-          "(or raise optim.warmup_steps, set optim.grad_clip) and resume.")
+        f"training diverged: steps {first}-{last} had a non-finite loss or gradient "
+        f"(train.max_nonfinite_steps={self.max_consecutive}); their updates were "
+        f"skipped and nothing non-finite was saved. {checkpoint_hint} Lower optim.lr "
+        "(or raise optim.warmup_steps, set optim.grad_clip) and resume."
+      )
     return counts

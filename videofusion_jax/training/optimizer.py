@@ -23,16 +23,15 @@ def learning_rate(optim: ml_collections.ConfigDict, total_steps: int) -> optax.S
     raise ValueError(f"optim.lr={optim.lr}; expected > 0")
   warmup = max(0, int(optim.warmup_steps))
   if optim.schedule == "cosine":
-    return optax.warmup_cosine_decay_schedule(0.0, optim.lr, warmup,
-                                              max(total_steps, warmup + 1))
+    return optax.warmup_cosine_decay_schedule(0.0, optim.lr, warmup, max(total_steps, warmup + 1))
   return optax.join_schedules(
-      [optax.linear_schedule(0.0, optim.lr, max(warmup, 1)), optax.constant_schedule(optim.lr)],
-      [warmup])
+    [optax.linear_schedule(0.0, optim.lr, max(warmup, 1)), optax.constant_schedule(optim.lr)],
+    [warmup],
+  )
 
 
 def _adamw(lr, optim):
-  return optax.adamw(lr, b1=optim.b1, b2=optim.b2, eps=optim.eps,
-                     weight_decay=optim.weight_decay)
+  return optax.adamw(lr, b1=optim.b1, b2=optim.b2, eps=optim.eps, weight_decay=optim.weight_decay)
 
 
 def param_labels(params):
@@ -40,16 +39,22 @@ def param_labels(params):
   residual generator, the condition embeddings, other model kinds' networks): those
   are new, trained at the full learning rate."""
   return jax.tree_util.tree_map_with_path(
-      lambda path, _: "base" if str(path[0].key) == "base" else "residual", params)
+    lambda path, _: "base" if str(path[0].key) == "base" else "residual", params
+  )
 
 
-def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int
-                   ) -> optax.GradientTransformation:
+def make_optimizer(
+  optim: ml_collections.ConfigDict, total_steps: int
+) -> optax.GradientTransformation:
   lr = learning_rate(optim, total_steps)
   if not 0.0 <= optim.base_lr_scale:
     raise ValueError(f"optim.base_lr_scale={optim.base_lr_scale}; expected >= 0")
-  base = (optax.set_to_zero() if optim.freeze_base
-          else _adamw(lambda step: lr(step) * optim.base_lr_scale, optim))
+  base = (
+    optax.set_to_zero()
+    if optim.freeze_base
+    else _adamw(lambda step: lr(step) * optim.base_lr_scale, optim)
+  )
   return optax.chain(
-      optax.clip_by_global_norm(optim.grad_clip) if optim.grad_clip else optax.identity(),
-      optax.multi_transform({"base": base, "residual": _adamw(lr, optim)}, param_labels))
+    optax.clip_by_global_norm(optim.grad_clip) if optim.grad_clip else optax.identity(),
+    optax.multi_transform({"base": base, "residual": _adamw(lr, optim)}, param_labels),
+  )

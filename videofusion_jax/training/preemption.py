@@ -19,6 +19,7 @@ def _preemption_service_running() -> bool:
   does unless `jax_enable_preemption_service` is off). It installs a C SIGTERM handler
   of its own: SIGTERM on one process is sent to all through the coordination service."""
   from jax._src import distributed  # no public accessor in jax 0.10
+
   return distributed.global_state.preemption_sync_manager is not None
 
 
@@ -26,9 +27,11 @@ def check_preemption_service() -> None:
   """A multi-process run stops only through the service (`Preemption`): without it, one
   line before anything is written rather than hosts that hang on a SIGTERM."""
   if jax.process_count() > 1 and not _preemption_service_running():
-    raise ConfigError("a multi-process run needs JAX's preemption service (the "
-                      "jax_enable_preemption_service option is off): without it a "
-                      "SIGTERM on one host stops the hosts at different steps")
+    raise ConfigError(
+      "a multi-process run needs JAX's preemption service (the "
+      "jax_enable_preemption_service option is off): without it a "
+      "SIGTERM on one host stops the hosts at different steps"
+    )
 
 
 class Preemption:
@@ -56,10 +59,12 @@ class Preemption:
     if threading.current_thread() is threading.main_thread():
       # Python's handler would replace the service's (whichever is set last wins), and
       # the service would never hear of a SIGTERM.
-      leave = (signal.SIGTERM,) if (jax.distributed.is_initialized()
-                                    and _preemption_service_running()) else ()
-      self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS
-                        if s not in leave}
+      leave = (
+        (signal.SIGTERM,)
+        if (jax.distributed.is_initialized() and _preemption_service_running())
+        else ()
+      )
+      self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS if s not in leave}
 
   def agree_across_processes(self) -> None:
     """From now on stop only where every process stops (call on every process of a
@@ -75,8 +80,7 @@ class Preemption:
     process, so the processes run a few more steps before they all stop there."""
     if self._across_processes and not self.requested:
       if multihost_utils.reached_preemption_sync_point(step):
-        logging.warning("All processes stop at step %d to save: a process was preempted.",
-                        step)
+        logging.warning("All processes stop at step %d to save: a process was preempted.", step)
         self.requested = True
         self.signal = self.signal or signal.SIGTERM
     return self.requested
@@ -84,8 +88,10 @@ class Preemption:
   def _handle(self, signum, frame):
     if self.signal is not None and signum == signal.SIGINT:
       raise KeyboardInterrupt
-    logging.warning("%s received: saving a checkpoint and stopping (Ctrl-C again stops "
-                    "without saving).", signal.Signals(signum).name)
+    logging.warning(
+      "%s received: saving a checkpoint and stopping (Ctrl-C again stops without saving).",
+      signal.Signals(signum).name,
+    )
     self.signal = self.signal or signal.Signals(signum)
     if self._across_processes and signum == signal.SIGINT:
       os.kill(os.getpid(), signal.SIGTERM)  # to the service's handler: all processes stop

@@ -22,21 +22,24 @@ import numpy as np
 
 from videofusion_jax import storage
 
-PRECOMPUTE_HINT = ("make it with the CLIP precompute script: python -m "
-                   "videofusion_jax.tools.clip_cache --config=configs/webvid.py "
-                   "--clip=CONVERTED_CLIP_DIR --out=PATH --text_hidden (docs/conditioning.md, "
-                   "CLIP section)")
+PRECOMPUTE_HINT = (
+  "make it with the CLIP precompute script: python -m "
+  "videofusion_jax.tools.clip_cache --config=configs/webvid.py "
+  "--clip=CONVERTED_CLIP_DIR --out=PATH --text_hidden (docs/conditioning.md, "
+  "CLIP section)"
+)
 
 
 @dataclasses.dataclass
 class PriorData:
   """Host arrays; `batch(indices)` gathers a training batch."""
-  image_embeds: np.ndarray                  # (K, D)
-  text_embeds: np.ndarray | None = None     # (K, Dp)
-  text_hidden: np.ndarray | None = None     # (K, L, D)
-  text_mask: np.ndarray | None = None       # (K, L) bool
-  class_ids: np.ndarray | None = None       # (K,) int32
-  null: dict | None = None                  # empty-text condition, unbatched
+
+  image_embeds: np.ndarray  # (K, D)
+  text_embeds: np.ndarray | None = None  # (K, Dp)
+  text_hidden: np.ndarray | None = None  # (K, L, D)
+  text_mask: np.ndarray | None = None  # (K, L) bool
+  class_ids: np.ndarray | None = None  # (K,) int32
+  null: dict | None = None  # empty-text condition, unbatched
 
   def __len__(self) -> int:
     return self.image_embeds.shape[0]
@@ -52,8 +55,10 @@ class PriorData:
   def stats(self) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and std (1, D) of the image embeddings (clip_mean/clip_std)."""
     x = self.image_embeds.astype(np.float64)
-    return (x.mean(0, keepdims=True).astype(np.float32),
-            np.maximum(x.std(0, keepdims=True), 1e-6).astype(np.float32))
+    return (
+      x.mean(0, keepdims=True).astype(np.float32),
+      np.maximum(x.std(0, keepdims=True), 1e-6).astype(np.float32),
+    )
 
 
 def mask_from_tokens(tokens: np.ndarray) -> np.ndarray:
@@ -75,8 +80,7 @@ def read_clip_cache(path: str | Path) -> PriorData:
   """The npz cache at `path` as PriorData; ValueError naming any bad array."""
   path = storage.path(path)  # local or gs://
   if not str(path) or not path.is_file():
-    raise FileNotFoundError(f"data.clip_cache={str(path)!r} does not exist; "
-                            f"{PRECOMPUTE_HINT}")
+    raise FileNotFoundError(f"data.clip_cache={str(path)!r} does not exist; {PRECOMPUTE_HINT}")
   with path.open("rb") as f, np.load(f, allow_pickle=False) as z:
     if "image_embeds" not in z:
       raise ValueError(f"{path} has no 'image_embeds' array (has {sorted(z.files)})")
@@ -85,16 +89,25 @@ def read_clip_cache(path: str | Path) -> PriorData:
       raise ValueError(f"{path}: image_embeds has shape {image.shape}; expected (K, D)")
     k = image.shape[0]
     get = lambda n, dt: np.asarray(z[n], dt) if n in z else None
-    data = PriorData(image, get("text_embeds", np.float32), get("text_hidden", np.float32),
-                     _mask(z, "text"), get("class_ids", np.int32))
+    data = PriorData(
+      image,
+      get("text_embeds", np.float32),
+      get("text_hidden", np.float32),
+      _mask(z, "text"),
+      get("class_ids", np.int32),
+    )
     if "null_text_embeds" in z:
       data.null = {"text_embeds": get("null_text_embeds", np.float32).reshape(-1)}
       if "null_text_hidden" in z:
         data.null["text_hidden"] = get("null_text_hidden", np.float32).reshape(
-            z["null_text_hidden"].shape[-2:])
+          z["null_text_hidden"].shape[-2:]
+        )
         mask = _mask(z, "null_text")
-        data.null["text_mask"] = (mask.reshape(-1) if mask is not None else
-                                  np.ones(data.null["text_hidden"].shape[:1], bool))
+        data.null["text_mask"] = (
+          mask.reshape(-1)
+          if mask is not None
+          else np.ones(data.null["text_hidden"].shape[:1], bool)
+        )
   for name in ("text_embeds", "text_hidden", "text_mask", "class_ids"):
     value = getattr(data, name)
     if value is not None and value.shape[0] != k:
@@ -104,9 +117,16 @@ def read_clip_cache(path: str | Path) -> PriorData:
   return data
 
 
-def synthetic_prior_data(num: int, dim: int, *, num_tokens: int = 0, num_classes: int = 0,
-                         noise: float = 0.05, seed: int = 0,
-                         function_seed: int = 0) -> PriorData:
+def synthetic_prior_data(
+  num: int,
+  dim: int,
+  *,
+  num_tokens: int = 0,
+  num_classes: int = 0,
+  noise: float = 0.05,
+  seed: int = 0,
+  function_seed: int = 0,
+) -> PriorData:
   """Image embedding = a fixed random function of the condition, plus a little noise.
 
   Text: unit text embeddings t, image = normalise(tanh(t W) * 3 + noise), W fixed; hidden

@@ -34,8 +34,7 @@ from videofusion_jax.metric_writers import MetricWriter, ProgressLine
 from videofusion_jax.models.prior import PriorConfig, PriorStat, PriorTransformer
 from videofusion_jax.training.optimizer import learning_rate
 from videofusion_jax.training.preemption import Preemption
-from videofusion_jax.training.prior_data import (PriorData, read_clip_cache,
-                                                 synthetic_prior_data)
+from videofusion_jax.training.prior_data import PriorData, read_clip_cache, synthetic_prior_data
 from videofusion_jax.training.step import StateLeaves, ema_decay_at, ema_update
 
 PRIOR_FIELDS = tuple(f.name for f in dataclasses.fields(PriorConfig))
@@ -54,8 +53,13 @@ def load_data(config: ml_collections.ConfigDict) -> PriorData:
   d = config.data
   if d.source == "synthetic":
     m = config.model
-    return synthetic_prior_data(d.num_examples, m.embedding_dim, num_tokens=m.num_embeddings,
-                                num_classes=m.num_classes, seed=config.seed)
+    return synthetic_prior_data(
+      d.num_examples,
+      m.embedding_dim,
+      num_tokens=m.num_embeddings,
+      num_classes=m.num_classes,
+      seed=config.seed,
+    )
   if d.source == "clip_cache":
     return read_clip_cache(d.clip_cache)
   raise ConfigError(f"data.source={d.source!r}; expected 'clip_cache' or 'synthetic'")
@@ -64,40 +68,54 @@ def load_data(config: ml_collections.ConfigDict) -> PriorData:
 def check_data(pc: PriorConfig, data: PriorData, config: ml_collections.ConfigDict) -> None:
   """The cache's arrays fit the prior's config, else a ValueError naming both."""
   src = f"data ({config.data.source} {config.data.clip_cache})"
+
   def need(cond, msg):
     if not cond:
       raise ConfigError(f"{src}: {msg}")
-  need(data.image_embeds.shape[1] == pc.embedding_dim == pc.out_dim,
-       f"image_embeds are {data.image_embeds.shape[1]}-d; model.embedding_dim="
-       f"{pc.embedding_dim} and clip_embed_dim={pc.out_dim} must match them")
+
+  need(
+    data.image_embeds.shape[1] == pc.embedding_dim == pc.out_dim,
+    f"image_embeds are {data.image_embeds.shape[1]}-d; model.embedding_dim="
+    f"{pc.embedding_dim} and clip_embed_dim={pc.out_dim} must match them",
+  )
   if pc.num_classes:
     need(data.class_ids is not None, f"model.num_classes={pc.num_classes} needs class_ids")
-    need(0 <= data.class_ids.min() and data.class_ids.max() < pc.num_classes,
-         f"class_ids span {data.class_ids.min()}..{data.class_ids.max()}; expected "
-         f"0..{pc.num_classes - 1}")
+    need(
+      0 <= data.class_ids.min() and data.class_ids.max() < pc.num_classes,
+      f"class_ids span {data.class_ids.min()}..{data.class_ids.max()}; expected "
+      f"0..{pc.num_classes - 1}",
+    )
     return
-  need(data.text_embeds is not None and data.text_embeds.shape[1] == pc.proj_dim,
-       f"text_embeds {None if data.text_embeds is None else data.text_embeds.shape}; "
-       f"expected (K, {pc.proj_dim}) (model.embedding_proj_dim)")
+  need(
+    data.text_embeds is not None and data.text_embeds.shape[1] == pc.proj_dim,
+    f"text_embeds {None if data.text_embeds is None else data.text_embeds.shape}; "
+    f"expected (K, {pc.proj_dim}) (model.embedding_proj_dim)",
+  )
   if pc.uses_hidden_states:
-    need(data.text_hidden is not None,
-         "model.encoder_hid_proj_type='linear' needs text_hidden in the cache (or set "
-         "model.encoder_hid_proj_type=None and model.num_embeddings=0)")
-    need(data.text_hidden.shape[1:] == (pc.num_embeddings, pc.embedding_dim),
-         f"text_hidden is {data.text_hidden.shape}; expected (K, {pc.num_embeddings}, "
-         f"{pc.embedding_dim}) (model.num_embeddings, model.embedding_dim)")
+    need(
+      data.text_hidden is not None,
+      "model.encoder_hid_proj_type='linear' needs text_hidden in the cache (or set "
+      "model.encoder_hid_proj_type=None and model.num_embeddings=0)",
+    )
+    need(
+      data.text_hidden.shape[1:] == (pc.num_embeddings, pc.embedding_dim),
+      f"text_hidden is {data.text_hidden.shape}; expected (K, {pc.num_embeddings}, "
+      f"{pc.embedding_dim}) (model.num_embeddings, model.embedding_dim)",
+    )
   if config.train.cond_drop_prob > 0 and not pc.learned_null:
-    need(data.null is not None and ("text_hidden" in data.null or not pc.uses_hidden_states),
-         "train.cond_drop_prob > 0 without model.learned_null needs the empty text's "
-         "encoding (null_text_embeds, null_text_hidden) in the cache")
+    need(
+      data.null is not None and ("text_hidden" in data.null or not pc.uses_hidden_states),
+      "train.cond_drop_prob > 0 without model.learned_null needs the empty text's "
+      "encoding (null_text_embeds, null_text_hidden) in the cache",
+    )
 
 
 def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int):
   lr = learning_rate(optim, total_steps)
   return optax.chain(
-      optax.clip_by_global_norm(optim.grad_clip) if optim.grad_clip else optax.identity(),
-      optax.adamw(lr, b1=optim.b1, b2=optim.b2, eps=optim.eps,
-                  weight_decay=optim.weight_decay))
+    optax.clip_by_global_norm(optim.grad_clip) if optim.grad_clip else optax.identity(),
+    optax.adamw(lr, b1=optim.b1, b2=optim.b2, eps=optim.eps, weight_decay=optim.weight_decay),
+  )
 
 
 def _build(pc: PriorConfig, config, stats=None):
@@ -105,15 +123,19 @@ def _build(pc: PriorConfig, config, stats=None):
   if stats is not None:
     model.clip_mean[...] = jnp.asarray(stats[0])
     model.clip_std[...] = jnp.asarray(stats[1])
-  return model, nnx.Optimizer(model, make_optimizer(config.optim, config.train.num_steps),
-                              wrt=nnx.Param)
+  return model, nnx.Optimizer(
+    model, make_optimizer(config.optim, config.train.num_steps), wrt=nnx.Param
+  )
 
 
 def _abstract(pc, config):
   """(graphdef of (model, opt), model graphdef, restore targets (state, ema))."""
   model, opt = nnx.eval_shape(lambda: _build(pc, config))
-  return (nnx.graphdef((model, opt)), nnx.graphdef(model),
-          (nnx.state((model, opt)), nnx.state(model, nnx.Param)))
+  return (
+    nnx.graphdef((model, opt)),
+    nnx.graphdef(model),
+    (nnx.state((model, opt)), nnx.state(model, nnx.Param)),
+  )
 
 
 @functools.lru_cache(maxsize=8)
@@ -132,18 +154,25 @@ def make_prior_step(graphdef, layout: StateLeaves, cond_drop_prob: float, ema_de
     b = batch["image_embeds"].shape[0]
     drop = jax.random.bernoulli(drop_key, cond_drop_prob, (b,))
     cond = {k: v for k, v in batch.items() if k != "image_embeds"}
-    if null:        # the empty text's encoding replaces the dropped rows
+    if null:  # the empty text's encoding replaces the dropped rows
       for k, v in null.items():
         d = drop.reshape((b,) + (1,) * (cond[k].ndim - 1))
         cond[k] = jnp.where(d, v[None], cond[k])
-    else:           # the model's learned null / null class
+    else:  # the model's learned null / null class
       cond["drop"] = drop
 
     def loss_fn(model):
       x0 = model.normalise(batch["image_embeds"])
-      fn = lambda z, t: model(z, t, cond.get("text_embeds"), cond.get("text_hidden"),
-                              cond.get("text_mask"), class_labels=cond.get("class_ids"),
-                              drop=cond.get("drop"), rngs=nnx.Rngs(dropout=dropout_key))
+      fn = lambda z, t: model(
+        z,
+        t,
+        cond.get("text_embeds"),
+        cond.get("text_hidden"),
+        cond.get("text_mask"),
+        class_labels=cond.get("class_ids"),
+        drop=cond.get("drop"),
+        rngs=nnx.Rngs(dropout=dropout_key),
+      )
       return prior_diffusion.x0_loss(fn, x0, loss_key, schedule)
 
     (loss, _), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
@@ -162,8 +191,9 @@ def _batch_indices(num: int, batch_size: int, seed: int, step: int) -> np.ndarra
   return np.random.RandomState([seed, step]).randint(0, num, size=batch_size)
 
 
-def train_prior(config: ml_collections.ConfigDict, workdir: str, *,
-                preemption: Preemption | None = None) -> dict[str, float]:
+def train_prior(
+  config: ml_collections.ConfigDict, workdir: str, *, preemption: Preemption | None = None
+) -> dict[str, float]:
   """Train (or resume) the prior until `train.num_steps`; return the last metrics.
 
   `preemption`: the caller's signal flag (the CLI reads which signal stopped the run);
@@ -178,9 +208,13 @@ def train_prior(config: ml_collections.ConfigDict, workdir: str, *,
     raise ConfigError(f"train.cond_drop_prob={t.cond_drop_prob}; expected 0 <= p < 1")
   data = load_data(config)
   check_data(pc, data, config)
-  null = ({} if pc.learned_null or pc.num_classes or t.cond_drop_prob == 0 else
-          {k: jnp.asarray(v) for k, v in data.null.items()
-           if k == "text_embeds" or pc.uses_hidden_states})
+  null = (
+    {}
+    if pc.learned_null or pc.num_classes or t.cond_drop_prob == 0
+    else {
+      k: jnp.asarray(v) for k, v in data.null.items() if k == "text_embeds" or pc.uses_hidden_states
+    }
+  )
   schedule = _schedule(config)
   storage.check_reachable(workdir, "--workdir")  # gs://: no bucket, no credentials
   workdir = storage.path(workdir)
@@ -210,8 +244,9 @@ def train_prior(config: ml_collections.ConfigDict, workdir: str, *,
   try:
     while step < t.num_steps and not preemption.requested:
       batch = data.batch(_batch_indices(len(data), t.batch_size, config.seed, step))
-      state_leaves, ema_leaves, metrics = step_fn(state_leaves, ema_leaves, batch, null, key,
-                                                  schedule)
+      state_leaves, ema_leaves, metrics = step_fn(
+        state_leaves, ema_leaves, batch, null, key, schedule
+      )
       step += 1
       if step % t.log_every == 0 or step == t.num_steps:
         last = {k: float(v) for k, v in jax.device_get(metrics).items()}
@@ -233,10 +268,12 @@ def load_trained_prior(workdir: str | Path) -> tuple[PriorTransformer, Schedule]
   with Checkpoints(workdir, read_only=True) as ckpt:
     step = ckpt.latest_step()
     if step is None:
-      raise FileNotFoundError(f"no prior checkpoint in {ckpt.directory}: train one with "
-                              f"`python -m videofusion_jax.train_prior --workdir={workdir}`"
-                              " or convert one (`python -m videofusion_jax.convert "
-                              "diffusers-prior`)")
+      raise FileNotFoundError(
+        f"no prior checkpoint in {ckpt.directory}: train one with "
+        f"`python -m videofusion_jax.train_prior --workdir={workdir}`"
+        " or convert one (`python -m videofusion_jax.convert "
+        "diffusers-prior`)"
+      )
     config = ml_collections.ConfigDict(ckpt.saved_config(step))
     pc = prior_config(config)
     graphdef, model_graphdef, target = _abstract(pc, config)

@@ -31,22 +31,26 @@ from videofusion_jax.models.videofusion import needs_centre_frame
 class StepConfig:
   """Static settings of the train step; `step_config` reads them from an experiment
   config, whose defaults (configs/base.py) these are."""
+
   lam: float = 0.5
-  noise_mode: str = "decomposed"      # "standard": independent noise (VDM baseline)
-  base_stop_gradient: bool = True     # False: Table 7's "w/o stop gradient" ablation
+  noise_mode: str = "decomposed"  # "standard": independent noise (VDM baseline)
+  base_stop_gradient: bool = True  # False: Table 7's "w/o stop gradient" ablation
   ema_decay: float = 0.9999
-  cond_drop_prob: float = 0.0         # clips whose condition is dropped (guidance);
-                                      # train.cond_drop_prob for conditioned models
+  # Clips whose condition is dropped (guidance); train.cond_drop_prob for conditioned models.
+  cond_drop_prob: float = 0.0
 
 
 def step_config(config: ml_collections.ConfigDict, model_config) -> StepConfig:
   """The train step's settings from an experiment config and the model's config (its
   `lam`, and whether it is conditioned: only then are conditions dropped)."""
   t = config.train
-  return StepConfig(lam=model_config.lam, noise_mode=config.diffusion.noise_mode,
-                    base_stop_gradient=t.base_stop_gradient, ema_decay=t.ema_decay,
-                    cond_drop_prob=t.cond_drop_prob if condition_of(model_config).enabled
-                    else 0.0)
+  return StepConfig(
+    lam=model_config.lam,
+    noise_mode=config.diffusion.noise_mode,
+    base_stop_gradient=t.base_stop_gradient,
+    ema_decay=t.ema_decay,
+    cond_drop_prob=t.cond_drop_prob if condition_of(model_config).enabled else 0.0,
+  )
 
 
 def ema_decay_at(step, decay: float):
@@ -60,8 +64,15 @@ def ema_update(ema: nnx.State, params: nnx.State, decay) -> nnx.State:
   return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
 
 
-def loss_fn(model, video: jax.Array, key: jax.Array, schedule: diffusion.Schedule,
-            config: StepConfig, cond=None, groups=None):
+def loss_fn(
+  model,
+  video: jax.Array,
+  key: jax.Array,
+  schedule: diffusion.Schedule,
+  config: StepConfig,
+  cond=None,
+  groups=None,
+):
   """Eq. 14 on one batch: noise at random timesteps, denoise, MSE against the noise.
 
   groups: None, or (identity_ids, action_ids) (B,) each (Weizmann batches): the base
@@ -70,8 +81,7 @@ def loss_fn(model, video: jax.Array, key: jax.Array, schedule: diffusion.Schedul
   b = video.shape[0]
   t_key, base_key, residual_key, dropout_key = jax.random.split(key, 4)
   t = jax.random.randint(t_key, (b,), 0, schedule.num_timesteps)
-  eps = training_noise(config.noise_mode, base_key, residual_key, video.shape, config.lam,
-                       groups)
+  eps = training_noise(config.noise_mode, base_key, residual_key, video.shape, config.lam, groups)
   z_t = diffusion.q_sample(video, t, eps, schedule.alphas_cumprod)
   if cond is not None and config.cond_drop_prob > 0:  # own key: other draws unchanged
     drop = jax.random.bernoulli(jax.random.fold_in(key, 5), config.cond_drop_prob, (b,))
@@ -79,9 +89,15 @@ def loss_fn(model, video: jax.Array, key: jax.Array, schedule: diffusion.Schedul
   extra = {}
   if needs_centre_frame(model):  # the residual generator's context
     extra["centre_frame"] = video[:, diffusion.centre_index(video.shape[1])]
-  out = model.in_compute_dtype()(z_t, t, schedule.alphas_cumprod, cond=cond,
-                                 stop_base_grad=config.base_stop_gradient,
-                                 rngs=nnx.Rngs(dropout=dropout_key), **extra)
+  out = model.in_compute_dtype()(
+    z_t,
+    t,
+    schedule.alphas_cumprod,
+    cond=cond,
+    stop_base_grad=config.base_stop_gradient,
+    rngs=nnx.Rngs(dropout=dropout_key),
+    **extra,
+  )
   losses = diffusion.decomposed_loss(eps, out.eps.astype(eps.dtype))
   return losses["loss"], losses
 
@@ -111,8 +127,9 @@ class StateLeaves:
   (benchmarks/RESULTS.md; the retired script: `git show 54c214f:benchmarks/step_dispatch.py`).
   The trees are rebuilt only to save or sample.
   """
-  state: Any   # jax.tree_util.PyTreeDef of the (model, optimizer) state
-  ema: Any     # ... of the EMA parameters
+
+  state: Any  # jax.tree_util.PyTreeDef of the (model, optimizer) state
+  ema: Any  # ... of the EMA parameters
 
   @classmethod
   def of(cls, state, ema) -> "StateLeaves":
@@ -127,36 +144,44 @@ class StateLeaves:
 
   def over_leaves(self, step: Callable) -> Callable:
     """`step(state, ema, *rest) -> (state, ema, out)` taking and giving their leaves."""
+
     @functools.wraps(step)  # a jitted program keeps the step's name
     def leaf_step(state_leaves, ema_leaves, *rest):
       state, ema, out = step(*self.unflatten(state_leaves, ema_leaves), *rest)
       return (*self.flatten(state, ema), out)
+
     return leaf_step
 
 
 @dataclasses.dataclass(frozen=True)
 class StepShardings:
   """Where the train step's inputs and outputs live on the mesh (`parallel.py`)."""
-  state: Any                          # tree of NamedShardings like the (model, opt) state
-  ema: Any                            # ... like the parameters
-  batch: jax.sharding.Sharding        # every batch entry: leading axis over the data axes
-  replicated: jax.sharding.Sharding   # keys, the schedule, the metrics
-  activations: Callable | None = None  # parallel.activation_shardings: pins the U-Nets'
-                                       # activations while the step is traced
+
+  state: Any  # tree of NamedShardings like the (model, opt) state
+  ema: Any  # ... like the parameters
+  batch: jax.sharding.Sharding  # every batch entry: leading axis over the data axes
+  replicated: jax.sharding.Sharding  # keys, the schedule, the metrics
+  # parallel.activation_shardings: pins the U-Nets' activations while the step is traced
+  activations: Callable | None = None
 
   def jit_kwargs(self, leaves: StateLeaves | None = None) -> dict:
     """`jax.jit`'s in/out shardings for `(state, ema, batch, key, schedule) -> (state,
     ema, metrics)`, the state and EMA as `leaves`' lists when given."""
-    state, ema = (self.state, self.ema) if leaves is None else leaves.flatten(self.state,
-                                                                               self.ema)
-    return dict(in_shardings=(state, ema, self.batch, self.replicated, self.replicated),
-                out_shardings=(state, ema, self.replicated))
+    state, ema = (self.state, self.ema) if leaves is None else leaves.flatten(self.state, self.ema)
+    return dict(
+      in_shardings=(state, ema, self.batch, self.replicated, self.replicated),
+      out_shardings=(state, ema, self.replicated),
+    )
 
 
-def make_train_step(graphdef: nnx.GraphDef, config: StepConfig,
-                    learning_rate: Callable | None = None, *,
-                    shardings: StepShardings | None = None,
-                    leaves: StateLeaves | None = None) -> Callable:
+def make_train_step(
+  graphdef: nnx.GraphDef,
+  config: StepConfig,
+  learning_rate: Callable | None = None,
+  *,
+  shardings: StepShardings | None = None,
+  leaves: StateLeaves | None = None,
+) -> Callable:
   """-> jitted `train_step(state, ema, batch, key, schedule) -> (state, ema, metrics)`.
 
   `key` is the run's: the step folds in the optimizer's step count, so a loop passes
@@ -174,8 +199,15 @@ def make_train_step(graphdef: nnx.GraphDef, config: StepConfig,
     step = optimizer.step[...]
     grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
     groups = (batch["identity"], batch["action"]) if "identity" in batch else None
-    (_, metrics), grads = grad_fn(model, batch["video"], jax.random.fold_in(key, step),
-                                  schedule, config, batch.get("cond"), groups)
+    (_, metrics), grads = grad_fn(
+      model,
+      batch["video"],
+      jax.random.fold_in(key, step),
+      schedule,
+      config,
+      batch.get("cond"),
+      groups,
+    )
     optimizer.update(model, grads)
     ema = ema_update(ema, nnx.state(model, nnx.Param), ema_decay_at(step, config.ema_decay))
     grad_norm = optax.tree.norm(grads)
@@ -190,5 +222,8 @@ def make_train_step(graphdef: nnx.GraphDef, config: StepConfig,
 
   if shardings is None:
     return jax.jit(step_fn, donate_argnums=(0, 1))
-  return jax.jit(with_activation_sharding(step_fn, shardings.activations),
-                 donate_argnums=(0, 1), **shardings.jit_kwargs(leaves))
+  return jax.jit(
+    with_activation_sharding(step_fn, shardings.activations),
+    donate_argnums=(0, 1),
+    **shardings.jit_kwargs(leaves),
+  )
