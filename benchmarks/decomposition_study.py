@@ -35,11 +35,12 @@ from absl import app, flags, logging
 
 from benchmarks import provenance
 from configs import demo
-from videofusion_jax import diffusion, sampling
+from videofusion_jax import diffusion
 from videofusion_jax.data import video_io
 from videofusion_jax.metrics import evaluation, fvd, motion
 from videofusion_jax.metrics.features import FeatureExtractor, extract
 from videofusion_jax.models.from_config import model_spec
+from videofusion_jax.sampling import generate
 from videofusion_jax.training.loop import train
 
 
@@ -120,14 +121,14 @@ def _real_videos(settings: StudySettings) -> evaluation.Videos:
 def _sample(config, workdir: str, num_videos: int) -> np.ndarray:
   spec = model_spec(config)
   schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-  graphdef, state = sampling.load_ema_params(spec, config, workdir)
-  sampler = sampling.VideoSampler(
+  graphdef, state = generate.load_ema_params(spec, config, workdir)
+  sampler = generate.VideoSampler(
     graphdef,
     spec.config,
     num_frames=config.data.num_frames,
     image_size=config.data.image_size,
     batch_size=config.sample.batch_size,
-    config=sampling.sampler_config(config),
+    config=generate.sampler_config(config),
   )
   return np.concatenate(
     [

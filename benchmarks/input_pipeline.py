@@ -20,13 +20,12 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from benchmarks import provenance
-from videofusion_jax import diffusion
+from videofusion_jax import diffusion, parallel
 from videofusion_jax.data import video_io
 from videofusion_jax.data.pipeline import make_dataset
 from videofusion_jax.data.sources import make_source
 from videofusion_jax.data.synthetic import SyntheticShapes
 from videofusion_jax.models.from_config import model_spec
-from videofusion_jax import parallel
 from videofusion_jax.training.loop import create_state
 from videofusion_jax.training.step import StepConfig, make_train_step
 

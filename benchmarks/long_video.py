@@ -33,13 +33,14 @@ from flax import nnx
 
 from benchmarks import provenance, xla_analysis
 from configs import demo
-from videofusion_jax import controls, diffusion
+from videofusion_jax import diffusion
 from videofusion_jax.data import video_io
 from videofusion_jax.diffusion.long_video import check_long_video, long_video_windows, window_keys
 from videofusion_jax.diffusion.noise_sharing import video_keys
 from videofusion_jax.models.from_config import videofusion_config
 from videofusion_jax.models.videofusion import VideoFusion
-from videofusion_jax.sampling import sampler_config
+from videofusion_jax.sampling import controls
+from videofusion_jax.sampling.generate import sampler_config
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,7 @@ VideoFusion has 1.8x VDM*'s (two U-Nets). Memory: XLA's memory
 analysis of the compiled step (arguments + outputs + temporaries, the same number on
 every backend), and where the device reports `memory_stats()` (GPU/TPU) also the peak
 of a fresh process per variant. FLOPs: XLA's cost analysis. The whole `--sampler_steps`
-DDIM sampler (one `lax.scan`, `sampling.make_sample_fn`) is timed too: host overhead =
+DDIM sampler (one `lax.scan`, `generate.make_sample_fn`) is timed too: host overhead =
 sampler wall time - steps x step time, as a fraction of the sampler time, and the
 number of compilations it triggered over repeated calls (expected: 1). What dominates
 each step (`--parts`, on by default): VideoFusion's base and residual U-Nets and VDM*'s
@@ -58,12 +58,13 @@ from absl import app, flags  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from benchmarks import op_profile, provenance, xla_analysis  # noqa: E402
-from videofusion_jax import diffusion, sampling  # noqa: E402
+from videofusion_jax import diffusion  # noqa: E402
 from videofusion_jax.models import presets  # noqa: E402
 from videofusion_jax.models.layers import cast_floats  # noqa: E402
 from videofusion_jax.models.unet import UNet  # noqa: E402
 from videofusion_jax.models.vdm import VDM, VDMConfig  # noqa: E402
 from videofusion_jax.models.videofusion import VideoFusion, VideoFusionConfig  # noqa: E402
+from videofusion_jax.sampling import generate
 
 PAPER = {"latency_ratio": 0.17 / 0.40, "memory_ratio": 49.85 / 63.82}  # 0.425, 0.781
 # Per preset: (frames, image size, batch) of the measured step; the paper's models run at
@@ -220,14 +221,14 @@ def part_variants(configs: dict, setup: Setup) -> dict:
 def sampler_variant(v: dict, config, setup: Setup, num_steps: int, calls: int) -> dict:
   """Time the whole DDIM sampler; count the compilations its calls trigger."""
   mode = "standard" if isinstance(config, VDMConfig) else "decomposed"
-  sc = sampling.SamplerConfig(num_steps=num_steps, noise_mode=mode)
+  sc = generate.SamplerConfig(num_steps=num_steps, noise_mode=mode)
   schedule = diffusion.make_schedule("cosine", 1000)
   keys = [jax.random.split(jax.random.key(s), setup.batch) for s in (1, 2)]
   events: list[str] = []
   listener = lambda name, *a, **k: events.append(name)
   jax.monitoring.register_event_duration_secs_listener(listener)
   try:
-    fn = sampling.make_sample_fn(v["graphdef"], setup.shape(), config.lam, sc)
+    fn = generate.make_sample_fn(v["graphdef"], setup.shape(), config.lam, sc)
     first = _timed(fn, v["state"], schedule, *keys)
     walls = [_timed(fn, v["state"], schedule, *keys) for _ in range(calls)]
   finally:

@@ -225,7 +225,7 @@ def quickstart():
           shapes whose colours persist through a clip."""),
     code("""
           import videofusion_jax
-          from videofusion_jax import display
+          from videofusion_jax.sampling import display
           from videofusion_jax.data import video_io
           from videofusion_jax.data.sources import make_source
           from videofusion_jax.metrics.motion import frame_change
@@ -307,7 +307,7 @@ def decomposition():
           The same noise as videos (one draw per $\\lambda$): with $\\lambda = 0$ every frame
           but the centre one is fresh noise; at 0.9 the frames barely change."""),
     code("""
-          from videofusion_jax import display
+          from videofusion_jax.sampling import display
 
           display.show_videos(np.clip(np.stack(noise_videos) / 3, -1, 1), fps=4,
                               titles=[f"lam = {lam}" for lam in LAMS])
@@ -332,7 +332,7 @@ def decomposition():
           frame only ever sees the base generator, so videos in a row share their centre
           frame: the matrix on the right is zero within each row's block."""),
     code("""
-          from videofusion_jax import controls
+          from videofusion_jax.sampling import controls
           from videofusion_jax.data import video_io
 
           grid = config.copy_and_resolve_references()
@@ -507,7 +507,7 @@ def convert_and_sample():
           import importlib.util
 
           from configs import demo
-          from videofusion_jax.sampling import sample
+          from videofusion_jax.sampling.generate import sample
           from videofusion_jax.training.loop import train
 
           config = demo.get_config()
@@ -526,7 +526,7 @@ def convert_and_sample():
           print({k: round(v, 4) for k, v in last.items()})
           """),
     code("""
-          from videofusion_jax import display
+          from videofusion_jax.sampling import display
           from videofusion_jax.data import video_io
 
           paths = [p for p in sample(config, WORKDIR) if p.suffix == ".mp4"]
@@ -577,7 +577,7 @@ def evaluate():
           sets other clips of the same distribution, those clips with noise added, and those
           clips with their frames in random order (the same images, no coherent motion)."""),
     code("""
-          from videofusion_jax import display
+          from videofusion_jax.sampling import display
           from videofusion_jax.data import video_io
           from videofusion_jax.data.synthetic import SyntheticShapes
 

@@ -172,7 +172,7 @@ for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "ml-
 print("backend", jax.default_backend(), "devices", jax.devices())
 # The libraries under the train and sample CLIs (the CLIs themselves each define --config,
 # so importing both in one process is a DuplicateFlagError, not a missing package).
-import videofusion_jax.training.loop, videofusion_jax.sampling
+import videofusion_jax.training.loop, videofusion_jax.sampling.generate
 print("videofusion_jax imports: ok")
 """
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from configs import demo, demo_class, demo_class_sr, demo_sr
-from videofusion_jax.cascade import check_stages, superres_conditions
 from videofusion_jax.checkpoint import Checkpoints
 from videofusion_jax.data import video_io
 from videofusion_jax.data.pipeline import make_dataset
 from videofusion_jax.data.sources import make_source
 from videofusion_jax.models.conditioning import ConditionConfig
+from videofusion_jax.sampling.cascade import check_stages, superres_conditions
 from videofusion_jax.training.loop import train
 
 ROOT = Path(__file__).parents[1]

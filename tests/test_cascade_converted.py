@@ -15,13 +15,14 @@ pytest.importorskip("diffusers")
 
 from configs import demo  # noqa: E402
 from tests.convert.test_unclip_convert import save_tiny_pipeline  # noqa: E402
-from videofusion_jax import cascade, diffusion, superres_folders  # noqa: E402
+from videofusion_jax import diffusion  # noqa: E402
 from videofusion_jax.convert import diffusers_unclip  # noqa: E402
 from videofusion_jax.data import video_io  # noqa: E402
 from videofusion_jax.diffusion.noise_sharing import draw_noise, video_keys  # noqa: E402
 from videofusion_jax.diffusion.samplers import ddim_step  # noqa: E402
 from videofusion_jax.models.superres import SuperRes  # noqa: E402
 from videofusion_jax.models.superres_stages import FinalStepSwitch  # noqa: E402
+from videofusion_jax.sampling import cascade, superres_folders
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import ml_collections
 import pytest
 
 from configs import demo
-from videofusion_jax import sampling
 from videofusion_jax.checkpoint import Checkpoints
 from videofusion_jax.models.from_config import model_spec
+from videofusion_jax.sampling import generate
 
 
 def test_a_save_in_progress_survives_a_reader_opening_the_workdir(tmp_path):
@@ -26,18 +26,18 @@ def test_a_save_in_progress_survives_a_reader_opening_the_workdir(tmp_path):
 
 def test_sampling_opens_the_workdir_read_only_and_creates_nothing(tmp_path, monkeypatch):
   opened = []
-  original = sampling.Checkpoints
+  original = generate.Checkpoints
 
   def recording(workdir, **kwargs):
     opened.append(kwargs)
     return original(workdir, **kwargs)
 
-  monkeypatch.setattr(sampling, "Checkpoints", recording)
+  monkeypatch.setattr(generate, "Checkpoints", recording)
   config = demo.get_config()
   with pytest.raises(FileNotFoundError, match=f"no checkpoint in {tmp_path}/run/checkpoints"):
-    sampling.load_ema_params(model_spec(config), config, str(tmp_path / "run"))
+    generate.load_ema_params(model_spec(config), config, str(tmp_path / "run"))
   config.sample.allow_untrained = True
-  sampling.load_ema_params(model_spec(config), config, str(tmp_path / "run"))
+  generate.load_ema_params(model_spec(config), config, str(tmp_path / "run"))
   assert opened == [{"read_only": True}] * 2
   assert not (tmp_path / "run").exists()
 

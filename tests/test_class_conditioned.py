@@ -10,7 +10,7 @@ import pytest
 from configs import demo_class
 from videofusion_jax.data import video_io
 from videofusion_jax.data.synthetic import NUM_COLOURS, class_colour, foreground_colour
-from videofusion_jax.sampling import sample
+from videofusion_jax.sampling.generate import sample
 from videofusion_jax.training.loop import train
 
 

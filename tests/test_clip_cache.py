@@ -15,10 +15,10 @@ import pytest
 
 from configs import base
 from tests.models.tiny_clip import save_random_clip
-from videofusion_jax.tools.clip_cache import ClipCacheSource, build_clip_cache
 from videofusion_jax.data.sources import make_source
 from videofusion_jax.models.clip import preprocess_frames
 from videofusion_jax.models.clip_tokenizer import CLIPTokenizer
+from videofusion_jax.tools.clip_cache import ClipCacheSource, build_clip_cache
 
 REPO = Path(__file__).resolve().parents[1]
 

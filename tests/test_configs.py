@@ -78,6 +78,7 @@ def test_unknown_and_derived_unet_fields_are_rejected():
 @pytest.mark.parametrize("name", ["ucf101", "sky_timelapse", "taichi", "weizmann"])
 def test_dataset_configs_say_where_to_put_missing_data(name, tmp_path):
   import importlib
+
   from videofusion_jax.data.sources import make_source
 
   module = importlib.import_module(f"videofusion_jax.configs.{name}")

@@ -15,7 +15,7 @@ from videofusion_jax.models.prior import PriorConfig
 from videofusion_jax.models.superres import SuperResConfig, superres_config
 from videofusion_jax.models.vdm import VDMConfig, vdm_config
 from videofusion_jax.models.videofusion import VideoFusionConfig
-from videofusion_jax.sampling import SamplerConfig, sampler_config
+from videofusion_jax.sampling.generate import SamplerConfig, sampler_config
 from videofusion_jax.training.prior_loop import prior_config
 from videofusion_jax.training.step import StepConfig, step_config
 

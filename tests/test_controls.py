@@ -10,12 +10,13 @@ import pytest
 from flax import nnx
 from PIL import Image
 
-from videofusion_jax import controls, diffusion
+from videofusion_jax import diffusion
 from videofusion_jax.configs import demo
 from videofusion_jax.data import video_io
 from videofusion_jax.models.from_config import videofusion_config
 from videofusion_jax.models.videofusion import VideoFusion
-from videofusion_jax.sampling import VideoSampler, sampler_config
+from videofusion_jax.sampling import controls
+from videofusion_jax.sampling.generate import VideoSampler, sampler_config
 
 ROOT = Path(__file__).parents[1]
 

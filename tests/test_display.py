@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from videofusion_jax import display
+from videofusion_jax.sampling import display
 
 
 def _decode(data: bytes):

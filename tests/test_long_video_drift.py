@@ -23,14 +23,15 @@ import numpy as np
 import pytest
 
 from configs import demo
-from videofusion_jax import controls, diffusion
+from videofusion_jax import diffusion
 from videofusion_jax.data import synthetic, video_io
 from videofusion_jax.diffusion.long_video import long_video_windows
 from videofusion_jax.diffusion.noise_sharing import video_keys
 from videofusion_jax.metrics.motion import frame_change
 from videofusion_jax.models.from_config import ModelSpec, videofusion_config
 from videofusion_jax.models.videofusion import VideoFusion
-from videofusion_jax.sampling import load_ema_params, sampler_config
+from videofusion_jax.sampling import controls
+from videofusion_jax.sampling.generate import load_ema_params, sampler_config
 from videofusion_jax.training.loop import train
 
 TRAIN_STEPS = 200  # see the test's docstring for the margins measured

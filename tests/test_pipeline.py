@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import videofusion_jax
-from videofusion_jax import run_config, sampling
 from videofusion_jax.configs import demo
 from videofusion_jax.data import video_io
-from videofusion_jax.pipeline import Pipeline
+from videofusion_jax.sampling import generate, run_config
+from videofusion_jax.sampling.pipeline import Pipeline
 from videofusion_jax.training.loop import train
 
 # make test-flows: what a Colab user does, and ~3 min of compiles on 2 cores (the tiny
@@ -32,16 +32,16 @@ def workdir(tmp_path_factory):
 def cli_arrays(config, workdir, monkeypatch) -> np.ndarray:
   """The videos the sample CLI computes with `config` from WORKDIR (its config: the
   checkpoint's, checked against `config`), as uint8 before the (lossy) mp4 encoding:
-  the batches `sampling.sample` hands to the real `write_samples`."""
-  written, write = [], sampling.write_samples
+  the batches `generate.sample` hands to the real `write_samples`."""
+  written, write = [], generate.write_samples
 
   def keep(batches, out_dir, **kwargs):
     batches = list(batches)
     written.extend(video_io.to_uint8(b) for b in batches)
     return write(batches, out_dir, **kwargs)
 
-  monkeypatch.setattr(sampling, "write_samples", keep)
-  sampling.sample(run_config.checkpoint_config(config, str(workdir)).config, str(workdir))
+  monkeypatch.setattr(generate, "write_samples", keep)
+  generate.sample(run_config.checkpoint_config(config, str(workdir)).config, str(workdir))
   return np.concatenate(written)
 
 
@@ -64,7 +64,7 @@ def test_videos_are_uint8_and_the_seeds_decide_them(pipe):
 def test_same_seeds_give_the_sample_clis_arrays_bitwise(pipe, workdir, tmp_path, monkeypatch):
   """What `python -m videofusion_jax.sample --config=configs/demo.py:setting=tiny
   --config.sample.base_seed=7 --config.sample.residual_seed=9` computes before it
-  encodes the (lossy) mp4s: the batches `sampling.sample` hands to `write_samples`."""
+  encodes the (lossy) mp4s: the batches `generate.sample` hands to `write_samples`."""
   run = shutil.copytree(workdir, tmp_path / "run")
   config = demo.get_config("setting=tiny")
   config.sample.base_seed, config.sample.residual_seed = 7, 9

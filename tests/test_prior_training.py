@@ -14,7 +14,7 @@ import pytest
 from flax import nnx
 
 from configs import prior_synthetic
-from videofusion_jax.prior_sampling import load_prior, sample_image_embeds
+from videofusion_jax.sampling.prior import load_prior, sample_image_embeds
 from videofusion_jax.training.prior_data import (
   mask_from_tokens,
   read_clip_cache,

@@ -12,7 +12,7 @@ from videofusion_jax import diffusion
 from videofusion_jax.data import video_io
 from videofusion_jax.models.from_config import videofusion_config
 from videofusion_jax.models.videofusion import VideoFusion
-from videofusion_jax.sampling import make_sample_fn, sample, sampler_config
+from videofusion_jax.sampling.generate import make_sample_fn, sample, sampler_config
 
 
 def small_demo_config():

@@ -1,4 +1,4 @@
-"""Sampling uses the config saved with the checkpoint (run_config.py), through the real
+"""Sampling uses the config saved with the checkpoint (sampling/run_config.py), through the real
 CLIs: a run trained with `--config.data.image_size=16` (and 4 frames) from a config file
 that says 32 (and 8) samples 4-frame 16x16 videos without repeating the overrides; an
 override or a config file that contradicts the checkpoint is refused, naming the field,
@@ -29,7 +29,7 @@ from videofusion_jax.cli import ConfigError
 from videofusion_jax.data import video_io
 from videofusion_jax.metrics.evaluation import EvalSettings, evaluate
 from videofusion_jax.metrics.features import FeatureExtractor
-from videofusion_jax.run_config import checkpoint_config, merge_with_saved
+from videofusion_jax.sampling.run_config import checkpoint_config, merge_with_saved
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -52,7 +52,9 @@ def test_base_moves_less_or_not_at_all():
 def _tiny_model_state():
   """A one-level VideoFusion, its (model, optimizer) state and EMA, and their layout."""
   import dataclasses
+
   from flax import nnx
+
   from videofusion_jax.models.unet import UNetConfig
   from videofusion_jax.models.videofusion import VideoFusion, VideoFusionConfig
   from videofusion_jax.training.step import StateLeaves

@@ -13,7 +13,7 @@ import pytest
 from configs import demo, prior_synthetic
 from tests.models.tiny_clip import save_random_clip
 from videofusion_jax.data import video_io
-from videofusion_jax.sampling import sample
+from videofusion_jax.sampling.generate import sample
 from videofusion_jax.tools.clip_cache import build_clip_cache
 from videofusion_jax.training.loop import train
 from videofusion_jax.training.prior_loop import train_prior
@@ -68,7 +68,7 @@ def test_prompts_file_samples_one_video_per_prompt(tmp_path, caplog):
 
 def test_prompts_need_the_clip_and_prior_folders(tmp_path):
   from videofusion_jax.models.conditioning import ConditionConfig
-  from videofusion_jax.sample_conditions import sample_conditions
+  from videofusion_jax.sampling.conditions import sample_conditions
 
   config = demo.get_config()
   config.sample.prompt = "a cat"

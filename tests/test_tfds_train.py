@@ -13,9 +13,9 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from videofusion_jax.configs import bair, demo  # noqa: E402
 from videofusion_jax.checkpoint import Checkpoints  # noqa: E402
 from videofusion_jax.cli import BAD_INPUT, ConfigError  # noqa: E402
+from videofusion_jax.configs import bair, demo  # noqa: E402
 from videofusion_jax.training.loop import train  # noqa: E402
 
 

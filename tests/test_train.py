@@ -10,12 +10,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from videofusion_jax.configs import demo, folder
 from videofusion_jax.checkpoint import Checkpoints
 from videofusion_jax.cli import ConfigError
+from videofusion_jax.configs import demo, folder
 from videofusion_jax.data import video_io
-from videofusion_jax.sampling import sample
 from videofusion_jax.metric_writers import MetricWriter
+from videofusion_jax.sampling.generate import sample
 from videofusion_jax.training.loop import outcome, train
 from videofusion_jax.training.preemption import Preemption
 

@@ -13,7 +13,7 @@ from flax import nnx
 from configs import demo
 from videofusion_jax.data.conditions import condition_inputs, conditioned_source
 from videofusion_jax.models.conditioning import Condition, ConditionConfig
-from videofusion_jax.sample_conditions import sample_conditions
+from videofusion_jax.sampling.conditions import sample_conditions
 
 E, W, L, K = 12, 8, 5, 6  # CLIP embedding, text hidden width, tokens, clips
 UNCLIP = ConditionConfig(

@@ -27,8 +27,8 @@ from videofusion_jax.convert.converted import load_converted  # noqa: E402
 from videofusion_jax.convert.transformers_clip import convert_transformers_clip  # noqa: E402
 from videofusion_jax.data import video_io  # noqa: E402
 from videofusion_jax.models.from_config import condition_of, model_spec  # noqa: E402
-from videofusion_jax.sample_conditions import sample_conditions  # noqa: E402
-from videofusion_jax.sampling import sample  # noqa: E402
+from videofusion_jax.sampling.conditions import sample_conditions  # noqa: E402
+from videofusion_jax.sampling.generate import sample  # noqa: E402
 from videofusion_jax.tools.clip_cache import build_clip_cache  # noqa: E402
 from videofusion_jax.training.loop import create_state, train  # noqa: E402
 

@@ -7,7 +7,7 @@ r"""Score generated videos: FVD and KVD against real videos (I3D), IS on UCF101 
       --config=configs/ucf101.py --metrics=fvd,kvd,is --c3d_weights=weights/c3d_ucf101.npz
 
 Sampling from a workdir uses the model and clip shape saved with its checkpoint, as the
-sample CLI does (`run_config.py`). Prints the numbers of videos scored and the metrics,
+sample CLI does (`sampling/run_config.py`). Prints the numbers of videos scored and the metrics,
 and writes them, with the protocol and package versions, to `--output` (default
 FAKE/metrics.json). A folder counts each video once (the sample CLI's `video_000.mp4`
 and `video_000.gif` are one video). Real features are cached under --cache_dir.
@@ -76,7 +76,7 @@ def main(argv):
   )
   config = _CONFIG.value
   if config is not None:  # --fake is a workdir: sample with its checkpoint's config
-    from videofusion_jax import run_config  # the checkpoint stack, only when sampling
+    from videofusion_jax.sampling import run_config  # the checkpoint stack, only when sampling
 
     run = run_config.checkpoint_config(
       config, _FAKE.value, run_config.command_line_overrides(flags.FLAGS["config"])

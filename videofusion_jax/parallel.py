@@ -20,7 +20,8 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import numpy as np
 from absl import logging
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from videofusion_jax.models.logical_axes import state_logical_axes
 

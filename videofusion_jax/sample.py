@@ -7,7 +7,7 @@ Loads the EMA parameters of the latest checkpoint in WORKDIR and writes
 The model and clip shape are the ones saved with the checkpoint: a run trained with
 `--config.data.image_size=32` samples 32x32 videos without repeating it, and an
 override or a config file that contradicts the checkpoint's model or clip shape is
-refused, naming the fields (exit 2; `run_config.py`). The first line printed says which
+refused, naming the fields (exit 2; `sampling/run_config.py`). The first line printed says which
 config was used. Override sampling settings on the command line, e.g.
 `--config.sample.num_videos=16`.
 `--vary=residual|base|both` writes a seed grid (same content / same motion, paper
@@ -27,19 +27,18 @@ from absl import flags
 from ml_collections import config_flags
 
 from videofusion_jax import cli
-from videofusion_jax.metric_writers import quiet_library_logs
-
-from videofusion_jax import cascade, controls, run_config
 from videofusion_jax.data import video_io
 from videofusion_jax.data.sources import make_source
+from videofusion_jax.metric_writers import quiet_library_logs
 from videofusion_jax.metrics.motion import (
   brightness_flicker,
   centre_distance,
   frame_change,
   object_motion,
 )
-from videofusion_jax.sample_conditions import read_prompts
-from videofusion_jax.sampling import sample
+from videofusion_jax.sampling import cascade, controls, run_config
+from videofusion_jax.sampling.conditions import read_prompts
+from videofusion_jax.sampling.generate import sample
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Experiment config file.", lock_config=True
@@ -126,7 +125,7 @@ def main(argv):
     cli.fail(f"unexpected arguments: {argv[1:]}", cli.BAD_INPUT)
   quiet_library_logs()
   # The checkpoint's config, checked against the file and the --config.x= overrides
-  # (run_config.py); locked: existing fields can change, new ones cannot appear.
+  # (sampling/run_config.py); locked: existing fields can change, new ones cannot appear.
   run = run_config.checkpoint_config(
     _CONFIG.value, _WORKDIR.value, run_config.command_line_overrides(flags.FLAGS["config"])
   )

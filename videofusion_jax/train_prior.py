@@ -3,7 +3,7 @@
   python -m videofusion_jax.train_prior --config=configs/webvid_prior.py --workdir=runs/prior
 
 Reads the CLIP embedding cache named by `data.clip_cache`; resumes from the latest
-checkpoint in --workdir. Sample with `prior_sampling.load_prior(WORKDIR)`.
+checkpoint in --workdir. Sample with `videofusion_jax.sampling.prior.load_prior(WORKDIR)`.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from videofusion_jax.convert.diffusers_prior import (  # noqa: E402
   convert_prior_state_dict,
   prior_config_from_diffusers,
 )
-from videofusion_jax.prior_sampling import load_prior  # noqa: E402
+from videofusion_jax.sampling.prior import load_prior  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from videofusion_jax import diffusion
-from videofusion_jax.controls import grid_keys
 from videofusion_jax.diffusion import noise_sharing as ns
+from videofusion_jax.sampling.controls import grid_keys
 
 KEY = jax.random.key
 fast_jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})

@@ -11,7 +11,7 @@ from flax import nnx
 from videofusion_jax import diffusion
 from videofusion_jax.diffusion import prior_diffusion as pd
 from videofusion_jax.models.prior import PriorConfig, PriorTransformer
-from videofusion_jax.prior_sampling import sample_image_embeds
+from videofusion_jax.sampling.prior import sample_image_embeds
 
 SCHEDULE = diffusion.make_schedule("cosine", 50)
 X0 = jax.random.normal(jax.random.key(7), (4, 6))
@@ -179,7 +179,7 @@ class _FakeCLIP:
 
 
 def test_prompts_go_through_clip_then_the_prior(prior):
-  from videofusion_jax.prior_sampling import encode_prompts, prompt_image_embeds
+  from videofusion_jax.sampling.prior import encode_prompts, prompt_image_embeds
 
   clip = _FakeCLIP()
   cond, null = encode_prompts(clip, ["a cat", "horses"])

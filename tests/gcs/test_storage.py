@@ -15,7 +15,7 @@ from etils import epath
 
 from tests.data import footage
 from videofusion_jax import storage
-from videofusion_jax.checkpoint import Checkpoints, CheckpointError
+from videofusion_jax.checkpoint import CheckpointError, Checkpoints
 from videofusion_jax.cli import ConfigError
 from videofusion_jax.data import video_io
 from videofusion_jax.data.folders import VideoFolder, resize_and_crop
@@ -23,7 +23,7 @@ from videofusion_jax.data.webvid import read_webvid_csv
 from videofusion_jax.data.window_reader import VideoReader
 from videofusion_jax.metric_writers import MetricWriter
 from videofusion_jax.metrics.features import FeatureCache
-from videofusion_jax.sampling import write_samples
+from videofusion_jax.sampling.generate import write_samples
 
 # Bounds a hang only: the emulator answers in milliseconds.
 UPLOAD_DEADLINE_S = 60
@@ -322,6 +322,7 @@ def test_an_empty_prefix_of_an_existing_bucket_is_a_missing_folder(gs_prefix):
 
 def test_a_converted_unet_folder_written_to_and_read_from_gcs(gs_prefix, tmp_path, monkeypatch):
   from flax import nnx
+
   from configs import demo
   from videofusion_jax.convert.converted import SNIPPET_FILE, load_converted, save_converted
   from videofusion_jax.models.from_config import model_spec

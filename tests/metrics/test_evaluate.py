@@ -14,7 +14,7 @@ from videofusion_jax.data.synthetic import SyntheticShapes
 from videofusion_jax.metrics import fvd
 from videofusion_jax.metrics.evaluation import EvalSettings, evaluate
 from videofusion_jax.metrics.features import FeatureExtractor, extract
-from videofusion_jax.sampling import write_samples
+from videofusion_jax.sampling.generate import write_samples
 
 ROOT = Path(__file__).resolve().parents[2]
 _PROJ = np.random.default_rng(0).normal(size=(2 * 8 * 4 * 4 * 3, 12)) / 20

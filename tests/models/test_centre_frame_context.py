@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests.models.test_videofusion import record_residual_inputs
 from videofusion_jax import diffusion
 from videofusion_jax.models import presets
 from videofusion_jax.models.conditioning import ConditionConfig
 from videofusion_jax.models.videofusion import VideoFusion
-from videofusion_jax.sampling import SamplerConfig, make_sample_fn, model_eps_fn
+from videofusion_jax.sampling.generate import SamplerConfig, make_sample_fn, model_eps_fn
 from videofusion_jax.training.step import StepConfig, loss_fn
-
-from tests.models.test_videofusion import record_residual_inputs
 
 SCHEDULE = diffusion.make_schedule("cosine", 1000)
 B, N, H, C = 2, 4, 16, 3

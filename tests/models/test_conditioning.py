@@ -15,8 +15,8 @@ from videofusion_jax.data.conditions import condition_inputs
 from videofusion_jax.models import presets
 from videofusion_jax.models.conditioning import ConditionConfig
 from videofusion_jax.models.videofusion import VideoFusion
-from videofusion_jax.sample_conditions import sample_conditions
-from videofusion_jax.sampling import model_eps_fn
+from videofusion_jax.sampling.conditions import sample_conditions
+from videofusion_jax.sampling.generate import model_eps_fn
 
 SCHEDULE = diffusion.make_schedule("cosine", 1000)
 B, N, H, C = 2, 4, 16, 3

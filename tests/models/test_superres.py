@@ -166,6 +166,7 @@ def test_a_briefly_trained_model_beats_bilinear_upsampling_on_psnr():
   Measured: 22.0 dB vs bilinear 20.3 dB (bicubic 21.4) on 16 held-out clips; the fast
   tests above cover the wiring. About 15 min on 2 busy CPU cores (~3 min idle)."""
   import optax
+
   from videofusion_jax.training.step import StepConfig, make_train_step
 
   frames, batch, steps = 2, 16, 800

@@ -14,7 +14,7 @@ from videofusion_jax import diffusion
 from videofusion_jax.models.conditioning import ConditionConfig
 from videofusion_jax.models.superres import SuperRes, SuperResConfig
 from videofusion_jax.models.unet import UNetConfig
-from videofusion_jax.sampling import model_eps_fn
+from videofusion_jax.sampling.generate import model_eps_fn
 from videofusion_jax.training.step import StepConfig, loss_fn
 
 SCHEDULE = diffusion.make_schedule("cosine", 1000)

@@ -189,6 +189,7 @@ def test_deepfloyd_resnet_options():
 
 def test_activations_are_pinned_at_block_boundaries_only_inside_a_sharded_trace():
   from jax.sharding import NamedSharding, PartitionSpec
+
   from videofusion_jax.models.logical_axes import IMAGE_ACTIVATION, activation_sharding, constrain
 
   net = UNet(TINY, rngs=nnx.Rngs(0))

@@ -137,7 +137,7 @@ def test_config_file_selects_vdm_on_the_base_generator_widths():
 def test_vdm_config_trains_and_samples_with_the_shared_loop(tmp_path):
   """configs/vdm.py:demo through the real train and sample functions."""
   from configs import vdm as vdm_config_file
-  from videofusion_jax import sampling
+  from videofusion_jax.sampling import generate
   from videofusion_jax.training.loop import train
 
   c = vdm_config_file.get_config("demo")
@@ -146,5 +146,5 @@ def test_vdm_config_trains_and_samples_with_the_shared_loop(tmp_path):
   c.sample.num_steps, c.sample.num_videos, c.sample.batch_size = 2, 2, 2
   metrics = train(c, str(tmp_path))
   assert np.isfinite(metrics["loss"]) and metrics["loss"] > 0
-  paths = sampling.sample(c, str(tmp_path))
+  paths = generate.sample(c, str(tmp_path))
   assert any(p.suffix == ".mp4" for p in paths)

@@ -17,10 +17,10 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
 from videofusion_jax import diffusion, parallel  # noqa: E402
-from videofusion_jax.configs import demo  # noqa: E402
 from videofusion_jax.checkpoint import Checkpoints  # noqa: E402
+from videofusion_jax.configs import demo  # noqa: E402
 from videofusion_jax.models.from_config import model_spec  # noqa: E402
-from videofusion_jax.sampling import SamplerConfig, VideoSampler  # noqa: E402
+from videofusion_jax.sampling.generate import SamplerConfig, VideoSampler  # noqa: E402
 from videofusion_jax.tools.collectives import collectives  # noqa: E402
 from videofusion_jax.training.loop import create_state, step_shardings  # noqa: E402
 from videofusion_jax.training.step import StepConfig, make_train_step  # noqa: E402

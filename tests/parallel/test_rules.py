@@ -3,7 +3,8 @@
 import ml_collections
 import numpy as np
 import pytest
-from jax.sharding import AbstractMesh, PartitionSpec as P
+from jax.sharding import AbstractMesh
+from jax.sharding import PartitionSpec as P
 
 from configs import base
 from videofusion_jax import parallel

@@ -12,9 +12,8 @@ compares them field by field, so a default is changed here and there together.
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from videofusion_jax.models import presets
+from videofusion_jax.models import presets, superres
 from videofusion_jax.models.from_config import unet_fields
-from videofusion_jax.models import superres
 from videofusion_jax.models.unet import UNetConfig
 
 

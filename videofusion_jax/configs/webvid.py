@@ -21,9 +21,9 @@ Text-to-video goes through the prior (configs/webvid_prior.py), trained on the s
 """
 
 from videofusion_jax.configs import base
+from videofusion_jax.configs.arguments import Arguments
 from videofusion_jax.models import presets
 from videofusion_jax.models.from_config import unet_fields
-from videofusion_jax.configs.arguments import Arguments
 
 ARGS = Arguments("configs/webvid.py", main="path", keys=dict(path="data/webvid/videos"))
 

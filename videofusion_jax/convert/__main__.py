@@ -18,7 +18,7 @@ SRC, `--tokenizer`, or SRC/../tokenizer); read it with `convert.load_clip(OUT_DI
 
 PRIOR_DIR is a diffusers `PriorTransformer` folder (e.g. Karlo's `prior/`); OUT_DIR
 receives the prior (orbax) and `prior_config.json`; read it with
-`prior_sampling.load_prior(OUT_DIR)`.
+`videofusion_jax.sampling.prior.load_prior(OUT_DIR)`.
 
   python -m videofusion_jax.convert unclip --src=PIPELINE_DIR --out=OUT_DIR
 
@@ -78,7 +78,7 @@ def main(argv):
       allow_unused=_ALLOW_UNUSED.value,
       overwrite=_OVERWRITE.value,
     )
-    print(f"wrote {out}; load it with videofusion_jax.prior_sampling.load_prior({str(out)!r})")
+    print(f"wrote {out}; load it with videofusion_jax.sampling.prior.load_prior({str(out)!r})")
     return
   if argv[1] == "unclip":
     out = convert_unclip_pipeline(

@@ -228,22 +228,23 @@ def sampled_videos(
   config: ml_collections.ConfigDict, workdir: str, settings: EvalSettings
 ) -> Videos:
   """Videos sampled with the EMA weights of WORKDIR's latest checkpoint."""
-  from videofusion_jax import diffusion, sampling  # the model stack, only when sampling
+  from videofusion_jax import diffusion  # the model stack, only when sampling
   from videofusion_jax.models.from_config import condition_of, model_spec
-  from videofusion_jax.sample_conditions import sample_conditions
+  from videofusion_jax.sampling import generate
+  from videofusion_jax.sampling.conditions import sample_conditions
 
   spec = model_spec(config)
   schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-  graphdef, state = sampling.load_ema_params(spec, config, workdir)
+  graphdef, state = generate.load_ema_params(spec, config, workdir)
   n = settings.num_videos
   cond = sample_conditions(config, condition_of(spec.config), n)  # classes in turn
-  sampler = sampling.VideoSampler(
+  sampler = generate.VideoSampler(
     graphdef,
     spec.config,
     num_frames=config.data.num_frames,
     image_size=config.data.image_size,
     batch_size=min(settings.batch_size, n),
-    config=sampling.sampler_config(config),
+    config=generate.sampler_config(config),
   )
   if config.data.image_size != settings.image_size:
     logging.warning(

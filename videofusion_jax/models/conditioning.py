@@ -23,7 +23,7 @@ replaces the image embedding by the learned null (diffusers'
 `learned_classifier_free_guidance_embeddings`) and, when the condition carries
 `null_text_embeds` / `null_text_hidden` (/ `null_text_mask`), the text inputs by those:
 the empty prompt's encoding, the unconditional input of Karlo's pipeline. Training data
-(data/conditions.py, from the CLIP cache) and the sampler (sample_conditions.py) always
+(data/conditions.py, from the CLIP cache) and the sampler (sampling/conditions.py) always
 supply them; without them the text inputs are used as given (the caller has already put
 the empty prompt's inputs in the dropped rows).
 """

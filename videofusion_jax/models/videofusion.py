@@ -54,7 +54,7 @@ class VideoFusionConfig:
   @property
   def needs_centre_frame(self) -> bool:
     """The residual generator is conditioned on the clean centre frame: training gives
-    it the data's, sampling the base generator's finished sample (`sampling.py`)."""
+    it the data's, sampling the base generator's finished sample (`sampling/generate.py`)."""
     return self.residual_context == "centre_frame"
 
   def validate(self) -> None:
@@ -236,7 +236,7 @@ class VideoFusion(MixedPrecision, nnx.Module):
       if centre_frame is None:
         raise ValueError(
           "model.residual_context='centre_frame': pass centre_frame, the "
-          "clean centre frame (the data's in training; sampling.py samples "
+          "clean centre frame (the data's in training; sampling/generate.py samples "
           "it with the base generator first)"
         )
       if centre_frame.shape != (b, h, w, c):

@@ -27,8 +27,8 @@ from videofusion_jax.data.pipeline import make_dataset
 from videofusion_jax.data.sources import make_source
 from videofusion_jax.metric_writers import MetricWriter, ProgressLine
 from videofusion_jax.models.from_config import ModelSpec, condition_of, model_spec
-from videofusion_jax.sample_conditions import sample_conditions
-from videofusion_jax.sampling import VideoSampler, sampler_config, write_samples
+from videofusion_jax.sampling.conditions import sample_conditions
+from videofusion_jax.sampling.generate import VideoSampler, sampler_config, write_samples
 from videofusion_jax.training import init_from
 from videofusion_jax.training.config_checks import check_config, check_shared_workdir
 from videofusion_jax.training.nonfinite import NonFiniteSteps

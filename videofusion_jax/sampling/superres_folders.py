@@ -31,8 +31,7 @@ import ml_collections
 from absl import logging
 from flax import nnx
 
-from videofusion_jax import storage
-from videofusion_jax import parallel
+from videofusion_jax import parallel, storage
 from videofusion_jax.convert.converted import (
   CONFIG_FILE,
   SNIPPET_FILE,

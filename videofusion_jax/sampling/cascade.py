@@ -37,14 +37,20 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from videofusion_jax import diffusion, parallel, storage, superres_folders
+from videofusion_jax import diffusion, parallel, storage
 from videofusion_jax.checkpoint import Checkpoints
 from videofusion_jax.data.conditions import check_class_ids
 from videofusion_jax.diffusion.noise_sharing import video_keys
 from videofusion_jax.models.conditioning import ConditionConfig
 from videofusion_jax.models.from_config import condition_of, model_spec
-from videofusion_jax.sample_conditions import sample_conditions
-from videofusion_jax.sampling import VideoSampler, load_ema_params, sampler_config, write_samples
+from videofusion_jax.sampling import superres_folders
+from videofusion_jax.sampling.conditions import sample_conditions
+from videofusion_jax.sampling.generate import (
+  VideoSampler,
+  load_ema_params,
+  sampler_config,
+  write_samples,
+)
 
 AUG_NOISE_STREAM = 0x5352  # fold_in data of the augmentation-noise keys ("SR")
 

@@ -6,7 +6,7 @@ enlarged by whole-pixel repetition (no blurring) and encoded as yuv420p H.264, w
 every browser (and Colab's output frame) plays, straight into the page: no file, no
 ffmpeg binary, only PyAV.
 
-  from videofusion_jax import display
+  from videofusion_jax.sampling import display
   display.show_videos(videos, titles=["seed 0", "seed 1"], fps=8)   # (K, N, H, W, 3)
 """
 

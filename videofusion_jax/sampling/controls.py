@@ -32,7 +32,7 @@ from videofusion_jax.diffusion.long_video import check_long_video, long_video_wi
 from videofusion_jax.diffusion.noise_sharing import video_keys
 from videofusion_jax.models.from_config import ModelSpec, videofusion_config
 from videofusion_jax.models.videofusion import VideoFusion
-from videofusion_jax.sampling import (
+from videofusion_jax.sampling.generate import (
   SamplerConfig,
   VideoSampler,
   centre_first,

@@ -27,7 +27,7 @@ from videofusion_jax.diffusion.noise_sharing import video_keys
 from videofusion_jax.models.from_config import ModelSpec, condition_of, model_spec
 from videofusion_jax.models.logical_axes import with_activation_sharding
 from videofusion_jax.models.videofusion import needs_centre_frame
-from videofusion_jax.sample_conditions import read_prompts, sample_conditions
+from videofusion_jax.sampling.conditions import read_prompts, sample_conditions
 
 SAMPLERS = ("ddim", "ddpm")
 DDPM_VARIANCES = ("fixed_small", "learned_range")

@@ -5,7 +5,7 @@
   pipe.show(videos)                                  # or pipe.save(videos, "out/")
 
 A thin layer over what the sample CLI runs: the config saved with the checkpoint
-(`run_config.py`), its EMA parameters (`sampling.load_ema_params`), `VideoSampler` for
+(`run_config.py`), its EMA parameters (`generate.load_ema_params`), `VideoSampler` for
 clips of the model's window, `controls.make_window_fn` + `long_video_windows` for
 longer ones, and `sample_conditions` for class ids and text prompts (CLIP and the prior
 named by the config's `sample.clip_dir` / `sample.prior_workdir`). Seeds mean what the
@@ -24,15 +24,16 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from videofusion_jax import diffusion, display, parallel, run_config, storage
+from videofusion_jax import diffusion, parallel, storage
 from videofusion_jax.checkpoint import Checkpoints
-from videofusion_jax.controls import long_video_overlap, make_window_fn
 from videofusion_jax.data import video_io
 from videofusion_jax.diffusion.long_video import check_long_video, long_video_windows
 from videofusion_jax.diffusion.noise_sharing import video_keys
 from videofusion_jax.models.from_config import condition_of, model_spec
-from videofusion_jax.sample_conditions import sample_conditions
-from videofusion_jax.sampling import VideoSampler, load_ema_params, sampler_config
+from videofusion_jax.sampling import display, run_config
+from videofusion_jax.sampling.conditions import sample_conditions
+from videofusion_jax.sampling.controls import long_video_overlap, make_window_fn
+from videofusion_jax.sampling.generate import VideoSampler, load_ema_params, sampler_config
 
 
 def saved_config(workdir: str) -> ml_collections.ConfigDict:

@@ -19,7 +19,6 @@ Video k takes condition k modulo how many there are.
 
 from __future__ import annotations
 
-
 import ml_collections
 import numpy as np
 from absl import logging
@@ -139,8 +138,9 @@ def read_prompts(s: ml_collections.ConfigDict) -> list[str]:
 def _prompt_conditions(s, cond: ConditionConfig, prompts: list[str]) -> dict[str, np.ndarray]:
   """Prompts -> CLIP text tower -> prior -> image embeddings (and `drop` for empty ones)."""
   import jax  # pylint: disable=import-outside-toplevel
+
   from videofusion_jax.convert.clip_checkpoint import load_clip  # pylint: disable=import-outside-toplevel
-  from videofusion_jax.prior_sampling import (
+  from videofusion_jax.sampling.prior import (
     encode_prompts,
     load_prior,  # pylint: disable=import-outside-toplevel
     prompt_image_embeds,
