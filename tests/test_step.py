@@ -6,7 +6,7 @@ import numpy as np
 import optax
 from ml_collections import ConfigDict
 
-from videofusion_jax.training.optimizer import make_optimizer
+from videofusion_jax.training.optimizer import learning_rate, make_optimizer
 from videofusion_jax.training.step import ema_decay_at, ema_update
 
 
@@ -34,19 +34,41 @@ def _optim(**changes):
     )
   )
   c.update(changes)
-  return make_optimizer(c, total_steps=10)
+  return c
+
+
+def _optimizer(**changes):
+  return make_optimizer(_optim(**changes), total_steps=10)
 
 
 def test_base_moves_less_or_not_at_all():
   params = {"base": {"w": jnp.ones(4)}, "residual": {"w": jnp.ones(4)}}
   grads = jax.tree.map(jnp.ones_like, params)
   for changes, ratio in (({}, 0.1), ({"freeze_base": True}, 0.0)):
-    tx = _optim(**changes)
+    tx = _optimizer(**changes)
     updates, _ = tx.update(grads, tx.init(params), params)
     moved = optax.apply_updates(params, updates)
     d_base = float(jnp.abs(moved["base"]["w"] - 1).max())
     d_res = float(jnp.abs(moved["residual"]["w"] - 1).max())
     np.testing.assert_allclose(d_base, ratio * d_res, rtol=1e-5)
+
+
+def test_without_the_split_every_parameter_moves_alike_with_a_plain_adamw_state():
+  """The prior's optimizer: no base generator, so no per-path split; its state keeps the
+  layout of `chain(clip, adamw)` that prior checkpoints hold."""
+  params = {"base": {"w": jnp.ones(4)}, "layers": {"w": jnp.ones(4)}}
+  grads = jax.tree.map(jnp.ones_like, params)
+  optim = _optim(grad_clip=1.0)
+  tx = make_optimizer(optim, total_steps=10, base_and_residual=False)
+  state = tx.init(params)
+  plain = optax.chain(
+    optax.clip_by_global_norm(1.0),
+    optax.adamw(learning_rate(optim, 10), b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0),
+  )
+  assert jax.tree.structure(state) == jax.tree.structure(plain.init(params))
+  moved = optax.apply_updates(params, tx.update(grads, state, params)[0])
+  np.testing.assert_array_equal(moved["base"]["w"], moved["layers"]["w"])
+  assert float(jnp.abs(moved["base"]["w"] - 1).max()) > 0
 
 
 def _tiny_model_state():

@@ -39,7 +39,7 @@ def test_timestep_embedding_matches_diffusers_formula(flip, shift):
 
 
 def test_group_norm_is_two_pass_with_torch_epsilon():
-  # Mean 100, std 0.01: one-pass E[x^2]-E[x]^2 loses everything here (STYLE.md B1).
+  # Mean 100, std 0.01: one-pass E[x^2]-E[x]^2 loses everything here (catastrophic cancellation).
   x = 100.0 + 0.01 * jax.random.normal(jax.random.key(0), (2, 4, 4, 8))
   norm = group_norm(8, 2, 1e-5, nnx.Rngs(0))
   g = np.asarray(x, np.float64).reshape(2, 16, 2, 4)

@@ -1,9 +1,13 @@
 """AdamW with warmup, clipping, and a smaller (or zero) learning rate for the base generator.
 
+The one optimizer factory of the project: the video models and the diffusion prior
+(`training/prior_loop.py`) both build theirs here.
+
 The base generator is a pretrained image model in the paper: it is fine-tuned with a
 smaller learning rate (`optim.base_lr_scale`) or frozen (`optim.freeze_base`, Table 7's
 "fixed" ablation). Parameters are told apart by the first entry of their path: the
-sub-module `base`, or anything else (see STYLE.md B3).
+sub-module `base`, or anything else. A label per path rather than per module type keeps
+the split working for every model kind and for converted weights alike.
 """
 
 from __future__ import annotations
@@ -44,9 +48,18 @@ def param_labels(params):
 
 
 def make_optimizer(
-  optim: ml_collections.ConfigDict, total_steps: int
+  optim: ml_collections.ConfigDict, total_steps: int, *, base_and_residual: bool = True
 ) -> optax.GradientTransformation:
+  """Clipping, then AdamW on `learning_rate`'s schedule.
+
+  `base_and_residual`: the video models' split (the base generator at
+  `optim.base_lr_scale`, or frozen); False for models without a base generator (the
+  prior), whose optimizer state is then a plain AdamW's, as its checkpoints hold.
+  """
   lr = learning_rate(optim, total_steps)
+  clip = optax.clip_by_global_norm(optim.grad_clip) if optim.grad_clip else optax.identity()
+  if not base_and_residual:
+    return optax.chain(clip, _adamw(lr, optim))
   if not 0.0 <= optim.base_lr_scale:
     raise ValueError(f"optim.base_lr_scale={optim.base_lr_scale}; expected >= 0")
   base = (
@@ -55,6 +68,5 @@ def make_optimizer(
     else _adamw(lambda step: lr(step) * optim.base_lr_scale, optim)
   )
   return optax.chain(
-    optax.clip_by_global_norm(optim.grad_clip) if optim.grad_clip else optax.identity(),
-    optax.multi_transform({"base": base, "residual": _adamw(lr, optim)}, param_labels),
+    clip, optax.multi_transform({"base": base, "residual": _adamw(lr, optim)}, param_labels)
   )

@@ -32,7 +32,7 @@ from videofusion_jax.diffusion import prior_diffusion
 from videofusion_jax.diffusion.schedules import Schedule, make_schedule
 from videofusion_jax.metric_writers import MetricWriter, ProgressLine
 from videofusion_jax.models.prior import PriorConfig, PriorStat, PriorTransformer
-from videofusion_jax.training.optimizer import learning_rate
+from videofusion_jax.training.optimizer import make_optimizer
 from videofusion_jax.training.preemption import Preemption
 from videofusion_jax.training.prior_data import PriorData, read_clip_cache, synthetic_prior_data
 from videofusion_jax.training.step import StateLeaves, ema_decay_at, ema_update
@@ -110,22 +110,13 @@ def check_data(pc: PriorConfig, data: PriorData, config: ml_collections.ConfigDi
     )
 
 
-def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int):
-  lr = learning_rate(optim, total_steps)
-  return optax.chain(
-    optax.clip_by_global_norm(optim.grad_clip) if optim.grad_clip else optax.identity(),
-    optax.adamw(lr, b1=optim.b1, b2=optim.b2, eps=optim.eps, weight_decay=optim.weight_decay),
-  )
-
-
 def _build(pc: PriorConfig, config, stats=None):
   model = PriorTransformer(pc, rngs=nnx.Rngs(config.seed))
   if stats is not None:
     model.clip_mean[...] = jnp.asarray(stats[0])
     model.clip_std[...] = jnp.asarray(stats[1])
-  return model, nnx.Optimizer(
-    model, make_optimizer(config.optim, config.train.num_steps), wrt=nnx.Param
-  )
+  tx = make_optimizer(config.optim, config.train.num_steps, base_and_residual=False)
+  return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
 
 
 def _abstract(pc, config):
