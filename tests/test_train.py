@@ -1,7 +1,9 @@
 """Train -> checkpoint -> resume -> sample, on the built-in synthetic set."""
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 
@@ -34,14 +36,22 @@ def _metrics(workdir):
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory):
-  """The reference run: 3 steps straight through, saved at step 2 and (at exit) step 3.
+def straight_run(tmp_path_factory):
+  """The reference run: 3 steps straight through, saved at step 2 and (at exit) step 3,
+  its stderr written to a file as under nohup or in a pod -> (workdir, stderr text).
   The tests below work on copies of it, so each costs at most one more train()."""
   workdir = tmp_path_factory.mktemp("straight")
   config = demo.get_config("setting=tiny")  # 3 steps, saved at 2 and 3
   config.train.tensorboard = True
-  train(config, str(workdir))
-  return workdir
+  log = tmp_path_factory.mktemp("straight_stderr") / "stderr.txt"
+  with open(log, "w") as f, contextlib.redirect_stderr(f):
+    train(config, str(workdir))
+  return workdir, log.read_text()
+
+
+@pytest.fixture(scope="module")
+def straight(straight_run):
+  return straight_run[0]
 
 
 def _stopped_at(run, workdir, step):
@@ -62,6 +72,15 @@ def test_straight_run_logs_every_step_and_saves_at_exit(straight):
   assert list((straight / "tensorboard").iterdir())
   saved = sorted(int(p.name) for p in (straight / "checkpoints").iterdir() if p.name.isdigit())
   assert saved == [2, 3]  # every 2 steps, and at exit
+
+
+def test_progress_in_a_log_file_is_one_plain_line_per_update(straight_run):
+  _, err = straight_run
+  assert "\r" not in err
+  lines = [l for l in err.splitlines() if l.startswith("train ")]
+  # The first update (it holds the compile) and the last are always written.
+  assert lines[0].startswith("train 1/3 steps") and lines[-1].startswith("train 3/3 steps")
+  assert all(re.search(r"\| loss \d+\.\d{4}$", l) for l in lines)
 
 
 def test_ctrl_c_saves_the_step_it_stopped_at(tmp_path, monkeypatch):

@@ -24,10 +24,8 @@ import logging as logging_lib
 import math
 import os
 import shutil
-import sys
 import tempfile
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Mapping
@@ -221,33 +219,8 @@ class _PeriodicUploads:
       )
 
 
-class ProgressLine:
-  """One carriage-returned line: step, steps/s, ETA, loss (process 0 only)."""
-
-  def __init__(self, total_steps: int, first_step: int = 0, stream=sys.stderr):
-    self.total, self.first = total_steps, first_step
-    self.start = time.time()
-    self.stream = stream
-    self.show = jax.process_index() == 0
-
-  def update(self, step: int, loss: float | None = None) -> float:
-    done = max(step - self.first, 1)
-    rate = done / max(time.time() - self.start, 1e-9)
-    if self.show:
-      eta = (self.total - step) / rate if rate > 0 else math.inf
-      bar = "#" * int(30 * step / max(self.total, 1))
-      loss_text = "" if loss is None else f" loss {loss:.4f}"
-      self.stream.write(
-        f"\rtrain [{bar:<30}] {step}/{self.total} {rate:.2f} steps/s ETA {eta:.0f}s{loss_text}  "
-      )
-      if step >= self.total:
-        self.stream.write("\n")
-      self.stream.flush()
-    return rate
-
-
 class _LibraryInfoFilter(logging_lib.Filter):
-  """Drops INFO lines from orbax/grain (a few per checkpoint) that bury the progress line,
+  """Drops INFO lines from orbax/grain (a few per checkpoint) that bury the progress lines,
   and orbax's warning that a folder is read only: `Checkpoints(read_only=True)` readers
   (sampling, evaluation, the train CLI's last line) open it so on purpose."""
 

@@ -23,7 +23,6 @@ import importlib.util
 import json
 import platform
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
@@ -39,6 +38,7 @@ from videofusion_jax.data.folders import VideoFolder
 from videofusion_jax.data.sources import make_source
 from videofusion_jax.metrics import c3d, fvd, i3d, inception_score
 from videofusion_jax.metrics.features import FeatureCache, FeatureExtractor, extract
+from videofusion_jax.progress import Progress
 
 METRICS = ("fvd", "kvd", "is")
 
@@ -281,39 +281,11 @@ def sampled_videos(
   )
 
 
-class _Progress:
-  """A progress bar redrawn on one stderr line; `end()` closes the line, so the next bar,
-  warning or error starts on its own line even when fewer videos than `total` came
-  (left-out real videos, an error)."""
-
-  def __init__(self, label: str, total: int):
-    self.label, self.total, self.start = label, total, time.time()
-    self.open = False
-
-  def __call__(self, done: int) -> None:
-    elapsed = time.time() - self.start
-    rate = done / max(elapsed, 1e-9)
-    eta = max(self.total - done, 0) / max(rate, 1e-9)
-    bar = "#" * (20 * min(done, self.total) // max(self.total, 1))
-    sys.stderr.write(
-      f"\r{self.label} [{bar:<20}] {done}/{self.total} videos, {rate:.2f} videos/s, ETA {eta:.0f}s"
-    )
-    sys.stderr.flush()
-    self.open = True
-
-  def end(self) -> None:
-    if self.open:
-      sys.stderr.write("\n")
-      sys.stderr.flush()
-      self.open = False
-
-
 def _extract_with_progress(extractors, videos: Videos, what: str) -> dict[str, np.ndarray]:
-  progress = _Progress(f"{what} videos", videos.count)
-  try:
-    return extract(extractors, videos.batches(), what=what, progress=progress)
-  finally:
-    progress.end()
+  # closed on the way out, so what follows starts on its own line even when fewer
+  # videos than announced came (left-out real videos, an error)
+  with Progress(f"scoring {what}", videos.count, unit="videos") as progress:
+    return extract(extractors, videos.batches(), what=what, progress=progress.update)
 
 
 def _count(feats: Mapping[str, np.ndarray]) -> int:

@@ -27,7 +27,6 @@ prompts, `sample.image_embeds`) as for any conditioned model.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -43,6 +42,7 @@ from videofusion_jax.data.conditions import check_class_ids
 from videofusion_jax.diffusion.noise_sharing import video_keys
 from videofusion_jax.models.conditioning import ConditionConfig
 from videofusion_jax.models.from_config import condition_of, model_spec
+from videofusion_jax.progress import Progress
 from videofusion_jax.sampling import superres_folders
 from videofusion_jax.sampling.conditions import sample_conditions
 from videofusion_jax.sampling.generate import (
@@ -310,9 +310,4 @@ def cascade(
 
 
 def _progress(what: str):
-  start = time.time()
-
-  def show(done: int, total: int):
-    logging.info("%s: %d/%d videos, %.0fs elapsed", what, done, total, time.time() - start)
-
-  return show
+  return Progress(what, unit="videos").update

@@ -16,8 +16,6 @@ whatever the batch size, the grid layout or the length requested.
 from __future__ import annotations
 
 import functools
-import sys
-import time
 from pathlib import Path
 
 import jax
@@ -32,6 +30,7 @@ from videofusion_jax.diffusion.long_video import check_long_video, long_video_wi
 from videofusion_jax.diffusion.noise_sharing import video_keys
 from videofusion_jax.models.from_config import ModelSpec, videofusion_config
 from videofusion_jax.models.videofusion import VideoFusion
+from videofusion_jax.progress import Progress
 from videofusion_jax.sampling.generate import (
   SamplerConfig,
   VideoSampler,
@@ -197,7 +196,9 @@ def long_videos(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
   base_keys = video_keys(s.base_seed, 0, s.num_videos)
   residual_keys = video_keys(s.residual_seed, 0, s.num_videos)
   out_dir = storage.path(workdir) / "samples"
-  paths, start = [], time.time()
+  num_batches = -(-s.num_videos // batch)
+  progress = Progress("long videos", num_batches * num_windows, unit="windows")
+  paths = []
   for first in range(0, s.num_videos, batch):
     take = min(batch, s.num_videos - first)
     idx = jnp.minimum(jnp.arange(first, first + batch), s.num_videos - 1)  # pad: repeat
@@ -217,16 +218,13 @@ def long_videos(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
         frames = video_io.to_uint8(jax.device_get(frames))
         for stream, video in zip(streams, frames):
           stream.write(video)
-        _window_progress(
-          start,
-          w + 1,
-          num_windows,
-          first + take,
-          s.num_videos,
-          streams[0].num_frames,
-          int(s.num_frames),
+        progress.update(
+          first // batch * num_windows + w + 1,
+          note=f"{streams[0].num_frames}/{s.num_frames} frames of videos up to "
+          f"{first + take}/{s.num_videos}",
         )
     except BaseException as e:
+      progress.close()
       for stream in streams:
         stream.close(e)
       raise
@@ -234,24 +232,5 @@ def long_videos(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
   return paths
 
 
-def _window_progress(start, window, num_windows, videos_done, num_videos, frames, total):
-  elapsed = time.time() - start
-  sys.stderr.write(
-    f"\rlong video: window {window}/{num_windows}, {frames}/{total} frames "
-    f"(videos up to {videos_done}/{num_videos}), {elapsed:.0f}s elapsed"
-  )
-  if window == num_windows:
-    sys.stderr.write("\n")
-  sys.stderr.flush()
-
-
 def _progress(what: str, unit: str):
-  start = time.time()
-
-  def show(done: int, total: int):
-    sys.stderr.write(f"\r{what}: {done}/{total} {unit}, {time.time() - start:.0f}s elapsed")
-    if done == total:
-      sys.stderr.write("\n")
-    sys.stderr.flush()
-
-  return show
+  return Progress(what, unit=unit).update

@@ -8,8 +8,6 @@ runs the whole DDIM/DDPM loop as one `lax.scan`.
 from __future__ import annotations
 
 import dataclasses
-import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +25,7 @@ from videofusion_jax.diffusion.noise_sharing import video_keys
 from videofusion_jax.models.from_config import ModelSpec, condition_of, model_spec
 from videofusion_jax.models.logical_axes import with_activation_sharding
 from videofusion_jax.models.videofusion import needs_centre_frame
+from videofusion_jax.progress import Progress
 from videofusion_jax.sampling.conditions import read_prompts, sample_conditions
 
 SAMPLERS = ("ddim", "ddpm")
@@ -294,21 +293,6 @@ def sampler_config(config: ml_collections.ConfigDict) -> SamplerConfig:
   )
 
 
-def _progress_line(start: float):
-  def show(done: int, total: int):
-    elapsed = time.time() - start
-    bar = "#" * (20 * done // total)
-    eta = elapsed / done * (total - done)
-    sys.stderr.write(
-      f"\rsampling [{bar:<20}] {done}/{total} videos, {elapsed:.0f}s elapsed, ETA {eta:.0f}s"
-    )
-    if done == total:
-      sys.stderr.write("\n")
-    sys.stderr.flush()
-
-  return show
-
-
 def write_samples(batches, out_dir: Path, *, fps: int, image_size: int) -> list[Path]:
   """Write each video as mp4 + gif and all of them as one strip.png; return the paths.
 
@@ -403,7 +387,7 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
     base_seed=s.base_seed,
     residual_seed=s.residual_seed,
     cond=cond,
-    progress=_progress_line(time.time()),
+    progress=Progress("sampling", unit="videos").update,
   )
   out_dir = storage.path(workdir) / "samples"
   paths = write_samples(batches, out_dir, fps=s.fps, image_size=config.data.image_size)

@@ -25,8 +25,9 @@ from videofusion_jax.cli import ConfigError
 from videofusion_jax.data.conditions import condition_inputs, conditioned_source
 from videofusion_jax.data.pipeline import make_dataset
 from videofusion_jax.data.sources import make_source
-from videofusion_jax.metric_writers import MetricWriter, ProgressLine
+from videofusion_jax.metric_writers import MetricWriter
 from videofusion_jax.models.from_config import ModelSpec, condition_of, model_spec
+from videofusion_jax.progress import Progress
 from videofusion_jax.sampling.conditions import sample_conditions
 from videofusion_jax.sampling.generate import VideoSampler, sampler_config, write_samples
 from videofusion_jax.training import init_from
@@ -219,7 +220,7 @@ def _run_steps(
     leaves=layout,
   )
   writer = MetricWriter(workdir, tensorboard=t.tensorboard, resume_step=start)
-  progress = ProgressLine(t.num_steps, start)
+  progress = Progress("train", t.num_steps, initial=start)
   nonfinite = NonFiniteSteps(t.max_nonfinite_steps, start)
   sampler = None
   own_preemption = preemption is None
@@ -262,7 +263,7 @@ def _run_steps(
         counts = nonfinite.check(_last_good(ckpt, saved))
         last = {k: float(v) for k, v in jax.device_get(metrics).items() if k != "nonfinite"}
         last["nonfinite_steps"] = float(counts["total"])
-        rate = progress.update(step, last["loss"])
+        rate = progress.update(step, note=f"loss {last['loss']:.4f}")
         writer.write(step, dict(last, steps_per_sec=rate))
       if step % t.checkpoint_every == 0:
         save()
@@ -278,6 +279,7 @@ def _run_steps(
     if step > start and ckpt.latest_step() != step:
       save(force=True)
   finally:
+    progress.close()
     if own_preemption:
       preemption.restore()
     writer.close()

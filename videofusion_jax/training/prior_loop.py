@@ -30,8 +30,9 @@ from videofusion_jax.checkpoint import Checkpoints
 from videofusion_jax.cli import ConfigError
 from videofusion_jax.diffusion import prior_diffusion
 from videofusion_jax.diffusion.schedules import Schedule, make_schedule
-from videofusion_jax.metric_writers import MetricWriter, ProgressLine
+from videofusion_jax.metric_writers import MetricWriter
 from videofusion_jax.models.prior import PriorConfig, PriorStat, PriorTransformer
+from videofusion_jax.progress import Progress
 from videofusion_jax.training.optimizer import make_optimizer
 from videofusion_jax.training.preemption import Preemption
 from videofusion_jax.training.prior_data import PriorData, read_clip_cache, synthetic_prior_data
@@ -227,7 +228,7 @@ def train_prior(
   step_fn = make_prior_step(graphdef, layout, float(t.cond_drop_prob), float(t.ema_decay))
   # Lines past the restored step (a run killed after logging them) are cut back.
   writer = MetricWriter(workdir, tensorboard=t.tensorboard, resume_step=start)
-  progress = ProgressLine(t.num_steps, start)
+  progress = Progress("train prior", t.num_steps, initial=start)
   own_preemption = preemption is None
   preemption = preemption or Preemption()
   key = jax.random.key(config.seed + 1)
@@ -241,12 +242,14 @@ def train_prior(
       step += 1
       if step % t.log_every == 0 or step == t.num_steps:
         last = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        writer.write(step, dict(last, steps_per_sec=progress.update(step, last["loss"])))
+        rate = progress.update(step, note=f"loss {last['loss']:.4f}")
+        writer.write(step, dict(last, steps_per_sec=rate))
       if step % t.checkpoint_every == 0:
         ckpt.save(step, *layout.unflatten(state_leaves, ema_leaves), None, config)
     if step > start and ckpt.latest_step() != step:
       ckpt.save(step, *layout.unflatten(state_leaves, ema_leaves), None, config, force=True)
   finally:
+    progress.close()
     if own_preemption:
       preemption.restore()
     ckpt.close()
