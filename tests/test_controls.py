@@ -76,12 +76,14 @@ def test_seed_grid_keeps_content_with_the_base_seed(tmp_path):
 
 def test_long_video_from_python_streams_the_requested_frames(tmp_path):
   config = tiny_config()
-  config.sample.num_videos = 1
+  config.sample.num_videos = 3  # batches of 2: a file per video, none for the padding
   config.sample.num_frames = 8  # window 4, overlap 2: 3 windows
   paths = controls.long_videos(config, str(tmp_path))
-  assert [p.name for p in paths] == ["long_000.mp4"]
-  video = video_io.read_video(paths[0])
-  assert video.shape == (8, 16, 16, 3)
+  assert [p.name for p in paths] == ["long_000.mp4", "long_001.mp4", "long_002.mp4"]
+  videos = [video_io.read_video(p) for p in paths]
+  assert all(v.shape == (8, 16, 16, 3) for v in videos)
+  assert np.abs(videos[0].astype(int) - videos[2]).mean() > 1  # its own keys, not a copy
+  assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == [p.name for p in paths]
   config.sample.num_frames = 9
   with pytest.raises(ValueError, match="num_frames=9.*stride=2"):
     controls.long_videos(config, str(tmp_path))

@@ -15,6 +15,7 @@ whatever the batch size, the grid layout or the length requested.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -157,12 +158,88 @@ def long_video_overlap(config: ml_collections.ConfigDict) -> int:
   return int(config.sample.overlap) or config.data.num_frames // 2
 
 
+@dataclasses.dataclass(frozen=True)
+class LongVideoPlan:
+  """What a long-video run makes, checked before any weights load: `num_videos` videos of
+  `num_frames` frames, windows of `shape` (batch, window, H, W, C) overlapping by
+  `overlap` frames, `num_windows` per video; `long_video_plan` builds it from a config."""
+
+  num_videos: int
+  num_frames: int
+  shape: tuple[int, ...]
+  overlap: int
+  num_windows: int
+  settings: SamplerConfig
+  lam: float
+  base_seed: int
+  residual_seed: int
+  fixed_base: bool
+
+  def window_fn(self, graphdef: nnx.GraphDef):
+    """The jitted window step of this plan (`make_window_fn`, plain replacement)."""
+    return make_window_fn(graphdef, self.shape, self.overlap, self.lam, self.settings)
+
+  def windows(self, window_fn, state: nnx.State, schedule: diffusion.Schedule):
+    """Yield `(first, window, frames)`: for the batch of videos starting at video
+    `first`, window `window`'s new frames, uint8 (b, n, H, W, 3) with b the batch's real
+    videos (a last batch is padded with copies of the last video's keys, computed and
+    dropped). Video k's keys are `video_keys(seed, 0, num_videos)[k]`, as for clips."""
+    step = functools.partial(window_fn, state, schedule)
+    base_keys = video_keys(self.base_seed, 0, self.num_videos)
+    residual_keys = video_keys(self.residual_seed, 0, self.num_videos)
+    batch = self.shape[0]
+    for first in range(0, self.num_videos, batch):
+      take = min(batch, self.num_videos - first)
+      idx = jnp.minimum(jnp.arange(first, first + batch), self.num_videos - 1)  # pad: repeat
+      for w, frames in long_video_windows(
+        step,
+        self.num_frames,
+        self.shape,
+        self.overlap,
+        base_keys[idx],
+        residual_keys[idx],
+        fixed_base=self.fixed_base,
+      ):
+        yield first, w, video_io.to_uint8(jax.device_get(frames))[:take]
+
+
+def long_video_plan(config: ml_collections.ConfigDict, model_config) -> LongVideoPlan:
+  """The long videos `config.sample` asks of a VideoFusion of `model_config`: the
+  window is the model's `data.num_frames`, the overlap `long_video_overlap`, and
+  `sample.num_frames` must be window + k * (window - overlap). Raises ValueError naming
+  the field for a length, video count, sampler or window shape that cannot run."""
+  s = config.sample
+  window, size = config.data.num_frames, config.data.image_size
+  overlap = long_video_overlap(config)
+  num_windows = check_long_video(int(s.num_frames), window, overlap)
+  if s.num_videos < 1:
+    raise ValueError(f"sample.num_videos={s.num_videos}; expected >= 1")
+  settings = sampler_config(config)
+  settings.validate(model_config.learned_variance)
+  shape = (min(s.batch_size, s.num_videos), window, size, size, model_config.channels)
+  model_config.check_video(shape, name="long-video window")
+  _check_ddim(settings)
+  return LongVideoPlan(
+    num_videos=int(s.num_videos),
+    num_frames=int(s.num_frames),
+    shape=shape,
+    overlap=overlap,
+    num_windows=num_windows,
+    settings=settings,
+    lam=model_config.lam,
+    base_seed=int(s.base_seed),
+    residual_seed=int(s.residual_seed),
+    fixed_base=bool(s.fixed_base),
+  )
+
+
 def long_videos(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
   """Write `sample.num_videos` videos of `sample.num_frames` frames to
   WORKDIR/samples/long_XXX.mp4, streaming each window's new frames; return the paths.
 
   The window is the model's `data.num_frames`; windows overlap by `long_video_overlap`
-  frames, so `sample.num_frames` must be window + k * (window - overlap). The known
+  frames, so `sample.num_frames` must be window + k * (window - overlap) (see
+  `long_video_plan`, which `Pipeline` uses too). The known
   frames are noised with each window's own decomposed noise, so when the centre frame is
   a known one (overlap > (window - 1) // 2, the default half window included) it holds
   the window's base noise, the base generator denoises it back to the known frame, and
@@ -176,60 +253,38 @@ def long_videos(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
   as a strict xfail). `make_window_fn(..., guidance=w)` adds reconstruction guidance;
   it did not help on trained models (README), so the CLI does not offer it.
   """
-  s = config.sample
-  window, size = config.data.num_frames, config.data.image_size
-  overlap = long_video_overlap(config)
-  num_windows = check_long_video(int(s.num_frames), window, overlap)
-  if s.num_videos < 1:
-    raise ValueError(f"sample.num_videos={s.num_videos}; expected >= 1")
   vf = videofusion_config(config)
-  sc = sampler_config(config)
-  sc.validate(vf.learned_variance)
-  batch = min(s.batch_size, s.num_videos)
-  shape = (batch, window, size, size, vf.channels)
-  vf.check_video(shape, name="long-video window")
-  _check_ddim(sc)
+  plan = long_video_plan(config, vf)
   schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
   graphdef, state = load_ema_params(ModelSpec(vf, VideoFusion), config, workdir)
-  window_fn = make_window_fn(graphdef, shape, overlap, vf.lam, sc)
-  step = functools.partial(window_fn, state, schedule)
-  base_keys = video_keys(s.base_seed, 0, s.num_videos)
-  residual_keys = video_keys(s.residual_seed, 0, s.num_videos)
   out_dir = storage.path(workdir) / "samples"
-  num_batches = -(-s.num_videos // batch)
-  progress = Progress("long videos", num_batches * num_windows, unit="windows")
-  paths = []
-  for first in range(0, s.num_videos, batch):
-    take = min(batch, s.num_videos - first)
-    idx = jnp.minimum(jnp.arange(first, first + batch), s.num_videos - 1)  # pad: repeat
-    streams = [
-      video_io.Mp4Stream(out_dir / f"long_{first + k:03d}.mp4", fps=s.fps) for k in range(take)
-    ]
-    try:
-      for w, frames in long_video_windows(
-        step,
-        int(s.num_frames),
-        shape,
-        overlap,
-        base_keys[idx],
-        residual_keys[idx],
-        fixed_base=bool(s.fixed_base),
-      ):
-        frames = video_io.to_uint8(jax.device_get(frames))
-        for stream, video in zip(streams, frames):
-          stream.write(video)
-        progress.update(
-          first // batch * num_windows + w + 1,
-          note=f"{streams[0].num_frames}/{s.num_frames} frames of videos up to "
-          f"{first + take}/{s.num_videos}",
-        )
-    except BaseException as e:
-      progress.close()
-      for stream in streams:
-        stream.close(e)
-      raise
-    paths += [stream.close() for stream in streams]
-  return paths
+  fps = config.sample.fps
+  batch = plan.shape[0]
+  num_batches = -(-plan.num_videos // batch)
+  progress = Progress("long videos", num_batches * plan.num_windows, unit="windows")
+  paths, streams = [], []
+  try:
+    for first, w, frames in plan.windows(plan.window_fn(graphdef), state, schedule):
+      if w == 0:  # a new batch of videos: the last batch's files are complete
+        done, streams = streams, []
+        paths += [stream.close() for stream in done]
+        streams = [
+          video_io.Mp4Stream(out_dir / f"long_{first + k:03d}.mp4", fps=fps)
+          for k in range(len(frames))
+        ]
+      for stream, video in zip(streams, frames):
+        stream.write(video)
+      progress.update(
+        first // batch * plan.num_windows + w + 1,
+        note=f"{streams[0].num_frames}/{plan.num_frames} frames of videos up to "
+        f"{first + len(frames)}/{plan.num_videos}",
+      )
+  except BaseException as e:
+    progress.close()
+    for stream in streams:
+      stream.close(e)
+    raise
+  return paths + [stream.close() for stream in streams]
 
 
 def _progress(what: str, unit: str):

@@ -16,23 +16,18 @@ is built once per (batch size, sampler settings) and kept for later calls.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from videofusion_jax import diffusion, parallel, storage
 from videofusion_jax.checkpoint import Checkpoints
 from videofusion_jax.data import video_io
-from videofusion_jax.diffusion.long_video import check_long_video, long_video_windows
-from videofusion_jax.diffusion.noise_sharing import video_keys
 from videofusion_jax.models.from_config import condition_of, model_spec
 from videofusion_jax.sampling import display, run_config
 from videofusion_jax.sampling.conditions import sample_conditions
-from videofusion_jax.sampling.controls import long_video_overlap, make_window_fn
+from videofusion_jax.sampling.controls import long_video_plan
 from videofusion_jax.sampling.generate import VideoSampler, load_ema_params, sampler_config
 
 
@@ -194,52 +189,23 @@ class Pipeline:
     return self._samplers[key]
 
   def _long_videos(self, config: ml_collections.ConfigDict, num_frames: int) -> np.ndarray:
-    """`controls.long_videos`' windows, kept in memory instead of streamed to mp4."""
-    s = config.sample
-    overlap = long_video_overlap(config)
-    check_long_video(num_frames, self.window, overlap)
+    """`controls.long_videos`' windows (`controls.long_video_plan`), kept in memory
+    instead of streamed to mp4."""
+    config.sample.num_frames = num_frames
+    plan = long_video_plan(config, self.spec.config)
     if condition_of(self.spec.config).enabled:
       raise ValueError(
         f"num_frames={num_frames}: long videos of conditioned models "
         f"(cond.kind={self.config.cond.kind!r}) are not supported yet; ask "
         f"for num_frames={self.window} (the model's window)"
       )
-    settings = sampler_config(config)
-    settings.validate(self.spec.config.learned_variance)
-    batch = min(s.batch_size, s.num_videos)
-    shape = (
-      batch,
-      self.window,
-      config.data.image_size,
-      config.data.image_size,
-      self.spec.config.channels,
-    )
-    self.spec.config.check_video(shape, name="long-video window")
-    key = (shape, overlap, settings)
+    key = (plan.shape, plan.overlap, plan.settings)
     if key not in self._window_fns:
-      self._window_fns[key] = make_window_fn(
-        self.graphdef, shape, overlap, self.spec.config.lam, settings
-      )
-    step = functools.partial(self._window_fns[key], self.state, self.schedule)
-    base_keys = video_keys(s.base_seed, 0, s.num_videos)
-    residual_keys = video_keys(s.residual_seed, 0, s.num_videos)
-    videos = []
-    for first in range(0, s.num_videos, batch):
-      idx = jnp.minimum(jnp.arange(first, first + batch), s.num_videos - 1)  # pad: repeat
-      windows = [
-        video_io.to_uint8(jax.device_get(frames))
-        for _, frames in long_video_windows(
-          step,
-          num_frames,
-          shape,
-          overlap,
-          base_keys[idx],
-          residual_keys[idx],
-          fixed_base=bool(s.fixed_base),
-        )
-      ]
-      videos.append(np.concatenate(windows, axis=1)[: s.num_videos - first])
-    return np.concatenate(videos)
+      self._window_fns[key] = plan.window_fn(self.graphdef)
+    batches = {}  # first video -> its windows' frames
+    for first, _, frames in plan.windows(self._window_fns[key], self.state, self.schedule):
+      batches.setdefault(first, []).append(frames)
+    return np.concatenate([np.concatenate(w, axis=1) for w in batches.values()])
 
 
 def _check_videos(videos) -> np.ndarray:
