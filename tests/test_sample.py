@@ -94,6 +94,7 @@ def test_sample_cli_flags(tmp_path):
   out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-2000:]
   assert "wrote 2 videos" in out.stdout
+  assert out.stdout.splitlines()[0].endswith("; mode: videos"), out.stdout  # the default
   # The demo's data is synthetic: the samples' object motion is printed beside the data's.
   assert re.search(r"samples: objects move [\d.]+ px/frame", out.stdout), out.stdout
   assert re.search(r"data: +objects move 0\.[1-5]\d px/frame", out.stdout), out.stdout

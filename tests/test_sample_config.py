@@ -178,7 +178,7 @@ def test_train_then_sample_without_repeating_the_overrides_writes_the_trained_si
     "; taken from it, not the config file: data.num_frames=4 (file: 8), "
     "data.image_size=16 (file: 32); " in first
   )
-  assert first.endswith("; overrides: sample.num_steps=2, sample.num_videos=2")
+  assert first.endswith("; overrides: sample.num_steps=2, sample.num_videos=2; mode: videos")
   mp4s = sorted((run / "samples").glob("*.mp4"))
   assert [p.name for p in mp4s] == ["video_000.mp4", "video_001.mp4"]
   for path in mp4s:

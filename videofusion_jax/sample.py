@@ -2,19 +2,30 @@
 
   python -m videofusion_jax.sample --config=configs/demo.py --workdir=runs/demo
 
-Loads the EMA parameters of the latest checkpoint in WORKDIR and writes
-`WORKDIR/samples/video_XXX.mp4`, `.gif` and one `strip.png` (a row of frames per video).
+Loads the EMA parameters of the latest checkpoint in WORKDIR and does one of four
+things, `sample.mode` (`sampling/modes.py`; docs/sampling.md, "Modes and flags"):
+- "videos" (default): `WORKDIR/samples/video_XXX.mp4`, `.gif` and one `strip.png` (a
+  row of frames per video), with the frame-change numbers printed.
+- "seed_grid", implied by `--vary=residual|base|both`: a seed grid (same content / same
+  motion, paper Fig. 1).
+- "long", implied by `--num_frames=512` (above the model's window): long videos window
+  by window (Sec 4.6; `--fixed_base`).
+- "cascade", implied by `--superres_workdir=DIR [--superres_config=...]`: the videos,
+  then the SR model of DIR on them, written to WORKDIR/samples/ and
+  WORKDIR/samples_<H>/; a conditioned SR model is guided too
+  (`--superres_guidance_scale`).
+Settings that ask for different modes, or contradict `--config.sample.mode=`, are
+refused in one line naming them (exit 2), as is a flag the mode would ignore.
 The model and clip shape are the ones saved with the checkpoint: a run trained with
 `--config.data.image_size=32` samples 32x32 videos without repeating it, and an
 override or a config file that contradicts the checkpoint's model or clip shape is
-refused, naming the fields (exit 2; `sampling/run_config.py`). The first line printed says which
-config was used. Override sampling settings on the command line, e.g.
-`--config.sample.num_videos=16`.
-`--vary=residual|base|both` writes a seed grid (same content / same motion, paper
-Fig. 1); `--num_frames=512` writes long videos window by window (Sec 4.6).
-`--superres_workdir=DIR [--superres_config=...]` runs the cascade: the videos, then the
-SR model of DIR on them, written to WORKDIR/samples/ and WORKDIR/samples_<H>/; a
-conditioned SR model is guided too (`--superres_guidance_scale`).
+refused, naming the fields (exit 2; `sampling/run_config.py`). The first line printed
+says which config was used and ends with the mode. Override sampling settings on the
+command line, e.g. `--config.sample.num_videos=16`; the shorthand flags (`--base_seed`,
+`--residual_seed`, `--num_videos`, `--vary`, `--num_frames`, `--fixed_base`,
+`--class_id`, `--guidance_scale`, `--prompt`, `--prompts_file`) are aliases of the
+`config.sample` fields of the same names, and one that disagrees with a
+`--config.sample.X=` override is refused (exit 2).
 Conditioned models: `--class_id=K` (class-conditioned; default: the classes in turn),
 `--guidance_scale=S` (classifier-free guidance), `--prompt="..."` or `--prompts_file=F`
 (text-to-video through CLIP and the prior: sample.clip_dir, sample.prior_workdir).
@@ -39,6 +50,7 @@ from videofusion_jax.metrics.motion import (
 from videofusion_jax.sampling import cascade, controls, run_config
 from videofusion_jax.sampling.conditions import read_prompts
 from videofusion_jax.sampling.generate import sample
+from videofusion_jax.sampling.modes import sample_mode
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Experiment config file.", lock_config=True
@@ -120,60 +132,53 @@ def synthetic_motion(config, videos: np.ndarray, num_clips: int = 64) -> str:
   return f"samples: {object_motion(videos).describe()}\ndata:    {object_motion(data).describe()}"
 
 
-def main(argv):
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {argv[1:]}", cli.BAD_INPUT)
-  quiet_library_logs()
-  # The checkpoint's config, checked against the file and the --config.x= overrides
-  # (sampling/run_config.py); locked: existing fields can change, new ones cannot appear.
-  run = run_config.checkpoint_config(
-    _CONFIG.value, _WORKDIR.value, run_config.command_line_overrides(flags.FLAGS["config"])
-  )
-  print(run.describe(), flush=True)
-  config = run.config
-  for flag, field in (
-    (_BASE_SEED, "base_seed"),
-    (_RESIDUAL_SEED, "residual_seed"),
-    (_NUM_VIDEOS, "num_videos"),
-    (_VARY, "vary"),
-    (_NUM_FRAMES, "num_frames"),
-    (_FIXED_BASE, "fixed_base"),
-    (_CLASS_ID, "class_id"),
-    (_GUIDANCE, "guidance_scale"),
-    (_PROMPT, "prompt"),
-    (_PROMPTS_FILE, "prompts_file"),
-  ):
-    if flag.value is not None:
-      config.sample[field] = flag.value
-  prompts = read_prompts(config.sample)
-  if prompts and _NUM_VIDEOS.value is None:
-    config.sample.num_videos = len(prompts)  # one video per prompt
-  s = config.sample
-  if _SUPERRES_WORKDIR.value:
-    low, high = cascade.cascade(
-      config,
-      _WORKDIR.value,
-      _SUPERRES_WORKDIR.value,
-      _SUPERRES_CONFIG.value,
-      superres_guidance_scale=_SUPERRES_GUIDANCE.value,
-    )
-    print(
-      f"wrote {len(low) - 1} videos to {low[-1].parent}/ and their super-resolved "
-      f"versions to {high[-1].parent}/"
-    )
-    return
-  if s.vary:
-    paths = controls.seed_grid(config, _WORKDIR.value)
-    print(f"wrote a {s.vary} seed grid of {len(paths) - 1} videos (mp4) and {paths[-1]}")
-    return
-  if s.num_frames and s.num_frames != config.data.num_frames:
-    paths = controls.long_videos(config, _WORKDIR.value)
-    print(
-      f"wrote {len(paths)} videos of {s.num_frames} frames to {paths[-1].parent}/ "
-      f"(fixed_base={s.fixed_base})"
-    )
-    return
-  paths = sample(config, _WORKDIR.value)
+# The shorthand flags and the `config.sample` fields they set (docs/sampling.md's table).
+SHORTHANDS = (
+  (_BASE_SEED, "base_seed"),
+  (_RESIDUAL_SEED, "residual_seed"),
+  (_NUM_VIDEOS, "num_videos"),
+  (_VARY, "vary"),
+  (_NUM_FRAMES, "num_frames"),
+  (_FIXED_BASE, "fixed_base"),
+  (_CLASS_ID, "class_id"),
+  (_GUIDANCE, "guidance_scale"),
+  (_PROMPT, "prompt"),
+  (_PROMPTS_FILE, "prompts_file"),
+)
+
+
+def apply_shorthands(config, overrides) -> None:
+  """Set `config.sample.<field>` from each shorthand flag given; a flag and a
+  `--config.sample.<field>=` override that disagree are refused (ConfigError, exit 2)."""
+  for flag, field in SHORTHANDS:
+    if flag.value is None:
+      continue
+    typed = overrides.get(f"sample.{field}", flag.value)
+    if typed != flag.value:
+      raise cli.ConfigError(
+        f"--{flag.name}={flag.value} and --config.sample.{field}={typed} disagree "
+        f"(--{flag.name} is short for --config.sample.{field}): give one"
+      )
+    config.sample[field] = flag.value
+
+
+def check_mode_flags(mode: str) -> None:
+  """Refuse a flag the chosen mode would ignore (one line, exit 2)."""
+  ignored = [
+    (_FIXED_BASE, "long"),
+    (_SUPERRES_CONFIG, "cascade"),
+    (_SUPERRES_GUIDANCE, "cascade"),
+  ]
+  for flag, needs in ignored:
+    if flag.value is not None and mode != needs:
+      raise cli.ConfigError(
+        f"--{flag.name} applies to sample.mode={needs!r} only; this command's mode is {mode!r}"
+      )
+
+
+def print_videos(config, workdir: str) -> None:
+  """Mode "videos": `sample.num_videos` clips, then their motion numbers."""
+  paths = sample(config, workdir)
   videos = np.stack([video_io.read_video(p) for p in paths if p.suffix == ".mp4"])
   print(
     f"wrote {len(videos)} videos (mp4 + gif) and a frame strip to {paths[-1].parent}/ "
@@ -183,6 +188,66 @@ def main(argv):
   )
   if config.data.source == "synthetic":
     print(synthetic_motion(config, videos))
+
+
+def write_seed_grid(config, workdir: str) -> None:
+  paths = controls.seed_grid(config, workdir)
+  print(f"wrote a {config.sample.vary} seed grid of {len(paths) - 1} videos (mp4) and {paths[-1]}")
+
+
+def write_long_videos(config, workdir: str) -> None:
+  s = config.sample
+  paths = controls.long_videos(config, workdir)
+  print(
+    f"wrote {len(paths)} videos of {s.num_frames} frames to {paths[-1].parent}/ "
+    f"(fixed_base={s.fixed_base})"
+  )
+
+
+def write_cascade(config, workdir: str) -> None:
+  low, high = cascade.cascade(
+    config,
+    workdir,
+    _SUPERRES_WORKDIR.value,
+    _SUPERRES_CONFIG.value,
+    superres_guidance_scale=_SUPERRES_GUIDANCE.value,
+  )
+  print(
+    f"wrote {len(low) - 1} videos to {low[-1].parent}/ and their super-resolved "
+    f"versions to {high[-1].parent}/"
+  )
+
+
+WRITERS = {
+  "videos": print_videos,
+  "seed_grid": write_seed_grid,
+  "long": write_long_videos,
+  "cascade": write_cascade,
+}
+
+
+def main(argv):
+  if len(argv) > 1:
+    cli.fail(f"unexpected arguments: {argv[1:]}", cli.BAD_INPUT)
+  quiet_library_logs()
+  # The checkpoint's config, checked against the file and the --config.x= overrides
+  # (sampling/run_config.py); locked: existing fields can change, new ones cannot appear.
+  overrides = run_config.command_line_overrides(flags.FLAGS["config"])
+  run = run_config.checkpoint_config(_CONFIG.value, _WORKDIR.value, overrides)
+  config = run.config
+  apply_shorthands(config, overrides)
+  prompts = read_prompts(config.sample)
+  if prompts and _NUM_VIDEOS.value is None:
+    config.sample.num_videos = len(prompts)  # one video per prompt
+  mode = sample_mode(
+    config.sample,
+    window=config.data.num_frames,
+    superres_workdir=_SUPERRES_WORKDIR.value or "",
+    explicit="sample.mode" in overrides,
+  )
+  check_mode_flags(mode)
+  print(f"{run.describe()}; mode: {mode}", flush=True)
+  WRITERS[mode](config, _WORKDIR.value)
 
 
 if __name__ == "__main__":

@@ -183,6 +183,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.distributed.process_id = -1       # -1 = detect
 
   c.sample = ml_collections.ConfigDict()
+  c.sample.mode = "videos"            # what the sample CLI makes: "videos" (num_videos
+                                      # clips), "seed_grid" (needs vary), "long" (needs
+                                      # num_frames > data.num_frames) or "cascade" (needs
+                                      # --superres_workdir); --vary, --num_frames and
+                                      # --superres_workdir imply theirs (docs/sampling.md)
   c.sample.sampler = "ddim"           # "ddim" or "ddpm" (Algorithm 1, all T steps)
   c.sample.num_steps = 50             # DDIM steps
   c.sample.eta = 0.0                  # DDIM stochasticity; 1.0 ~ DDPM

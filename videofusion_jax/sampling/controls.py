@@ -40,8 +40,7 @@ from videofusion_jax.sampling.generate import (
   model_eps_fn,
   sampler_config,
 )
-
-VARY = ("residual", "base", "both")
+from videofusion_jax.sampling.modes import VARY
 
 
 def grid_keys(base_seed: int, residual_seed: int, size: int, vary: str):
