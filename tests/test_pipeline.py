@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import videofusion_jax
+from videofusion_jax import sample as sample_cli
 from videofusion_jax.configs import demo
 from videofusion_jax.data import video_io
 from videofusion_jax.sampling import generate, run_config
@@ -29,20 +30,25 @@ def workdir(tmp_path_factory):
   return workdir
 
 
-def cli_arrays(config, workdir, monkeypatch) -> np.ndarray:
-  """The videos the sample CLI computes with `config` from WORKDIR (its config: the
-  checkpoint's, checked against `config`), as uint8 before the (lossy) mp4 encoding:
-  the batches `generate.sample` hands to the real `write_samples`."""
-  written, write = [], generate.write_samples
+def written_arrays(write, config, workdir, monkeypatch) -> np.ndarray:
+  """The videos `write(config, WORKDIR)` hands to the real `generate.write_samples`, as
+  uint8 before the (lossy) mp4 encoding; `config`: the checkpoint's, checked against
+  `config`, as the sample CLI computes it."""
+  written, real = [], generate.write_samples
 
   def keep(batches, out_dir, **kwargs):
     batches = list(batches)
-    written.extend(video_io.to_uint8(b) for b in batches)
-    return write(batches, out_dir, **kwargs)
+    written.extend(b if b.dtype == np.uint8 else video_io.to_uint8(b) for b in batches)
+    return real(batches, out_dir, **kwargs)
 
   monkeypatch.setattr(generate, "write_samples", keep)
-  generate.sample(run_config.checkpoint_config(config, str(workdir)).config, str(workdir))
+  write(run_config.checkpoint_config(config, str(workdir)).config, str(workdir))
   return np.concatenate(written)
+
+
+def cli_arrays(config, workdir, monkeypatch) -> np.ndarray:
+  """The videos the sample CLI's "videos" mode writes (`sample.write_videos`)."""
+  return written_arrays(sample_cli.write_videos, config, workdir, monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -64,14 +70,19 @@ def test_videos_are_uint8_and_the_seeds_decide_them(pipe):
 def test_same_seeds_give_the_sample_clis_arrays_bitwise(pipe, workdir, tmp_path, monkeypatch):
   """What `python -m videofusion_jax.sample --config=configs/demo.py:setting=tiny
   --config.sample.base_seed=7 --config.sample.residual_seed=9` computes before it
-  encodes the (lossy) mp4s: the batches `generate.sample` hands to `write_samples`."""
+  encodes the (lossy) mp4s: the arrays its "videos" mode hands to `write_samples`."""
   run = shutil.copytree(workdir, tmp_path / "run")
   config = demo.get_config("setting=tiny")
   config.sample.base_seed, config.sample.residual_seed = 7, 9
   config.sample.num_videos = 3  # batches of 2: the last one padded
-  np.testing.assert_array_equal(
-    pipe(3, base_seed=7, residual_seed=9), cli_arrays(config, run, monkeypatch)
-  )
+  videos = pipe(3, base_seed=7, residual_seed=9)
+  np.testing.assert_array_equal(videos, cli_arrays(config, run, monkeypatch))
+  # ... and what `generate.sample(config, workdir)`, its Python function before the
+  # Pipeline, still writes.
+  np.testing.assert_array_equal(videos, written_arrays(generate.sample, config, run, monkeypatch))
+  mp4s = sorted(p.name for p in (run / "samples").glob("*.mp4"))
+  assert mp4s == ["video_000.mp4", "video_001.mp4", "video_002.mp4"]
+  assert (run / "samples" / "strip.png").is_file()
 
 
 def test_a_workdir_without_a_checkpoint_is_one_line_naming_it(tmp_path):

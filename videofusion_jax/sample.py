@@ -33,11 +33,14 @@ Conditioned models: `--class_id=K` (class-conditioned; default: the classes in t
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from videofusion_jax import cli
+from videofusion_jax import cli, parallel, storage
 from videofusion_jax.data import video_io
 from videofusion_jax.data.sources import make_source
 from videofusion_jax.metric_writers import quiet_library_logs
@@ -47,10 +50,11 @@ from videofusion_jax.metrics.motion import (
   frame_change,
   object_motion,
 )
-from videofusion_jax.sampling import cascade, controls, run_config
+from videofusion_jax.models.from_config import condition_of
+from videofusion_jax.sampling import cascade, controls, generate, run_config
 from videofusion_jax.sampling.conditions import read_prompts
-from videofusion_jax.sampling.generate import sample
 from videofusion_jax.sampling.modes import sample_mode
+from videofusion_jax.sampling.pipeline import Pipeline
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Experiment config file.", lock_config=True
@@ -176,9 +180,29 @@ def check_mode_flags(mode: str) -> None:
       )
 
 
+def write_videos(config, workdir: str) -> list[Path]:
+  """Mode "videos": `sample.num_videos` clips of a `Pipeline` (the Python API's arrays)
+  written as mp4 + gif + strip.png to WORKDIR/samples; return the paths."""
+  parallel.maybe_initialize_distributed(config.distributed)  # before any device use
+  storage.check_reachable(workdir, "--workdir")  # gs://: no bucket, no credentials
+  pipe = Pipeline(config, workdir)
+  s = config.sample
+  videos = pipe(
+    s.num_videos,
+    s.base_seed,
+    s.residual_seed,
+    progress=generate._progress_line(time.time()),
+  )
+  out_dir = storage.path(workdir) / "samples"
+  paths = generate.write_samples([videos], out_dir, fps=s.fps, image_size=config.data.image_size)
+  if condition_of(pipe.spec.config).enabled:
+    generate.write_prompts(out_dir, read_prompts(s), s.num_videos)
+  return paths
+
+
 def print_videos(config, workdir: str) -> None:
-  """Mode "videos": `sample.num_videos` clips, then their motion numbers."""
-  paths = sample(config, workdir)
+  """Mode "videos": write them (`write_videos`), then their motion numbers."""
+  paths = write_videos(config, workdir)
   videos = np.stack([video_io.read_video(p) for p in paths if p.suffix == ".mp4"])
   print(
     f"wrote {len(videos)} videos (mp4 + gif) and a frame strip to {paths[-1].parent}/ "

@@ -295,6 +295,7 @@ def sampler_config(config: ml_collections.ConfigDict) -> SamplerConfig:
 
 def write_samples(batches, out_dir: Path, *, fps: int, image_size: int) -> list[Path]:
   """Write each video as mp4 + gif and all of them as one strip.png; return the paths.
+  A batch is floats in [-1, 1] (a sampler's) or uint8 (a `Pipeline` call's).
 
   Every process runs the sampler (it is one computation over the mesh); process 0
   writes, the others return [].
@@ -305,7 +306,8 @@ def write_samples(batches, out_dir: Path, *, fps: int, image_size: int) -> list[
     return []
   written, videos = [], []
   for batch in batches:
-    for video in video_io.to_uint8(batch):
+    batch = np.asarray(batch)
+    for video in batch if batch.dtype == np.uint8 else video_io.to_uint8(batch):
       name = f"video_{len(videos):03d}"
       written.append(video_io.write_mp4(out_dir / f"{name}.mp4", video, fps=fps))
       video_io.write_gif(out_dir / f"{name}.gif", video, fps=fps)
@@ -391,10 +393,16 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
   )
   out_dir = storage.path(workdir) / "samples"
   paths = write_samples(batches, out_dir, fps=s.fps, image_size=config.data.image_size)
-  prompts = read_prompts(s) if cond is not None else []
-  if prompts and jax.process_index() == 0:  # which prompt made which video
+  if cond is not None:
+    write_prompts(out_dir, read_prompts(s), s.num_videos)
+  return paths
+
+
+def write_prompts(out_dir: Path, prompts: list[str], num_videos: int) -> None:
+  """OUT_DIR/prompts.txt: which prompt made which video (video k: prompt k % count);
+  nothing without prompts, and only on process 0."""
+  if prompts and jax.process_index() == 0:
     (out_dir / "prompts.txt").write_text(
-      "".join(f"video_{k:03d}.mp4\t{prompts[k % len(prompts)]}\n" for k in range(s.num_videos)),
+      "".join(f"video_{k:03d}.mp4\t{prompts[k % len(prompts)]}\n" for k in range(num_videos)),
       encoding="utf-8",
     )
-  return paths

@@ -4,10 +4,11 @@
   videos = pipe(4, base_seed=0, residual_seed=1)    # uint8 (4, N, H, W, 3)
   pipe.show(videos)                                  # or pipe.save(videos, "out/")
 
-A thin layer over what the sample CLI runs: the config saved with the checkpoint
+The sample CLI's default mode ("videos") is a Pipeline call written to files. A thin
+layer over: the config saved with the checkpoint
 (`run_config.py`), its EMA parameters (`generate.load_ema_params`), `VideoSampler` for
-clips of the model's window, `controls.make_window_fn` + `long_video_windows` for
-longer ones, and `sample_conditions` for class ids and text prompts (CLIP and the prior
+clips of the model's window, `controls.long_video_plan` for longer
+ones, and `sample_conditions` for class ids and text prompts (CLIP and the prior
 named by the config's `sample.clip_dir` / `sample.prior_workdir`). Seeds mean what the
 CLI's `--base_seed` / `--residual_seed` mean: the same seeds give the same arrays as
 `python -m videofusion_jax.sample` (before its lossy mp4 encoding). Each jitted sampler
@@ -17,12 +18,14 @@ is built once per (batch size, sampler settings) and kept for later calls.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import ml_collections
 import numpy as np
 
 from videofusion_jax import diffusion, parallel, storage
 from videofusion_jax.checkpoint import Checkpoints
+from videofusion_jax.cli import ConfigError
 from videofusion_jax.data import video_io
 from videofusion_jax.models.from_config import condition_of, model_spec
 from videofusion_jax.sampling import display, run_config
@@ -50,7 +53,7 @@ class Pipeline:
     """`config`: the config to sample with (see `from_workdir`); the EMA parameters of
     WORKDIR's latest checkpoint are loaded onto all devices, as the sample CLI does."""
     if config.model.kind == "superres":
-      raise ValueError(
+      raise ConfigError(
         f"{workdir} holds a super-resolution model (model.kind='superres'): "
         "the Pipeline samples base video models only; run the cascade with "
         "python -m videofusion_jax.sample --superres_workdir=..."
@@ -97,6 +100,7 @@ class Pipeline:
     class_id: int | None = None,
     num_frames: int | None = None,
     guidance_scale: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
   ) -> np.ndarray:
     """uint8 videos (num_videos, num_frames, H, W, 3).
 
@@ -104,7 +108,8 @@ class Pipeline:
     window by window (`sample.overlap`, `sample.fixed_base`; paper Sec 4.6). `class_id`
     (class-conditioned models; default: the classes in turn), `prompt` (text-to-video
     through the config's CLIP and prior) and `guidance_scale` (default: the config's
-    `sample.guidance_scale`) set the condition.
+    `sample.guidance_scale`) set the condition. `progress(done, total)` is called after
+    each batch of clips (the sample CLI's progress bar).
     """
     config = self._call_config(
       num_videos,
@@ -125,6 +130,7 @@ class Pipeline:
       base_seed=base_seed,
       residual_seed=residual_seed,
       cond=cond,
+      progress=progress,
     )
     return np.concatenate([video_io.to_uint8(b) for b in batches])
 
