@@ -67,6 +67,15 @@ def test_videos_are_uint8_and_the_seeds_decide_them(pipe):
   assert sampler.sample_fn._cache_size() == 1
 
 
+def test_batches_come_one_sampler_batch_at_a_time_and_make_the_same_videos(pipe):
+  """`batches` is what the sample CLI writes from, file by file as each batch is done."""
+  with pytest.raises(ValueError, match="num_videos=0"):
+    pipe.batches(0)  # checked at the call, before anything is sampled
+  batches = list(pipe.batches(3, base_seed=3, residual_seed=4))
+  assert [b.shape[0] for b in batches] == [2, 1]  # sample.batch_size 2, the last one short
+  np.testing.assert_array_equal(np.concatenate(batches), pipe(3, base_seed=3, residual_seed=4))
+
+
 def test_same_seeds_give_the_sample_clis_arrays_bitwise(pipe, workdir, tmp_path, monkeypatch):
   """What `python -m videofusion_jax.sample --config=configs/demo.py:setting=tiny
   --config.sample.base_seed=7 --config.sample.residual_seed=9` computes before it

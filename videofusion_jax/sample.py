@@ -33,7 +33,6 @@ Conditioned models: `--class_id=K` (class-conditioned; default: the classes in t
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +50,7 @@ from videofusion_jax.metrics.motion import (
   object_motion,
 )
 from videofusion_jax.models.from_config import condition_of
+from videofusion_jax.progress import Progress
 from videofusion_jax.sampling import cascade, controls, generate, run_config
 from videofusion_jax.sampling.conditions import read_prompts
 from videofusion_jax.sampling.modes import sample_mode
@@ -187,14 +187,14 @@ def write_videos(config, workdir: str) -> list[Path]:
   storage.check_reachable(workdir, "--workdir")  # gs://: no bucket, no credentials
   pipe = Pipeline(config, workdir)
   s = config.sample
-  videos = pipe(
+  batches = pipe.batches(
     s.num_videos,
     s.base_seed,
     s.residual_seed,
-    progress=generate._progress_line(time.time()),
+    progress=Progress("sampling", unit="videos").update,
   )
   out_dir = storage.path(workdir) / "samples"
-  paths = generate.write_samples([videos], out_dir, fps=s.fps, image_size=config.data.image_size)
+  paths = generate.write_samples(batches, out_dir, fps=s.fps, image_size=config.data.image_size)
   if condition_of(pipe.spec.config).enabled:
     generate.write_prompts(out_dir, read_prompts(s), s.num_videos)
   return paths

@@ -18,7 +18,7 @@ is built once per (batch size, sampler settings) and kept for later calls.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import ml_collections
 import numpy as np
@@ -121,18 +121,45 @@ class Pipeline:
     )
     if num_frames is not None and num_frames != self.window:
       return self._long_videos(config, int(num_frames))
-    cond = sample_conditions(config, condition_of(self.spec.config), num_videos)
-    sampler = self._sampler(config)
-    batches = sampler.batches(
+    return np.concatenate(list(self._clip_batches(config, progress)))
+
+  def batches(
+    self,
+    num_videos: int,
+    base_seed: int = 0,
+    residual_seed: int = 0,
+    *,
+    prompt: str | None = None,
+    class_id: int | None = None,
+    guidance_scale: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+  ) -> Iterator[np.ndarray]:
+    """The videos of `__call__` (clips of the model's window) as they come, a uint8
+    batch of up to `sample.batch_size` at a time: what the sample CLI writes to disk
+    batch by batch, so the files of a long run appear as it goes."""
+    config = self._call_config(
+      num_videos,
+      base_seed,
+      residual_seed,
+      prompt=prompt,
+      class_id=class_id,
+      guidance_scale=guidance_scale,
+    )
+    return self._clip_batches(config, progress)  # the settings checked now, not at first use
+
+  def _clip_batches(self, config: ml_collections.ConfigDict, progress) -> Iterator[np.ndarray]:
+    s = config.sample
+    cond = sample_conditions(config, condition_of(self.spec.config), s.num_videos)
+    batches = self._sampler(config).batches(
       self.state,
       self.schedule,
-      num_videos=num_videos,
-      base_seed=base_seed,
-      residual_seed=residual_seed,
+      num_videos=s.num_videos,
+      base_seed=s.base_seed,
+      residual_seed=s.residual_seed,
       cond=cond,
       progress=progress,
     )
-    return np.concatenate([video_io.to_uint8(b) for b in batches])
+    return (video_io.to_uint8(b) for b in batches)
 
   def save(self, videos: np.ndarray, out_dir: str) -> list[Path]:
     """Write each video (K, N, H, W, 3) as OUT_DIR/video_XXX.mp4; return the paths."""
