@@ -96,32 +96,23 @@ class Pipeline:
     base_seed: int = 0,
     residual_seed: int = 0,
     *,
-    prompt: str | None = None,
-    class_id: int | None = None,
     num_frames: int | None = None,
-    guidance_scale: float | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    **condition,
   ) -> np.ndarray:
     """uint8 videos (num_videos, num_frames, H, W, 3).
 
     `num_frames` (default: the model's window) longer than the window makes long videos
-    window by window (`sample.overlap`, `sample.fixed_base`; paper Sec 4.6). `class_id`
-    (class-conditioned models; default: the classes in turn), `prompt` (text-to-video
-    through the config's CLIP and prior) and `guidance_scale` (default: the config's
-    `sample.guidance_scale`) set the condition. `progress(done, total)` is called after
-    each batch of clips (the sample CLI's progress bar).
+    window by window (`sample.overlap`, `sample.fixed_base`; paper Sec 4.6). The
+    keywords of `batches` set the condition: `class_id` (class-conditioned models;
+    default: the classes in turn), `prompt` (text-to-video through the config's CLIP and
+    prior), `guidance_scale` (default: the config's `sample.guidance_scale`), and
+    `progress(done, total)`, called after each batch of clips (the sample CLI's bar).
     """
-    config = self._call_config(
-      num_videos,
-      base_seed,
-      residual_seed,
-      prompt=prompt,
-      class_id=class_id,
-      guidance_scale=guidance_scale,
-    )
     if num_frames is not None and num_frames != self.window:
+      condition.pop("progress", None)  # long videos report their windows themselves
+      config = self._call_config(num_videos, base_seed, residual_seed, **condition)
       return self._long_videos(config, int(num_frames))
-    return np.concatenate(list(self._clip_batches(config, progress)))
+    return np.concatenate(list(self.batches(num_videos, base_seed, residual_seed, **condition)))
 
   def batches(
     self,
@@ -176,7 +167,7 @@ class Pipeline:
     display.show_videos(_check_videos(videos), **kwargs)
 
   def _call_config(
-    self, num_videos, base_seed, residual_seed, *, prompt, class_id, guidance_scale
+    self, num_videos, base_seed, residual_seed, *, prompt=None, class_id=None, guidance_scale=None
   ) -> ml_collections.ConfigDict:
     """This call's settings on a copy of the config, as the CLI's flags set them."""
     if num_videos < 1:
