@@ -1,279 +1,296 @@
-"""Does the decomposition help? FVD at equal training compute for lam in {0, .25, .5, .75}.
+"""Do shared base noise and a pretrained base help? Two resumable studies on the demo.
 
-  python -m benchmarks.decomposition_study                 # CPU default (~11 min, 2 quiet cores)
-  python -m benchmarks.decomposition_study --large         # a GPU: longer, more videos
-  python -m benchmarks.decomposition_study --data_path=/path/to/videos  # a local folder
+  make study                                              # both studies, into runs/study
+  python -m benchmarks.decomposition_study --out=runs/study --budget_minutes=60   # in parts
+  python -m benchmarks.decomposition_study --studies=decomposition --config_arg=setting=gpu
 
-The paper's Table 5 varies lam on UCF101 (FVD 149 / 122 / 139 / 181 at lam 0.1 / 0.25
-/ 0.5 / 0.75). Here the tiny model of `configs/demo.py` is trained from scratch with the
-real training loop (`training.loop.train`) for the same number of steps and batch size
-at every setting, so every setting gets the same training compute (same network, same
-FLOPs per step). lam = 0 is run as the standard process (`diffusion.noise_mode =
-"standard"`, independent noise per frame): with lam = 0 the decomposed noise is exactly
-that distribution, so the row is "no shared base noise" with the same networks. Each
-run then samples `num_videos` videos with DDIM (EMA weights), and FVD
-(`metrics.fvd`, I3D Kinetics-400 logits) is computed against `num_real` real clips of
-the same data; one real feature set serves every run. Mean +/- standard deviation over
-seeds (seed = parameter init, data order and noise), and every run's value, are
-printed; the last line, `DECOMP_JSON {...}`, is machine-readable.
+**Decomposition** (paper Table 5's question): lam in {0, 0.25, 0.5} x seeds {0, 1, 2}.
+lam = 0 runs as the standard process (`diffusion.noise_mode = "standard"`: independent
+noise per frame) with the same networks, so that arm is "no shared base noise".
+**Pretraining** (paper Table 6): VideoFusion at lam 0.5 from scratch (the decomposition
+study's lam 0.5 runs, shared) vs its base generator initialised from an image diffusion
+model trained on single frames of the same data (`configs/demo_image.py`, one per seed).
 
-With a few dozen videos FVD is a noisy, rank-deficient estimate (the protocol uses
-2048): read the CPU default as a check that the pipeline runs end to end, and the
-`--large` setting as the measurement.
+Every video run trains `configs/demo.py` (its `--config_arg`: the recipe, taken from the
+config, whatever it becomes) with the real loop for the same steps and batch, samples
+`--num_videos` videos with the config's sampler (EMA weights), and is scored against
+`--num_real` real clips of the same data: I3D FVD with a bootstrap interval, and the
+samples' motion (object speed, straightness, distance from the centre frame) next to the
+data's. I3D takes 16-frame clips: shorter clips have each frame repeated, real and
+sampled alike (`study_runner.protocol_length`). Per arm: mean FVD and a 95% interval
+across seeds; then one sentence, generated from the numbers (`study_stats.answer`).
+
+Resumable (`study_runner.py`): each run's result is appended to OUT/results.jsonl as it
+finishes, a rerun skips those and resumes the rest (training from its checkpoints),
+`--budget_minutes` stops starting runs once spent (exit 75: rerun me; 0: all done).
+The tables are written to OUT/decomposition.md and OUT/pretraining.md at every exit.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import time
+import sys
 from pathlib import Path
 
 import jax
-import numpy as np
-from absl import app, flags, logging
+import ml_collections
+from absl import flags, logging
 
-from benchmarks import provenance
-from configs import demo
-from videofusion_jax import diffusion
-from videofusion_jax.data import video_io
-from videofusion_jax.metrics import evaluation, fvd, motion
-from videofusion_jax.metrics.features import FeatureExtractor, extract
-from videofusion_jax.models.from_config import model_spec
-from videofusion_jax.sampling import generate
-from videofusion_jax.training.loop import train
+from benchmarks import provenance, study_runner, study_stats
+from videofusion_jax import cli
+from videofusion_jax.configs import demo, demo_image
+from videofusion_jax.metrics import fvd
+
+STUDIES = ("decomposition", "pretraining")
 
 
 @dataclasses.dataclass(frozen=True)
 class StudySettings:
-  """One study: every (lam, seed) pair is trained, sampled and scored the same way."""
+  """Both studies' runs and how they are scored; the training recipe is the config's."""
 
-  lams: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)  # 0.0 runs as the standard process
-  seeds: tuple[int, ...] = (0, 1)
-  train_steps: int = 50  # equal for every run: equal training compute
-  batch_size: int = 4
-  num_frames: int = 16  # I3D (FVD) needs 16-frame clips
-  image_size: int = 16
-  num_videos: int = 16  # sampled per run
-  num_real: int = 32  # real clips, shared by all runs
-  sampler_steps: int = 10  # DDIM steps
-  lr: float = 1e-3
-  data_path: str = ""  # "" = the synthetic shapes; else a folder of videos
+  config_arg: str = ""  # configs/demo.py's argument, e.g. "setting=gpu"
+  studies: tuple[str, ...] = STUDIES
+  lams: tuple[float, ...] = (0.0, 0.25, 0.5)  # 0.0 runs as the standard process
+  seeds: tuple[int, ...] = (0, 1, 2)
+  pretrain_lam: float = 0.5  # the pretraining study's VideoFusion
+  train_steps: int = 0  # 0: the recipe's train.num_steps (equal for every video run)
+  image_steps: int = 0  # 0: configs/demo_image.py's train.num_steps
+  num_videos: int = 256  # sampled per run
+  num_real: int = 256  # real clips, shared by every run
+  sampler_steps: int = 0  # 0: the recipe's sample.num_steps
+  sample_batch: int = 32  # videos per sampler call (speed only)
+  bootstrap: int = 200  # resamples per run's FVD interval
 
   def validate(self) -> None:
+    bad = sorted(set(self.studies) - set(STUDIES))
+    if not self.studies or bad:
+      raise ValueError(f"studies={self.studies}; expected some of {STUDIES}")
     if not self.lams or any(not 0.0 <= lam < 1.0 for lam in self.lams):
       raise ValueError(f"lams={self.lams}; expected values in [0, 1)")
-    if not self.seeds:
-      raise ValueError("seeds=(); expected at least one seed")
-    for name in ("train_steps", "batch_size", "num_frames", "image_size", "sampler_steps"):
-      if getattr(self, name) < 1:
-        raise ValueError(f"{name}={getattr(self, name)}; expected >= 1")
+    if "decomposition" in self.studies and 0.0 not in self.lams:
+      raise ValueError(f"lams={self.lams}; the decomposition study compares with lam=0")
+    if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+      raise ValueError(f"seeds={self.seeds}; expected distinct seeds")
+    if not 0.0 < self.pretrain_lam < 1.0:
+      raise ValueError(f"pretrain_lam={self.pretrain_lam}; expected 0 < lam < 1")
+    for name in ("train_steps", "image_steps", "sampler_steps"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"{name}={getattr(self, name)}; expected >= 0 (0: the config's)")
     for name in ("num_videos", "num_real"):
       if getattr(self, name) < 2:
         raise ValueError(f"{name}={getattr(self, name)}; FVD needs >= 2 videos per side")
+    for name in ("sample_batch", "bootstrap"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name}={getattr(self, name)}; expected >= 1")
 
 
-CPU_DEFAULT = StudySettings()
-LARGE = StudySettings(
-  seeds=(0, 1, 2),
-  train_steps=20_000,
-  batch_size=32,
-  image_size=32,
-  num_videos=512,
-  num_real=1024,
-  sampler_steps=50,
-  lr=2e-4,
-)
+def _steps(c: ml_collections.ConfigDict, steps: int) -> None:
+  """Train for `steps` (the config's when 0), with the warmup scaled alike."""
+  t = c.train
+  if steps and steps != t.num_steps:
+    c.optim.warmup_steps = int(c.optim.warmup_steps * steps / t.num_steps)
+    t.num_steps = steps
+  t.checkpoint_every = min(t.checkpoint_every, t.num_steps)
+  t.sample_every, t.tensorboard = 0, False
 
 
-def run_config(settings: StudySettings, lam: float, seed: int):
-  """The experiment config of one run: demo.py's tiny model at the study's sizes."""
-  c = demo.get_config()
+def video_config(settings: StudySettings, lam: float, seed: int) -> ml_collections.ConfigDict:
+  """One video run: configs/demo.py's recipe at `lam` (0: the standard process)."""
+  c = demo.get_config(settings.config_arg)
   c.seed = seed
-  c.data.num_frames, c.data.image_size = settings.num_frames, settings.image_size
-  if settings.data_path:
-    c.data.source, c.data.path = "folder", settings.data_path
   c.diffusion.lam = lam
   c.diffusion.noise_mode = "standard" if lam == 0.0 else "decomposed"
-  t = c.train
-  t.num_steps, t.batch_size = settings.train_steps, settings.batch_size
-  t.log_every = max(1, settings.train_steps // 5)
-  t.checkpoint_every = settings.train_steps
-  t.sample_every, t.tensorboard = 0, False
-  c.optim.lr = settings.lr
-  c.optim.warmup_steps = min(c.optim.warmup_steps, settings.train_steps // 5)
-  c.sample.num_steps = settings.sampler_steps
-  c.sample.batch_size = min(settings.num_videos, 16)
+  _steps(c, settings.train_steps)
+  if settings.sampler_steps:
+    c.sample.num_steps = settings.sampler_steps
+  c.sample.batch_size = min(settings.sample_batch, settings.num_videos)
   return c
 
 
-def _real_videos(settings: StudySettings) -> evaluation.Videos:
-  data = run_config(settings, 0.5, 0).data
-  protocol = evaluation.EvalSettings(
-    num_videos=settings.num_real,
-    seed=1234,
-    num_frames=settings.num_frames,
-    image_size=settings.image_size,
-  )
-  return evaluation.data_videos(data, protocol, {"kind": "study real clips"})
+def image_config(settings: StudySettings, seed: int) -> ml_collections.ConfigDict:
+  """The base generator trained as an image model (configs/demo_image.py) for `seed`."""
+  c = demo_image.get_config(settings.config_arg)
+  c.seed = seed
+  _steps(c, settings.image_steps)
+  return c
 
 
-def _sample(config, workdir: str, num_videos: int) -> np.ndarray:
-  spec = model_spec(config)
-  schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-  graphdef, state = generate.load_ema_params(spec, config, workdir)
-  sampler = generate.VideoSampler(
-    graphdef,
-    spec.config,
-    num_frames=config.data.num_frames,
-    image_size=config.data.image_size,
-    batch_size=config.sample.batch_size,
-    config=generate.sampler_config(config),
+def _lam_run(settings: StudySettings, lam: float, seed: int) -> study_runner.Run:
+  mode = "standard" if lam == 0.0 else "decomposed"
+  return study_runner.Run(
+    f"lam{lam:g}_seed{seed}",
+    seed,
+    video_config(settings, lam, seed),
+    describe={"lam": lam, "noise_mode": mode, "base": "scratch"},
   )
-  return np.concatenate(
-    [
-      video_io.to_uint8(b)
-      for b in sampler.batches(
-        state,
-        schedule,
-        num_videos=num_videos,
-        base_seed=config.seed + 100,
-        residual_seed=config.seed + 200,
+
+
+def runs(settings: StudySettings) -> list[study_runner.Run]:
+  """Every run, seed by seed (a study stopped early has all arms of its first seeds)."""
+  out, listed = [], set()
+
+  def add(run):
+    if run.run_id not in listed:
+      out.append(run)
+      listed.add(run.run_id)
+
+  pl = settings.pretrain_lam
+  for seed in settings.seeds:
+    if "decomposition" in settings.studies:
+      for lam in settings.lams:
+        add(_lam_run(settings, lam, seed))
+    if "pretraining" in settings.studies:
+      add(_lam_run(settings, pl, seed))  # from scratch: shared with the decomposition study
+      image = f"image_seed{seed}"
+      add(study_runner.Run(image, seed, image_config(settings, seed), kind="image_base"))
+      add(
+        study_runner.Run(
+          f"lam{pl:g}_pretrained_seed{seed}",
+          seed,
+          video_config(settings, pl, seed),
+          base_from=image,
+          describe={"lam": pl, "noise_mode": "decomposed", "base": "image-pretrained"},
+        )
       )
-    ]
-  )
-
-
-def summarise(runs: list[dict]) -> dict:
-  """{lam: {"mean", "std", "min", "max", "fvd": [per seed]}} from the run records."""
-  out = {}
-  for lam in sorted({r["lam"] for r in runs}):
-    vals = np.array([r["fvd"] for r in runs if r["lam"] == lam], np.float64)
-    out[str(lam)] = {
-      "mean": float(vals.mean()),
-      "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
-      "min": float(vals.min()),
-      "max": float(vals.max()),
-      "fvd": vals.tolist(),
-    }
   return out
 
 
-def run_study(
-  settings: StudySettings, workdir: str, extractor: FeatureExtractor | None = None
-) -> dict:
-  """Train, sample and score every (lam, seed); return the runs and their summary."""
+def _label(lam: float) -> str:
+  return "independent noise (lam=0)" if lam == 0.0 else f"lam={lam:g}"
+
+
+def arms(settings: StudySettings, results: dict[str, dict], study: str):
+  """(arms, reference label) of one study from the finished records."""
+
+  def arm(label, ids):
+    return study_stats.Arm(label, tuple(results[i] for i in ids if i in results), len(ids))
+
+  seeds = settings.seeds
+  if study == "decomposition":
+    out = [arm(_label(lam), [f"lam{lam:g}_seed{s}" for s in seeds]) for lam in settings.lams]
+    return out, _label(0.0)
+  pl = settings.pretrain_lam
+  scratch = f"from scratch (lam={pl:g})"
+  return [
+    arm(scratch, [f"lam{pl:g}_seed{s}" for s in seeds]),
+    arm(f"image-pretrained base (lam={pl:g})", [f"lam{pl:g}_pretrained_seed{s}" for s in seeds]),
+  ], scratch
+
+
+def report(settings: StudySettings, out: str | Path, study: str) -> str:
+  """The study's markdown: what ran, the table, and the one-sentence answer."""
+  results = study_runner.read_results(out)
+  study_arms, reference = arms(settings, results, study)
+  real = study_runner.read_real(out)
+  data_motion = real["motion"] if real else None
+  video = video_config(settings, settings.pretrain_lam, settings.seeds[0])
+  done = [r for a in study_arms for r in a.runs]
+  commits = sorted({r["commit"] for r in done}) or ["none yet"]
+  extractor = sorted({r["extractor"] for r in done}) or ["not run yet"]
+  header = (
+    f"{study} study: configs/demo.py:{settings.config_arg or 'setting=cpu'}, "
+    f"{video.train.num_steps} steps of batch {video.train.batch_size} per run, "
+    f"{video.data.num_frames} frames of {video.data.image_size}x{video.data.image_size}, "
+    f"{settings.num_videos} sampled vs {settings.num_real} real videos, "
+    f"{video.sample.sampler} {video.sample.num_steps} steps (eta {video.sample.eta}), "
+    f"{settings.bootstrap} bootstrap resamples; features {', '.join(extractor)}; "
+    f"{provenance.device()}; run at commit(s) {', '.join(commits)}"
+  )
+  table = study_stats.markdown_table(study_arms, data_motion)
+  return f"{header}\n\n{table}\n\n{study_stats.answer(study_arms, reference)}\n"
+
+
+def study(
+  settings: StudySettings,
+  out: str | Path,
+  *,
+  extractor_factory=None,
+  budget_minutes: float | None = None,
+) -> study_runner.Status:
+  """Run (or resume) the studies and write OUT/<study>.md for each."""
   settings.validate()
-  extractor = extractor or fvd.i3d_extractor(batch_size=8)
-  start = time.time()
-  reals = _real_videos(settings)
-  real = extract({"i3d": extractor}, reals.batches(), what="real")["i3d"]
-  real_s = time.time() - start
-  runs = []
-  for lam in settings.lams:
-    for seed in settings.seeds:
-      config = run_config(settings, lam, seed)
-      run_dir = str(Path(workdir) / f"lam{lam:g}_seed{seed}")
-      t0 = time.time()
-      last = train(config, run_dir)
-      t1 = time.time()
-      videos = _sample(config, run_dir, settings.num_videos)
-      t2 = time.time()
-      fake = extract({"i3d": extractor}, [videos], what="fake")["i3d"]
-      score = fvd.frechet_distance(real, fake)
-      runs.append(
-        {
-          "lam": lam,
-          "seed": seed,
-          "noise_mode": config.diffusion.noise_mode,
-          "fvd": score,
-          "final_loss": last.get("loss"),
-          "frame_change": motion.frame_change(videos),
-          "train_s": t1 - t0,
-          "sample_s": t2 - t1,
-          "score_s": time.time() - t2,
-        }
-      )
-      if not settings.data_path:  # flat-background shapes: glide vs jitter
-        runs[-1]["object_motion"] = motion.object_motion(videos)._asdict()
-      logging.info("lam %g seed %d: FVD %.1f", lam, seed, score)
-  return {
-    "settings": dataclasses.asdict(settings),
-    "runs": runs,
-    "summary": summarise(runs),
-    "real_features_s": real_s,
-    "wall_s": time.time() - start,
-    "extractor": extractor.describe(),
-    **provenance.environment(),
-  }
-
-
-def format_table(result: dict) -> str:
-  s = result["settings"]
-  lines = [
-    f"{provenance.describe(result)}; {len(s['seeds'])} seeds x "
-    f"{s['train_steps']} steps of batch {s['batch_size']} "
-    f"({s['num_frames']}x{s['image_size']}^2), {s['num_videos']} sampled vs "
-    f"{s['num_real']} real videos, DDIM {s['sampler_steps']}; wall "
-    f"{result['wall_s'] / 60:.1f} min",
-    f"{'lam':<14} {'FVD mean':>9} {'+/- std':>8} {'min':>8} {'max':>8}  per seed",
-  ]
-  for lam, row in result["summary"].items():
-    name = f"{lam} (standard)" if float(lam) == 0.0 else lam
-    lines.append(
-      f"{name:<14} {row['mean']:9.1f} {row['std']:8.1f} {row['min']:8.1f} "
-      f"{row['max']:8.1f}  {', '.join(f'{v:.1f}' for v in row['fvd'])}"
-    )
-  return "\n".join(lines)
+  status = study_runner.run_study(
+    runs(settings),
+    out,
+    settings=dataclasses.asdict(settings),
+    extractor_factory=extractor_factory or (lambda: fvd.i3d_extractor(batch_size=8)),
+    num_videos=settings.num_videos,
+    num_real=settings.num_real,
+    bootstrap=settings.bootstrap,
+    budget_minutes=budget_minutes,
+  )
+  for name in settings.studies:
+    text = report(settings, out, name)
+    (Path(out) / f"{name}.md").write_text(text)
+    print(text)
+  return status
 
 
 def _settings_from_flags() -> StudySettings:
-  s = LARGE if _LARGE.value else CPU_DEFAULT
-  changes = {}
+  changes = {"config_arg": _CONFIG_ARG.value, "studies": tuple(_STUDIES.value)}
   if _LAMS.value:
     changes["lams"] = tuple(float(v) for v in _LAMS.value)
   if _SEEDS.value:
     changes["seeds"] = tuple(int(v) for v in _SEEDS.value)
-  if _STEPS.value:
-    changes["train_steps"] = _STEPS.value
-  if _VIDEOS.value:
-    changes["num_videos"] = _VIDEOS.value
-  if _DATA.value:
-    changes["data_path"] = _DATA.value
-  return dataclasses.replace(s, **changes)
+  for name, flag in _INTS.items():
+    if flag.value is not None:
+      changes[name] = flag.value
+  return dataclasses.replace(StudySettings(), **changes)
 
 
 def main(argv):
   del argv
-  # The persistent compile cache, as `make` sets it: seeds of one lam share programs.
+  # The persistent compile cache, as `make` sets it: the seeds of an arm share programs.
   if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     jax.config.update(
       "jax_compilation_cache_dir", str(Path(__file__).parents[1] / ".cache" / "jax")
     )
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-  result = run_study(_settings_from_flags(), _WORKDIR.value)
-  provenance.emit(result, format_table(result), tag="DECOMP", json_path=_JSON.value)
+  try:
+    settings = _settings_from_flags()
+    settings.validate()
+  except ValueError as e:
+    raise cli.ConfigError(str(e)) from None
+  status = study(settings, _OUT.value, budget_minutes=_BUDGET.value)
+  if status.code != cli.DONE:
+    print(
+      f"not finished: {status.done} of {status.total} runs done; run the same command "
+      "again to go on (finished runs are kept)",
+      file=sys.stderr,
+    )
+  logging.info("%d of %d runs done", status.done, status.total)
+  sys.exit(status.code)
 
 
 def _define_flags() -> None:
-  """Command-line flags, defined only when run as a script (tests import the
-  module next to other benchmarks, whose flags share names)."""
-  global _LARGE, _LAMS, _SEEDS, _STEPS
-  global _VIDEOS, _DATA, _WORKDIR, _JSON
-  _LARGE = flags.DEFINE_bool("large", False, "The GPU setting (LARGE) instead of the CPU one.")
+  """Command-line flags, defined only when run as a script (tests import the module
+  next to other benchmarks, whose flags share names)."""
+  global _OUT, _BUDGET, _CONFIG_ARG, _STUDIES, _LAMS, _SEEDS, _INTS
+  _OUT = flags.DEFINE_string("out", "runs/study", "Study folder: results, workdirs, tables.")
+  _BUDGET = flags.DEFINE_float(
+    "budget_minutes", None, "Start no new run after this many minutes (exit 75 if unfinished)."
+  )
+  _CONFIG_ARG = flags.DEFINE_string(
+    "config_arg", "", "configs/demo.py's argument (the recipe), e.g. setting=gpu."
+  )
+  _STUDIES = flags.DEFINE_list("studies", list(STUDIES), "Which studies to run.")
   _LAMS = flags.DEFINE_list("lams", None, "Override: lam values (0 = standard process).")
   _SEEDS = flags.DEFINE_list("seeds", None, "Override: seeds.")
-  _STEPS = flags.DEFINE_integer("train_steps", 0, "Override: train steps per run.")
-  _VIDEOS = flags.DEFINE_integer("num_videos", 0, "Override: sampled videos per run.")
-  _DATA = flags.DEFINE_string(
-    "data_path", "", "A local folder of videos instead of the synthetic shapes."
-  )
-  _WORKDIR = flags.DEFINE_string(
-    "workdir", "runs/decomposition_study", "Where each run's checkpoints go."
-  )
-  _JSON = flags.DEFINE_string("json", "", "Also write the result to this JSON file.")
+  _INTS = {
+    name: flags.DEFINE_integer(name, None, f"Override StudySettings.{name}.")
+    for name in (
+      "train_steps",
+      "image_steps",
+      "num_videos",
+      "num_real",
+      "sampler_steps",
+      "sample_batch",
+      "bootstrap",
+    )
+  }
 
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  cli.run(main)

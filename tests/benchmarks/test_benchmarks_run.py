@@ -1,4 +1,4 @@
-"""The Table 4 and decomposition-study benchmarks run at a tiny size and report sane
+"""The Table 4 benchmark runs at a tiny size and reports sane
 numbers (they are scripts, not tests, so this keeps them from rotting)."""
 
 import json
@@ -6,8 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks import decomposition_study, table4
-from videofusion_jax.metrics.features import FeatureExtractor
+from benchmarks import table4
 
 
 @pytest.mark.flow  # the Table 4 benchmark as its user runs it: make test-flows
@@ -65,77 +64,3 @@ def test_table4_measures_both_models_with_one_sampler_compile_each():
     assert p["calls"] == 3 and p["op_s"] > 0 and p["unmatched_s"] == 0, (name, p)
     assert {"conv", "matmul"} <= {c["kind"] for c in p["cells"]}, (name, p["cells"])
   assert "videofusion step:" in text and "of the untraced step" in text
-
-
-def _standin(videos):
-  """Cheap 'features': per-clip channel means and frame-difference energy."""
-  v = np.asarray(videos, np.float32) / 255.0
-  return np.concatenate(
-    [
-      v.mean(axis=(1, 2, 3)),
-      np.abs(np.diff(v, axis=1)).mean(axis=(1, 2, 3)),
-      v.std(axis=(1, 2, 3)),
-    ],
-    axis=1,
-  )
-
-
-def _micro_study():
-  return decomposition_study.StudySettings(
-    lams=(0.25,),
-    seeds=(0, 1),
-    train_steps=1,
-    batch_size=2,
-    num_frames=4,
-    image_size=16,
-    num_videos=3,
-    num_real=4,
-    sampler_steps=2,
-  )
-
-
-def _check_study(result, settings):
-  fvds = [r["fvd"] for r in result["runs"]]
-  assert len(fvds) == len(settings.seeds) and all(np.isfinite(v) and v >= 0 for v in fvds)
-  row = result["summary"]["0.25"]
-  assert row["mean"] == pytest.approx(np.mean(fvds))
-  assert row["std"] == pytest.approx(np.std(fvds, ddof=1))
-  assert "0.25" in decomposition_study.format_table(result)
-  assert all(r["noise_mode"] == "decomposed" for r in result["runs"])
-  # Synthetic shapes: each run also says whether its objects glide or jitter.
-  assert all(
-    set(r["object_motion"]) == {"speed", "path_speed", "straightness"} for r in result["runs"]
-  )
-
-
-@pytest.mark.slow  # two sampler runs (~16-35 s); make test is at 9m50s of its 10
-def test_decomposition_study_samples_and_scores_each_seed(tmp_path, monkeypatch):
-  """Everything but the training (the loop has its own tests, and its compile is the
-  slow part): untrained weights are sampled, scored and summarised per lam."""
-  calls = []
-
-  def no_training(config, workdir):  # the untrained weights are then sampled, on purpose
-    calls.append(config)
-    config.sample.allow_untrained = True
-    return {"loss": 1.0}
-
-  monkeypatch.setattr(decomposition_study, "train", no_training)
-  settings = _micro_study()
-  extractor = FeatureExtractor("standin", _standin, batch_size=4)
-  result = decomposition_study.run_study(settings, str(tmp_path), extractor)
-  _check_study(result, settings)
-  # Equal training compute: every run gets the same steps and batch; seeds differ.
-  assert {(c.train.num_steps, c.train.batch_size) for c in calls} == {(1, 2)}
-  assert [c.seed for c in calls] == [0, 1]
-  assert decomposition_study.run_config(settings, 0.0, 0).diffusion.noise_mode == "standard"
-  with pytest.raises(ValueError, match="num_real=1"):
-    decomposition_study.StudySettings(num_real=1).validate()
-
-
-@pytest.mark.slow
-def test_decomposition_study_end_to_end_with_training(tmp_path):
-  settings = _micro_study()
-  extractor = FeatureExtractor("standin", _standin, batch_size=4)
-  result = decomposition_study.run_study(settings, str(tmp_path), extractor)
-  _check_study(result, settings)
-  assert all(np.isfinite(r["final_loss"]) for r in result["runs"])
