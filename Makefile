@@ -13,7 +13,7 @@ export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0
 export JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES ?= -1
 
-.PHONY: demo test test-flows test-slow test-notebooks test-tfds device-wheels venv clean
+.PHONY: demo study test test-flows test-slow test-notebooks test-tfds device-wheels venv clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,16 @@ demo: $(STAMP)
 	cfg=$(DEMO_CONFIG); \
 	$(PY) -m videofusion_jax.train --config=$$cfg --workdir=runs/demo && \
 	$(PY) -m videofusion_jax.sample --config=$$cfg --workdir=runs/demo
+
+# The decomposition and pretraining studies (benchmarks/decomposition_study.py, docs/baselines.md)
+# on the demo's recipe (setting=gpu on a GPU/TPU, as make demo): tables in runs/study/*.md.
+# Hours on 2 CPU cores; resumable: run it again to go on. STUDY_ARGS=--budget_minutes=60 runs
+# it in parts (exit 75 until every run is done).
+STUDY_ARGS ?=
+STUDY_CONFIG_ARG = $$($(PY) -c 'import jax; print("setting=gpu" if jax.default_backend() in ("gpu", "tpu") else "")' 2>/dev/null)
+
+study: $(STAMP)
+	$(PY) -m benchmarks.decomposition_study --out=runs/study --config_arg=$(STUDY_CONFIG_ARG) $(STUDY_ARGS)
 
 # --dist loadfile: a module's fixtures (e.g. the 8-device run in tests/parallel/) run
 # once, on one worker, instead of once per worker.
