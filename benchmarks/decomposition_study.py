@@ -43,6 +43,10 @@ from videofusion_jax.configs import demo, demo_image
 from videofusion_jax.metrics import fvd
 
 STUDIES = ("decomposition", "pretraining")
+# An image run's config seed is this + the study's seed: its own initialisation and data
+# order, not those of the video runs with the same seed (whose base would otherwise start
+# from the very init the image run started from).
+IMAGE_SEED_OFFSET = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +115,7 @@ def video_config(settings: StudySettings, lam: float, seed: int) -> ml_collectio
 def image_config(settings: StudySettings, seed: int) -> ml_collections.ConfigDict:
   """The base generator trained as an image model (configs/demo_image.py) for `seed`."""
   c = demo_image.get_config(settings.config_arg)
-  c.seed = seed
+  c.seed = IMAGE_SEED_OFFSET + seed
   _steps(c, settings.image_steps)
   return c
 

@@ -10,8 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from benchmarks import decomposition_study as ds
 from benchmarks import study_runner, study_stats
@@ -157,7 +159,8 @@ def test_runs_are_the_two_studies_at_the_recipes_training():
   assert by_id["lam0.5_pretrained_seed2"].base_from == "image_seed2"
   assert by_id["image_seed2"].kind == "image_base"
   assert by_id["image_seed2"].config.train.num_steps == demo_image.get_config().train.num_steps
-  assert [r.config.seed for r in runs if r.run_id.endswith("seed1")] == [1] * 5
+  assert by_id["image_seed2"].config.seed == ds.IMAGE_SEED_OFFSET + 2  # its own init
+  assert [r.config.seed for r in runs if r.run_id.endswith("seed1")] == [1, 1, 1, 1001, 1]
   # A study of one run list: decomposition alone has no image runs.
   only = ds.runs(ds.StudySettings(studies=("decomposition",)))
   assert [r.run_id for r in only if r.kind == "image_base"] == []
@@ -266,7 +269,7 @@ STANDIN = lambda: FeatureExtractor("standin", _standin, batch_size=2, num_frames
 
 
 def _tiny(**kw):
-  return ds.StudySettings(
+  fields = dict(
     config_arg="setting=tiny",
     studies=("decomposition",),
     lams=(0.0,),
@@ -277,8 +280,8 @@ def _tiny(**kw):
     sampler_steps=2,
     sample_batch=2,
     bootstrap=5,
-    **kw,
   )
+  return ds.StudySettings(**{**fields, **kw})
 
 
 def _files(folder: Path) -> dict[str, int]:
@@ -317,3 +320,44 @@ def test_a_rerun_skips_finished_runs_and_retrains_nothing(tmp_path, monkeypatch)
   # Other settings in the same folder: refused before anything runs.
   with pytest.raises(cli.ConfigError, match="num_videos: 2 there, 4 now"):
     ds.study(dataclasses.replace(_tiny(), num_videos=4), out, extractor_factory=STANDIN)
+
+
+@pytest.mark.slow  # three tiny trainings, one of the image model (~3-5 min on 2 busy cores)
+def test_pretraining_study_starts_the_base_from_the_image_run(tmp_path):
+  from videofusion_jax.convert.converted import load_converted
+  from videofusion_jax.models.from_config import model_spec, videofusion_config
+  from videofusion_jax.sampling.generate import load_ema_params
+
+  out = tmp_path / "study"
+  settings = _tiny(studies=("pretraining",), seeds=(0,), image_steps=2)
+  status = ds.study(settings, out, extractor_factory=STANDIN)
+  assert (status.code, status.done, status.total) == (cli.DONE, 3, 3)
+  results = study_runner.read_results(out)
+  assert list(results) == ["lam0.5_seed0", "image_seed0", "lam0.5_pretrained_seed0"]
+  assert results["image_seed0"]["kind"] == "image_base"
+  assert results["lam0.5_pretrained_seed0"]["base"] == "image-pretrained"
+
+  # The exported folder is the image run's EMA base generator, in the layout (and with
+  # the U-Net) that train.init_base_from checks against the video recipe's model.base.
+  image_config = ds.image_config(settings, 0)
+  video_config = ds.video_config(settings, 0.5, 0)
+  unet, exported = load_converted(out / results["image_seed0"]["base_unet"])
+  assert unet == videofusion_config(video_config).base_unet()
+  _, image_ema = load_ema_params(model_spec(image_config), image_config, out / "runs/image_seed0")
+  image_base = nnx.to_pure_dict(image_ema)["base"]
+  for a, b in zip(jax.tree.leaves(image_base), jax.tree.leaves(exported)):
+    np.testing.assert_array_equal(np.asarray(a), b)
+
+  # The pretrained run started there: after 2 Adam steps its base is within a few
+  # learning rates of the export, while the run from scratch has its own random init
+  # (the image run's seed is another: IMAGE_SEED_OFFSET).
+  def base_gap(run):
+    _, ema = load_ema_params(model_spec(video_config), video_config, out / "runs" / run)
+    return max(
+      float(np.abs(np.asarray(a) - b).max())
+      for a, b in zip(jax.tree.leaves(nnx.to_pure_dict(ema)["base"]), jax.tree.leaves(exported))
+    )
+
+  assert base_gap("lam0.5_pretrained_seed0") < 3 * video_config.optim.lr
+  assert base_gap("lam0.5_seed0") > 0.05
+  assert "| image-pretrained base (lam=0.5) | 1 of 1 |" in (out / "pretraining.md").read_text()
