@@ -52,7 +52,10 @@ def export_base(config: ml_collections.ConfigDict, workdir: str, out_dir: str) -
 
 def main(argv):
   del argv
-  out = export_base(_CONFIG.value, _WORKDIR.value, _OUT.value)
+  try:
+    out = export_base(_CONFIG.value, _WORKDIR.value, _OUT.value)
+  except FileNotFoundError as e:  # no checkpoint in --workdir: one line, exit 2
+    raise cli.ConfigError(str(e)) from None
   print(f"base generator written to {out} (train.init_base_from={out})")
 
 
