@@ -36,8 +36,8 @@ Steps (each one or more subprocesses, output teed to OUT/session.log):
   table4      benchmarks.table4 --preset=table8 in bf16: latency, memory, FLOPs ratios
               (VideoFusion as ours and with the paper's 2D residual, each over VDM*), the
               50-step sampler's host overhead, and each step's profile (issue 9).
-The decomposition study's --large setting (4 lams x 3 seeds of 20k steps) does not fit a
-lease and is not a step.
+The decomposition and pretraining studies (`make study`, hours of training) do not fit a
+lease and are not a step.
 
 Every `TAG_JSON {...}` line a step prints, its return code and wall time go to
 OUT/summary.json, rewritten after each step, so a call cut short still returns what it
