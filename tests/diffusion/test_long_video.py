@@ -14,6 +14,7 @@ from videofusion_jax.diffusion import noise_sharing as ns
 from videofusion_jax.diffusion.long_video import (
   check_long_video,
   long_video_windows,
+  placed_known,
   window_keys,
   window_step,
 )
@@ -200,7 +201,14 @@ def two_windows(o, eta=0.0, fixed_base=True, eps_fn=recorded_zero_oracle):
   out = [
     np.asarray(f)
     for _, f in long_video_windows(
-      step8(eps_fn, eta), 2 * N8 - o, SHAPE8, o, KEY(0), KEY(1), fixed_base=fixed_base
+      step8(eps_fn, eta),
+      2 * N8 - o,
+      SHAPE8,
+      o,
+      KEY(0),
+      KEY(1),
+      fixed_base=fixed_base,
+      recentre=False,  # window 1 holds all o known frames, for every o
     )
   ]
   jax.effects_barrier()
@@ -256,7 +264,8 @@ def test_window_noise_keeps_eq7_correlations_at_every_step(eta):
 
 def test_an_exact_moving_video_is_reproduced_for_every_overlap():
   """A denoiser that knows each window's part of a moving video (independent frames)
-  gives that video back, frame for frame, for every overlap and both base-noise rules."""
+  gives that video back, frame for frame, for every overlap and both base-noise rules,
+  in both window layouts (re-centred, the default, and the plain one)."""
   truth = jax.random.uniform(KEY(8), (2, 3 * N8) + SHAPE8[2:], minval=-0.9, maxval=0.9)
 
   def oracle_window(target, kb, kr, known, use_known, *, eta):
@@ -272,10 +281,12 @@ def test_an_exact_moving_video_is_reproduced_for_every_overlap():
     step = fast_jit(functools.partial(oracle_window, eta=eta))
     for o in range(1, N8):
       length = N8 + 2 * (N8 - o)
-      for fixed_base in (True, False):
-        starts = iter(range(0, length, N8 - o))
+      for fixed_base, recentre in ((True, True), (False, True), (True, False)):
+        # Window w > 0 holds the last `placed` of the N + (w - 1) S frames put out.
+        placed = placed_known(N8, o, recentre)
+        starts = iter([0] + [N8 + (w - 1) * (N8 - o) - placed for w in (1, 2)])
 
-        def step_fn(*args):  # window w's target: frames w S .. w S + N - 1
+        def step_fn(*args):
           start = next(starts)
           return step(truth[:, start : start + N8], *args)
 
@@ -283,13 +294,13 @@ def test_an_exact_moving_video_is_reproduced_for_every_overlap():
           [
             np.asarray(f)
             for _, f in long_video_windows(
-              step_fn, length, SHAPE8, o, KEY(0), KEY(1), fixed_base=fixed_base
+              step_fn, length, SHAPE8, o, KEY(0), KEY(1), fixed_base=fixed_base, recentre=recentre
             )
           ],
           axis=1,
         )
         np.testing.assert_allclose(
-          video, truth[:, :length], atol=1e-5, err_msg=f"overlap {o}, eta {eta}"
+          video, truth[:, :length], atol=1e-5, err_msg=f"overlap {o}, eta {eta}, {recentre=}"
         )
 
 

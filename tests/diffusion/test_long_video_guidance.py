@@ -92,7 +92,13 @@ def window_stats(overlap, eta=1.0, guidance=0.0, noise_mode="decomposed"):
     [
       np.asarray(f)
       for _, f in long_video_windows(
-        step_fn(noise_mode, eta, guidance), length, SHAPE, overlap, KEY(0), KEY(1)
+        step_fn(noise_mode, eta, guidance),
+        length,
+        SHAPE,
+        overlap,
+        KEY(0),
+        KEY(1),
+        recentre=False,  # the layout these numbers were measured in
       )
     ],
     axis=1,

@@ -25,33 +25,45 @@ for the whole window. The centre then held sqrt(lam) b + sqrt(1 - lam) r instead
 or a noise the eta > 0 steps had moved the other frames away from, so the base
 prediction did not match them and Eq. 12 put noise into every later window.)
 
-Overlap N - 1 (one new frame per window): a known defect, diagnosed, not fixed.
-1. The method's own error, bounded. The replacement method does not sample
-p(x_new | x_known): the known frames reach the new ones only through their noised
-copies z_t, which hold little of them at high noise, so a new frame follows its known
-neighbour more loosely than the data's frames follow each other. With an exact
-denoiser (tests/diffusion/test_long_video_guidance.py: AR(1) pixels, lag-1 correlation
-0.9, windows of 8, 25 steps) overlap 7 makes every later frame across such a seam: the
-lag-1 correlation falls to 0.70-0.74 and the frame change to ~2x the first window's,
-and stays there (standard, independent noise: 0.45-0.58, so not the decomposition).
-2. On a trained model it compounds. The demo (residual_context "centre_frame") gives
-the residual generator the clean centre frame, here a known frame 4 frames before the
-new one, as exact context, while the new frame's neighbours reach it only as noised
-replaced frames. Its new frames copy the frame 4 back and drift from their neighbours:
-in frames 24-35 of the 36-frame videos, mean |x_t - x_(t-k)| is 27.0 22.0 27.3 8.0
-27.4 /255 for k = 1..5 (frames 0-7: 4.6 4.9 5.2 5.5 5.6), i.e. four interleaved chains
-that wander apart: frame change 4.6 -> 29.5/255 over 29 windows, flicker between shapes.
-At overlap <= N / 2 the known block is frames one window denoised together and the
-windows stay clean.
-Tried: reconstruction guidance (`guidance`, Ho et al. 2022 Sec 3.1), which fixes (1)
-(lag-1 0.86-0.93, frame change within 1.35x of the first window) but not (2): on the
-demo at weight 2 the frame change still grew 5.0 -> 19.6 over 15 windows (plain: the
-same videos 5.0 -> 15.1), on tests/test_user_flow.py's model 12.6 -> 84.0 over 10
-windows (plain 12.6 -> 39.7), and each window cost several times as much (a backward
-pass per step; not timed side by side).
-RePaint-style resampling (3 passes per step) did less for (1) than guidance. Untried:
-conditioning the residual generator's centre context on the nearest known frame, or
-noise augmentation of the known frames.
+Overlaps past the centre (O > c + 1, e.g. O = N - 1: one new frame per window): the
+window is re-centred (`long_video_windows(recentre=True)`, the default; issue 32).
+Why: in VideoFusion a frame other than the centre is denoised from its own z_t and the
+centre frame alone. The residual generator runs frame by frame (its context is the
+clean centre frame, or the base's estimate of it) and the base generator sees only
+the centre, so the other known frames reach a new frame only through the centre. Laid
+out plainly (the O known frames at 0..O-1), at O = N - 1 the centre is the known frame
+N - 1 - c back from the new one (4 at N = 8): every new frame continues the frame 4
+back, four interleaved chains that wander apart. On the demo checkpoint (eta 1, 4
+videos, 20 windows; benchmarks/long_video_overlap.py, numbers in benchmarks/RESULTS.md)
+the frame change grew 4.9 -> 18.0/255 and the last window's mean |x_t - x_(t-k)| was
+18.0 16.9 19.5 8.1 17.7 18.2 23.0 for k = 1..7. The re-centred window holds only the
+last c + 1 frames put out, at 0..c, so that the last of them is the centre, makes
+c + 1..N - 1 and keeps the first N - O of them: one chain, every new frame made next to
+the centre as at the default overlap (O <= c + 1 is laid out as before, bit for bit).
+Demo, overlap 7: 4.9 then 4.2-4.9 over 29 windows, |x_t - x_(t-k)| 4.3 4.8 5.4 5.9 6.3
+7.2 7.7 (rising with k, as in a video); tests/test_user_flow.py's model (window 4,
+overlap 3): 12.5 then 12.3-15.0 over 10 windows (plain: 12.6 -> 39.7).
+The cost: known frames before the last c + 1 are not in the window. A denoiser whose
+frames see each other would use them; the exact AR(1) denoiser of
+tests/diffusion/test_long_video_guidance.py (windows of 4) follows its known neighbour
+more loosely re-centred (later lag-1 correlation 0.67 against 0.80 plain, data 0.9),
+bounded either way (tests/diffusion/test_long_video_recentre.py pins both sides).
+Left as it is, the method's own error: the replacement method does not sample
+p(x_new | x_known). The known frames reach the new ones only through their noised
+copies z_t, which hold little of them at high noise, so even with an exact denoiser a
+new frame follows its known neighbour more loosely than the data's frames follow each
+other (AR(1) pixels, lag-1 0.9, windows of 8, 25 steps, overlap 7: 0.70-0.74, frame
+change ~2x the first window's, bounded; standard independent noise 0.45-0.58).
+Tried and left off (measured on the demo, overlap 7, 20 windows, eta 1, frame change
+first -> last window; plain 4.9 -> 18.0): reconstruction guidance (`guidance`, Ho et al.
+2022 Sec 3.1), which fixes the exact denoiser's part (lag-1 0.86-0.93) but not the
+trained model's (weight 2: 5.0 -> 19.6 over 15 windows, plain 5.0 -> 15.1, at several
+times the cost); the last 5 of 25 steps without replacement (`release_steps=5`, the
+model harmonising the known frames with the new one): 4.9 -> 14.3, pixel std +16%;
+the known frames held 3 steps noisier (`known_lag=3`, noise augmentation): 4.9 -> 13.1.
+Both keep the centre 4 back, hence the chains; at the default overlap `release_steps`
+made windows worse (1.27x the first's, std +23%, plain 1.13x), `known_lag` did not
+(0.95x). RePaint-style resampling (3 passes per step) did less than guidance.
 
 `window_step` is one `lax.scan` over the DDIM steps for one window with static shapes:
 jit it once and call it for every window (`use_known=False` for the first, whose
@@ -113,6 +125,8 @@ def window_step(
   clip_x0: bool = True,
   noise_mode: str = "decomposed",
   guidance: float = 0.0,
+  release_steps: int = 0,
+  known_lag: int = 0,
 ):
   """DDIM over one window of `shape` (B, N, H, W, C), the first O frames replaced.
 
@@ -130,6 +144,13 @@ def window_step(
   one backward pass through `eps_fn` per step. A new centre frame is left unguided: the
   base generator sees it alone (Eq. 12), and a sampler that finishes the centre first
   (`sampling.centre_first`) must retrace the same centre trajectory.
+
+  release_steps: the last k DDIM steps leave the known frames free (no replacement), so
+  that the model can harmonise them with the new frames; the returned known frames are
+  then the model's, not `known` (`long_video_windows` keeps the frames it put out).
+  known_lag: noise augmentation of the known frames: they are held m DDIM steps behind
+  the others (noisier: at step i at the level of step i - m, the first level for
+  i < m), and set to `known` after the last step. Both 0: the plain replacement method.
   """
   if len(shape) != 5 or shape[1] < 2:
     raise ValueError(f"shape={tuple(shape)}; expected a window shape (B, N, H, W, C)")
@@ -143,10 +164,19 @@ def window_step(
     )
   if not guidance >= 0:
     raise ValueError(f"sample.long_video_guidance={guidance}; expected >= 0")
+  if not 0 <= release_steps <= num_steps or not 0 <= known_lag < num_steps:
+    raise ValueError(
+      f"release_steps={release_steps}, known_lag={known_lag}; expected 0 <= release_steps "
+      f"<= num_steps={num_steps} and 0 <= known_lag < num_steps"
+    )
   ts = ddim_timesteps(schedule.num_timesteps, num_steps)
   ab = schedule.alphas_cumprod
   ab_t = ab[ts]
   ab_s = jnp.concatenate([ab[ts[1:]], jnp.ones((1,), ab.dtype)])
+  # The known frames' level before and after each step (known_lag steps behind).
+  known_t = jnp.concatenate([jnp.full((known_lag,), ab_t[0]), ab_t])[:num_steps]
+  known_s = jnp.concatenate([jnp.full((known_lag,), ab_t[0]), ab_s])[:num_steps]
+  replaced = jnp.arange(num_steps) < num_steps - release_steps
   use_known = jnp.asarray(use_known, bool)
   eps = draw_noise(noise_mode, base_key, residual_key, shape, lam)
 
@@ -180,7 +210,7 @@ def window_step(
     return jax.lax.cond(use_known, guided, plain, z)
 
   def body(z, xs):
-    t, a_t, a_s = xs
+    t, a_t, a_s, k_t, k_s, replace_now = xs
     out = predict(z, t, a_t)
     noise = (
       draw_noise(noise_mode, fold_in(base_key, t), fold_in(residual_key, t), shape, lam)
@@ -192,16 +222,24 @@ def window_step(
     # mixes the step noise (its base part shared by all frames) into every frame's
     # noise; a known centre frame kept at its starting noise would leave the base
     # generator predicting a base noise the other frames no longer hold.
-    known_noise = (z[:, :o] - jnp.sqrt(a_t) * known) / jnp.sqrt(1.0 - a_t)
+    known_noise = (z[:, :o] - jnp.sqrt(k_t) * known) / jnp.sqrt(1.0 - k_t)
     z_known = ddim_update(
-      known, known_noise, a_t, a_s, eta=eta, noise=None if noise is None else noise[:, :o]
+      known, known_noise, k_t, k_s, eta=eta, noise=None if noise is None else noise[:, :o]
     )
-    return replace(z_s, z_known), None
+    return jnp.where(replace_now, replace(z_s, z_known), z_s), None
 
   # The window's own Eq. 7 draw noises the known frames too (module docstring).
   z = replace(eps, jnp.sqrt(ab_t[0]) * known + jnp.sqrt(1.0 - ab_t[0]) * eps[:, :o])
-  z, _ = jax.lax.scan(body, z, (jnp.asarray(ts), ab_t, ab_s))
+  z, _ = jax.lax.scan(body, z, (jnp.asarray(ts), ab_t, ab_s, known_t, known_s, replaced))
+  if known_lag and not release_steps:
+    z = replace(z, known)  # still known_lag steps from clean
   return z
+
+
+def placed_known(window: int, overlap: int, recentre: bool) -> int:
+  """How many known frames a window holds: `overlap`, or with `recentre` at most
+  centre + 1, the last of them at the centre frame (`long_video_windows`)."""
+  return min(overlap, centre_index(window) + 1) if recentre else overlap
 
 
 def long_video_windows(
@@ -213,19 +251,29 @@ def long_video_windows(
   residual_key,
   *,
   fixed_base: bool = True,
+  recentre: bool = True,
 ):
   """Yield (window index, new frames (B, n, H, W, C)) until `num_frames` frames are out.
 
   step_fn(base_key, residual_key, known, use_known) -> window video is a jitted
   `window_step` (same shapes every call: one compile). The first window yields all N
-  frames, each later one its N - O new frames; only the last window's O frames are kept
+  frames, each later one its N - O new frames; only the last frames put out are kept
   between calls, so memory does not grow with `num_frames`.
+
+  recentre: when the overlap reaches past the centre frame c = (N - 1) // 2 (O > c + 1),
+  a window holds only the last c + 1 frames put out, at 0..c, so that the last of them
+  is the centre frame; it makes frames c + 1..N - 1 and yields the first N - O of them
+  (the rest, further from the known frames, are dropped). The known frames are then
+  `placed_known(N, O, True)` frames, and O still sets the frames per window.
   """
   b, n = window_shape[0], window_shape[1]
   num_windows = check_long_video(num_frames, n, overlap)
-  known = jnp.zeros((b, overlap) + tuple(window_shape[2:]), jnp.float32)
+  placed, stride = placed_known(n, overlap, recentre), n - overlap
+  known = jnp.zeros((b, placed) + tuple(window_shape[2:]), jnp.float32)
   for w in range(num_windows):
     kb, kr = window_keys(base_key, residual_key, w, fixed_base)
     video = step_fn(kb, kr, known, jnp.asarray(w > 0))
-    known = video[:, n - overlap :]
-    yield w, (video if w == 0 else video[:, overlap:])
+    new = video if w == 0 else video[:, placed : placed + stride]
+    # The frames put out, not the window's copy of them (equal unless release_steps).
+    known = jnp.concatenate([known, new], axis=1)[:, -placed:]
+    yield w, new

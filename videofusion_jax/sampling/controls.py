@@ -109,10 +109,12 @@ def make_window_fn(
   lam: float,
   config: SamplerConfig,
   guidance: float = 0.0,
+  **step_options,
 ):
   """-> jitted `fn(state, schedule, base_key, residual_key, known, use_known)
   -> window video`: `diffusion.long_video.window_step` with the model, reconstruction
-  guidance of weight `guidance` on the new frames (0: the plain replacement method)."""
+  guidance of weight `guidance` on the new frames (0: the plain replacement method);
+  `step_options` (`release_steps`, `known_lag`) go to `window_step` as they are."""
   _check_ddim(config)
 
   @jax.jit
@@ -138,6 +140,7 @@ def make_window_fn(
         clip_x0=config.clip_x0,
         noise_mode=config.noise_mode,
         guidance=weight,
+        **step_options,
       )
 
     return centre_first(model, run, window_shape[1])
