@@ -16,8 +16,8 @@ frames, the tiny model makes 4. What is checked is what the CLI counts, reads an
 warm compilation cache): exit codes and artefacts; its videos are still noise, so the
 long video is checked for its length only. `make test-slow` trains the same chain 300
 steps, enough for pictures, and checks that a long video's windows after the first move
-like the first at the default overlap (half the window) and at 1; at window - 1 they
-grow noisier window by window, a known failure kept as a strict xfail.
+like the first at the default overlap (half the window), at 1 and at window - 1 (one new
+frame per window, re-centred: diffusion/long_video.py).
 """
 
 import json
@@ -214,31 +214,18 @@ def test_the_chain_on_a_trained_model(trained):
   check_chain(workdir, out, TRAINED_STEPS)
 
 
-# overlap window - 1: every window adds one frame made from three known ones, and the
-# frames grow noisier window by window (10 DDIM steps; frame change per window, 21
-# windows): eta 1 12.6 14.0 16.3 19.4 22.0 24.8 28.0 31.3 35.6 39.7 ... 75.5, eta 0
-# 12.0 14.8 17.6 20.3 ... 61.1: noise by the end. Not fixed yet: the cause is in
-# diffusion/long_video.py's docstring; reconstruction guidance (weight 2, through
-# controls.make_window_fn) made it worse here, 12.6 -> 84.0 over 10 windows.
-NOISE_GROWS = pytest.mark.xfail(
-  strict=True,
-  reason="long videos at overlap window - 1 "
-  "grow noisier with every window (frame change 12.6 -> "
-  "39.7/255 over 10 windows)",
-)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("overlap", [None, 1, pytest.param(WINDOW - 1, marks=NOISE_GROWS)])
+@pytest.mark.parametrize("overlap", [None, 1, WINDOW - 1])
 def test_a_long_videos_later_windows_move_like_the_first(trained, overlap):
   """10 windows of 4 at the default overlap (None: half the window, so the centre frame
   of every later window is a known one), 1 and window - 1, 10 DDIM steps, eta 1 (the
   demo's): each later window's frame change within 2x of the first window's. Saturated
   noise changes 60-75/255 a frame here. Measured (0..255): default 12.6 then
   13.5-15.3 (21 windows: up to 18.3); overlap 1 12.6 then 12.3-13.3 (6 windows);
-  overlap 3 12.6 then 14.0 16.3 19.4 ... 39.7 at window 10 (make test-slow's compile:
-  12.4 then 13.8 16.2 19.1 ... 39.6): the xfail above. The data
-  change 20.3/255 a frame (the camera pans fast at 16x16)."""
+  overlap 3 (re-centred) 12.5 then 12.3-15.0 (21 windows: up to 18.4); before
+  re-centring it grew 12.6 then 14.0 16.3 19.4 ... 39.7 at window 10, 75.5 at 21 (a
+  strict xfail here until then). The data change 20.3/255 a frame (the camera pans fast
+  at 16x16)."""
   config, workdir, _ = trained
   used = overlap or WINDOW // 2
   num_frames = WINDOW + 9 * (WINDOW - used)
