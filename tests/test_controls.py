@@ -113,7 +113,7 @@ def test_cli_long_video_and_seed_grid(tmp_path):
   out = _cli(tmp_path, "--num_frames=12", "--num_videos=1", "--fixed_base=false")
   assert out.returncode == 0, out.stderr[-2000:]
   assert "wrote 1 videos of 12 frames" in out.stdout and "fixed_base=False" in out.stdout
-  assert "window 5/5" in out.stderr  # progress per window
+  assert "long videos 5/5 windows" in out.stderr  # progress per window
   assert video_io.read_video(tmp_path / "samples" / "long_000.mp4").shape == (12, 16, 16, 3)
   out = _cli(tmp_path, "--vary=base", "--num_videos=2")
   assert out.returncode == 0, out.stderr[-2000:]

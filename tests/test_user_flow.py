@@ -187,7 +187,7 @@ def test_train_sample_evaluate_and_a_long_video_through_the_clis(tmp_path):
   num_frames = WINDOW + 3 * (WINDOW - WINDOW // 2)  # 4 windows, default overlap 2
   video, long_out = long_video(config, workdir, num_frames, *SAMPLE[:1])
   assert video.shape == (num_frames, SIZE, SIZE, 3)
-  assert "window 4/4" in long_out.stderr
+  assert "long videos 4/4 windows" in long_out.stderr
 
 
 # --- the same chain on a model trained long enough to make pictures (make test-slow) ----
@@ -232,7 +232,7 @@ def test_a_long_videos_later_windows_move_like_the_first(trained, overlap):
   flags = [] if overlap is None else [f"--config.sample.overlap={overlap}"]
   video, out = long_video(config, workdir, num_frames, "--config.sample.num_steps=10", *flags)
   assert video.shape == (num_frames, SIZE, SIZE, 3)
-  assert "window 10/10" in out.stderr
+  assert "long videos 10/10 windows" in out.stderr
   change = window_changes(video, used)
   assert len(change) == 10
   assert np.all(change[1:] < 2 * change[0]) and np.all(change[1:] > change[0] / 2), change

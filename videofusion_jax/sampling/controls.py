@@ -248,12 +248,13 @@ def long_videos(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
   the new frames are made around it.
   The known centre, not the base noise, then holds the content: `sample.fixed_base`
   shows its effect when the centre is new in every window, overlap <= (window - 1) // 2
-  (tests/test_long_video_drift.py). Measured on trained models, overlaps up to half the
-  window stay clean window after window; overlap window - 1 (one new frame per window)
-  drifts into flicker and noise over tens of windows, a known defect (README, "Long
-  videos"; `diffusion/long_video.py` has the diagnosis; tests/test_user_flow.py holds it
-  as a strict xfail). `make_window_fn(..., guidance=w)` adds reconstruction guidance;
-  it did not help on trained models (README), so the CLI does not offer it.
+  (tests/test_long_video_drift.py). Overlaps past the centre are re-centred
+  (`long_video_windows(recentre=True)`): the last frames put out sit at 0..centre, so
+  the centre a new frame is made from is its nearest known frame. Measured on trained
+  models every overlap up to window - 1 (one new frame per window) stays clean window
+  after window (docs/sampling.md, "Long videos"; `diffusion/long_video.py` has the
+  diagnosis of the drift before). `make_window_fn(..., guidance=w)` adds reconstruction
+  guidance; it did not help on trained models, so the CLI does not offer it.
   """
   vf = videofusion_config(config)
   plan = long_video_plan(config, vf)
