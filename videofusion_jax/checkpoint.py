@@ -223,6 +223,14 @@ class Checkpoints:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
+  def latest_step_or_raise(self, how_to_make: str) -> int:
+    """The latest step; without one, FileNotFoundError in one line naming this folder
+    and `how_to_make` (what writes a checkpoint there), for the readers that need one."""
+    step = self.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {self.directory}: {how_to_make}")
+    return step
+
   def all_steps(self) -> list[int]:
     return sorted(self.manager.all_steps())
 

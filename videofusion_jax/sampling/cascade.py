@@ -58,12 +58,10 @@ AUG_NOISE_STREAM = 0x5352  # fold_in data of the augmentation-noise keys ("SR")
 def superres_config_from_workdir(superres_workdir: str | Path) -> ml_collections.ConfigDict:
   """The experiment config saved with the latest checkpoint in `superres_workdir`."""
   with Checkpoints(superres_workdir, read_only=True) as ckpt:
-    step = ckpt.latest_step()
-    if step is None:
-      raise ValueError(
-        f"--superres_workdir={superres_workdir} holds no checkpoint; train "
-        "the SR model there first or pass --superres_config"
-      )
+    step = ckpt.latest_step_or_raise(
+      f"train the SR model there first (--superres_workdir={superres_workdir}) "
+      "or pass --superres_config"
+    )
     return ml_collections.ConfigDict(ckpt.saved_config(step))
 
 

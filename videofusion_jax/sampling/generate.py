@@ -336,15 +336,7 @@ def load_ema_params(
   graphdef, abstract = nnx.split(nnx.eval_shape(create))
   shardings = parallel.state_shardings(abstract, rules, mesh)
   with Checkpoints(workdir, read_only=True) as ckpt:
-    step = ckpt.latest_step()
-    if step is None:
-      if not config.sample.allow_untrained:
-        raise FileNotFoundError(
-          f"no checkpoint in {ckpt.directory}: train there first (python -m "
-          f"videofusion_jax.train --config=... --workdir={workdir}), or set "
-          "--config.sample.allow_untrained=True to use freshly initialised weights "
-          "(their videos are noise)"
-        )
+    if ckpt.latest_step() is None and config.sample.allow_untrained:
       logging.warning(
         "No checkpoint in %s: sampling from freshly initialised weights "
         "(seed %d, sample.allow_untrained), so the videos will look like "
@@ -353,6 +345,11 @@ def load_ema_params(
         config.seed,
       )
       return graphdef, jax.device_put(nnx.state(create()), shardings)
+    step = ckpt.latest_step_or_raise(
+      "train there first (python -m videofusion_jax.train --config=... "
+      f"--workdir={workdir}), or set --config.sample.allow_untrained=True to use "
+      "freshly initialised weights (their videos are noise)"
+    )
     ckpt.check_compatible(step, config)
     logging.info("Sampling with the EMA parameters of step %d in %s.", step, ckpt.directory)
     target = jax.tree.map(

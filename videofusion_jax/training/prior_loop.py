@@ -260,14 +260,11 @@ def train_prior(
 def load_trained_prior(workdir: str | Path) -> tuple[PriorTransformer, Schedule]:
   """(prior with the EMA parameters and the data statistics, schedule) of a workdir."""
   with Checkpoints(workdir, read_only=True) as ckpt:
-    step = ckpt.latest_step()
-    if step is None:
-      raise FileNotFoundError(
-        f"no prior checkpoint in {ckpt.directory}: train one with "
-        f"`python -m videofusion_jax.train_prior --workdir={workdir}`"
-        " or convert one (`python -m videofusion_jax.convert "
-        "diffusers-prior`)"
-      )
+    step = ckpt.latest_step_or_raise(
+      "train a prior there with `python -m videofusion_jax.train_prior "
+      f"--workdir={workdir}` or convert one (`python -m videofusion_jax.convert "
+      "diffusers-prior`)"
+    )
     config = ml_collections.ConfigDict(ckpt.saved_config(step))
     pc = prior_config(config)
     graphdef, model_graphdef, target = _abstract(pc, config)
