@@ -2,7 +2,7 @@
 frame change stay near its first window's?
 
   python -m benchmarks.long_video_overlap --workdir=runs/demo --overlaps=7,4 --windows=20 \
-      --methods=plain,recentre,release:5,lag:3
+      --methods=plain,recentre
 
 Makes `--num_videos` long videos of `--windows` windows per (overlap, method) with the
 sample CLI's window step (`controls.make_window_fn`), keys (`sample.base_seed`,
@@ -12,10 +12,11 @@ frame_change`) of every window of the video (frames w S .. w S + N - 1, S = N - 
 `benchmarks/long_video_windows.py` reads the CLI's mp4s), the largest later window
 against the first, and over the last window's frames the mean |x_t - x_(t-k)| for
 k = 1..N-1 (at overlap N - 1 the plain method's new frames follow the frame N - 1 - c
-back, c the centre: issue 32). Methods: `plain` (the replacement method), `recentre`
-(`long_video_windows(recentre=True)`), `release:k` (`window_step(release_steps=k)`),
-`lag:m` (`window_step(known_lag=m)`), joined with `+` to combine. The config is
-configs/demo.py's unless `--config_setting` names another setting of it. Not a timing.
+back, c the centre: issue 32). Methods: `plain` (the replacement method) and
+`recentre` (`long_video_windows(recentre=True)`); the `release:k` and `lag:m` rows of
+benchmarks/RESULTS.md ran this script at commit 3ee647c, whose `window_step` had those
+options (since removed). The config is configs/demo.py's unless `--config_setting` names
+another setting of it. Not a timing.
 """
 
 from __future__ import annotations
@@ -39,35 +40,18 @@ from videofusion_jax.models.videofusion import VideoFusion
 from videofusion_jax.sampling import controls
 from videofusion_jax.sampling.generate import load_ema_params, sampler_config
 
-
-def parse_method(method: str) -> tuple[bool, dict]:
-  """'recentre+release:5' -> (recentre, window_step options)."""
-  recentre, options = False, {}
-  for part in method.split("+"):
-    name, _, value = part.partition(":")
-    if name == "plain":
-      continue
-    if name == "recentre":
-      recentre = True
-    elif name == "release":
-      options["release_steps"] = int(value)
-    elif name == "lag":
-      options["known_lag"] = int(value)
-    else:
-      raise SystemExit(f"--methods: {part!r}; expected plain, recentre, release:K or lag:M")
-  return recentre, options
+METHODS = {"plain": False, "recentre": True}  # method -> long_video_windows' recentre
 
 
-def make_videos(config, workdir, overlap, num_windows, method) -> np.ndarray:
+def make_videos(config, workdir, overlap, num_windows, recentre: bool) -> np.ndarray:
   """(K, L, H, W, C) uint8 long videos of `num_windows` windows."""
-  recentre, options = parse_method(method)
   vf = videofusion_config(config)
   s, window = config.sample, config.data.num_frames
   shape = (s.num_videos, window, config.data.image_size, config.data.image_size, vf.channels)
   graphdef, state = load_ema_params(ModelSpec(vf, VideoFusion), config, workdir)
   schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
   step = functools.partial(
-    controls.make_window_fn(graphdef, shape, overlap, vf.lam, sampler_config(config), **options),
+    controls.make_window_fn(graphdef, shape, overlap, vf.lam, sampler_config(config)),
     state,
     schedule,
   )
@@ -111,10 +95,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     config.sample.eta = args.eta
   config.sample.num_videos = config.sample.batch_size = args.num_videos
   window = config.data.num_frames
+  methods = args.methods.split(",")
+  unknown = [m for m in methods if m not in METHODS]
+  if unknown:
+    raise SystemExit(f"--methods: {unknown[0]!r}; expected {' or '.join(METHODS)}")
   rows = []
   for overlap in (int(o) for o in args.overlaps.split(",")):
-    for method in args.methods.split(","):
-      videos = make_videos(config, args.workdir, overlap, args.windows, method)
+    for method in methods:
+      videos = make_videos(config, args.workdir, overlap, args.windows, METHODS[method])
       change = window_changes(videos, window, overlap)
       row = {
         "overlap": overlap,

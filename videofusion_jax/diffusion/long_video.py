@@ -44,26 +44,27 @@ Demo, overlap 7: 4.9 then 4.2-4.9 over 29 windows, |x_t - x_(t-k)| 4.3 4.8 5.4 5
 7.2 7.7 (rising with k, as in a video); tests/test_user_flow.py's model (window 4,
 overlap 3): 12.5 then 12.3-15.0 over 10 windows (plain: 12.6 -> 39.7).
 The cost: known frames before the last c + 1 are not in the window. A denoiser whose
-frames see each other would use them; the exact AR(1) denoiser of
-tests/diffusion/test_long_video_guidance.py (windows of 4) follows its known neighbour
-more loosely re-centred (later lag-1 correlation 0.67 against 0.80 plain, data 0.9),
-bounded either way (tests/diffusion/test_long_video_recentre.py pins both sides).
+frames see each other would use them; an exact AR(1) denoiser (windows of 4) follows
+its known neighbour more loosely re-centred (later lag-1 correlation 0.67 against 0.80
+plain, data 0.9), bounded either way (tests/diffusion/test_long_video_recentre.py pins
+both sides, and the method's own error below).
 Left as it is, the method's own error: the replacement method does not sample
 p(x_new | x_known). The known frames reach the new ones only through their noised
 copies z_t, which hold little of them at high noise, so even with an exact denoiser a
 new frame follows its known neighbour more loosely than the data's frames follow each
 other (AR(1) pixels, lag-1 0.9, windows of 8, 25 steps, overlap 7: 0.70-0.74, frame
 change ~2x the first window's, bounded; standard independent noise 0.45-0.58).
-Tried and left off (measured on the demo, overlap 7, 20 windows, eta 1, frame change
-first -> last window; plain 4.9 -> 18.0): reconstruction guidance (`guidance`, Ho et al.
-2022 Sec 3.1), which fixes the exact denoiser's part (lag-1 0.86-0.93) but not the
+Tried and removed (options of `window_step` at commit 70abe14: `guidance=`,
+`release_steps=`, `known_lag=`; measured on the demo, overlap 7, 20 windows, eta 1,
+frame change first -> last window; plain 4.9 -> 18.0): reconstruction guidance (Ho et
+al. 2022 Sec 3.1), which fixes the exact denoiser's part (lag-1 0.86-0.93) but not the
 trained model's (weight 2: 5.0 -> 19.6 over 15 windows, plain 5.0 -> 15.1, at several
-times the cost); the last 5 of 25 steps without replacement (`release_steps=5`, the
-model harmonising the known frames with the new one): 4.9 -> 14.3, pixel std +16%;
-the known frames held 3 steps noisier (`known_lag=3`, noise augmentation): 4.9 -> 13.1.
-Both keep the centre 4 back, hence the chains; at the default overlap `release_steps`
-made windows worse (1.27x the first's, std +23%, plain 1.13x), `known_lag` did not
-(0.95x). RePaint-style resampling (3 passes per step) did less than guidance.
+times the cost); the last 5 of 25 steps without replacement (release 5, the model
+harmonising the known frames with the new one): 4.9 -> 14.3, pixel std +16%; the known
+frames held 3 steps noisier (lag 3, noise augmentation): 4.9 -> 13.1. Both keep the
+centre 4 back, hence the chains; at the default overlap release made windows worse
+(1.27x the first's, std +23%, plain 1.13x), lag did not (0.95x). RePaint-style
+resampling (3 passes per step) did less than guidance.
 
 `window_step` is one `lax.scan` over the DDIM steps for one window with static shapes:
 jit it once and call it for every window (`use_known=False` for the first, whose
@@ -124,9 +125,6 @@ def window_step(
   eta: float = 0.0,
   clip_x0: bool = True,
   noise_mode: str = "decomposed",
-  guidance: float = 0.0,
-  release_steps: int = 0,
-  known_lag: int = 0,
 ):
   """DDIM over one window of `shape` (B, N, H, W, C), the first O frames replaced.
 
@@ -135,22 +133,6 @@ def window_step(
   this window's keys (`window_keys`); their noise (Eq. 7 over all N frames, and the
   step noise when eta > 0) noises the known frames too. Returns the window's video
   (B, N, H, W, C), whose first O frames equal `known` exactly when `use_known`.
-
-  guidance: reconstruction guidance weight w (0: the plain replacement method; see the
-  module docstring for what it did and did not fix). With
-  w > 0 and `use_known`, each step moves the new frames' x0 estimate down the gradient
-  of the known frames' reconstruction error, x0_b -= w ab_t grad_{z_b} 1/2 ||x0_hat_a -
-  known||^2 (Ho et al. 2022, Sec 3.1 there), i.e. eps_b += w ab_t / sqrt(1 - ab_t) grad:
-  one backward pass through `eps_fn` per step. A new centre frame is left unguided: the
-  base generator sees it alone (Eq. 12), and a sampler that finishes the centre first
-  (`sampling.centre_first`) must retrace the same centre trajectory.
-
-  release_steps: the last k DDIM steps leave the known frames free (no replacement), so
-  that the model can harmonise them with the new frames; the returned known frames are
-  then the model's, not `known` (`long_video_windows` keeps the frames it put out).
-  known_lag: noise augmentation of the known frames: they are held m DDIM steps behind
-  the others (noisier: at step i at the level of step i - m, the first level for
-  i < m), and set to `known` after the last step. Both 0: the plain replacement method.
   """
   if len(shape) != 5 or shape[1] < 2:
     raise ValueError(f"shape={tuple(shape)}; expected a window shape (B, N, H, W, C)")
@@ -162,56 +144,19 @@ def window_step(
     raise ValueError(
       f"known {tuple(known.shape)}; expected (B, O, H, W, C) = {want} with 1 <= O < N={shape[1]}"
     )
-  if not guidance >= 0:
-    raise ValueError(f"sample.long_video_guidance={guidance}; expected >= 0")
-  if not 0 <= release_steps <= num_steps or not 0 <= known_lag < num_steps:
-    raise ValueError(
-      f"release_steps={release_steps}, known_lag={known_lag}; expected 0 <= release_steps "
-      f"<= num_steps={num_steps} and 0 <= known_lag < num_steps"
-    )
   ts = ddim_timesteps(schedule.num_timesteps, num_steps)
   ab = schedule.alphas_cumprod
   ab_t = ab[ts]
   ab_s = jnp.concatenate([ab[ts[1:]], jnp.ones((1,), ab.dtype)])
-  # The known frames' level before and after each step (known_lag steps behind).
-  known_t = jnp.concatenate([jnp.full((known_lag,), ab_t[0]), ab_t])[:num_steps]
-  known_s = jnp.concatenate([jnp.full((known_lag,), ab_t[0]), ab_s])[:num_steps]
-  replaced = jnp.arange(num_steps) < num_steps - release_steps
   use_known = jnp.asarray(use_known, bool)
   eps = draw_noise(noise_mode, base_key, residual_key, shape, lam)
 
   def replace(z, z_known):
     return z.at[:, :o].set(jnp.where(use_known, z_known, z[:, :o]))
 
-  # Frames the guidance moves: the new ones but a new centre (docstring).
-  guided_frames = (jnp.arange(shape[1]) >= o) & (jnp.arange(shape[1]) != centre_index(shape[1]))
-  guided_frames = guided_frames.astype(jnp.float32)[None, :, None, None, None]
-
-  def predict(z, t, a_t):
-    """eps_hat of z at t, reconstruction-guided when asked and frames are known."""
-    tt = jnp.full((shape[0],), t, jnp.int32)
-
-    def plain(z):
-      return _split_output(eps_fn(z, tt))[0]
-
-    if guidance == 0:
-      return plain(z)
-
-    def known_error(z):
-      eps = plain(z)
-      x0_known = (z[:, :o] - jnp.sqrt(1.0 - a_t) * eps[:, :o]) / jnp.sqrt(a_t)
-      return 0.5 * jnp.sum((x0_known - known) ** 2), eps
-
-    def guided(z):
-      grad, eps = jax.grad(known_error, has_aux=True)(z)
-      return eps + guided_frames * (guidance * a_t / jnp.sqrt(1.0 - a_t)) * grad
-
-    # cond, not where: the first window skips the backward pass.
-    return jax.lax.cond(use_known, guided, plain, z)
-
   def body(z, xs):
-    t, a_t, a_s, k_t, k_s, replace_now = xs
-    out = predict(z, t, a_t)
+    t, a_t, a_s = xs
+    out = _split_output(eps_fn(z, jnp.full((shape[0],), t, jnp.int32)))[0]
     noise = (
       draw_noise(noise_mode, fold_in(base_key, t), fold_in(residual_key, t), shape, lam)
       if eta > 0
@@ -222,17 +167,15 @@ def window_step(
     # mixes the step noise (its base part shared by all frames) into every frame's
     # noise; a known centre frame kept at its starting noise would leave the base
     # generator predicting a base noise the other frames no longer hold.
-    known_noise = (z[:, :o] - jnp.sqrt(k_t) * known) / jnp.sqrt(1.0 - k_t)
+    known_noise = (z[:, :o] - jnp.sqrt(a_t) * known) / jnp.sqrt(1.0 - a_t)
     z_known = ddim_update(
-      known, known_noise, k_t, k_s, eta=eta, noise=None if noise is None else noise[:, :o]
+      known, known_noise, a_t, a_s, eta=eta, noise=None if noise is None else noise[:, :o]
     )
-    return jnp.where(replace_now, replace(z_s, z_known), z_s), None
+    return replace(z_s, z_known), None
 
   # The window's own Eq. 7 draw noises the known frames too (module docstring).
   z = replace(eps, jnp.sqrt(ab_t[0]) * known + jnp.sqrt(1.0 - ab_t[0]) * eps[:, :o])
-  z, _ = jax.lax.scan(body, z, (jnp.asarray(ts), ab_t, ab_s, known_t, known_s, replaced))
-  if known_lag and not release_steps:
-    z = replace(z, known)  # still known_lag steps from clean
+  z, _ = jax.lax.scan(body, z, (jnp.asarray(ts), ab_t, ab_s))
   return z
 
 
@@ -274,6 +217,5 @@ def long_video_windows(
     kb, kr = window_keys(base_key, residual_key, w, fixed_base)
     video = step_fn(kb, kr, known, jnp.asarray(w > 0))
     new = video if w == 0 else video[:, placed : placed + stride]
-    # The frames put out, not the window's copy of them (equal unless release_steps).
     known = jnp.concatenate([known, new], axis=1)[:, -placed:]
     yield w, new

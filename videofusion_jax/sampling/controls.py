@@ -108,13 +108,9 @@ def make_window_fn(
   overlap: int,
   lam: float,
   config: SamplerConfig,
-  guidance: float = 0.0,
-  **step_options,
 ):
   """-> jitted `fn(state, schedule, base_key, residual_key, known, use_known)
-  -> window video`: `diffusion.long_video.window_step` with the model, reconstruction
-  guidance of weight `guidance` on the new frames (0: the plain replacement method);
-  `step_options` (`release_steps`, `known_lag`) go to `window_step` as they are."""
+  -> window video`: `diffusion.long_video.window_step` with the model."""
   _check_ddim(config)
 
   @jax.jit
@@ -123,9 +119,6 @@ def make_window_fn(
 
     def run(**model_inputs):
       eps_fn = model_eps_fn(model, schedule, with_variance=False, **model_inputs)
-      # The centre-only pass (residual=False) makes only the centre frame, which the
-      # guidance leaves alone: no backward pass there.
-      weight = guidance if model_inputs.get("residual", True) else 0.0
       return window_step(
         eps_fn,
         schedule,
@@ -139,8 +132,6 @@ def make_window_fn(
         eta=config.eta,
         clip_x0=config.clip_x0,
         noise_mode=config.noise_mode,
-        guidance=weight,
-        **step_options,
       )
 
     return centre_first(model, run, window_shape[1])
@@ -253,8 +244,7 @@ def long_videos(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
   the centre a new frame is made from is its nearest known frame. Measured on trained
   models every overlap up to window - 1 (one new frame per window) stays clean window
   after window (docs/sampling.md, "Long videos"; `diffusion/long_video.py` has the
-  diagnosis of the drift before). `make_window_fn(..., guidance=w)` adds reconstruction
-  guidance; it did not help on trained models, so the CLI does not offer it.
+  diagnosis of the drift before, and the remedies tried and removed).
   """
   vf = videofusion_config(config)
   plan = long_video_plan(config, vf)
