@@ -1,7 +1,8 @@
 """A converted U-Net's folder (`folder.py`), and reading it back.
 
 OUT_DIR/params/             orbax checkpoint of the U-Net's parameters (nested dict)
-OUT_DIR/unet_config.json    every UNetConfig field + where the weights came from
+OUT_DIR/unet_config.json    every UNetConfig field + where the weights came from (with
+                            the source's scheduler config, when the converter found it)
 OUT_DIR/config_snippet.py   the ml_collections lines that make `model.base` this U-Net
 """
 

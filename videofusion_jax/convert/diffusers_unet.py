@@ -24,6 +24,7 @@ from flax import nnx
 
 from videofusion_jax.convert.converted import save_converted
 from videofusion_jax.convert.diffusers_config import unet_config_from_diffusers
+from videofusion_jax.convert.scheduler import find_scheduler_config
 from videofusion_jax.convert.weights import find_weights_file, read_model_config, read_weights
 from videofusion_jax.models.unet import UNet, UNetConfig
 
@@ -274,4 +275,7 @@ def convert_diffusers_unet(
     "diffusers_version": hf_config.get("_diffusers_version"),
     "sample_size": hf_config.get("sample_size"),
   }
+  scheduler = find_scheduler_config(src)
+  if scheduler is not None:  # how the source was sampled: Pipeline.from_converted reads it
+    source["scheduler"] = scheduler
   return save_converted(out, params, config, source=source, overwrite=overwrite)

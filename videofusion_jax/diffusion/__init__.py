@@ -32,6 +32,7 @@ from videofusion_jax.diffusion.samplers import (
   ddim_sample,
   ddim_step,
   ddpm_sample,
+  ddpm_step,
   predict_x0,
 )
 from videofusion_jax.diffusion.schedules import (

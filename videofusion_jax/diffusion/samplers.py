@@ -128,6 +128,37 @@ def ddim_sample(
   return (z, traj) if return_trajectory else z
 
 
+def ddpm_step(
+  z,
+  eps,
+  t,
+  schedule: Schedule,
+  *,
+  noise,
+  var_values=None,
+  variance: str = "fixed_small",
+  clip_x0: bool = False,
+):
+  """One step of `ddpm_sample` from timestep `t` (a scalar): the posterior mean from
+  (z, eps), plus `noise` at the step's standard deviation (none at t = 0). Elementwise,
+  so z may be a video or an image batch; `var_values` are the model's learned-range
+  values ("learned_range" only)."""
+  s = schedule
+  alpha, ab_t, beta = s.alphas[t], s.alphas_cumprod[t], s.betas[t]
+  if clip_x0:
+    x0 = jnp.clip(predict_x0(z, eps, ab_t), -1.0, 1.0)
+    mu = s.posterior_mean_coef1[t] * x0 + s.posterior_mean_coef2[t] * z
+  else:
+    mu = (z - (1.0 - alpha) / jnp.sqrt(1.0 - ab_t) * eps) / jnp.sqrt(alpha)
+  if variance == "learned_range":
+    frac = (var_values + 1.0) / 2.0
+    log_var = frac * jnp.log(beta) + (1.0 - frac) * s.posterior_log_variance_clipped[t]
+    std = jnp.exp(0.5 * log_var)
+  else:
+    std = jnp.sqrt(s.posterior_variance[t])
+  return mu + jnp.where(t > 0, std, 0.0) * noise
+
+
 def ddpm_sample(
   eps_fn: Callable,
   schedule: Schedule,
@@ -160,20 +191,10 @@ def ddpm_sample(
     eps, v = _split_output(eps_fn(z, jnp.full((batch,), t, jnp.int32)))
     if learned and v is None:
       raise ValueError("variance='learned_range' needs eps_fn to return (eps, var_values)")
-    alpha, ab_t, beta = s.alphas[t], s.alphas_cumprod[t], s.betas[t]
-    if clip_x0:
-      x0 = jnp.clip(predict_x0(z, eps, ab_t), -1.0, 1.0)
-      mu = s.posterior_mean_coef1[t] * x0 + s.posterior_mean_coef2[t] * z
-    else:
-      mu = (z - (1.0 - alpha) / jnp.sqrt(1.0 - ab_t) * eps) / jnp.sqrt(alpha)
-    if learned:
-      frac = (v + 1.0) / 2.0
-      log_var = frac * jnp.log(beta) + (1.0 - frac) * s.posterior_log_variance_clipped[t]
-      std = jnp.exp(0.5 * log_var)
-    else:
-      std = jnp.sqrt(s.posterior_variance[t])
     noise = _step_noise(noise_mode, base_key, residual_key, t, shape, lam)
-    return mu + jnp.where(t > 0, std, 0.0) * noise, None
+    return ddpm_step(
+      z, eps, t, s, noise=noise, var_values=v, variance=variance, clip_x0=clip_x0
+    ), None
 
   z = draw_noise(noise_mode, base_key, residual_key, shape, lam)
   z, _ = jax.lax.scan(body, z, jnp.arange(s.num_timesteps - 1, -1, -1, dtype=jnp.int32))
