@@ -327,23 +327,16 @@ def decomposition():
     ),
     md("""
           ## Seed grid: content from the base seed, motion from the residual seed
-          `controls.seed_grid` with `sample.vary = "both"` samples video $(i, j)$ from base
-          seed $i$ and residual seed $j$ (paper Fig. 1). With DDIM ($\\eta = 0$) the centre
-          frame only ever sees the base generator, so videos in a row share their centre
-          frame: the matrix on the right is zero within each row's block."""),
+          `Pipeline.seed_grid(GRID, "both")` samples video $(i, j)$ from base
+          seed $i$ and residual seed $j$ (paper Fig. 1; the CLI's `--vary=both`). With DDIM
+          ($\\eta = 0$) the centre frame only ever sees the base generator, so videos in a
+          row share their centre frame: the matrix on the right is zero within each row's
+          block."""),
     code("""
-          from videofusion_jax.sampling import controls
-          from videofusion_jax.data import video_io
-
-          grid = config.copy_and_resolve_references()
-          grid.sample.vary = "both"
-          grid.sample.num_videos = GRID
-          grid.sample.batch_size = GRID * GRID
-          paths = controls.seed_grid(grid, WORKDIR)
-          mp4s = [p for p in paths if p.suffix == ".mp4"]
-          videos = np.stack([video_io.read_video(p) for p in mp4s])
+          pipe = videofusion_jax.Pipeline.from_workdir(WORKDIR)
+          videos = pipe.seed_grid(GRID, "both")  # uint8 (GRID * GRID, N, H, W, 3)
           display.show_videos(videos, columns=GRID, fps=config.sample.fps,
-                              titles=[p.stem.replace("grid_both_", "") for p in mp4s])
+                              titles=[f"b{i}_r{j}" for i in range(GRID) for j in range(GRID)])
 
           centre = videos[:, (videos.shape[1] - 1) // 2].astype(np.float32)
           diff = np.abs(centre[:, None] - centre[None]).mean(axis=(2, 3, 4))
@@ -366,6 +359,9 @@ def decomposition():
           window (`fixed_base = False`, the baseline) it drifts. The plot shows how far each
           frame is from the first."""),
     code("""
+          from videofusion_jax.data import video_io
+          from videofusion_jax.sampling import controls
+
           long = config.copy_and_resolve_references()
           # Overlap (window - 1) // 2: the centre frame, which carries the base noise, is new in
           # every window, so fixed and fresh base noise differ; with a larger overlap the known
@@ -496,6 +492,18 @@ def convert_and_sample():
           plt.title(f"relative max error {err:.1e}")
           plt.show()
           assert err < 1e-4, err
+          """),
+    md("""
+          ## Images from the converted U-Net alone
+          `Pipeline.from_converted` samples the converted U-Net as the base generator
+          alone: images (one-frame videos), the centre frame a video model started from it
+          would make. A quick look at what a conversion samples before training on it (a
+          random U-Net's images are noise)."""),
+    code("""
+          from videofusion_jax.sampling import display
+
+          images = videofusion_jax.Pipeline.from_converted(out, num_steps=SAMPLE_STEPS)(4)
+          display.show_images(images[:, 0])  # uint8 (4, 1, H, W, 3): one frame each
           """),
     md("""
           ## VideoFusion with the converted base generator

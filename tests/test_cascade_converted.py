@@ -1,7 +1,7 @@
 """The cascade's SR stage from a converted Karlo folder (`convert unclip` of a tiny random
 pipeline): which folders `--superres_workdir` takes, the config it gets, Karlo's
 super_res_first/super_res_last split of the steps (checked against the two networks
-called step by step), and cascade() writing both resolutions."""
+called step by step), and the CLI's cascade mode writing both resolutions."""
 
 import shutil
 
@@ -16,6 +16,7 @@ pytest.importorskip("diffusers")
 from configs import demo  # noqa: E402
 from tests.convert.test_unclip_convert import save_tiny_pipeline  # noqa: E402
 from videofusion_jax import diffusion  # noqa: E402
+from videofusion_jax import sample as sample_cli  # noqa: E402
 from videofusion_jax.convert import diffusers_unclip  # noqa: E402
 from videofusion_jax.data import video_io  # noqa: E402
 from videofusion_jax.diffusion.noise_sharing import draw_noise, video_keys  # noqa: E402
@@ -138,7 +139,9 @@ def test_the_last_step_runs_super_res_last(converted):
 @pytest.mark.slow  # the base model's and the SR pair's sampler compiles: ~20 s
 def test_cascade_with_a_converted_folder_writes_both_sizes(converted, tmp_path):
   workdir = tmp_path / "base"  # no checkpoint: the base model samples fresh weights
-  low, high = cascade.cascade(base_config(), str(workdir), str(converted / "super_res_first"))
+  low, high = sample_cli.cascade_files(
+    base_config(), str(workdir), str(converted / "super_res_first")
+  )
   assert (
     [p.name for p in low]
     == [p.name for p in high]

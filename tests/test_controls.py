@@ -11,6 +11,7 @@ from flax import nnx
 from PIL import Image
 
 from videofusion_jax import diffusion
+from videofusion_jax import sample as sample_cli
 from videofusion_jax.configs import demo
 from videofusion_jax.data import video_io
 from videofusion_jax.models.from_config import videofusion_config
@@ -60,7 +61,7 @@ def test_seed_grid_keeps_content_with_the_base_seed(tmp_path):
   the other frames differ."""
   config = tiny_config()
   config.sample.vary = "residual"
-  paths = controls.seed_grid(config, str(tmp_path))
+  paths = sample_cli.seed_grid_files(config, str(tmp_path))  # the CLI's --vary=residual
   assert [p.name for p in paths] == [
     "grid_residual_b0_r0.mp4",
     "grid_residual_b0_r1.mp4",

@@ -12,7 +12,7 @@ import videofusion_jax
 from videofusion_jax import sample as sample_cli
 from videofusion_jax.configs import demo
 from videofusion_jax.data import video_io
-from videofusion_jax.sampling import generate, run_config
+from videofusion_jax.sampling import controls, generate, run_config
 from videofusion_jax.sampling.pipeline import Pipeline
 from videofusion_jax.training.loop import train
 
@@ -129,6 +129,51 @@ def test_long_video_k_is_the_same_whatever_the_batch(pipe):
   one = pipe(1, base_seed=3, residual_seed=4, num_frames=6)
   assert np.abs(three[:1].astype(int) - one).max() <= 1  # another batch shape: rounding
   assert np.abs(three[2].astype(int) - three[1]).mean() > 1
+
+
+def test_seed_grid_rows_share_the_base_seeds_content(pipe):
+  """`seed_grid(2, "both")`: video i * 2 + j of base offset i and residual offset j; with
+  DDIM (eta = 0) the centre frame only ever sees the base generator."""
+  grid = pipe.seed_grid(2, "both", base_seed=3, residual_seed=4)
+  assert grid.shape == (4, 4, 16, 16, 3) and grid.dtype == np.uint8
+  c = 1  # the centre of 4 frames
+  np.testing.assert_array_equal(grid[0, c], grid[1, c])  # base offset 0, residuals 0 and 1
+  np.testing.assert_array_equal(grid[2, c], grid[3, c])
+  assert np.abs(grid[0, c].astype(int) - grid[2, c]).mean() > 1  # another base: other content
+  assert np.abs(grid[0, 0].astype(int) - grid[1, 0]).mean() > 1  # another residual: motion
+  # The grid's keys are the calls': video (0, 0) is video 0 of a call with the same seeds,
+  # and a "base" grid is the "both" grid's first column.
+  np.testing.assert_array_equal(grid[0], pipe(2, base_seed=3, residual_seed=4)[0])
+  np.testing.assert_array_equal(pipe.seed_grid(2, "base", 3, 4), grid[[0, 2]])
+  with pytest.raises(ValueError, match="sample.vary='motion'"):
+    pipe.seed_grid(2, "motion")
+
+
+def test_the_clis_seed_grid_writes_the_pipelines_arrays(pipe, workdir, tmp_path, monkeypatch):
+  """`sample --vary=both --num_videos=2 --base_seed=3 --residual_seed=4`: the arrays it
+  hands to `controls.write_seed_grid` (before the lossy mp4s) are `pipe.seed_grid`'s."""
+  run = shutil.copytree(workdir, tmp_path / "run")
+  config = demo.get_config("setting=tiny")
+  config.sample.vary, config.sample.num_videos = "both", 2
+  config.sample.base_seed, config.sample.residual_seed = 3, 4
+  written, real = [], controls.write_seed_grid
+
+  def keep(videos, out_dir, **kwargs):
+    written.append(videos)
+    return real(videos, out_dir, **kwargs)
+
+  monkeypatch.setattr(controls, "write_seed_grid", keep)
+  paths = sample_cli.seed_grid_files(
+    run_config.checkpoint_config(config, str(run)).config, str(run)
+  )
+  np.testing.assert_array_equal(written[0], pipe.seed_grid(2, "both", 3, 4))
+  assert [p.name for p in paths] == [
+    "grid_both_b0_r0.mp4",
+    "grid_both_b0_r1.mp4",
+    "grid_both_b1_r0.mp4",
+    "grid_both_b1_r1.mp4",
+    "grid_both.png",
+  ]
 
 
 def test_save_writes_one_mp4_per_video(pipe, tmp_path):

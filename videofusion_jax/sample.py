@@ -51,7 +51,7 @@ from videofusion_jax.metrics.motion import (
 )
 from videofusion_jax.models.from_config import condition_of
 from videofusion_jax.progress import Progress
-from videofusion_jax.sampling import cascade, controls, generate, run_config
+from videofusion_jax.sampling import controls, generate, run_config
 from videofusion_jax.sampling.conditions import read_prompts
 from videofusion_jax.sampling.modes import sample_mode
 from videofusion_jax.sampling.pipeline import Pipeline
@@ -214,8 +214,23 @@ def print_videos(config, workdir: str) -> None:
     print(synthetic_motion(config, videos))
 
 
+def seed_grid_files(config, workdir: str) -> list[Path]:
+  """Mode "seed_grid": the `sample.vary` grid of `sample.num_videos` per axis, a
+  `Pipeline.seed_grid`, written to WORKDIR/samples (`controls.write_seed_grid`)."""
+  parallel.maybe_initialize_distributed(config.distributed)  # before any device use
+  s = config.sample
+  videos = Pipeline(config, workdir).seed_grid(
+    s.num_videos,
+    s.vary,
+    s.base_seed,
+    s.residual_seed,
+    progress=Progress("seed grid", unit="videos").update,
+  )
+  return controls.write_seed_grid(videos, storage.path(workdir) / "samples", vary=s.vary, fps=s.fps)
+
+
 def write_seed_grid(config, workdir: str) -> None:
-  paths = controls.seed_grid(config, workdir)
+  paths = seed_grid_files(config, workdir)
   print(f"wrote a {config.sample.vary} seed grid of {len(paths) - 1} videos (mp4) and {paths[-1]}")
 
 
@@ -228,8 +243,45 @@ def write_long_videos(config, workdir: str) -> None:
   )
 
 
+def cascade_files(
+  config,
+  workdir: str,
+  superres_workdir: str,
+  superres_config=None,
+  *,
+  superres_guidance_scale: float | None = None,
+) -> tuple[list[Path], list[Path]]:
+  """Mode "cascade": a `Pipeline` with DIR as its SR stage; its base videos written to
+  WORKDIR/samples and their super-resolved versions to WORKDIR/samples_<H> (an mp4 and
+  a gif per video, then the frame strip, as `generate.write_samples`); return both
+  lists of paths."""
+  parallel.maybe_initialize_distributed(config.distributed)  # before any device use
+  pipe = Pipeline(
+    config,
+    workdir,
+    superres_workdir=superres_workdir,
+    superres_config=superres_config,
+    superres_guidance_scale=superres_guidance_scale,
+  )
+  s = config.sample
+  low, high = pipe.cascade(
+    s.num_videos,
+    s.base_seed,
+    s.residual_seed,
+    progress=Progress("base videos", unit="videos").update,
+    superres_progress=Progress("super-resolution", unit="videos").update,
+  )
+  out = storage.path(workdir)
+  low_paths = generate.write_samples(
+    [low], out / "samples", fps=s.fps, image_size=config.data.image_size
+  )
+  size = pipe.image_size
+  high_paths = generate.write_samples(high, out / f"samples_{size}", fps=s.fps, image_size=size)
+  return low_paths, high_paths
+
+
 def write_cascade(config, workdir: str) -> None:
-  low, high = cascade.cascade(
+  low, high = cascade_files(
     config,
     workdir,
     _SUPERRES_WORKDIR.value,

@@ -1,9 +1,10 @@
-"""The cascade: base videos, then the super-resolution stage, both resolutions on disk.
+"""The cascade: base videos, then the super-resolution stage.
 
-`cascade(config, workdir, superres_workdir)` (`sample.py --superres_workdir=DIR`) samples
-`config.sample.num_videos` videos with the base model of WORKDIR (written to
-WORKDIR/samples/ as `sample.py` writes them), then super-resolves them with the SR model
-of DIR (models/superres.py) and writes WORKDIR/samples_<H>/ (e.g. samples_128/).
+`SuperResStage` holds the SR model of DIR (models/superres.py) and super-resolves base
+videos batch by batch; `Pipeline.from_workdir(W, superres_workdir=DIR)` runs it after
+its base model, and the sample CLI's cascade mode (`sample.py --superres_workdir=DIR`)
+writes that Pipeline's videos to WORKDIR/samples/ and WORKDIR/samples_<H>/ (e.g.
+samples_128/). `superres_batches` is the stage alone, for any low-res videos.
 
 DIR is an SR training workdir or a converted Karlo SR folder (`convert unclip`'s
 OUT/super_res_first, with OUT/super_res_last for the last step; superres_folders.py).
@@ -13,7 +14,8 @@ settings of `--superres_config` or of the base config): its schedule, DDIM steps
 mode and lam, and its fixed noise-augmentation level `sample.aug_level`. SR video k
 takes its noise keys from the SR config's seeds (`noise_sharing.video_keys`) and its
 augmentation noise from `fold_in(base_key_k, AUG_NOISE_STREAM)`, so it is the same video
-whatever the batch size.
+whatever the batch size. (A converted folder without `--superres_config` takes the
+base config's seeds: `--base_seed` / `--residual_seed` then seed both stages.)
 The base videos pass between the stages as float arrays, never through a video file.
 
 Guidance of the SR stage: an SR model trained with a condition (`cond`, as
@@ -34,9 +36,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import logging
 
-from videofusion_jax import diffusion, parallel, storage
+from videofusion_jax import diffusion, parallel
 from videofusion_jax.checkpoint import Checkpoints
 from videofusion_jax.data.conditions import check_class_ids
 from videofusion_jax.diffusion.noise_sharing import video_keys
@@ -49,7 +50,6 @@ from videofusion_jax.sampling.generate import (
   VideoSampler,
   load_ema_params,
   sampler_config,
-  write_samples,
 )
 
 AUG_NOISE_STREAM = 0x5352  # fold_in data of the augmentation-noise keys ("SR")
@@ -84,19 +84,6 @@ def superres_stage_config(
   )
 
 
-def superres_stage(
-  superres_workdir: str | Path,
-  superres_config: ml_collections.ConfigDict | None = None,
-  base_config: ml_collections.ConfigDict | None = None,
-  *,
-  mesh=None,
-  rules=None,
-):
-  """(sr_config, graphdef, state) of DIR, either kind of folder."""
-  sr_config = superres_stage_config(superres_workdir, superres_config, base_config)
-  return (sr_config, *superres_params(sr_config, superres_workdir, mesh=mesh, rules=rules))
-
-
 def superres_params(
   sr_config: ml_collections.ConfigDict, superres_workdir: str | Path, *, mesh=None, rules=None
 ):
@@ -128,22 +115,6 @@ def check_stages(config: ml_collections.ConfigDict, sr_config: ml_collections.Co
     )
 
 
-def _sampler(
-  config, spec, graphdef, num_frames: int, image_size: int, num_videos: int, mesh, rules
-) -> VideoSampler:
-  s = config.sample
-  return VideoSampler(
-    graphdef,
-    spec.config,
-    num_frames=num_frames,
-    image_size=image_size,
-    batch_size=min(s.batch_size, num_videos),
-    config=sampler_config(config),
-    mesh=mesh,
-    rules=rules,
-  )
-
-
 def superres_conditions(
   config: ml_collections.ConfigDict,
   sr_cond: ConditionConfig,
@@ -170,6 +141,136 @@ def superres_conditions(
   return out
 
 
+def superres_settings(
+  superres_workdir: str | Path,
+  superres_config: ml_collections.ConfigDict | None,
+  base_config: ml_collections.ConfigDict,
+  *,
+  guidance_scale: float | None = None,
+) -> ml_collections.ConfigDict:
+  """The SR stage's config for a cascade over `base_config`'s videos, checked against
+  it before any weights load: `superres_stage_config`, `guidance_scale` (the CLI's
+  `--superres_guidance_scale`) replacing its `sample.guidance_scale`."""
+  sr_config = superres_stage_config(superres_workdir, superres_config, base_config)
+  if guidance_scale is not None:
+    with sr_config.unlocked():
+      sr_config.sample.guidance_scale = guidance_scale
+  check_stages(base_config, sr_config)
+  condition_of(model_spec(sr_config).config)  # validates the SR condition section
+  return sr_config
+
+
+def superres_inputs(sr_config: ml_collections.ConfigDict, low_res, condition: dict | None = None):
+  """(base_keys, residual_keys, cond) of the SR stage on `low_res` (K, N, h, w, C) in
+  [-1, 1]: video k's noise keys from the SR config's seeds, its augmentation noise from
+  `fold_in(base_key_k, AUG_NOISE_STREAM)`, its low-res frames and `condition[k]`."""
+  sr = model_spec(sr_config).config
+  k, n, h, w, c = low_res.shape
+  if (h, w, c) != (sr.low_res_size, sr.low_res_size, sr.channels):
+    raise ValueError(
+      f"low-res videos of shape {low_res.shape}; the SR model takes frames "
+      f"of {sr.low_res_size}x{sr.low_res_size}x{sr.channels}"
+    )
+  if condition_of(sr).enabled and condition is None:
+    raise ValueError(
+      f"the SR model is conditioned (cond.kind={condition_of(sr).kind!r}); "
+      "pass its condition (cascade.superres_conditions)"
+    )
+  s = sr_config.sample
+  base_keys = video_keys(s.base_seed, 0, k)
+  residual_keys = video_keys(s.residual_seed, 0, k)
+  aug_noise = jax.vmap(
+    lambda key: jax.random.normal(jax.random.fold_in(key, AUG_NOISE_STREAM), low_res.shape[1:])
+  )(base_keys)
+  cond = {
+    "low_res": jnp.asarray(low_res, jnp.float32),
+    "aug_level": jnp.full((k,), sr.sample_aug_level, jnp.float32),
+    "aug_noise": aug_noise,
+    **(condition or {}),
+  }
+  return base_keys, residual_keys, cond
+
+
+class SuperResStage:
+  """DIR's SR model, loaded once onto `mesh` (default: one device), its jitted sampler
+  kept per (batch size, sampler settings): the cascade's second stage, for the sample
+  CLI and `Pipeline` alike.
+
+  `sr_config` (from `superres_settings` or `superres_stage_config`) is the stage's
+  config; `follows_base`: it was made from the base config (a converted folder without
+  `--superres_config`), so `config_for` remakes it from each call's base config, seeds
+  included, as the CLI does from its flags.
+  """
+
+  def __init__(
+    self,
+    sr_config: ml_collections.ConfigDict,
+    superres_workdir: str | Path,
+    *,
+    follows_base: bool = False,
+    mesh=None,
+    rules=None,
+  ):
+    self.config, self.workdir, self.follows_base = sr_config, superres_workdir, follows_base
+    self.spec = model_spec(sr_config)
+    if mesh is None:
+      mesh = parallel.make_mesh(sr_config.mesh, jax.devices()[:1])
+    self.mesh = mesh
+    self.rules = rules if rules is not None else parallel.rules_from_config(sr_config.mesh.rules)
+    self.schedule = diffusion.make_schedule(
+      sr_config.diffusion.schedule, sr_config.diffusion.num_timesteps
+    )
+    self.graphdef, self.state = superres_params(
+      sr_config, superres_workdir, mesh=self.mesh, rules=self.rules
+    )
+    self._samplers = {}  # (batch size, SamplerConfig) -> VideoSampler
+
+  @property
+  def image_size(self) -> int:
+    return int(self.config.data.image_size)
+
+  def config_for(self, base_config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The SR config of a cascade whose base stage ran with `base_config`."""
+    if not self.follows_base:
+      return self.config
+    guidance = self.config.sample.guidance_scale
+    sr_config = superres_stage_config(self.workdir, None, base_config)
+    with sr_config.unlocked():
+      sr_config.sample.guidance_scale = guidance  # --superres_guidance_scale, if given
+    return sr_config
+
+  def batches(
+    self,
+    low_res: np.ndarray,
+    *,
+    sr_config: ml_collections.ConfigDict | None = None,
+    condition: dict | None = None,
+    progress=None,
+  ) -> Iterator[np.ndarray]:
+    """Super-resolve `low_res` (K, N, h, w, C) in [-1, 1] under `sr_config` (default:
+    the stage's): batches (b, N, H, W, C) in [-1, 1]. A conditioned SR model takes
+    `condition` (`superres_conditions`) and is guided with its `sample.guidance_scale`."""
+    sr_config = sr_config or self.config
+    base_keys, residual_keys, cond = superres_inputs(sr_config, low_res, condition)
+    k, n = low_res.shape[:2]
+    settings = sampler_config(sr_config)
+    key = (min(sr_config.sample.batch_size, k), n, settings)
+    if key not in self._samplers:
+      self._samplers[key] = VideoSampler(
+        self.graphdef,
+        self.spec.config,
+        num_frames=n,
+        image_size=self.image_size,
+        batch_size=key[0],
+        config=settings,
+        mesh=self.mesh,
+        rules=self.rules,
+      )
+    return self._samplers[key].keyed_batches(
+      self.state, self.schedule, base_keys, residual_keys, cond=cond, progress=progress
+    )
+
+
 def superres_batches(
   sr_config: ml_collections.ConfigDict,
   superres_workdir: str | Path,
@@ -182,129 +283,10 @@ def superres_batches(
   """Super-resolve `low_res` (K, N, h, w, C) in [-1, 1] with DIR's model run under
   `sr_config` (from `superres_stage_config`): batches (b, N, H, W, C). A conditioned SR
   model takes `condition` (from `superres_conditions`) and is guided with
-  `sr_config.sample.guidance_scale`."""
-  spec = model_spec(sr_config)
-  sr = spec.config
-  k, n, h, w, c = low_res.shape
-  if (h, w, c) != (sr.low_res_size, sr.low_res_size, sr.channels):
-    raise ValueError(
-      f"low-res videos of shape {low_res.shape}; the SR model takes frames "
-      f"of {sr.low_res_size}x{sr.low_res_size}x{sr.channels}"
-    )
-  if mesh is None:
-    mesh = parallel.make_mesh(sr_config.mesh, jax.devices()[:1])
-    rules = parallel.rules_from_config(sr_config.mesh.rules)
-  schedule = diffusion.make_schedule(
-    sr_config.diffusion.schedule, sr_config.diffusion.num_timesteps
-  )
-  graphdef, state = superres_params(sr_config, superres_workdir, mesh=mesh, rules=rules)
-  s = sr_config.sample
-  sampler = _sampler(sr_config, spec, graphdef, n, sr.image_size, k, mesh, rules)
-  base_keys = video_keys(s.base_seed, 0, k)
-  residual_keys = video_keys(s.residual_seed, 0, k)
-  aug_noise = jax.vmap(
-    lambda key: jax.random.normal(jax.random.fold_in(key, AUG_NOISE_STREAM), low_res.shape[1:])
-  )(base_keys)
-  if condition_of(sr).enabled and condition is None:
-    raise ValueError(
-      f"the SR model is conditioned (cond.kind={condition_of(sr).kind!r}); "
-      "pass its condition (cascade.superres_conditions)"
-    )
-  cond = {
-    "low_res": jnp.asarray(low_res, jnp.float32),
-    "aug_level": jnp.full((k,), sr.sample_aug_level, jnp.float32),
-    "aug_noise": aug_noise,
-    **(condition or {}),
-  }
-  yield from sampler.keyed_batches(
-    state, schedule, base_keys, residual_keys, cond=cond, progress=_progress("super-resolution")
-  )
-
-
-def base_videos(
-  config: ml_collections.ConfigDict, workdir: str | Path, *, cond=None, mesh=None, rules=None
-) -> np.ndarray:
-  """`config.sample.num_videos` videos (K, N, h, w, C) in [-1, 1] from WORKDIR's model,
-  video k conditioned on `cond[k]` (from `base_conditions`; None: unconditioned)."""
-  spec = model_spec(config)
-  if mesh is None:
-    mesh = parallel.make_mesh(config.mesh)
-    rules = parallel.rules_from_config(config.mesh.rules)
-  schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-  graphdef, state = load_ema_params(spec, config, str(workdir), mesh, rules)
-  s = config.sample
-  sampler = _sampler(
-    config,
-    spec,
-    graphdef,
-    config.data.num_frames,
-    config.data.image_size,
-    s.num_videos,
-    mesh,
-    rules,
-  )
-  batches = sampler.batches(
-    state,
-    schedule,
-    num_videos=s.num_videos,
-    base_seed=s.base_seed,
-    residual_seed=s.residual_seed,
-    cond=cond,
-    progress=_progress("base videos"),
-  )
-  return np.concatenate(list(batches))
-
-
-def base_conditions(config: ml_collections.ConfigDict) -> dict | None:
-  """Each base video's condition inputs (class ids, prompts' embeddings...), or None."""
-  cond = condition_of(model_spec(config).config)
-  return sample_conditions(config, cond, config.sample.num_videos)
-
-
-def cascade(
-  config: ml_collections.ConfigDict,
-  workdir: str,
-  superres_workdir: str,
-  superres_config: ml_collections.ConfigDict | None = None,
-  *,
-  superres_guidance_scale: float | None = None,
-) -> tuple[list[Path], list[Path]]:
-  """Write base samples to WORKDIR/samples and SR samples to WORKDIR/samples_<H>; return
-  both lists of paths (an mp4 per video, then the frame strip, as `write_samples`; a gif
-  per video is written next to each mp4). `superres_guidance_scale` overrides the SR
-  config's `sample.guidance_scale`."""
-  parallel.maybe_initialize_distributed(config.distributed)  # before any device use
-  sr_config = superres_stage_config(superres_workdir, superres_config, config)
-  if superres_guidance_scale is not None:
-    with sr_config.unlocked():
-      sr_config.sample.guidance_scale = superres_guidance_scale
-  check_stages(config, sr_config)
-  sr_cond = condition_of(model_spec(sr_config).config)  # validates before the base stage
-  mesh = parallel.make_mesh(config.mesh)
-  rules = parallel.rules_from_config(config.mesh.rules)
-  cond = base_conditions(config)
-  sr_condition = superres_conditions(config, sr_cond, cond, config.sample.num_videos)
-  low = base_videos(config, workdir, cond=cond, mesh=mesh, rules=rules)
-  fps = config.sample.fps
-  low_paths = write_samples(
-    [low], storage.path(workdir) / "samples", fps=fps, image_size=config.data.image_size
-  )
-  size = sr_config.data.image_size
-  high_paths = write_samples(
-    superres_batches(
-      sr_config,
-      superres_workdir,
-      low,
-      condition=sr_condition,
-      mesh=mesh,
-      rules=parallel.rules_from_config(sr_config.mesh.rules),
-    ),
-    storage.path(workdir) / f"samples_{size}",
-    fps=fps,
-    image_size=size,
-  )
-  logging.info("Cascade: %d videos at %d and %d pixels.", len(low), low.shape[2], size)
-  return low_paths, high_paths
+  `sr_config.sample.guidance_scale`. `SuperResStage` keeps the model for more calls."""
+  superres_inputs(sr_config, low_res, condition)  # checked now, before any weights load
+  stage = SuperResStage(sr_config, superres_workdir, mesh=mesh, rules=rules)
+  return stage.batches(low_res, condition=condition, progress=_progress("super-resolution"))
 
 
 def _progress(what: str):

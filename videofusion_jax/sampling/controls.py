@@ -1,9 +1,10 @@
 """The controls the decomposition gives, from Python and behind `sample.py` flags.
 
-- `seed_grid(config, workdir)` (`--vary=residual|base|both`): videos that keep the base
-  seed and vary the residual seed (same content, new motion), the reverse, or a K x K
-  grid (row i: base seed i, column j: residual seed j) — the paper's Fig. 1 — written
-  as mp4s and one PNG with a row of frames per video.
+- seed grids (`--vary=residual|base|both`): videos that keep the base seed and vary
+  the residual seed (same content, new motion), the reverse, or a K x K grid (row i:
+  base seed i, column j: residual seed j) — the paper's Fig. 1. `grid_keys` gives each
+  video's keys, `Pipeline.seed_grid` samples them, `write_seed_grid` writes them as
+  mp4s and one PNG with a row of frames per video.
 - `long_videos(config, workdir)` (`--num_frames=512`): videos longer than the model's
   window, made window by window with the replacement method and the base noise fixed
   for the whole video (`--fixed_base=false`: fresh base noise per window, the
@@ -34,7 +35,6 @@ from videofusion_jax.models.videofusion import VideoFusion
 from videofusion_jax.progress import Progress
 from videofusion_jax.sampling.generate import (
   SamplerConfig,
-  VideoSampler,
   centre_first,
   load_ema_params,
   model_eps_fn,
@@ -66,38 +66,24 @@ def grid_keys(base_seed: int, residual_seed: int, size: int, vary: str):
   return bases[bi], residuals[ri], names
 
 
-def seed_grid(config: ml_collections.ConfigDict, workdir: str) -> list[Path]:
-  """Write the `config.sample.vary` grid to WORKDIR/samples: `grid_<vary>_b<i>_r<j>.mp4`
-  per video (i, j: which base / residual seed offset) and `grid_<vary>.png` (a row of
-  frames per video, in the same order); return the paths, the PNG last."""
-  vf = videofusion_config(config)
-  s = config.sample
-  base_keys, residual_keys, names = grid_keys(s.base_seed, s.residual_seed, s.num_videos, s.vary)
-  schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-  graphdef, state = load_ema_params(ModelSpec(vf, VideoFusion), config, workdir)
-  sampler = VideoSampler(
-    graphdef,
-    vf,
-    num_frames=config.data.num_frames,
-    image_size=config.data.image_size,
-    batch_size=min(s.batch_size, len(names)),
-    config=sampler_config(config),
-  )
-  out_dir = storage.path(workdir) / "samples"
-  videos = np.concatenate(
-    [
-      video_io.to_uint8(b)
-      for b in sampler.keyed_batches(
-        state, schedule, base_keys, residual_keys, progress=_progress("seed grid", "videos")
-      )
-    ]
-  )
+def write_seed_grid(videos: np.ndarray, out_dir, *, vary: str, fps: int) -> list[Path]:
+  """Write a seed grid's uint8 videos (in `grid_keys`' order, as `Pipeline.seed_grid`
+  returns them) to OUT_DIR: `grid_<vary>_b<i>_r<j>.mp4` per video (i, j: which base /
+  residual seed offset) and `grid_<vary>.png` (a row of frames per video, in the same
+  order); return the paths, the PNG last. Only process 0 writes (the others: [])."""
+  if jax.process_index() != 0:
+    return []
+  size = len(videos) if vary != "both" else round(len(videos) ** 0.5)
+  _, _, names = grid_keys(0, 0, size, vary)
+  if len(names) != len(videos):
+    raise ValueError(f"{len(videos)} videos for a {vary!r} seed grid; expected K or K * K")
+  out_dir = storage.path(out_dir)
   paths = [
-    video_io.write_mp4(out_dir / f"{name}.mp4", v, fps=s.fps) for name, v in zip(names, videos)
+    video_io.write_mp4(out_dir / f"{name}.mp4", v, fps=fps) for name, v in zip(names, videos)
   ]
-  scale = max(1, 64 // config.data.image_size)
+  scale = max(1, 64 // videos.shape[2])
   paths.append(
-    video_io.write_png(out_dir / f"grid_{s.vary}.png", video_io.frame_strip(videos, scale=scale))
+    video_io.write_png(out_dir / f"grid_{vary}.png", video_io.frame_strip(videos, scale=scale))
   )
   return paths
 

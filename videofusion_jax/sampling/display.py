@@ -8,6 +8,7 @@ ffmpeg binary, only PyAV.
 
   from videofusion_jax.sampling import display
   display.show_videos(videos, titles=["seed 0", "seed 1"], fps=8)   # (K, N, H, W, 3)
+  display.show_images(images)                                        # (K, H, W, 3): PNGs
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Sequence
 
 import av
 import numpy as np
+from PIL import Image
 
 from videofusion_jax.data import video_io
 
@@ -102,6 +104,48 @@ def video_html(
     )
   rows = ["<tr>" + "".join(cells[i : i + columns]) + "</tr>" for i in range(0, k, columns)]
   return "<table>" + "".join(rows) + "</table>"
+
+
+def png_bytes(image, *, scale: int | None = None) -> bytes:
+  """One image (H, W, C), uint8 or floats in [-1, 1] -> PNG bytes, enlarged like videos."""
+  ((image,),) = _as_videos(np.asarray(image)[None])
+  buffer = io.BytesIO()
+  Image.fromarray(enlarge(image[None], scale or default_scale(*image.shape[:2]))[0]).save(
+    buffer, format="PNG"
+  )
+  return buffer.getvalue()
+
+
+def image_html(
+  images, *, titles: Sequence[str] | None = None, columns: int | None = None, scale=None
+) -> str:
+  """HTML of a table of images (K, H, W, C), `columns` per row (default: all)."""
+  images = np.asarray(images)
+  if images.ndim != 4:
+    raise ValueError(f"images have shape {images.shape}; expected (K, H, W, C)")
+  k = len(images)
+  if titles is not None and len(titles) != k:
+    raise ValueError(f"{len(titles)} titles for {k} images; expected one per image")
+  columns = columns or k
+  if columns < 1:
+    raise ValueError(f"columns={columns}; expected >= 1")
+  cells = []
+  for i, image in enumerate(images):
+    data = base64.b64encode(png_bytes(image, scale=scale)).decode("ascii")
+    title = "" if titles is None else f"<div>{html.escape(str(titles[i]))}</div>"
+    cells.append(
+      f'<td style="text-align:center;padding:4px">{title}'
+      f'<img src="data:image/png;base64,{data}"></td>'
+    )
+  rows = ["<tr>" + "".join(cells[i : i + columns]) + "</tr>" for i in range(0, k, columns)]
+  return "<table>" + "".join(rows) + "</table>"
+
+
+def show_images(images, **kwargs) -> None:
+  """Display `image_html(images, **kwargs)` in the running notebook (IPython)."""
+  from IPython.display import HTML, display  # only in a notebook
+
+  display(HTML(image_html(images, **kwargs)))
 
 
 def show_videos(videos, **kwargs) -> None:

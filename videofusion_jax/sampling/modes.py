@@ -1,11 +1,11 @@
 """Which of its four jobs the sample CLI does: `sample.mode`, checked against the rest.
 
 - "videos" (the default): `sample.num_videos` clips of the model's window (`Pipeline`).
-- "seed_grid": the `sample.vary` grid of seeds (`controls.seed_grid`, paper Fig. 1).
+- "seed_grid": the `sample.vary` grid of seeds (`Pipeline.seed_grid`, paper Fig. 1).
 - "long": videos of `sample.num_frames` > the window, window by window
   (`controls.long_videos`, Sec 4.6).
 - "cascade": the videos, then the SR model of `--superres_workdir` on them
-  (`cascade.cascade`).
+  (`Pipeline.cascade`).
 
 The settings each mode needs also imply it, so the CLI's shorthands keep their meaning:
 `--vary=base` is a seed grid, `--num_frames=512` long videos, `--superres_workdir=DIR`
