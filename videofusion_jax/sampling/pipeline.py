@@ -45,12 +45,9 @@ from videofusion_jax.sampling.generate import VideoSampler, load_ema_params, sam
 def saved_config(workdir: str) -> ml_collections.ConfigDict:
   """The config saved with WORKDIR's latest checkpoint; FileNotFoundError without one."""
   with Checkpoints(workdir, read_only=True) as ckpt:
-    step = ckpt.latest_step()
-    if step is None:
-      raise FileNotFoundError(
-        f"no checkpoint in {ckpt.directory}: train there first "
-        f"(python -m videofusion_jax.train --workdir={workdir})"
-      )
+    step = ckpt.latest_step_or_raise(
+      f"train there first (python -m videofusion_jax.train --workdir={workdir})"
+    )
     return ml_collections.ConfigDict(ckpt.saved_config(step))
 
 
