@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from videofusion_jax.data.synthetic import SyntheticShapes
+from videofusion_jax.data.synthetic import DIRECTIONS, SyntheticShapes
 from videofusion_jax.data.video_io import to_uint8
 from videofusion_jax.metrics.motion import (
   brightness_flicker,
@@ -64,3 +64,42 @@ def test_synthetic_data_glides_at_its_configured_speed():
   slower = SyntheticShapes(num_clips=64, speed=0.25, seed=3)
   slow_videos = to_uint8(np.stack([slower[i]["video"] for i in range(64)]))
   assert object_motion(slow_videos).speed == pytest.approx(speed / 2, rel=0.2)
+
+
+def _centroids(video):
+  """Per-frame centroid (N, 2) of a one-colour float video on black: a box-filtered
+  pixel is coverage x colour, so weighting by its brightest channel weighs coverage."""
+  weight = (video + 1).max(axis=-1)  # (N, H, W)
+  ys, xs = np.mgrid[0 : video.shape[1], 0 : video.shape[2]]
+  return (
+    np.stack([(weight * ys).sum((1, 2)), (weight * xs).sum((1, 2))], -1)
+    / weight.sum((1, 2))[:, None]
+  )
+
+
+def test_colour_motion_glides_each_colour_its_own_way_inside_the_frame():
+  source = SyntheticShapes(
+    num_clips=48, num_frames=8, image_size=16, speed=0.75, motion="colour", labels="colour"
+  )
+  for i in range(48):
+    video, k = source[i]["video"], source[i]["label"]  # the label is the colour's index
+    centroids = _centroids(video)
+    # The colour's direction at 0.75 px/frame, every frame (the 4x supersampling grid
+    # rounds a step to a quarter pixel).
+    np.testing.assert_allclose((centroids[-1] - centroids[0]) / 7, 0.75 * DIRECTIONS[k], atol=0.05)
+    steps = np.diff(centroids, axis=0)
+    np.testing.assert_allclose(steps, np.broadcast_to(0.75 * DIRECTIONS[k], steps.shape), atol=0.2)
+    # Inside for the whole clip: no frame's edge cuts a part of the shape off (the area
+    # varies by up to 7% with the sub-pixel position; a shape a pixel past the edge
+    # loses a fifth or more).
+    area = (video + 1).max(axis=-1).sum(axis=(1, 2))
+    np.testing.assert_allclose(area, area.max(), rtol=0.1, err_msg=f"clip {i} leaves the frame")
+  videos = to_uint8(np.stack([source[i]["video"] for i in range(48)]))
+  assert object_motion(videos) == pytest.approx((0.75, 0.75, 1.0), abs=0.03)
+
+
+def test_colour_motion_refuses_a_path_longer_than_half_the_frame():
+  with pytest.raises(ValueError, match=r"data.synthetic_speed=1.5 over 8 frames glides 10.5 px"):
+    SyntheticShapes(num_frames=8, image_size=16, speed=1.5, motion="colour")
+  with pytest.raises(ValueError, match="data.synthetic_motion='spin'"):
+    SyntheticShapes(motion="spin")

@@ -53,6 +53,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.channels = 3                 # RGB
   c.data.num_clips = 100_000          # size of the synthetic set (clips are made on read)
   c.data.synthetic_speed = 0.5        # synthetic shapes' speed, pixels per frame
+  c.data.synthetic_motion = "random"  # "random": drift and bounce; "colour": each colour
+                                      # glides its own way (data/synthetic.py)
+  c.data.synthetic_shapes = 2         # synthetic shapes per clip: 1 to this many
   c.data.synthetic_labels = "shape"   # synthetic label: "shape" (2) or "colour" (6
                                       # classes; configs/demo.py:cond=class)
   c.data.webvid_csv = ""              # "webvid": WebVid's results_*.csv (captions)

@@ -40,6 +40,8 @@ def _clip_source(data: ml_collections.ConfigDict, *, seed: int):
       speed=data.synthetic_speed,
       seed=seed,
       labels=data.synthetic_labels,
+      motion=data.synthetic_motion,
+      max_shapes=data.synthetic_shapes,
     )
   if data.source == "folder":
     if data.channels != 3:
