@@ -217,36 +217,12 @@ class ConvertedPipeline:
     """Class ids the U-Net takes (`class_id=`), or None for an unconditional one."""
     return self.unet_config.num_class_embeds if self.unet_config.class_embed_type else None
 
-  def __call__(
-    self,
-    num_images: int,
-    base_seed: int = 0,
-    residual_seed: int = 0,
-    *,
-    num_frames: int | None = None,
-    class_id: int | None = None,
-    prompt: str | None = None,
-    guidance_scale: float | None = None,
-    progress: Callable[[int, int], None] | None = None,
-  ) -> np.ndarray:
+  def __call__(self, num_images: int, base_seed: int = 0, residual_seed: int = 0, **kwargs):
     """uint8 images (num_images, 1, H, W, 3): image k is the centre frame of video k
     of `base_seed` from a video model with this base generator; `residual_seed` is
-    taken for a Pipeline's signature and changes nothing. `class_id`: a
-    class-conditioned U-Net's class (default: the classes in turn)."""
-    return np.concatenate(
-      list(
-        self.batches(
-          num_images,
-          base_seed,
-          residual_seed,
-          num_frames=num_frames,
-          class_id=class_id,
-          prompt=prompt,
-          guidance_scale=guidance_scale,
-          progress=progress,
-        )
-      )
-    )
+    taken for a Pipeline's signature and changes nothing. The keywords are `batches`':
+    `class_id`, a class-conditioned U-Net's class (default: the classes in turn)."""
+    return np.concatenate(list(self.batches(num_images, base_seed, residual_seed, **kwargs)))
 
   def batches(
     self,

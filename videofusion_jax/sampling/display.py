@@ -87,21 +87,27 @@ def video_html(
   scale: int | None = None,
 ) -> str:
   """HTML of a table of looping, autoplaying videos, `columns` per row (default: all)."""
-  videos = _as_videos(videos)
-  k = len(videos)
+  media = [
+    '<video autoplay loop muted playsinline controls src="data:video/mp4;base64,'
+    f'{base64.b64encode(mp4_bytes(video, fps=fps, scale=scale)).decode("ascii")}"></video>'
+    for video in _as_videos(videos)
+  ]
+  return _table_html(media, titles, columns, "videos")
+
+
+def _table_html(media: list[str], titles: Sequence[str] | None, columns: int | None, what: str):
+  """A table of the HTML elements `media`, each under its title, `columns` per row."""
+  k = len(media)
   if titles is not None and len(titles) != k:
-    raise ValueError(f"{len(titles)} titles for {k} videos; expected one per video")
+    raise ValueError(f"{len(titles)} titles for {k} {what}; expected one per {what[:-1]}")
   columns = columns or k
   if columns < 1:
     raise ValueError(f"columns={columns}; expected >= 1")
-  cells = []
-  for i, video in enumerate(videos):
-    data = base64.b64encode(mp4_bytes(video, fps=fps, scale=scale)).decode("ascii")
-    title = "" if titles is None else f"<div>{html.escape(str(titles[i]))}</div>"
-    cells.append(
-      f'<td style="text-align:center;padding:4px">{title}<video autoplay loop '
-      f'muted playsinline controls src="data:video/mp4;base64,{data}"></video></td>'
-    )
+  cells = [
+    f'<td style="text-align:center;padding:4px">'
+    f"{'' if titles is None else f'<div>{html.escape(str(titles[i]))}</div>'}{m}</td>"
+    for i, m in enumerate(media)
+  ]
   rows = ["<tr>" + "".join(cells[i : i + columns]) + "</tr>" for i in range(0, k, columns)]
   return "<table>" + "".join(rows) + "</table>"
 
@@ -123,22 +129,11 @@ def image_html(
   images = np.asarray(images)
   if images.ndim != 4:
     raise ValueError(f"images have shape {images.shape}; expected (K, H, W, C)")
-  k = len(images)
-  if titles is not None and len(titles) != k:
-    raise ValueError(f"{len(titles)} titles for {k} images; expected one per image")
-  columns = columns or k
-  if columns < 1:
-    raise ValueError(f"columns={columns}; expected >= 1")
-  cells = []
-  for i, image in enumerate(images):
-    data = base64.b64encode(png_bytes(image, scale=scale)).decode("ascii")
-    title = "" if titles is None else f"<div>{html.escape(str(titles[i]))}</div>"
-    cells.append(
-      f'<td style="text-align:center;padding:4px">{title}'
-      f'<img src="data:image/png;base64,{data}"></td>'
-    )
-  rows = ["<tr>" + "".join(cells[i : i + columns]) + "</tr>" for i in range(0, k, columns)]
-  return "<table>" + "".join(rows) + "</table>"
+  media = [
+    f'<img src="data:image/png;base64,{base64.b64encode(png_bytes(i, scale=scale)).decode()}">'
+    for i in images
+  ]
+  return _table_html(media, titles, columns, "images")
 
 
 def show_images(images, **kwargs) -> None:

@@ -221,26 +221,18 @@ class Pipeline:
     base_seed: int = 0,
     residual_seed: int = 0,
     *,
-    prompt: str | None = None,
-    class_id: int | None = None,
-    guidance_scale: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    **condition,
   ) -> np.ndarray:
     """The seed grid of the paper's Fig. 1 (the CLI's `--vary=VARY --num_videos=SIZE`),
     uint8 (K, N, H, W, 3) in `controls.grid_keys`' order: "residual", SIZE videos of base
     seed offset 0 and residual offsets 0..SIZE-1 (same content, new motion); "base",
     the reverse; "both", SIZE x SIZE videos, video i * SIZE + j of base offset i and
-    residual offset j. The keywords are `batches`'; with an SR stage, the super-resolved
+    residual offset j. The condition keywords are `batches`' (`prompt`, `class_id`,
+    `guidance_scale`); with an SR stage, the super-resolved
     grid (SR video k: the SR seeds' video k)."""
     base_keys, residual_keys, _ = grid_keys(base_seed, residual_seed, size, vary)
-    config = self._call_config(
-      len(base_keys),
-      base_seed,
-      residual_seed,
-      prompt=prompt,
-      class_id=class_id,
-      guidance_scale=guidance_scale,
-    )
+    config = self._call_config(len(base_keys), base_seed, residual_seed, **condition)
     return np.concatenate(list(self._uint8_batches(config, base_keys, residual_keys, progress)))
 
   def cascade(
@@ -249,28 +241,20 @@ class Pipeline:
     base_seed: int = 0,
     residual_seed: int = 0,
     *,
-    prompt: str | None = None,
-    class_id: int | None = None,
-    guidance_scale: float | None = None,
     progress: Callable[[int, int], None] | None = None,
     superres_progress: Callable[[int, int], None] | None = None,
+    **condition,
   ) -> tuple[np.ndarray, Iterator[np.ndarray]]:
     """Both stages: the base videos, uint8 (K, N, h, w, 3), and their super-resolved
     versions as they come, uint8 batches (b, N, H, W, 3): what the sample CLI's cascade
-    mode writes to samples/ and samples_<H>/. A call returns the second alone."""
+    mode writes to samples/ and samples_<H>/. A call returns the second alone. The
+    condition keywords are `batches`' (`prompt`, `class_id`, `guidance_scale`)."""
     if self.superres is None:
       raise ValueError(
         "this Pipeline has no SR stage; make one with "
         "Pipeline.from_workdir(W, superres_workdir=SR_WORKDIR_OR_CONVERTED_FOLDER)"
       )
-    config = self._call_config(
-      num_videos,
-      base_seed,
-      residual_seed,
-      prompt=prompt,
-      class_id=class_id,
-      guidance_scale=guidance_scale,
-    )
+    config = self._call_config(num_videos, base_seed, residual_seed, **condition)
     keys = video_keys(base_seed, 0, num_videos), video_keys(residual_seed, 0, num_videos)
     low, high = self._cascade(config, *keys, progress, superres_progress)
     return video_io.to_uint8(low), (video_io.to_uint8(b) for b in high)
