@@ -94,7 +94,10 @@ class Arm:
     return seed_interval(self.fvds)
 
   def motion_mean(self, key: str) -> float:
-    return float(np.nanmean([r["motion"][key] for r in self.runs]))
+    """The mean over runs of a motion column, skipping runs where it is undefined (None in
+    the record: e.g. no object found in the samples); NaN when no run defines it."""
+    values = np.array([r["motion"][key] for r in self.runs], dtype=np.float64)  # None -> nan
+    return float(np.mean(values[np.isfinite(values)])) if np.isfinite(values).any() else math.nan
 
 
 def _fmt(x: float, digits: int = 1) -> str:

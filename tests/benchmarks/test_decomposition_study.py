@@ -125,6 +125,20 @@ def test_answer_and_table_of_an_unfinished_study():
   assert rows[4] == "| data (real clips) | | | | 0.29 | 0.84 | 8.3 |"
 
 
+def test_motion_undefined_in_a_run_is_skipped_not_a_crash():
+  # study_runner.motion_stats writes None where a run's samples have no object to follow.
+  runs = [_record("a", 0, 100.0, speed=0.2), _record("b", 1, 110.0, speed=0.4)]
+  runs.append(_record("c", 2, 120.0))
+  runs[2]["motion"]["speed"] = None
+  arm = study_stats.Arm("lam=0.5", tuple(runs), 3)
+  assert arm.motion_mean("speed") == pytest.approx(0.3)
+  none = study_stats.Arm("lam=0", (runs[2],), 1)
+  assert math.isnan(none.motion_mean("speed"))
+  assert "| lam=0 | 1 of 1 | 120.0 [115.0, 125.0] | s2: 120.0 [115.0, 125.0] | n/a |" in (
+    study_stats.markdown_table([none])
+  )
+
+
 def test_one_seed_arm_takes_its_runs_bootstrap_interval():
   arm = study_stats.Arm("lam=0.5", (_record("a", 0, 100.0, (90.0, 130.0)),), 1)
   assert arm.interval == (90.0, 130.0)
