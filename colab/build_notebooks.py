@@ -391,6 +391,57 @@ def decomposition():
           plt.legend()
           plt.show()
           """),
+    md("""
+          ## What the studies say
+          Two questions of the paper, asked of the demo at small scale by `make study`
+          (docs/baselines.md):
+
+          - **Does shared noise help?** The decomposition study trains the demo with base
+            noise shared at $\\lambda$ = 0.25 and 0.5, and with independent noise per frame
+            ($\\lambda$ = 0, the standard process, same networks), three seeds each.
+          - **Does a pretrained base help?** The pretraining study trains $\\lambda$ = 0.5
+            from scratch and with its base generator started from an image diffusion model
+            trained on single frames of the same data.
+
+          Each run's samples are scored by FVD against real clips (lower: closer). An arm
+          beats another only when their 95% intervals over seeds do not overlap; otherwise
+          the arms do not separate at this scale. The studies take hours, so these cells only
+          read the folder `make study` writes (`runs/study` in the checkout; resumable, or
+          in parts with `make study STUDY_ARGS=--budget_minutes=60`); without it they say
+          what to run, and a study still running shows the runs done so far."""),
+    code("""
+          from pathlib import Path
+
+          from benchmarks import study_plots
+
+          STUDY = "runs/study"  # make study's folder: here, else in the checkout (ROOT)
+
+          folder = Path(STUDY) if (Path(STUDY) / "study.json").exists() else ROOT / STUDY
+          study = study_plots.read_study(folder)
+          print(study.message)
+          if study.done:  # the tables and sentences of runs/study/*.md, from the same numbers
+            print(study_plots.summary(study))
+          """),
+    md("""
+          FVD per arm: the square is the arm's mean, its bar the 95% interval over seeds;
+          the dots are the runs, each with its bootstrap interval (the spread from the
+          finite number of videos) faint. Below: the samples' motion per arm, the dashed
+          line the real clips'."""),
+    code("""
+          if study.done:
+            display(study_plots.fvd_figure(study))
+            display(study_plots.motion_figure(study))
+          else:
+            print(study.message)
+          """),
+    md("""
+          Samples of each arm (its first seed), one video per row, frames left to right."""),
+    code("""
+          if study.done:
+            display(study_plots.strips_figure(study))
+          else:
+            print(study.message)
+          """),
   ]
 
 

@@ -1,8 +1,9 @@
 """benchmarks/study_plots.py on study folders written by study_runner's own functions:
 the figures hold the tables' intervals and each run, the strips the right run's
-samples, and a missing or partial study says what to run."""
+samples, a missing or partial study says what to run, and the notebook's cells run."""
 
 import dataclasses
+import importlib.util
 import io
 from pathlib import Path
 
@@ -234,6 +235,51 @@ def test_strips_are_the_first_seeds_samples_frames_side_by_side(partial):
   shown = [ax.images[0].get_array() for ax in fig.axes if ax.images]
   assert shown[0].shape == (3 * SIZE + 2, NUM_FRAMES * SIZE, 3)  # a white line between two
   np.testing.assert_array_equal(shown[0][SIZE + 1 : 2 * SIZE + 1], found[0].videos[1])
+
+
+# --- the notebook's cells ----------------------------------------------------------------
+
+
+def _study_cells() -> list[str]:
+  """The code cells of decomposition.ipynb's last section, as build_notebooks writes them."""
+  spec = importlib.util.spec_from_file_location(
+    "build_notebooks", ROOT / "colab/build_notebooks.py"
+  )
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  _, cells = module.decomposition()
+  start = next(i for i, c in enumerate(cells) if c.source.startswith("## What the studies say"))
+  return [c.source for c in cells[start:] if c.cell_type == "code"]
+
+
+def _run_cells(checkout: Path, capsys) -> tuple[str, list]:
+  """The cells in order in one namespace, as the kernel runs them after SETUP (which
+  defines ROOT); `display` is IPython's, here a list of what it was given."""
+  shown = []
+  namespace = {"ROOT": checkout, "display": shown.append}
+  for source in _study_cells():
+    exec(compile(source, "<notebook cell>", "exec"), namespace)
+  return capsys.readouterr().out, shown
+
+
+def test_notebook_cells_without_a_study_print_what_to_run(tmp_path, monkeypatch, capsys):
+  monkeypatch.chdir(tmp_path)
+  text, shown = _run_cells(tmp_path / "checkout", capsys)
+  message = study_plots.read_study(tmp_path / "checkout" / "runs/study").message
+  assert message in text and shown == []
+
+
+def test_notebook_cells_show_the_tables_figures_and_strips(tmp_path, partial, monkeypatch, capsys):
+  monkeypatch.chdir(tmp_path)  # runs/study is not here: the cells find the checkout's
+  (tmp_path / "checkout" / "runs").mkdir(parents=True)
+  (tmp_path / "checkout" / "runs" / "study").symlink_to(partial)
+  text, shown = _run_cells(tmp_path / "checkout", capsys)
+  assert "6 of 10 runs done, 4 missing" in text
+  assert "| independent noise (lam=0) | 2 of 2 |" in text
+  assert len(shown) == 3  # FVD, motion, strips
+  for fig in shown:
+    _render(fig)
+  assert [len(fig.axes) for fig in shown] == [2, 8, 4]
 
 
 # --- a real tiny study --------------------------------------------------------------------
