@@ -27,9 +27,10 @@ def test_demo_gpu_setting_trains_longer_the_same_checkpointable_model():
   from videofusion_jax.checkpoint import config_differences
 
   cpu, gpu = demo.get_config(), demo.get_config("gpu")
-  assert cpu.train.num_steps == 600 and cpu.train.batch_size == 8  # README's CPU demo
+  assert cpu.train.num_steps == 800 and cpu.train.batch_size == 8  # README's CPU demo
   assert cpu.model.residual_context == "centre_frame" and cpu.sample.eta == 1.0
-  assert gpu.train.num_steps * gpu.train.batch_size >= 50 * 600 * 8
+  assert (cpu.data.synthetic_motion, cpu.diffusion.lam) == ("colour", 0.25)
+  assert gpu.train.num_steps * gpu.train.batch_size >= 50 * 800 * 8
   assert gpu.data.worker_count > 0  # one reader thread cannot feed a GPU step
   assert config_differences(json.loads(cpu.to_json()), gpu) == []  # runs/demo resumes
   assert demo.get_config("cpu").to_json() == cpu.to_json()

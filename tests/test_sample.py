@@ -95,9 +95,14 @@ def test_sample_cli_flags(tmp_path):
   assert out.returncode == 0, out.stderr[-2000:]
   assert "wrote 2 videos" in out.stdout
   assert out.stdout.splitlines()[0].endswith("; mode: videos"), out.stdout  # the default
-  # The demo's data is synthetic: the samples' object motion is printed beside the data's.
-  assert re.search(r"samples: objects move [\d.]+ px/frame", out.stdout), out.stdout
-  assert re.search(r"data: +objects move 0\.[1-5]\d px/frame", out.stdout), out.stdout
+  # The demo's data is synthetic: the samples' object motion, frame change and distance
+  # to the centre are printed beside the data's (shapes gliding 0.75 px/frame).
+  for who, speed in (("samples", r"[\d.]+"), ("data", r"0\.7\d")):
+    assert re.search(
+      rf"{who}: +objects move {speed} px/frame .*; frame change [\d.]+/255, to centre "
+      r"[\d.]+/255",
+      out.stdout,
+    ), out.stdout
   assert video_io.read_video(tmp_path / "samples" / "video_001.mp4").shape == (4, 16, 16, 3)
   bad = subprocess.run(
     cmd[:4] + ["--config.diffusion.lamm=0.3"], cwd=root, capture_output=True, text=True, timeout=600

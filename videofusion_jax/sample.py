@@ -125,7 +125,8 @@ _GUIDANCE = flags.DEFINE_float(
 
 
 def synthetic_motion(config, videos: np.ndarray, num_clips: int = 64) -> str:
-  """The samples' object motion beside the synthetic data's.
+  """The samples' object motion, frame change and distance to the centre frame beside
+  the synthetic data's.
 
   Frame change alone cannot tell a glide from jitter in place. On the synthetic set's
   flat background the objects' centroid can (`metrics.motion.object_motion`).
@@ -133,7 +134,14 @@ def synthetic_motion(config, videos: np.ndarray, num_clips: int = 64) -> str:
   source = make_source(config.data, seed=config.seed)
   clips = [source[i]["video"] for i in range(min(num_clips, len(source)))]
   data = video_io.to_uint8(np.stack(clips))
-  return f"samples: {object_motion(videos).describe()}\ndata:    {object_motion(data).describe()}"
+
+  def line(v):
+    return (
+      f"{object_motion(v).describe()}; frame change {frame_change(v):.1f}/255, "
+      f"to centre {centre_distance(v):.1f}/255"
+    )
+
+  return f"samples: {line(videos)}\ndata:    {line(data)}"
 
 
 # The shorthand flags and the `config.sample` fields they set (docs/sampling.md's table).

@@ -78,7 +78,7 @@ def get_config() -> ml_collections.ConfigDict:
   # "centre_x0" feeds x0_hat itself (clipped to [-1, 1]: same scale at every noise level);
   # "centre_frame" feeds the clean centre frame (the data's in training; sampling runs the
   # base's trajectory first and conditions the other frames on its finished frame:
-  # configs/demo.py, RESULTS "Demo quality"); "none" is the paper's per-frame residual
+  # configs/demo.py, docs/history.md "Demo quality"); "none" is the paper's per-frame residual
   # generator (ablation).
   c.model.residual_context = "centre_estimate"
   c.model.learned_variance = False    # True for converted checkpoints with 2C outputs

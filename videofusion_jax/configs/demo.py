@@ -25,7 +25,7 @@ cores the samples keep one object per video, the centre frame included, with a f
 change of 5.1/255 (data 3.9-4.8), but softer shapes than the data's, and they jitter in
 place rather than glide (net speed 0.07 px/frame, data 0.29). The `gpu` setting runs
 12-17 steps/s on an H200. Its recipe, run on a CPU to 2,000 steps, glides: 0.25 px/frame
-(benchmarks/RESULTS.md "Demo quality").
+(docs/history.md "Demo quality").
 """
 
 from videofusion_jax.configs import base
@@ -56,51 +56,63 @@ def get_config(arg: str = "", **defaults: str):
 
 def _demo(setting: str):
   c = base.get_config()
-  c.data.num_frames = 8
+  # One shape per clip, each colour gliding its own way at 0.75 px/frame (3.75 px over
+  # the clip), inside the frame: the centre frame says where its shape goes, so the
+  # residual generator, which denoises each frame from the centre frame and its own
+  # noise, can learn the motion in minutes (data/synthetic.py; benchmarks/RESULTS.md
+  # "Demo that moves"). Shapes of random velocities (motion "random") needed ~1,500
+  # steps of batch 32 to move at all.
+  c.data.synthetic_motion = "colour"
+  c.data.synthetic_speed = 0.75
+  c.data.synthetic_shapes = 1
+  c.data.num_frames = 6  # 8 frames: 1.4x the step time, and the far frames lagged
   c.data.image_size = 16
   tiny = presets.tiny()
   c.model.base = unet_fields(tiny.base)
   c.model.residual = unet_fields(tiny.residual)
   c.diffusion.objective = "v"  # clean frames much sooner than eps (docs/math.md)
+  # The paper's decomposition with less of the noise shared than its default 0.5: on
+  # this budget lam 0.25 moved the shapes 0.66 px/frame (straightness 0.96), lam 0.5
+  # 0.45 (0.66), lam 0.75 (8 frames) 0.20 (RESULTS.md "Demo that moves").
+  c.diffusion.lam = 0.25
   # The residual frames conditioned on the clean centre frame (the data's in training;
-  # sampling finishes the base's centre frame first): frame change 4.8/255 at 600 steps
-  # (data 4.0), frames 5.4/255 from the centre (data 8.3), against 9.8 and 11.9 with the
-  # base's running estimate ("centre_x0"), which let the frames drift from the centre
-  # with longer training (benchmarks/RESULTS.md "Demo quality").
+  # sampling finishes the base's centre frame first), not the base's running estimate
+  # ("centre_x0"), which let the frames drift from the centre (docs/history.md "Demo quality").
   c.model.residual_context = "centre_frame"
-  c.train.num_steps = 600  # about 8 minutes on 2 CPU cores (1.3 steps/s)
+  c.train.num_steps = 800  # about 8 minutes on 2 CPU cores (1.9 steps/s after compiling)
   c.train.batch_size = 8
   c.train.ema_decay = 0.995
   c.train.log_every = 25
   c.train.checkpoint_every = 200
   c.train.sample_every = 0
-  c.optim.lr = 1e-3
-  c.optim.warmup_steps = 100
+  c.optim.lr = 3e-3  # annealed to 0 (cosine): 2.5x lower loss at 800 steps than constant
+  c.optim.warmup_steps = 50
+  c.optim.schedule = "cosine"
   c.optim.base_lr_scale = 1.0  # trained from scratch: no pretrained base to protect
   c.sample.num_steps = 25
-  c.sample.eta = 1.0  # here: half eta 0's jitter (the model has no motion yet)
-  c.sample.num_videos = 4
-  c.sample.batch_size = 4
+  # eta 1: 0.66 px/frame against eta 0's 0.48 on this model (RESULTS.md).
+  c.sample.eta = 1.0
+  c.sample.num_videos = 16  # the motion measures over 16 videos, not 4
+  c.sample.batch_size = 16
   if setting == "gpu":
-    # Same model, data and process (a CPU checkpoint in runs/demo resumes here): 17x the
-    # steps at 4x the batch, the lr annealed to 0, a longer EMA; on an H200 10-14 minutes
-    # (12-17 steps/s). Its first 2,000 steps, run on a CPU: objects move 0.10 / 0.17 /
-    # 0.25 / 0.25 px/frame net at 500 / 1,000 / 1,500 / 2,000 steps (data 0.29), with
-    # straightness 0.22 / 0.50 / 0.72 / 0.81 (data 0.84): motion, not jitter, from
-    # ~1,000 steps on (RESULTS.md "Demo quality").
+    # Same model, data and process (a CPU checkpoint in runs/demo resumes here): 12x the
+    # steps at 4x the batch, a longer EMA; on an H200 10-14 minutes (12-17 steps/s).
+    # Sized on the earlier data (random velocities, 8 frames, lam 0.5), where its first
+    # 2,000 steps on a CPU made objects glide 0.25 px/frame (data 0.29) with
+    # straightness 0.81 (docs/history.md "Demo quality"); on this data it is unmeasured.
     c.train.num_steps = 10_000
     c.train.batch_size = 32
     c.train.ema_decay = 0.999
     c.train.log_every = 250
     c.train.checkpoint_every = 1_000
+    c.optim.lr = 1e-3
     c.optim.warmup_steps = 500
     c.optim.schedule = "cosine"
     # One reader thread makes ~600 synthetic clips/s; a GPU step of batch 32 wants more.
     c.data.worker_count = 8
     c.sample.num_steps = 50
-    # Deterministic DDIM keeps the motion the residual generator has learned: at 2,000
-    # steps eta 0 moves objects 0.25 px/frame (data 0.29), while eta 1's fresh noise
-    # shrinks it to 0.15, and shrank it with training (RESULTS.md "Demo quality").
+    # Deterministic DDIM kept the motion on the earlier data: at 2,000 steps eta 0 moved
+    # objects 0.25 px/frame (data 0.29), eta 1 0.15 (docs/history.md "Demo quality").
     c.sample.eta = 0.0
     c.sample.num_videos = 8
     c.sample.batch_size = 8

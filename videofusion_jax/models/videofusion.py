@@ -254,7 +254,7 @@ class VideoFusion(MixedPrecision, nnx.Module):
         centre_estimate = centre_frame.astype(z_others.dtype)
       if cfg.residual_context == "centre_x0":
         # x0_hat[c] itself, in [-1, 1] at every noise level: sqrt(ab) x0_hat fades to
-        # ~0 at high noise, where the frames' content is decided (RESULTS "Demo quality").
+        # ~0 at high noise, where the frames' content is decided (docs/history.md "Demo quality").
         a = jnp.sqrt(alphas_cumprod[t]).astype(centre_estimate.dtype)[:, None, None, None]
         centre_estimate = jnp.clip(centre_estimate / a, -1.0, 1.0)
       if cfg.residual_context != "none":

@@ -9,7 +9,7 @@ then describes the wrong video). The ratio swapped / true is 1 where the residua
 generator ignores the centre and grows with its reliance on it.
 
 Why it exists: the demo's residual frames drift away from the centre frame as training
-goes on (benchmarks/RESULTS.md "Demo quality": frame-to-centre distance 11 -> 21/255
+goes on (docs/history.md "Demo quality": frame-to-centre distance 11 -> 21/255
 from 500 to 1,000 steps of batch 32), and this ratio at the high noise levels where a
 frame's content is decided (t = 600-800 of 1000) falls with it. A change meant to tie
 the frames to the centre should raise it there; the samples' "to centre" says whether
