@@ -149,7 +149,7 @@ DEMO_CONFIG = """
 
 DEMO_PARAMETERS = """
     WORKDIR = "runs/colab_demo"       # checkpoints, metrics.jsonl, samples/
-    NUM_STEPS = 30 if TINY else 600   # configs/demo.py: ~7 min on 2 CPU cores
+    NUM_STEPS = 30 if TINY else 800   # configs/demo.py: ~7 min on 2 CPU cores
     BATCH_SIZE = 4 if TINY else 8
     LOG_EVERY = 5 if TINY else 25
     SAMPLE_STEPS = 10 if TINY else 25  # DDIM steps
@@ -163,7 +163,7 @@ def quickstart():
       name,
       "VideoFusion quickstart: train, sample, watch",
       """
-          Train the tiny demo VideoFusion (`configs/demo.py`: 8 frames of 16x16, coloured
+          Train the tiny demo VideoFusion (`configs/demo.py`: 6 frames of 16x16, coloured
           shapes moving on black) for a short run, sample videos from its EMA weights and
           watch them, then plot the loss curve from `metrics.jsonl`. Everything goes
           through `train(config, workdir)`, the function `python -m videofusion_jax.train`

@@ -15,17 +15,17 @@ Keys (docs/configs.md; the old `demo.py:gpu`, a bare word, still means `setting=
            2 DDIM steps for 2 videos), which each test overrides only where it must
   cond     none (default); class: each synthetic clip's shapes share one of 6 colours,
            and the colour is the class (data.synthetic_labels="colour"): samples of a
-           class should take its colour, and classifier-free guidance sharpens that
+           class should take its colour (and so its direction), and classifier-free
+           guidance sharpens that
   stage    base (default): the video model; sr: a tiny super-resolution stage for it,
            its 16x16 frames -> 32x32 (with cond=class it takes the class too, trained
            with condition dropout so that the cascade guides it)
 
 `make demo` passes `setting=gpu` when JAX's default backend is a GPU or TPU. On 2 CPU
-cores the samples keep one object per video, the centre frame included, with a frame
-change of 5.1/255 (data 3.9-4.8), but softer shapes than the data's, and they jitter in
-place rather than glide (net speed 0.07 px/frame, data 0.29). The `gpu` setting runs
-12-17 steps/s on an H200. Its recipe, run on a CPU to 2,000 steps, glides: 0.25 px/frame
-(docs/history.md "Demo quality").
+cores (800 steps, 7 min 39 s with sampling) each sample holds one shape in every frame,
+the centre included, gliding its colour's way at 0.66 px/frame with straightness 0.96
+(data 0.75 and 0.99), frame change 7.3/255 (data 5.7) (docs/demo.md; the search behind
+the recipe: benchmarks/RESULTS.md "Demo that moves").
 """
 
 from videofusion_jax.configs import base
@@ -79,7 +79,7 @@ def _demo(setting: str):
   # sampling finishes the base's centre frame first), not the base's running estimate
   # ("centre_x0"), which let the frames drift from the centre (docs/history.md "Demo quality").
   c.model.residual_context = "centre_frame"
-  c.train.num_steps = 800  # about 8 minutes on 2 CPU cores (1.9 steps/s after compiling)
+  c.train.num_steps = 800  # 7 minutes on 2 CPU cores (1.9-2.2 steps/s after the compile)
   c.train.batch_size = 8
   c.train.ema_decay = 0.995
   c.train.log_every = 25
