@@ -44,27 +44,28 @@ def diffusion_settings(scheduler: Mapping[str, Any], where: str = "scheduler") -
   num = scheduler.get("num_train_timesteps")
   if num is not None:
     out["num_timesteps"] = int(num)
-  name = scheduler.get("beta_schedule")
+  name = _mapped(scheduler, "beta_schedule", BETA_SCHEDULES, where, "our 'cosine' and 'linear'")
   if name is not None:
-    if name not in BETA_SCHEDULES:
-      raise ValueError(
-        f"{where}.beta_schedule={name!r} is not a schedule the project can represent "
-        f"(it has {sorted(BETA_SCHEDULES)}, our 'cosine' and 'linear')"
-      )
     out["schedule"] = BETA_SCHEDULES[name]
     if name == "linear":
       _check_linear(scheduler, out.get("num_timesteps", 1000), where)
-  prediction = scheduler.get("prediction_type")
+  prediction = _mapped(scheduler, "prediction_type", PREDICTION_TYPES, where, "eps and v")
   if prediction is not None:
-    if prediction not in PREDICTION_TYPES:
-      raise ValueError(
-        f"{where}.prediction_type={prediction!r}; the project's objectives are "
-        f"{sorted(PREDICTION_TYPES)} (eps and v)"
-      )
     out["objective"] = PREDICTION_TYPES[prediction]
   if scheduler.get("clip_sample") is not None:
     out["clip_x0"] = bool(scheduler["clip_sample"])
   return out
+
+
+def _mapped(scheduler: Mapping[str, Any], key: str, ours: Mapping, where: str, what: str):
+  """`scheduler[key]` (None if unset); ValueError naming it when `ours` has no match."""
+  value = scheduler.get(key)
+  if value is not None and value not in ours:
+    raise ValueError(
+      f"{where}.{key}={value!r} is not one the project can represent (it has "
+      f"{sorted(ours)}, {what})"
+    )
+  return value
 
 
 def _check_linear(scheduler: Mapping[str, Any], num_timesteps: int, where: str) -> None:
