@@ -119,7 +119,7 @@ def test_another_runs_config_file_is_refused_naming_each_field(saved, tmp_path):
   line = out.stderr.strip().splitlines()[-1]
   assert (
     "model.base.block_out_channels=[32, 32] in the config file (checkpoint: [32, 64])" in line
-    and "diffusion.lam=0.9 in the config file (checkpoint: 0.5)" in line
+    and "diffusion.lam=0.9 in the config file (checkpoint: 0.25)" in line
   ), line
   assert not (run / "samples").exists()
 
@@ -175,7 +175,7 @@ def test_train_then_sample_without_repeating_the_overrides_writes_the_trained_si
   first = out.stdout.splitlines()[0]
   assert first.startswith("config: saved with step 1 in "), out.stdout
   assert (
-    "; taken from it, not the config file: data.num_frames=4 (file: 8), "
+    "; taken from it, not the config file: data.num_frames=4 (file: 6), "
     "data.image_size=16 (file: 32); " in first
   )
   assert first.endswith("; overrides: sample.num_steps=2, sample.num_videos=2; mode: videos")
@@ -237,7 +237,7 @@ def test_merge_takes_the_data_shape_and_keeps_the_files_sampling_settings():
   assert config.data.image_size == 16  # the caller's config unchanged
   assert run.describe() == (
     "config: saved with step 5 in W; taken from it, not the "
-    "config file: data.num_frames=4 (file: 8), data.image_size=32 "
+    "config file: data.num_frames=4 (file: 6), data.image_size=32 "
     "(file: 16); overrides: none"
   )
 

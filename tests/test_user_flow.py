@@ -144,7 +144,7 @@ def check_chain(workdir: Path, out, train_steps: int) -> None:
   first = out["sample"].stdout.splitlines()[0]
   assert (
     first.startswith(f"config: saved with step {train_steps} in ")
-    and "data.num_frames=4 (file: 8)" in first
+    and "data.num_frames=4 (file: 6)" in first
   ), out["sample"].stdout
   mp4s = sorted(samples.glob("*.mp4"))
   assert [p.name for p in mp4s] == ["video_000.mp4", "video_001.mp4"]

@@ -3,8 +3,8 @@ the figures hold the tables' intervals and each run, the strips the right run's
 samples, a missing or partial study says what to run, and the notebook's cells run."""
 
 import dataclasses
-import importlib.util
 import io
+import json
 from pathlib import Path
 
 import matplotlib
@@ -241,15 +241,12 @@ def test_strips_are_the_first_seeds_samples_frames_side_by_side(partial):
 
 
 def _study_cells() -> list[str]:
-  """The code cells of decomposition.ipynb's last section, as build_notebooks writes them."""
-  spec = importlib.util.spec_from_file_location(
-    "build_notebooks", ROOT / "colab/build_notebooks.py"
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  _, cells = module.decomposition()
-  start = next(i for i, c in enumerate(cells) if c.source.startswith("## What the studies say"))
-  return [c.source for c in cells[start:] if c.cell_type == "code"]
+  """The code cells of decomposition.ipynb's last section, read from the notebook file
+  (plain JSON; `build_notebooks.py --check` keeps it equal to what the builder writes)."""
+  cells = json.loads((ROOT / "colab/decomposition.ipynb").read_text())["cells"]
+  sources = [("".join(c["source"]), c["cell_type"]) for c in cells]
+  start = next(i for i, (text, _) in enumerate(sources) if text.startswith("## What the studies"))
+  return [text for text, kind in sources[start:] if kind == "code"]
 
 
 def _run_cells(checkout: Path, capsys) -> tuple[str, list]:
