@@ -43,8 +43,13 @@ from videofusion_jax.sampling.generate import load_ema_params, sampler_config
 METHODS = {"plain": False, "recentre": True}  # method -> long_video_windows' recentre
 
 
-def make_videos(config, workdir, overlap, num_windows, recentre: bool) -> np.ndarray:
-  """(K, L, H, W, C) uint8 long videos of `num_windows` windows."""
+def long_video_frames(
+  config, workdir, overlap, num_windows, recentre: bool = True, *, on_window=None
+):
+  """Each window's new frames (K, n, H, W, C) in [-1, 1], as they come, of long videos of
+  `num_windows` windows made as `controls.long_videos` makes them (same window step,
+  keys and base-noise rule) with `recentre` choosing the layout; `on_window(output)`,
+  if given, sees each window step's whole output (K, N, H, W, C)."""
   vf = videofusion_config(config)
   s, window = config.sample, config.data.num_frames
   shape = (s.num_videos, window, config.data.image_size, config.data.image_size, vf.channels)
@@ -55,20 +60,30 @@ def make_videos(config, workdir, overlap, num_windows, recentre: bool) -> np.nda
     state,
     schedule,
   )
-  chunks = [
-    video_io.to_uint8(jax.device_get(new))
-    for _, new in long_video_windows(
-      step,
-      window + (num_windows - 1) * (window - overlap),
-      shape,
-      overlap,
-      video_keys(s.base_seed, 0, s.num_videos),
-      video_keys(s.residual_seed, 0, s.num_videos),
-      fixed_base=bool(s.fixed_base),
-      recentre=recentre,
-    )
-  ]
-  return np.concatenate(chunks, axis=1)
+
+  def watched_step(*args):
+    output = step(*args)
+    if on_window is not None:
+      on_window(output)
+    return output
+
+  for _, new in long_video_windows(
+    watched_step,
+    window + (num_windows - 1) * (window - overlap),
+    shape,
+    overlap,
+    video_keys(s.base_seed, 0, s.num_videos),
+    video_keys(s.residual_seed, 0, s.num_videos),
+    fixed_base=bool(s.fixed_base),
+    recentre=recentre,
+  ):
+    yield new
+
+
+def make_videos(config, workdir, overlap, num_windows, recentre: bool) -> np.ndarray:
+  """(K, L, H, W, C) uint8 long videos of `num_windows` windows."""
+  frames = long_video_frames(config, workdir, overlap, num_windows, recentre)
+  return np.concatenate([video_io.to_uint8(jax.device_get(f)) for f in frames], axis=1)
 
 
 def lag_profile(videos: np.ndarray, window: int) -> np.ndarray:

@@ -17,21 +17,15 @@ measurable difference (200 steps, 8 videos, 6 windows: 0.20 vs 0.20; before issu
 fix, when every later window came out as noise: 0.31 vs 0.32, 300 steps 0.35 vs 0.40).
 """
 
-import functools
-
 import numpy as np
 import pytest
 
+from benchmarks.long_video_overlap import long_video_frames
 from configs import demo
-from videofusion_jax import diffusion
 from videofusion_jax.data import synthetic, video_io
-from videofusion_jax.diffusion.long_video import long_video_windows, placed_known
-from videofusion_jax.diffusion.noise_sharing import video_keys
+from videofusion_jax.diffusion.long_video import placed_known
 from videofusion_jax.metrics.motion import frame_change
-from videofusion_jax.models.from_config import ModelSpec, videofusion_config
-from videofusion_jax.models.videofusion import VideoFusion
 from videofusion_jax.sampling import controls
-from videofusion_jax.sampling.generate import load_ema_params, sampler_config
 from videofusion_jax.training.loop import train
 
 TRAIN_STEPS = 200  # see the test's docstring for the margins measured
@@ -108,35 +102,12 @@ def long_video_windows_of(config, workdir, overlap: int, num_windows: int):
   """(every window step's output (K, N, H, W, C), the video put out (K, L, H, W, C)), in
   [-1, 1], of a long-video batch made as `controls.long_videos` makes it (same window
   step, keys, base-noise rule and window layout)."""
-  vf = videofusion_config(config)
-  s = config.sample
-  shape = (s.num_videos, WINDOW, config.data.image_size, config.data.image_size, vf.channels)
-  graphdef, state = load_ema_params(ModelSpec(vf, VideoFusion), config, workdir)
-  schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-  step = functools.partial(
-    controls.make_window_fn(graphdef, shape, overlap, vf.lam, sampler_config(config)),
-    state,
-    schedule,
-  )
   windows = []
-
-  def keep(*args):
-    windows.append(np.asarray(step(*args)))
-    return windows[-1]
-
-  new = [
-    np.asarray(frames)
-    for _, frames in long_video_windows(
-      keep,
-      WINDOW + (num_windows - 1) * (WINDOW - overlap),
-      shape,
-      overlap,
-      video_keys(s.base_seed, 0, s.num_videos),
-      video_keys(s.residual_seed, 0, s.num_videos),
-      fixed_base=bool(s.fixed_base),
-    )
-  ]
-  return windows, np.concatenate(new, axis=1)
+  new = long_video_frames(
+    config, workdir, overlap, num_windows, on_window=lambda w: windows.append(np.asarray(w))
+  )
+  video = np.concatenate([np.asarray(frames) for frames in new], axis=1)
+  return windows, video
 
 
 @pytest.mark.slow
