@@ -175,7 +175,7 @@ def test_train_then_sample_without_repeating_the_overrides_writes_the_trained_si
   first = out.stdout.splitlines()[0]
   assert first.startswith("config: saved with step 1 in "), out.stdout
   assert (
-    "; taken from it, not the config file: data.num_frames=4 (file: 6), "
+    "; taken from it, not the config file: data.num_frames=4 (file: 8), "
     "data.image_size=16 (file: 32); " in first
   )
   assert first.endswith("; overrides: sample.num_steps=2, sample.num_videos=2; mode: videos")
