@@ -46,6 +46,7 @@ from videofusion_jax.diffusion.samplers import ddim_step, ddpm_step
 from videofusion_jax.diffusion.schedules import ddim_timesteps
 from videofusion_jax.models.unet import UNetConfig
 from videofusion_jax.sampling import outputs
+from videofusion_jax.sampling.generate import padded_batches
 
 SAMPLERS = ("ddim", "ddpm")
 DDPM_VARIANCES = ("fixed_small", "learned_range")
@@ -278,10 +279,8 @@ class ConvertedPipeline:
       shape = (size, s, s, self.unet_config.in_channels)
       self._sample_fns[size] = make_image_sample_fn(self.graphdef, shape, self.settings)
     fn = self._sample_fns[size]
-    for done in range(0, total, size):
-      take = min(size, total - done)
-      idx = np.minimum(np.arange(done, done + size), total - 1)  # pad: repeat the last
-      batch_labels = None if labels is None else jnp.asarray(labels[idx], jnp.int32)
+    for done, take, idx in padded_batches(total, size):
+      batch_labels = None if labels is None else jnp.asarray(labels[np.asarray(idx)], jnp.int32)
       images = jax.device_get(fn(self.state, self.schedule, keys[idx], batch_labels))[:take]
       if progress is not None:
         progress(done + take, total)

@@ -269,15 +269,21 @@ class VideoSampler:
           f"condition {jax.tree_util.keystr(path)} has shape "
           f"{np.shape(leaf)}; expected one entry per video ({total}, ...)"
         )
-    for done in range(0, total, size):
-      take = min(size, total - done)
-      pad = jnp.full((size - take,), done + take - 1, jnp.int32)
-      idx = jnp.concatenate([jnp.arange(done, done + take, dtype=jnp.int32), pad])
+    for done, take, idx in padded_batches(total, size):
       batch_cond = None if cond is None else jax.tree.map(lambda c: jnp.asarray(c)[idx], cond)
       videos = self.sample_fn(state, schedule, base_keys[idx], residual_keys[idx], batch_cond)
       if progress is not None:
         progress(done + take, total)
       yield jax.device_get(videos[:take])
+
+
+def padded_batches(total: int, size: int):
+  """(done, take, idx) per batch of `size` over `total` items: `idx` (size,) int32 are
+  items done..done+take-1, the last batch padded with copies of the last item, so that
+  every call of a jitted sampler has one shape (one compile)."""
+  for done in range(0, total, size):
+    take = min(size, total - done)
+    yield done, take, jnp.asarray(np.minimum(np.arange(done, done + size), total - 1), jnp.int32)
 
 
 def sampler_config(config: ml_collections.ConfigDict) -> SamplerConfig:
