@@ -34,6 +34,9 @@ MOTION_COLUMNS = {
   "centre_distance": "centre distance (/255)",
   "frame_change": "frame change (/255)",
 }
+# A published study's real-clip motion (study_publish.py), where a study folder has
+# study_runner.REAL.
+REAL_MOTION = "real_motion.json"
 RUNS_TO_DO = (
   "run `make study` in the repository (hours on 2 CPU cores; resumable: run it again to "
   "go on), or `make study STUDY_ARGS=--budget_minutes=60` to run it in parts"
@@ -102,7 +105,15 @@ def read_study(out: str | Path) -> Study:
   results = study_runner.read_results(out)
   results = {i: results[i] for i in run_ids if i in results}  # in the study's run order
   real = study_runner.read_real(out)
-  return Study(out, settings, results, real["motion"] if real else None, len(run_ids))
+  motion = real["motion"] if real else _published_motion(out)
+  return Study(out, settings, results, motion, len(run_ids))
+
+
+def _published_motion(out: Path) -> dict | None:
+  """The real clips' motion of a published study (study_publish.py keeps only that of
+  the real clips' features); None when not there."""
+  path = out / REAL_MOTION
+  return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _as_study(study: Study | str | Path) -> Study:

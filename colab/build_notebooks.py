@@ -406,18 +406,20 @@ def decomposition():
           Each run's samples are scored by FVD against real clips (lower: closer). An arm
           beats another only when their 95% intervals over seeds do not overlap; otherwise
           the arms do not separate at this scale. The studies take hours, so these cells only
-          read the folder `make study` writes (`runs/study` in the checkout; resumable, or
-          in parts with `make study STUDY_ARGS=--budget_minutes=60`); without it they say
-          what to run, and a study still running shows the runs done so far."""),
+          read a study folder: yours, which `make study` writes (`runs/study` in the
+          checkout; resumable, or in parts with `make study STUDY_ARGS=--budget_minutes=60`;
+          a study still running shows the runs done so far), else the one committed in
+          `benchmarks/study_results` (benchmarks/RESULTS.md: where and when it ran)."""),
     code("""
           from pathlib import Path
 
           from benchmarks import study_plots
 
           STUDY = "runs/study"  # make study's folder: here, else in the checkout (ROOT)
+          COMMITTED = ROOT / "benchmarks/study_results"  # the study in RESULTS.md
 
-          folder = Path(STUDY) if (Path(STUDY) / "study.json").exists() else ROOT / STUDY
-          study = study_plots.read_study(folder)
+          found = [p for p in (Path(STUDY), ROOT / STUDY, COMMITTED) if (p / "study.json").exists()]
+          study = study_plots.read_study(found[0] if found else ROOT / STUDY)
           print(study.message)
           if study.done:  # the tables and sentences of runs/study/*.md, from the same numbers
             print(study_plots.summary(study))
