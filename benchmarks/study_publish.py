@@ -94,7 +94,7 @@ def main(argv):
   del argv
   out = publish(_STUDY.value, _OUT.value, num_videos=_NUM_VIDEOS.value)
   size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-  print(f"{out}: {study_plots.read_study(out).message} ({size / 1e3:.0f} kB)")
+  print(f"{study_plots.read_study(out).message} ({size / 1e3:.0f} kB)")
 
 
 if __name__ == "__main__":

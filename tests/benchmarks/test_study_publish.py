@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from benchmarks import decomposition_study as ds
-from benchmarks import study_plots, study_publish, study_runner
+from benchmarks import study_plots, study_publish, study_runner, study_stats
 from tests.benchmarks.test_study_plots import PARTIAL, ROOT, SETTINGS, _run_cells, _study_folder
 from videofusion_jax import cli
 
@@ -114,3 +114,20 @@ def test_notebook_cells_show_the_committed_study_without_one_of_ones_own(
   assert "6 of 10 runs done, 4 missing" in text
   assert "| independent noise (lam=0) | 2 of 2 |" in text
   assert len(shown) == 3  # FVD, motion, strips
+
+
+def test_the_committed_study_is_whole_and_results_md_shows_its_numbers():
+  committed = ROOT / "benchmarks/study_results"
+  study = study_plots.read_study(committed)
+  assert study.done == study.total == 15 and study.data_motion is not None
+  results_md = (ROOT / "benchmarks/RESULTS.md").read_text()
+  for name in study.names:
+    arms, reference = study.arms(name)
+    # The tables and sentences as the records give them today, in RESULTS.md and in the
+    # committed <study>.md that `make study` wrote.
+    for text in (
+      study_stats.markdown_table(arms, study.data_motion),
+      study_stats.answer(arms, reference),
+    ):
+      assert text in results_md and text in (committed / f"{name}.md").read_text()
+  assert len(study_plots.strips(study)) == 5  # an arm's strip each, 4 samples in each
