@@ -13,6 +13,7 @@ import pytest
 
 from benchmarks import decomposition_study as ds
 from benchmarks import study_plots, study_runner, study_stats
+from benchmarks.study_publish import publish
 from tests.benchmarks.test_decomposition_study import STANDIN, _tiny
 from videofusion_jax.data import video_io
 from videofusion_jax.data.synthetic import SyntheticShapes
@@ -266,10 +267,15 @@ def test_notebook_cells_without_a_study_print_what_to_run(tmp_path, monkeypatch,
   assert message in text and shown == []
 
 
-def test_notebook_cells_show_the_tables_figures_and_strips(tmp_path, partial, monkeypatch, capsys):
-  monkeypatch.chdir(tmp_path)  # runs/study is not here: the cells find the checkout's
-  (tmp_path / "checkout" / "runs").mkdir(parents=True)
-  (tmp_path / "checkout" / "runs" / "study").symlink_to(partial)
+# The study of one's own (make study's folder), else the committed one (study_publish.py).
+@pytest.mark.parametrize("where", ["runs/study", "benchmarks/study_results"])
+def test_notebook_cells_show_the_tables_figures_and_strips(
+  tmp_path, partial, monkeypatch, capsys, where
+):
+  monkeypatch.chdir(tmp_path)  # no study here: the cells look in the checkout
+  folder = partial if where == "runs/study" else publish(partial, tmp_path / "published")
+  (tmp_path / "checkout" / where).parent.mkdir(parents=True)
+  (tmp_path / "checkout" / where).symlink_to(folder)
   text, shown = _run_cells(tmp_path / "checkout", capsys)
   assert "6 of 10 runs done, 4 missing" in text
   assert "| independent noise (lam=0) | 2 of 2 |" in text

@@ -1,7 +1,8 @@
 """benchmarks/study_publish.py: the small copy of a study folder reads like the folder
 (records, real motion, tables, strips), holds the figures, refuses what it cannot copy
-before writing anything, replaces an older copy only when complete, and is what the
-notebook's cells show when there is no study folder of one's own."""
+before writing anything, and replaces an older copy only when complete; the committed
+study is whole and RESULTS.md shows its numbers. (The notebook's cells reading it:
+test_study_plots.py.)"""
 
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 
 from benchmarks import decomposition_study as ds
 from benchmarks import study_plots, study_publish, study_runner, study_stats
-from tests.benchmarks.test_study_plots import PARTIAL, ROOT, SETTINGS, _run_cells, _study_folder
+from tests.benchmarks.test_study_plots import PARTIAL, ROOT, SETTINGS, _study_folder
 from videofusion_jax import cli
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -102,18 +103,6 @@ def test_the_cli_refuses_an_empty_study_with_one_line_and_exit_2(tmp_path):
   assert proc.returncode == 2, proc.stderr
   assert "no finished study run here yet" in proc.stderr.strip().splitlines()[-1]
   assert not (tmp_path / "o").exists()
-
-
-def test_notebook_cells_show_the_committed_study_without_one_of_ones_own(
-  tmp_path, published, monkeypatch, capsys
-):
-  monkeypatch.chdir(tmp_path)
-  (tmp_path / "checkout" / "benchmarks").mkdir(parents=True)
-  (tmp_path / "checkout" / "benchmarks" / "study_results").symlink_to(published)
-  text, shown = _run_cells(tmp_path / "checkout", capsys)
-  assert "6 of 10 runs done, 4 missing" in text
-  assert "| independent noise (lam=0) | 2 of 2 |" in text
-  assert len(shown) == 3  # FVD, motion, strips
 
 
 def test_the_committed_study_is_whole_and_results_md_shows_its_numbers():
