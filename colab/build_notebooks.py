@@ -307,10 +307,10 @@ def decomposition():
           The same noise as videos (one draw per $\\lambda$): with $\\lambda = 0$ every frame
           but the centre one is fresh noise; at 0.9 the frames barely change."""),
     code("""
-          from videofusion_jax.sampling import display
+          from videofusion_jax.sampling.display import show_videos  # display(): IPython's
 
-          display.show_videos(np.clip(np.stack(noise_videos) / 3, -1, 1), fps=4,
-                              titles=[f"lam = {lam}" for lam in LAMS])
+          show_videos(np.clip(np.stack(noise_videos) / 3, -1, 1), fps=4,
+                      titles=[f"lam = {lam}" for lam in LAMS])
           """),
     md("""
           ## A trained model
@@ -335,8 +335,8 @@ def decomposition():
     code("""
           pipe = videofusion_jax.Pipeline.from_workdir(WORKDIR)
           videos = pipe.seed_grid(GRID, "both")  # uint8 (GRID * GRID, N, H, W, 3)
-          display.show_videos(videos, columns=GRID, fps=config.sample.fps,
-                              titles=[f"b{i}_r{j}" for i in range(GRID) for j in range(GRID)])
+          show_videos(videos, columns=GRID, fps=config.sample.fps,
+                      titles=[f"b{i}_r{j}" for i in range(GRID) for j in range(GRID)])
 
           centre = videos[:, (videos.shape[1] - 1) // 2].astype(np.float32)
           diff = np.abs(centre[:, None] - centre[None]).mean(axis=(2, 3, 4))
@@ -376,8 +376,8 @@ def decomposition():
             long.sample.fixed_base = fixed
             (path,) = controls.long_videos(long, WORKDIR)
             results[fixed] = video_io.read_video(path)
-          display.show_videos(np.stack([results[True], results[False]]), fps=config.sample.fps,
-                              titles=["fixed base noise", "fresh base noise per window"])
+          show_videos(np.stack([results[True], results[False]]), fps=config.sample.fps,
+                      titles=["fixed base noise", "fresh base noise per window"])
 
           plt.figure(figsize=(7, 3))
           for fixed, video in results.items():

@@ -2,6 +2,7 @@
 the figures hold the tables' intervals and each run, the strips the right run's
 samples, a missing or partial study says what to run, and the notebook's cells run."""
 
+import ast
 import dataclasses
 import io
 import json
@@ -248,6 +249,21 @@ def _study_cells() -> list[str]:
   sources = [("".join(c["source"]), c["cell_type"]) for c in cells]
   start = next(i for i, (text, _) in enumerate(sources) if text.startswith("## What the studies"))
   return [text for text, kind in sources[start:] if kind == "code"]
+
+
+def test_no_earlier_cell_of_the_notebook_rebinds_ipythons_display():
+  """The study cells show figures with IPython's `display`, a builtin of the kernel; an
+  earlier `from videofusion_jax.sampling import display` shadowed it (TypeError: 'module'
+  object is not callable, found by make test-notebooks)."""
+  cells = json.loads((ROOT / "colab/decomposition.ipynb").read_text())["cells"]
+  bound = []
+  for cell in (c for c in cells if c["cell_type"] == "code"):
+    for node in ast.walk(ast.parse("".join(cell["source"]))):
+      if isinstance(node, (ast.Import, ast.ImportFrom)):
+        bound += [a.asname or a.name.split(".")[0] for a in node.names]
+      elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+        bound.append(node.id)
+  assert "display" not in bound
 
 
 def _run_cells(checkout: Path, capsys) -> tuple[str, list]:
