@@ -2,7 +2,7 @@
 
   python -m benchmarks.study_publish --study=runs/study --out=benchmarks/study_results
 
-`make study` leaves hundreds of MB in runs/study (checkpoints, 256 samples and their I3D
+`make study` leaves about 1 GB in runs/study (checkpoints, 256 samples and their I3D
 features per run). What the tables and `colab/decomposition.ipynb` need of it is small:
 
   OUT/study.json, results.jsonl     the settings and every run's record, as they are
@@ -29,7 +29,12 @@ from absl import flags
 from benchmarks import study_plots, study_runner
 from videofusion_jax import cli
 
-FIGURES = ("fvd", "motion", "strips")
+# The notebook's figures, by the name of their PNG.
+FIGURES = {
+  "fvd": study_plots.fvd_figure,
+  "motion": study_plots.motion_figure,
+  "strips": study_plots.strips_figure,
+}
 
 
 def publish(study: str | Path, out: str | Path, *, num_videos: int = 4) -> Path:
@@ -71,23 +76,12 @@ def publish(study: str | Path, out: str | Path, *, num_videos: int = 4) -> Path:
   return final
 
 
-def write_figures(study: str | Path, out: str | Path) -> list[Path]:
-  """The notebook's three figures of STUDY as OUT/{fvd,motion,strips}.png."""
-  import matplotlib
-
-  matplotlib.use("Agg")  # files only: no display needed
-  draw = {
-    "fvd": study_plots.fvd_figure,
-    "motion": study_plots.motion_figure,
-    "strips": study_plots.strips_figure,
-  }
+def write_figures(study: str | Path, out: str | Path) -> None:
+  """The notebook's three figures of STUDY as OUT/{fvd,motion,strips}.png (matplotlib
+  Figures, not pyplot's: no backend to choose)."""
   study = study_plots.read_study(study)
-  paths = []
-  for name in FIGURES:
-    path = Path(out) / f"{name}.png"
-    draw[name](study).savefig(path, dpi=90)
-    paths.append(path)
-  return paths
+  for name, draw in FIGURES.items():
+    draw(study).savefig(Path(out) / f"{name}.png", dpi=90)
 
 
 def main(argv):
